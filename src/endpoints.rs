@@ -1,0 +1,224 @@
+//! `GET /metrics` and `GET /v1/stats`, as an axum router fragment or a plain
+//! `tower::Service` for hyper (or any Tower server) without axum.
+//!
+//! ```
+//! use tower_observe::{endpoints::ObserveEndpoints, Observer};
+//!
+//! # async fn demo() {
+//! use tower::ServiceExt;
+//! let observer = Observer::new();
+//! let endpoints = ObserveEndpoints::new(&observer);
+//! let req = http::Request::get("/v1/stats").body(()).unwrap();
+//! let res = endpoints.oneshot(req).await.unwrap();
+//! assert_eq!(res.status(), 200);
+//! # }
+//! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(demo());
+//! ```
+
+use std::convert::Infallible;
+use std::future::{ready, Ready};
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::Full;
+use tower_service::Service;
+
+use crate::Observer;
+
+/// Content type of the Prometheus text exposition format.
+pub const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Default path of the Prometheus endpoint.
+pub const METRICS_PATH: &str = "/metrics";
+/// Default path of the JSON statistics endpoint.
+pub const STATS_PATH: &str = "/v1/stats";
+
+/// Serves the observer's endpoints on their paths and answers 404 elsewhere.
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct ObserveEndpoints {
+    observer: Observer,
+    metrics_path: String,
+    stats_path: String,
+}
+
+impl ObserveEndpoints {
+    /// The endpoints of `observer`, on `/metrics` and `/v1/stats`.
+    pub fn new(observer: &Observer) -> Self {
+        Self {
+            observer: observer.clone(),
+            metrics_path: METRICS_PATH.to_owned(),
+            stats_path: STATS_PATH.to_owned(),
+        }
+    }
+
+    /// Serves Prometheus text on `path` instead of `/metrics`.
+    pub fn metrics_path(mut self, path: impl Into<String>) -> Self {
+        self.metrics_path = path.into();
+        self
+    }
+
+    /// Serves the JSON statistics on `path` instead of `/v1/stats`.
+    pub fn stats_path(mut self, path: impl Into<String>) -> Self {
+        self.stats_path = path.into();
+        self
+    }
+
+    fn respond(&self, method: &Method, path: &str) -> Response<Full<Bytes>> {
+        let endpoint = if path == self.metrics_path {
+            Endpoint::Metrics
+        } else if path == self.stats_path {
+            Endpoint::Stats
+        } else {
+            return plain(StatusCode::NOT_FOUND, "not found");
+        };
+        if method != Method::GET && method != Method::HEAD {
+            let mut res = plain(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
+            res.headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+            return res;
+        }
+        endpoint.respond(&self.observer)
+    }
+}
+
+/// One of the observer's endpoints.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Endpoint {
+    Metrics,
+    Stats,
+}
+
+impl Endpoint {
+    pub(crate) fn respond(self, observer: &Observer) -> Response<Full<Bytes>> {
+        match self {
+            Endpoint::Metrics => match observer.render_metrics() {
+                Some(text) => with_type(Bytes::from(text), PROMETHEUS_TEXT),
+                None => plain(
+                    StatusCode::NOT_FOUND,
+                    "this observer records into an external recorder and has no renderer; \
+                     configure one with ObserverBuilder::renderer",
+                ),
+            },
+            Endpoint::Stats => match serde_json::to_vec(&observer.stats()) {
+                Ok(json) => with_type(Bytes::from(json), "application/json"),
+                Err(e) => plain(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    &format!("could not encode statistics: {e}"),
+                ),
+            },
+        }
+    }
+}
+
+fn with_type(body: Bytes, content_type: &'static str) -> Response<Full<Bytes>> {
+    let mut res = Response::new(Full::new(body));
+    res.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    res.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res
+}
+
+fn plain(status: StatusCode, message: &str) -> Response<Full<Bytes>> {
+    let mut res = with_type(
+        Bytes::from(format!("{message}\n")),
+        "text/plain; charset=utf-8",
+    );
+    *res.status_mut() = status;
+    res
+}
+
+impl<B> Service<Request<B>> for ObserveEndpoints {
+    type Response = Response<Full<Bytes>>;
+    type Error = Infallible;
+    type Future = Ready<Result<Self::Response, Infallible>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        ready(Ok(self.respond(req.method(), req.uri().path())))
+    }
+}
+
+impl Observer {
+    /// The endpoints as a plain `tower::Service` (for hyper without axum).
+    pub fn endpoints(&self) -> ObserveEndpoints {
+        ObserveEndpoints::new(self)
+    }
+}
+
+#[cfg(feature = "axum")]
+mod router {
+    use axum::routing::get;
+    use axum::Router;
+
+    use super::{Endpoint, METRICS_PATH, STATS_PATH};
+    use crate::Observer;
+
+    impl Observer {
+        /// An axum router fragment serving `GET /metrics` and `GET /v1/stats`; merge it into
+        /// your app with `Router::merge`.
+        ///
+        /// ```
+        /// use axum::Router;
+        /// let observer = tower_observe::Observer::new();
+        /// let app: Router = Router::new().merge(observer.router());
+        /// ```
+        pub fn router<S: Clone + Send + Sync + 'static>(&self) -> Router<S> {
+            let metrics = self.clone();
+            let stats = self.clone();
+            Router::new()
+                .route(
+                    METRICS_PATH,
+                    get(move || {
+                        let observer = metrics.clone();
+                        async move { Endpoint::Metrics.respond(&observer) }
+                    }),
+                )
+                .route(
+                    STATS_PATH,
+                    get(move || {
+                        let observer = stats.clone();
+                        async move { Endpoint::Stats.respond(&observer) }
+                    }),
+                )
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tower::ServiceExt;
+
+    #[tokio::test]
+    async fn routes_and_methods() {
+        let observer = Observer::new();
+        let svc = observer.endpoints();
+        let res = svc.clone().oneshot(Request::get("/metrics").body(()).unwrap()).await.unwrap();
+        assert_eq!(res.status(), 200);
+        assert_eq!(res.headers()[header::CONTENT_TYPE], PROMETHEUS_TEXT);
+        let res = svc.clone().oneshot(Request::get("/nope").body(()).unwrap()).await.unwrap();
+        assert_eq!(res.status(), 404);
+        let res = svc.oneshot(Request::post("/v1/stats").body(()).unwrap()).await.unwrap();
+        assert_eq!(res.status(), 405);
+    }
+
+    #[tokio::test]
+    async fn external_recorder_without_renderer_is_a_clear_404() {
+        let observer = Observer::builder()
+            .recorder(metrics::NoopRecorder)
+            .build()
+            .unwrap();
+        let res = observer
+            .endpoints()
+            .oneshot(Request::get("/metrics").body(()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 404);
+    }
+}

@@ -1,0 +1,68 @@
+//! Production-grade observability for Tower, axum and hyper services, in a few layers.
+//!
+//! tower-observe gives a service request IDs, OpenTelemetry-named HTTP metrics measured to
+//! the end of the response body, a `/metrics` endpoint that renders fast and stays bounded in
+//! memory, and a `/v1/stats` JSON endpoint with live percentiles — without a global
+//! recorder, and without an external service.
+//!
+//! # Quick start (axum)
+//!
+//! ```
+//! use axum::{routing::get, Router};
+//! use tower_observe::Observer;
+//!
+//! let observer = Observer::new();
+//! let app: Router = Router::new()
+//!     .route("/users/{id}", get(|| async { "user" }))
+//!     .merge(observer.router())   // GET /metrics, GET /v1/stats
+//!     .layer(observer.layer());   // request IDs + HTTP metrics
+//! # let _ = app;
+//! ```
+//!
+//! # Pieces
+//!
+//! - [`request_id`]: validate or generate `x-request-id`, put it on the request, the
+//!   response, the extensions and the current span.
+//! - [`http_metrics`]: `http_server_request_duration_seconds` and friends, with route
+//!   templates, `_OTHER` methods, `aborted` responses and a cardinality limit.
+//! - [`Observer`]: the shared core. One record per request feeds the metrics, the
+//!   statistics and any [`RecordSink`].
+//! - [`registry`]: the built-in `metrics` recorder and its Prometheus renderer; your own
+//!   `metrics::counter!` calls land there too once it is installed.
+//! - [`endpoints`]: the axum router fragment and the plain `tower::Service` for hyper.
+//! - [`stats`]: the `/v1/stats` document.
+//!
+//! Each layer works alone or stacked with `tower::ServiceBuilder`. The docs in `docs/`
+//! cover metric names, the statistics schema and the registry's design.
+
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+pub mod clock;
+pub mod endpoints;
+pub mod http_metrics;
+pub mod labels;
+pub mod names;
+mod observer;
+pub mod registry;
+pub mod request_id;
+pub mod stats;
+mod sync;
+mod time_fmt;
+
+pub use http_metrics::HttpMetricsLayer;
+pub use labels::{Dimensions, RouteTemplate};
+pub use observer::{
+    BuildError, HttpServerRecord, Observer, ObserverBuilder, RecordSink, MAX_DIMENSIONS,
+};
+pub use request_id::{RequestId, RequestIdLayer};
+
+/// The full server stack: [`RequestIdLayer`] outside, [`HttpMetricsLayer`] inside.
+pub type ObserveLayer = tower_layer::Stack<HttpMetricsLayer, RequestIdLayer>;
+
+impl Observer {
+    /// Request IDs and HTTP metrics in one layer, the request-ID layer outermost so that a
+    /// request's ID is already assigned while it is measured.
+    pub fn layer(&self) -> ObserveLayer {
+        tower_layer::Stack::new(self.http_metrics_layer(), self.request_id_layer())
+    }
+}

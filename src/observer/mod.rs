@@ -1,0 +1,498 @@
+//! The [`Observer`]: one shared handle that owns the recording path.
+//!
+//! Every layer made from an observer records a finished request exactly once, through
+//! [`Observer`]'s internal record call, which updates, in this order: the metric handles of
+//! the request's label set (registered once with the recorder, then reused), the
+//! `/v1/stats` cells, and any [`RecordSink`]s (history, alerts, exemplars and other later
+//! consumers plug in there). A panic anywhere in that path, a user recorder's included, is
+//! caught and counted; it never reaches the request.
+
+mod series;
+mod sink;
+
+use std::fmt;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, OnceLock};
+use std::time::{Instant, SystemTime};
+
+use metrics::{Counter, Key, Recorder};
+
+use crate::clock::Clock;
+use crate::labels::{is_valid_label_name, Dimensions, HttpMethod};
+use crate::registry::{Registry, RegistryBuilder, BODY_SIZE_BUCKETS, OTEL_DURATION_BUCKETS};
+use crate::stats::{Outcome, Stats, StatsSnapshot};
+use crate::{names, time_fmt};
+pub(crate) use series::{ErrorType, Scheme};
+use series::{Context, RecorderSource, SeriesCache, SeriesKeyRef};
+pub use series::MAX_DIMENSIONS;
+pub use sink::{HttpServerRecord, RecordSink};
+use sink::Sinks;
+
+enum Backend {
+    Registry(Registry),
+    Recorder(Arc<dyn Recorder + Send + Sync>),
+    Global,
+}
+
+impl RecorderSource for Backend {
+    fn with(&self, f: &mut dyn FnMut(&dyn Recorder)) {
+        match self {
+            Backend::Registry(r) => f(r),
+            Backend::Recorder(r) => f(&**r),
+            Backend::Global => metrics::with_recorder(|r| f(r)),
+        }
+    }
+}
+
+type Renderer = Arc<dyn Fn() -> String + Send + Sync>;
+
+struct Inner {
+    backend: Backend,
+    renderer: Option<Renderer>,
+    stats: Stats,
+    clock: Clock,
+    started: Instant,
+    started_wall: SystemTime,
+    dimension_keys: Box<[Arc<str>]>,
+    max_label_sets: usize,
+    http: SeriesCache,
+    sinks: Sinks,
+    recording_failures: AtomicU64,
+    request_id_rejected: OnceLock<Counter>,
+}
+
+/// The shared core of tower-observe: the recorder, the statistics and their configuration.
+///
+/// Cheap to clone. Make the layers and the endpoints from the same observer:
+///
+/// ```
+/// use axum::{routing::get, Router};
+/// use tower_observe::Observer;
+///
+/// let observer = Observer::new();
+/// let app: Router = Router::new()
+///     .route("/users/{id}", get(|| async { "user" }))
+///     .merge(observer.router()) // GET /metrics and GET /v1/stats
+///     .layer(observer.layer()); // request IDs + HTTP metrics
+/// ```
+#[derive(Clone)]
+pub struct Observer {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for Observer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Observer")
+            .field("dimensions", &self.inner.dimension_keys)
+            .field("max_label_sets", &self.inner.max_label_sets)
+            .field("clock", &self.inner.clock)
+            .field("sinks", &self.inner.sinks)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for Observer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The inputs of one finished request, as the metrics layer hands them over.
+pub(crate) struct HttpCompletion<'a> {
+    pub(crate) method: HttpMethod,
+    pub(crate) route: &'a str,
+    pub(crate) scheme: Scheme,
+    pub(crate) status: Option<u16>,
+    pub(crate) error: Option<ErrorType>,
+    pub(crate) outcome: Outcome,
+    pub(crate) dimensions: Option<&'a Dimensions>,
+    pub(crate) start: Instant,
+    pub(crate) end: Instant,
+    pub(crate) request_bytes: u64,
+    pub(crate) response_bytes: u64,
+}
+
+impl Observer {
+    /// An observer with its own [`Registry`], OpenTelemetry duration buckets, no extra
+    /// dimensions and a limit of 2000 label sets per metric.
+    pub fn new() -> Self {
+        Self::builder()
+            .build()
+            .unwrap_or_else(|_| unreachable!("the default configuration is valid"))
+    }
+
+    /// Starts configuring an observer.
+    pub fn builder() -> ObserverBuilder {
+        ObserverBuilder::default()
+    }
+
+    /// The registry the observer records into, unless it was given another recorder.
+    ///
+    /// Install it as the global `metrics` recorder to have your own `metrics::counter!`
+    /// calls appear on `/metrics`: `metrics::set_global_recorder(observer.registry().unwrap().clone())`.
+    pub fn registry(&self) -> Option<&Registry> {
+        match &self.inner.backend {
+            Backend::Registry(r) => Some(r),
+            _ => None,
+        }
+    }
+
+    /// Renders `/metrics`: the registry's Prometheus text, or the output of the renderer
+    /// configured with [`ObserverBuilder::renderer`]; `None` when there is neither.
+    pub fn render_metrics(&self) -> Option<String> {
+        if let Some(render) = &self.inner.renderer {
+            return catch_unwind(AssertUnwindSafe(|| render())).ok();
+        }
+        self.registry().map(Registry::render)
+    }
+
+    /// The statistics served at `/v1/stats`, as of now.
+    pub fn stats(&self) -> StatsSnapshot {
+        let elapsed = self
+            .inner
+            .clock
+            .now()
+            .saturating_duration_since(self.inner.started)
+            .as_secs_f64();
+        self.inner
+            .stats
+            .snapshot(elapsed, time_fmt::rfc3339(self.inner.started_wall))
+    }
+
+    /// How many times recording a request failed (a recorder or sink panicked). Those
+    /// requests were served normally; only their measurement was lost.
+    pub fn recording_failures(&self) -> u64 {
+        self.inner.recording_failures.load(Relaxed)
+    }
+
+    /// The clock the layers read.
+    pub fn clock(&self) -> &Clock {
+        &self.inner.clock
+    }
+
+    /// The extra dimensions this observer turns into labels and breakdowns.
+    pub fn dimensions(&self) -> &[Arc<str>] {
+        &self.inner.dimension_keys
+    }
+
+    /// Runs `f`, and counts instead of propagating a panic from a user recorder or sink.
+    fn guarded(&self, f: impl FnOnce()) {
+        if catch_unwind(AssertUnwindSafe(f)).is_err() {
+            self.inner.recording_failures.fetch_add(1, Relaxed);
+        }
+    }
+
+    pub(crate) fn request_started(&self, method: HttpMethod, scheme: Scheme) {
+        self.guarded(|| {
+            self.inner
+                .http
+                .active_gauge(method, scheme, &self.inner.backend)
+                .increment(1.0);
+        });
+    }
+
+    pub(crate) fn request_id_rejected(&self) {
+        self.guarded(|| {
+            self.inner
+                .request_id_rejected
+                .get_or_init(|| {
+                    let mut counter = Counter::noop();
+                    self.inner.backend.with(&mut |r| {
+                        r.describe_counter(
+                            names::REQUEST_ID_REJECTED.into(),
+                            None,
+                            "Incoming request IDs that were invalid and replaced by a fresh one."
+                                .into(),
+                        );
+                        counter = r.register_counter(
+                            &Key::from_name(names::REQUEST_ID_REJECTED),
+                            &metrics::Metadata::new(module_path!(), metrics::Level::INFO, None),
+                        );
+                    });
+                    counter
+                })
+                .increment(1);
+        });
+    }
+
+    /// The one recording path for a finished HTTP server request.
+    pub(crate) fn record_http(&self, c: &HttpCompletion<'_>) {
+        self.guarded(|| self.record_http_unguarded(c));
+    }
+
+    fn record_http_unguarded(&self, c: &HttpCompletion<'_>) {
+        let inner = &*self.inner;
+        inner
+            .http
+            .active_gauge(c.method, c.scheme, &inner.backend)
+            .decrement(1.0);
+        let mut dim_values: [Option<&str>; MAX_DIMENSIONS] = [None; MAX_DIMENSIONS];
+        let dim_count = inner.dimension_keys.len();
+        if let Some(dims) = c.dimensions {
+            for (slot, key) in dim_values.iter_mut().zip(inner.dimension_keys.iter()) {
+                *slot = dims.get(key);
+            }
+        }
+        let key = SeriesKeyRef {
+            method: c.method,
+            route: c.route,
+            scheme: c.scheme,
+            status: c.status.unwrap_or(0),
+            error: c.error,
+            dims: &dim_values[..dim_count],
+        };
+        let ctx = Context {
+            source: &inner.backend,
+            stats: &inner.stats,
+            dimension_keys: &inner.dimension_keys,
+            max_label_sets: inner.max_label_sets,
+        };
+        let duration = c.end.saturating_duration_since(c.start);
+        let nanos = u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX);
+        let second = c.end.saturating_duration_since(inner.started).as_secs();
+        inner.http.with_series(&key, &ctx, |series| {
+            series.handles.duration.record(duration.as_secs_f64());
+            series.handles.request_size.record(c.request_bytes as f64);
+            series.handles.response_size.record(c.response_bytes as f64);
+            inner.stats.global().record(nanos, second, c.status, c.outcome);
+            series.route_stats.record(nanos, second, c.status, c.outcome);
+            for cell in series.dim_stats.iter() {
+                cell.record(nanos, second, c.status, c.outcome);
+            }
+            if !inner.sinks.0.is_empty() {
+                let record = HttpServerRecord {
+                    method: c.method.as_str(),
+                    route: &series.route,
+                    scheme: c.scheme.as_str(),
+                    status: c.status,
+                    error_type: series.error_type.as_deref(),
+                    dimensions: &series.dims,
+                    duration,
+                    end: c.end,
+                    request_body_bytes: c.request_bytes,
+                    response_body_bytes: c.response_bytes,
+                };
+                for sink in inner.sinks.0.iter() {
+                    sink.record_http_server(&record);
+                }
+            }
+        });
+    }
+}
+
+/// An invalid [`ObserverBuilder`] setting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// A dimension name is not a valid Prometheus label name (`[a-zA-Z_][a-zA-Z0-9_]*`).
+    InvalidDimension(String),
+    /// A dimension name collides with one of the HTTP labels.
+    ReservedDimension(String),
+    /// More than [`MAX_DIMENSIONS`] dimensions.
+    TooManyDimensions(usize),
+}
+
+impl fmt::Display for BuildError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BuildError::InvalidDimension(d) => write!(
+                f,
+                "dimension {d:?} is not a valid label name (use letters, digits and _, not starting with a digit)"
+            ),
+            BuildError::ReservedDimension(d) => {
+                write!(f, "dimension {d:?} collides with a built-in HTTP label")
+            }
+            BuildError::TooManyDimensions(n) => write!(
+                f,
+                "{n} dimensions configured; at most {MAX_DIMENSIONS} are supported"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for BuildError {}
+
+enum BackendChoice {
+    Builtin,
+    Recorder(Arc<dyn Recorder + Send + Sync>),
+    Global,
+}
+
+/// Configures an [`Observer`].
+#[must_use]
+pub struct ObserverBuilder {
+    backend: BackendChoice,
+    registry: RegistryBuilder,
+    duration_buckets: Vec<f64>,
+    renderer: Option<Renderer>,
+    clock: Clock,
+    dimensions: Vec<String>,
+    max_label_sets: usize,
+    sinks: Vec<Arc<dyn RecordSink>>,
+}
+
+impl fmt::Debug for ObserverBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ObserverBuilder")
+            .field("dimensions", &self.dimensions)
+            .field("max_label_sets", &self.max_label_sets)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for ObserverBuilder {
+    fn default() -> Self {
+        Self {
+            backend: BackendChoice::Builtin,
+            registry: Registry::builder(),
+            duration_buckets: OTEL_DURATION_BUCKETS.to_vec(),
+            renderer: None,
+            clock: Clock::system(),
+            dimensions: Vec::new(),
+            max_label_sets: crate::registry::DEFAULT_MAX_LABEL_SETS,
+            sinks: Vec::new(),
+        }
+    }
+}
+
+impl ObserverBuilder {
+    /// Records into `recorder` instead of the built-in [`Registry`] (for example a
+    /// `metrics-exporter-prometheus` recorder). Pair it with [`renderer`](Self::renderer)
+    /// to keep serving `/metrics`.
+    pub fn recorder<R: Recorder + Send + Sync + 'static>(mut self, recorder: R) -> Self {
+        self.backend = BackendChoice::Recorder(Arc::new(recorder));
+        self
+    }
+
+    /// Records into whatever global recorder `metrics::set_global_recorder` installed
+    /// (looked up when each label set is first seen).
+    pub fn global_recorder(mut self) -> Self {
+        self.backend = BackendChoice::Global;
+        self
+    }
+
+    /// What `/metrics` serves, when the observer does not own the registry.
+    pub fn renderer(mut self, render: impl Fn() -> String + Send + Sync + 'static) -> Self {
+        self.renderer = Some(Arc::new(render));
+        self
+    }
+
+    /// Further settings of the built-in registry: buckets of your own histograms, default
+    /// buckets. (The HTTP histograms' buckets are set with [`duration_buckets`](Self::duration_buckets).)
+    pub fn configure_registry(mut self, f: impl FnOnce(RegistryBuilder) -> RegistryBuilder) -> Self {
+        self.registry = f(self.registry);
+        self
+    }
+
+    /// Bucket bounds, in seconds, of `http_server_request_duration_seconds`. Defaults to the
+    /// OpenTelemetry advice: 5 ms … 10 s in 14 buckets.
+    pub fn duration_buckets(mut self, bounds: &[f64]) -> Self {
+        self.duration_buckets = bounds.to_vec();
+        self
+    }
+
+    /// Adds an extra dimension (`backend`, `model`, …): read from [`Dimensions`]
+    /// extensions, added as a label and broken down in `/v1/stats`.
+    pub fn dimension(mut self, name: impl Into<String>) -> Self {
+        self.dimensions.push(name.into());
+        self
+    }
+
+    /// At most this many label sets per HTTP metric (default 2000); past it, new label sets
+    /// fold into one `_OTHER` series and `tower_observe_cardinality_overflow_total` counts them.
+    pub fn max_label_sets_per_metric(mut self, limit: usize) -> Self {
+        self.max_label_sets = limit.max(1);
+        self
+    }
+
+    /// The time source (a [`ManualClock`](crate::clock::ManualClock) in tests).
+    pub fn clock(mut self, clock: impl Into<Clock>) -> Self {
+        self.clock = clock.into();
+        self
+    }
+
+    /// Adds a consumer of finished requests.
+    pub fn sink(mut self, sink: Arc<dyn RecordSink>) -> Self {
+        self.sinks.push(sink);
+        self
+    }
+
+    /// Builds the observer.
+    pub fn build(self) -> Result<Observer, BuildError> {
+        const RESERVED: [&str; 5] = [
+            names::HTTP_REQUEST_METHOD,
+            names::HTTP_ROUTE,
+            names::HTTP_RESPONSE_STATUS_CODE,
+            names::URL_SCHEME,
+            names::ERROR_TYPE,
+        ];
+        if self.dimensions.len() > MAX_DIMENSIONS {
+            return Err(BuildError::TooManyDimensions(self.dimensions.len()));
+        }
+        let mut dimension_keys: Vec<Arc<str>> = Vec::new();
+        for d in &self.dimensions {
+            if !is_valid_label_name(d) {
+                return Err(BuildError::InvalidDimension(d.clone()));
+            }
+            if RESERVED.contains(&d.as_str()) || d.starts_with("__") || d == "le" {
+                return Err(BuildError::ReservedDimension(d.clone()));
+            }
+            if !dimension_keys.iter().any(|k| **k == **d) {
+                dimension_keys.push(Arc::from(d.as_str()));
+            }
+        }
+        let backend = match self.backend {
+            BackendChoice::Builtin => Backend::Registry(
+                self.registry
+                    .max_label_sets_per_metric(self.max_label_sets.saturating_add(1))
+                    .buckets_for(names::HTTP_SERVER_REQUEST_DURATION, &self.duration_buckets)
+                    .buckets_for(names::HTTP_SERVER_REQUEST_BODY_SIZE, &BODY_SIZE_BUCKETS)
+                    .buckets_for(names::HTTP_SERVER_RESPONSE_BODY_SIZE, &BODY_SIZE_BUCKETS)
+                    .build(),
+            ),
+            BackendChoice::Recorder(r) => Backend::Recorder(r),
+            BackendChoice::Global => Backend::Global,
+        };
+        let started = self.clock.now();
+        let started_wall = self.clock.wall();
+        Ok(Observer {
+            inner: Arc::new(Inner {
+                backend,
+                renderer: self.renderer,
+                stats: Stats::default(),
+                clock: self.clock,
+                started,
+                started_wall,
+                dimension_keys: dimension_keys.into_boxed_slice(),
+                max_label_sets: self.max_label_sets,
+                http: SeriesCache::default(),
+                sinks: Sinks(self.sinks.into_boxed_slice()),
+                recording_failures: AtomicU64::new(0),
+                request_id_rejected: OnceLock::new(),
+            }),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejects_bad_dimensions() {
+        assert_eq!(
+            Observer::builder().dimension("back-end").build().unwrap_err(),
+            BuildError::InvalidDimension("back-end".into())
+        );
+        assert_eq!(
+            Observer::builder().dimension("http_route").build().unwrap_err(),
+            BuildError::ReservedDimension("http_route".into())
+        );
+        let mut b = Observer::builder();
+        for i in 0..9 {
+            b = b.dimension(format!("d{i}"));
+        }
+        assert_eq!(b.build().unwrap_err(), BuildError::TooManyDimensions(9));
+    }
+}

@@ -1,0 +1,71 @@
+//! Plugging more consumers into the one recording path.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// One finished HTTP server request, as every consumer of the recording path sees it.
+///
+/// Label values here are the ones the metrics carry: sanitised, and folded into `_OTHER`
+/// past the cardinality limit.
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub struct HttpServerRecord<'a> {
+    /// `GET`, `POST`, …, or `_OTHER`.
+    pub method: &'static str,
+    /// The route template, `_UNMATCHED`, or `_OTHER`.
+    pub route: &'a str,
+    /// `http` or `https`.
+    pub scheme: &'static str,
+    /// The response status, if one was produced.
+    pub status: Option<u16>,
+    /// Set only on failure: the status code (`"503"`), `aborted`, `body_error` or `_OTHER`.
+    pub error_type: Option<&'a str>,
+    /// Extra dimensions (`backend`, `model`, …) present on this request.
+    pub dimensions: &'a [(Arc<str>, Arc<str>)],
+    /// From the request's arrival to the end (or drop) of its response body.
+    pub duration: Duration,
+    /// When the request ended.
+    pub end: Instant,
+    /// Request body bytes the application read.
+    pub request_body_bytes: u64,
+    /// Response body bytes sent.
+    pub response_body_bytes: u64,
+}
+
+/// A consumer of finished requests, called once per request after the metrics and
+/// `/v1/stats` are updated.
+///
+/// It runs on the request's task, so it must be quick and must not block: hand heavy work to
+/// a channel. A panic in a sink is caught and counted; it never reaches the request.
+///
+/// ```
+/// use std::sync::{atomic::{AtomicU64, Ordering}, Arc};
+/// use tower_observe::{HttpServerRecord, Observer, RecordSink};
+///
+/// #[derive(Default)]
+/// struct SlowRequests(AtomicU64);
+///
+/// impl RecordSink for SlowRequests {
+///     fn record_http_server(&self, record: &HttpServerRecord<'_>) {
+///         if record.duration.as_secs() >= 1 {
+///             self.0.fetch_add(1, Ordering::Relaxed);
+///         }
+///     }
+/// }
+///
+/// let slow = Arc::new(SlowRequests::default());
+/// let observer = Observer::builder().sink(slow.clone()).build();
+/// ```
+pub trait RecordSink: Send + Sync + 'static {
+    /// Called once per finished HTTP server request.
+    fn record_http_server(&self, record: &HttpServerRecord<'_>);
+}
+
+pub(crate) struct Sinks(pub(crate) Box<[Arc<dyn RecordSink>]>);
+
+impl fmt::Debug for Sinks {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} sink(s)", self.0.len())
+    }
+}

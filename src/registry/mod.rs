@@ -1,0 +1,473 @@
+//! The crate's own metric registry: a [`metrics::Recorder`] that renders Prometheus text fast.
+//!
+//! [`Registry`] is what an [`Observer`](crate::Observer) records into by default. It is also a
+//! plain `metrics` recorder: install it globally (or locally, in a test) and your own
+//! `metrics::counter!(…)` calls appear on `/metrics` next to the HTTP metrics.
+//!
+//! Why not `metrics-exporter-prometheus`? Its histograms keep every sample until the next
+//! render, so memory grows between scrapes, and rendering 10,000 histogram series takes a
+//! couple of hundred milliseconds. Here a histogram is a fixed array of atomic bucket
+//! counters and each series keeps its label set pre-formatted, so a scrape is one pass of
+//! integer formatting into one buffer. `docs/registry.md` has the measured figures. Users who
+//! prefer another recorder pass it to [`ObserverBuilder::recorder`](crate::ObserverBuilder::recorder)
+//! and render with it instead.
+//!
+//! ```
+//! use tower_observe::registry::Registry;
+//!
+//! let registry = Registry::builder().max_label_sets_per_metric(100).build();
+//! metrics::with_local_recorder(&registry, || {
+//!     metrics::describe_counter!("jobs_done_total", "Jobs finished.");
+//!     metrics::counter!("jobs_done_total", "queue" => "email").increment(3);
+//! });
+//! let text = registry.render();
+//! assert!(text.contains("# TYPE jobs_done_total counter"));
+//! assert!(text.contains("jobs_done_total{queue=\"email\"} 3"));
+//! ```
+
+mod render;
+pub(crate) mod storage;
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::sync::{Arc, Mutex, RwLock};
+
+use metrics::{
+    Counter, Gauge, Histogram, Key, KeyName, Label, Metadata, Recorder, SharedString, Unit,
+};
+
+use crate::labels::OTHER;
+use crate::sync::{read, write};
+use storage::{AtomicCounter, AtomicGauge, AtomicHistogram, Buckets};
+
+/// Bucket bounds (seconds) that OpenTelemetry advises for HTTP and RPC durations.
+pub const OTEL_DURATION_BUCKETS: [f64; 14] = [
+    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+];
+
+/// Bucket bounds (bytes) used for body sizes: powers of four from 0 to 64 MiB.
+pub const BODY_SIZE_BUCKETS: [f64; 14] = [
+    0.0, 64.0, 256.0, 1024.0, 4096.0, 16384.0, 65536.0, 262144.0, 1048576.0, 4194304.0,
+    16777216.0, 67108864.0, 268435456.0, 1073741824.0,
+];
+
+/// Prometheus' classic default buckets, used for histograms nobody configured.
+pub const PROMETHEUS_DEFAULT_BUCKETS: [f64; 11] =
+    [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+
+/// Default cap on label sets per metric name (the OpenTelemetry SDK's default too).
+pub const DEFAULT_MAX_LABEL_SETS: usize = 2000;
+
+/// Name of the self-metric that counts recordings folded into an `_OTHER` series.
+pub const OVERFLOW_METRIC: &str = "tower_observe_cardinality_overflow_total";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+impl Kind {
+    fn as_str(self) -> &'static str {
+        match self {
+            Kind::Counter => "counter",
+            Kind::Gauge => "gauge",
+            Kind::Histogram => "histogram",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Storage {
+    Counter(Arc<AtomicCounter>),
+    Gauge(Arc<AtomicGauge>),
+    Histogram(Arc<AtomicHistogram>),
+}
+
+#[derive(Debug)]
+struct Series {
+    /// `a="x",b="y"` — escaped once, at registration.
+    labels: String,
+    storage: Storage,
+}
+
+#[derive(Debug)]
+struct FamilyMeta {
+    name: String,
+    kind: Kind,
+}
+
+#[derive(Debug)]
+struct Family {
+    meta: Arc<FamilyMeta>,
+    series: Vec<Arc<Series>>,
+    overflow: Option<Storage>,
+    overflow_count: Option<Arc<AtomicCounter>>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    families: BTreeMap<String, Family>,
+    index: HashMap<Key, Storage>,
+    help: HashMap<String, Arc<str>>,
+}
+
+/// Builds a [`Registry`].
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct RegistryBuilder {
+    default_buckets: Vec<f64>,
+    buckets: Vec<(String, Vec<f64>)>,
+    max_label_sets: usize,
+}
+
+impl Default for RegistryBuilder {
+    fn default() -> Self {
+        Self {
+            default_buckets: PROMETHEUS_DEFAULT_BUCKETS.to_vec(),
+            buckets: Vec::new(),
+            max_label_sets: DEFAULT_MAX_LABEL_SETS,
+        }
+    }
+}
+
+impl RegistryBuilder {
+    /// Buckets for histograms that have no bucket set of their own.
+    pub fn default_buckets(mut self, bounds: &[f64]) -> Self {
+        self.default_buckets = bounds.to_vec();
+        self
+    }
+
+    /// Buckets for one histogram, by its (Prometheus) name. Later calls for the same name win.
+    pub fn buckets_for(mut self, name: impl Into<String>, bounds: &[f64]) -> Self {
+        let name = sanitize_metric_name(&name.into());
+        self.buckets.retain(|(n, _)| *n != name);
+        self.buckets.push((name, bounds.to_vec()));
+        self
+    }
+
+    /// At most this many label sets per metric name; more fold into one `_OTHER` series
+    /// and are counted in `tower_observe_cardinality_overflow_total{metric=…}`.
+    pub fn max_label_sets_per_metric(mut self, limit: usize) -> Self {
+        self.max_label_sets = limit.max(1);
+        self
+    }
+
+    /// Builds the registry.
+    pub fn build(self) -> Registry {
+        let default_buckets = Arc::new(Buckets::new(&self.default_buckets));
+        let buckets = self
+            .buckets
+            .into_iter()
+            .map(|(n, b)| (n, Arc::new(Buckets::new(&b))))
+            .collect();
+        Registry {
+            shared: Arc::new(Shared {
+                state: RwLock::new(State::default()),
+                default_buckets,
+                buckets,
+                max_label_sets: self.max_label_sets,
+                scratch: Mutex::new(render::Scratch::default()),
+            }),
+        }
+    }
+}
+
+struct Shared {
+    state: RwLock<State>,
+    default_buckets: Arc<Buckets>,
+    buckets: HashMap<String, Arc<Buckets>>,
+    max_label_sets: usize,
+    scratch: Mutex<render::Scratch>,
+}
+
+/// A metric registry and `metrics` recorder with a fast Prometheus text renderer.
+///
+/// Cheap to clone; clones share the same metrics. See the [module docs](self).
+#[derive(Clone)]
+pub struct Registry {
+    shared: Arc<Shared>,
+}
+
+impl fmt::Debug for Registry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let families = self.shared.state.read().map(|s| s.families.len()).unwrap_or(0);
+        f.debug_struct("Registry")
+            .field("families", &families)
+            .field("max_label_sets", &self.shared.max_label_sets)
+            .finish()
+    }
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Registry {
+    /// A registry with default buckets and a label-set cap of 2000 per metric.
+    pub fn new() -> Self {
+        Self::builder().build()
+    }
+
+    /// Starts configuring a registry.
+    pub fn builder() -> RegistryBuilder {
+        RegistryBuilder::default()
+    }
+
+    /// Renders every metric as Prometheus text exposition format 0.0.4.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        self.render_into(&mut out);
+        out
+    }
+
+    /// Renders into `out` (appending), reusing its capacity.
+    pub fn render_into(&self, out: &mut String) {
+        render::render(self, out);
+    }
+
+    /// Number of series registered under `name` (sanitised), the `_OTHER` overflow series included.
+    pub fn label_sets(&self, name: &str) -> usize {
+        let name = sanitize_metric_name(name);
+        read(&self.shared.state)
+            .families
+            .get(&name)
+            .map_or(0, |f| f.series.len())
+    }
+
+    fn buckets_for(&self, name: &str) -> Arc<Buckets> {
+        self.shared
+            .buckets
+            .get(name)
+            .unwrap_or(&self.shared.default_buckets)
+            .clone()
+    }
+
+    fn register(&self, key: &Key, kind: Kind) -> Option<Storage> {
+        let key = sanitize_key(key);
+        if let Some(existing) = read(&self.shared.state).index.get(&key) {
+            return Some(existing.clone());
+        }
+        let mut state = write(&self.shared.state);
+        if let Some(existing) = state.index.get(&key) {
+            return Some(existing.clone());
+        }
+        let name = key.name().to_owned();
+        let limit = self.shared.max_label_sets;
+        let buckets = (kind == Kind::Histogram).then(|| self.buckets_for(&name));
+        let family = state.families.entry(name.clone()).or_insert_with(|| Family {
+            meta: Arc::new(FamilyMeta {
+                name: name.clone(),
+                kind,
+            }),
+            series: Vec::new(),
+            overflow: None,
+            overflow_count: None,
+        });
+        if family.meta.kind != kind {
+            // Prometheus cannot expose one name as two types; the second kind gets a no-op.
+            tracing::warn!(metric = %name, "metric registered as two different types; ignoring the second");
+            return None;
+        }
+        let new_storage = || match kind {
+            Kind::Counter => Storage::Counter(Arc::default()),
+            Kind::Gauge => Storage::Gauge(Arc::default()),
+            Kind::Histogram => Storage::Histogram(Arc::new(AtomicHistogram::new(
+                buckets.clone().unwrap_or_else(|| self.shared.default_buckets.clone()),
+            ))),
+        };
+        if family.series.len() >= limit && name != OVERFLOW_METRIC {
+            if let (Some(storage), Some(counter)) = (&family.overflow, &family.overflow_count) {
+                metrics::CounterFn::increment(&**counter, 1);
+                return Some(storage.clone());
+            }
+            let storage = new_storage();
+            let overflow_labels: Vec<Label> = key
+                .labels()
+                .map(|l| Label::new(l.key().to_owned(), OTHER))
+                .collect();
+            family.series.push(Arc::new(Series {
+                labels: render::format_labels(overflow_labels.iter()),
+                storage: storage.clone(),
+            }));
+            family.overflow = Some(storage.clone());
+            let counter = self.overflow_counter(&mut state, &name);
+            metrics::CounterFn::increment(&*counter, 1);
+            if let Some(family) = state.families.get_mut(&name) {
+                family.overflow_count = Some(counter);
+            }
+            return Some(storage);
+        }
+        let storage = new_storage();
+        family.series.push(Arc::new(Series {
+            labels: render::format_labels(key.labels()),
+            storage: storage.clone(),
+        }));
+        state.index.insert(key, storage.clone());
+        Some(storage)
+    }
+
+    /// The `tower_observe_cardinality_overflow_total{metric=name}` counter, registered in `state`.
+    fn overflow_counter(&self, state: &mut State, name: &str) -> Arc<AtomicCounter> {
+        let key = Key::from_parts(OVERFLOW_METRIC, vec![Label::new("metric", name.to_owned())]);
+        if let Some(Storage::Counter(c)) = state.index.get(&key) {
+            return c.clone();
+        }
+        let counter = Arc::new(AtomicCounter::default());
+        let family = state
+            .families
+            .entry(OVERFLOW_METRIC.to_owned())
+            .or_insert_with(|| Family {
+                meta: Arc::new(FamilyMeta {
+                    name: OVERFLOW_METRIC.to_owned(),
+                    kind: Kind::Counter,
+                }),
+                series: Vec::new(),
+                overflow: None,
+                overflow_count: None,
+            });
+        family.series.push(Arc::new(Series {
+            labels: render::format_labels(key.labels()),
+            storage: Storage::Counter(counter.clone()),
+        }));
+        state.help.entry(OVERFLOW_METRIC.to_owned()).or_insert_with(|| {
+            Arc::from("Recordings whose label set exceeded the per-metric limit and were folded into the _OTHER series.")
+        });
+        state.index.insert(key, Storage::Counter(counter.clone()));
+        counter
+    }
+
+    fn describe(&self, key: KeyName, description: SharedString) {
+        let name = sanitize_metric_name(key.as_str());
+        write(&self.shared.state)
+            .help
+            .insert(name, Arc::from(description.as_ref()));
+    }
+}
+
+impl Recorder for Registry {
+    fn describe_counter(&self, key: KeyName, _unit: Option<Unit>, description: SharedString) {
+        self.describe(key, description);
+    }
+
+    fn describe_gauge(&self, key: KeyName, _unit: Option<Unit>, description: SharedString) {
+        self.describe(key, description);
+    }
+
+    fn describe_histogram(&self, key: KeyName, _unit: Option<Unit>, description: SharedString) {
+        self.describe(key, description);
+    }
+
+    fn register_counter(&self, key: &Key, _metadata: &Metadata<'_>) -> Counter {
+        match self.register(key, Kind::Counter) {
+            Some(Storage::Counter(c)) => Counter::from_arc(c),
+            _ => Counter::noop(),
+        }
+    }
+
+    fn register_gauge(&self, key: &Key, _metadata: &Metadata<'_>) -> Gauge {
+        match self.register(key, Kind::Gauge) {
+            Some(Storage::Gauge(g)) => Gauge::from_arc(g),
+            _ => Gauge::noop(),
+        }
+    }
+
+    fn register_histogram(&self, key: &Key, _metadata: &Metadata<'_>) -> Histogram {
+        match self.register(key, Kind::Histogram) {
+            Some(Storage::Histogram(h)) => Histogram::from_arc(h),
+            _ => Histogram::noop(),
+        }
+    }
+}
+
+/// Replaces characters Prometheus does not allow in metric names with `_`.
+pub fn sanitize_metric_name(name: &str) -> String {
+    sanitize_name(name, true)
+}
+
+fn sanitize_name(name: &str, allow_colon: bool) -> String {
+    let mut out = String::with_capacity(name.len() + 1);
+    for (i, c) in name.chars().enumerate() {
+        let ok = c.is_ascii_alphabetic() || c == '_' || (allow_colon && c == ':');
+        if ok || (i > 0 && c.is_ascii_digit()) {
+            out.push(c);
+        } else if i == 0 && c.is_ascii_digit() {
+            out.push('_');
+            out.push(c);
+        } else {
+            out.push('_');
+        }
+    }
+    if out.is_empty() {
+        out.push('_');
+    }
+    out
+}
+
+fn sanitize_key(key: &Key) -> Key {
+    let clean_name = key.name().chars().enumerate().all(|(i, c)| {
+        c.is_ascii_alphabetic() || c == '_' || c == ':' || (i > 0 && c.is_ascii_digit())
+    }) && !key.name().is_empty();
+    let clean_labels = key
+        .labels()
+        .all(|l| crate::labels::is_valid_label_name(l.key()));
+    if clean_name && clean_labels {
+        return key.clone();
+    }
+    let labels: Vec<Label> = key
+        .labels()
+        .map(|l| Label::new(sanitize_name(l.key(), false), l.value().to_owned()))
+        .collect();
+    Key::from_parts(sanitize_metric_name(key.name()), labels)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sanitizes_names() {
+        assert_eq!(sanitize_metric_name("http.server.duration"), "http_server_duration");
+        assert_eq!(sanitize_metric_name("1abc"), "_1abc");
+        assert_eq!(sanitize_metric_name("a:b"), "a:b");
+        assert_eq!(sanitize_metric_name(""), "_");
+    }
+
+    #[test]
+    fn same_key_same_storage() {
+        let r = Registry::new();
+        metrics::with_local_recorder(&r, || {
+            metrics::counter!("c_total", "a" => "1").increment(1);
+            metrics::counter!("c_total", "a" => "1").increment(2);
+        });
+        assert_eq!(r.label_sets("c_total"), 1);
+        assert!(r.render().contains("c_total{a=\"1\"} 3\n"));
+    }
+
+    #[test]
+    fn label_set_cap_folds_into_other() {
+        let r = Registry::builder().max_label_sets_per_metric(3).build();
+        metrics::with_local_recorder(&r, || {
+            for i in 0..10 {
+                metrics::counter!("req_total", "user" => i.to_string()).increment(1);
+            }
+        });
+        let text = r.render();
+        assert!(text.contains("req_total{user=\"_OTHER\"} 7\n"), "{text}");
+        assert!(text.contains("tower_observe_cardinality_overflow_total{metric=\"req_total\"} 7\n"));
+        assert_eq!(r.label_sets("req_total"), 4);
+    }
+
+    #[test]
+    fn kind_conflict_is_a_noop_not_a_panic() {
+        let r = Registry::new();
+        metrics::with_local_recorder(&r, || {
+            metrics::counter!("x").increment(1);
+            metrics::gauge!("x").set(5.0);
+        });
+        assert!(r.render().contains("# TYPE x counter"));
+    }
+}

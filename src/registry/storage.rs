@@ -1,0 +1,173 @@
+//! Lock-free storage behind the handles our recorder hands out.
+//!
+//! Memory is fixed at registration: a histogram is a bucket array, never a list of samples,
+//! so nothing grows between scrapes however rarely Prometheus comes by.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+
+use metrics::{CounterFn, GaugeFn, HistogramFn};
+
+/// A monotonic counter.
+#[derive(Debug, Default)]
+pub(crate) struct AtomicCounter(AtomicU64);
+
+impl AtomicCounter {
+    pub(crate) fn get(&self) -> u64 {
+        self.0.load(Relaxed)
+    }
+}
+
+impl CounterFn for AtomicCounter {
+    fn increment(&self, value: u64) {
+        self.0.fetch_add(value, Relaxed);
+    }
+
+    fn absolute(&self, value: u64) {
+        self.0.fetch_max(value, Relaxed);
+    }
+}
+
+/// A gauge holding an `f64` as bits.
+#[derive(Debug, Default)]
+pub(crate) struct AtomicGauge(AtomicU64);
+
+impl AtomicGauge {
+    pub(crate) fn get(&self) -> f64 {
+        f64::from_bits(self.0.load(Relaxed))
+    }
+}
+
+fn add_f64(cell: &AtomicU64, delta: f64) {
+    // `fetch_update` retries on contention; the closure never returns `None`.
+    let _ = cell.fetch_update(Relaxed, Relaxed, |bits| {
+        Some((f64::from_bits(bits) + delta).to_bits())
+    });
+}
+
+impl GaugeFn for AtomicGauge {
+    fn increment(&self, value: f64) {
+        add_f64(&self.0, value);
+    }
+
+    fn decrement(&self, value: f64) {
+        add_f64(&self.0, -value);
+    }
+
+    fn set(&self, value: f64) {
+        self.0.store(value.to_bits(), Relaxed);
+    }
+}
+
+/// Upper bounds of a histogram's buckets, with their `le` label values pre-formatted.
+#[derive(Debug)]
+pub(crate) struct Buckets {
+    pub(crate) bounds: Box<[f64]>,
+    pub(crate) le_labels: Box<[String]>,
+}
+
+impl Buckets {
+    /// Sorts, de-duplicates and drops non-finite bounds (`+Inf` is always implied).
+    pub(crate) fn new(bounds: &[f64]) -> Self {
+        let mut bounds: Vec<f64> = bounds.iter().copied().filter(|b| b.is_finite()).collect();
+        bounds.sort_by(f64::total_cmp);
+        bounds.dedup();
+        let le_labels = bounds
+            .iter()
+            .map(|b| {
+                let mut s = String::new();
+                super::render::push_f64(&mut s, *b);
+                s
+            })
+            .collect();
+        Self {
+            bounds: bounds.into_boxed_slice(),
+            le_labels,
+        }
+    }
+}
+
+/// A fixed-bucket histogram: per-bucket counts (not cumulative) plus the sum.
+#[derive(Debug)]
+pub(crate) struct AtomicHistogram {
+    pub(crate) buckets: Arc<Buckets>,
+    /// One more than `buckets.bounds`: the last slot is the `+Inf` overflow.
+    counts: Box<[AtomicU64]>,
+    sum: AtomicU64,
+}
+
+impl AtomicHistogram {
+    pub(crate) fn new(buckets: Arc<Buckets>) -> Self {
+        let counts = (0..=buckets.bounds.len())
+            .map(|_| AtomicU64::new(0))
+            .collect();
+        Self {
+            buckets,
+            counts,
+            sum: AtomicU64::new(0f64.to_bits()),
+        }
+    }
+
+    pub(crate) fn observe(&self, value: f64) {
+        if value.is_nan() {
+            return;
+        }
+        let index = self.buckets.bounds.partition_point(|b| *b < value);
+        self.counts[index].fetch_add(1, Relaxed);
+        add_f64(&self.sum, value);
+    }
+
+    /// Writes the cumulative count of each bucket (the last one is `+Inf`) and returns the sum.
+    pub(crate) fn snapshot_into(&self, cumulative: &mut Vec<u64>) -> f64 {
+        cumulative.clear();
+        let mut running = 0u64;
+        for c in self.counts.iter() {
+            running += c.load(Relaxed);
+            cumulative.push(running);
+        }
+        f64::from_bits(self.sum.load(Relaxed))
+    }
+}
+
+impl HistogramFn for AtomicHistogram {
+    fn record(&self, value: f64) {
+        self.observe(value);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn le_semantics_and_inf() {
+        let h = AtomicHistogram::new(Arc::new(Buckets::new(&[1.0, 0.5, 2.0, f64::INFINITY])));
+        for v in [0.5, 0.7, 1.0, 3.0, f64::NAN] {
+            h.observe(v);
+        }
+        let mut cum = Vec::new();
+        let sum = h.snapshot_into(&mut cum);
+        assert_eq!(cum, vec![1, 3, 3, 4]);
+        assert_eq!(sum, 5.2);
+    }
+
+    #[test]
+    fn gauge_up_down() {
+        let g = AtomicGauge::default();
+        g.increment(2.0);
+        g.decrement(0.5);
+        assert_eq!(g.get(), 1.5);
+        g.set(-3.0);
+        assert_eq!(g.get(), -3.0);
+    }
+
+    #[test]
+    fn counter_absolute_never_goes_back() {
+        let c = AtomicCounter::default();
+        c.increment(5);
+        c.absolute(3);
+        assert_eq!(c.get(), 5);
+        c.absolute(9);
+        assert_eq!(c.get(), 9);
+    }
+}

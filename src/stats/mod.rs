@@ -1,0 +1,188 @@
+//! In-process request statistics behind `GET /v1/stats`.
+//!
+//! Every request recorded by the [`Observer`](crate::Observer) updates three kinds of cells:
+//! the service-wide one, the one of its route (method + template) and one per extra
+//! dimension value (backend, model, …). A cell is a handful of atomics plus a
+//! [latency sketch](sketch) with a relative error of at most [`LATENCY_RELATIVE_ERROR`], so
+//! memory depends on the number of routes and dimension values (which the cardinality limit
+//! bounds), never on the number of requests. The JSON schema is in `docs/stats-api.md`.
+
+mod rate;
+pub(crate) mod sketch;
+mod snapshot;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, RwLock};
+
+pub use sketch::RELATIVE_ERROR as LATENCY_RELATIVE_ERROR;
+pub use snapshot::{BreakdownEntry, LatencyMs, RouteEntry, StatsSnapshot, StatusClasses, Totals};
+
+use crate::labels::HttpMethod;
+
+/// How a recorded request ended, for statistics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    Success,
+    Failure,
+    /// The client went away (future or body dropped) before the response was complete.
+    Aborted,
+}
+
+/// Counters for one slice of traffic.
+#[derive(Debug, Default)]
+pub(crate) struct StatsCell {
+    latency: sketch::LatencySketch,
+    errors: AtomicU64,
+    aborted: AtomicU64,
+    status_classes: [AtomicU64; 5],
+    rate: rate::RateWindow,
+}
+
+impl StatsCell {
+    pub(crate) fn record(&self, nanos: u64, second: u64, status: Option<u16>, outcome: Outcome) {
+        self.latency.record(nanos);
+        self.rate.record(second);
+        match outcome {
+            Outcome::Success => {}
+            Outcome::Failure => {
+                self.errors.fetch_add(1, Relaxed);
+            }
+            Outcome::Aborted => {
+                self.aborted.fetch_add(1, Relaxed);
+            }
+        }
+        if let Some(class) = status.and_then(|s| (s / 100).checked_sub(1)) {
+            if let Some(c) = self.status_classes.get(class as usize) {
+                c.fetch_add(1, Relaxed);
+            }
+        }
+    }
+
+    fn entry(&self, elapsed: f64) -> BreakdownEntry {
+        let summary = self.latency.summary(&[0.5, 0.95, 0.99]);
+        let requests = summary.as_ref().map_or(0, |s| s.count);
+        let errors = self.errors.load(Relaxed);
+        let aborted = self.aborted.load(Relaxed);
+        let completed = requests.saturating_sub(aborted);
+        let success_rate =
+            (completed > 0).then(|| completed.saturating_sub(errors) as f64 / completed as f64);
+        let classes: Vec<u64> = self.status_classes.iter().map(|c| c.load(Relaxed)).collect();
+        BreakdownEntry {
+            requests,
+            errors,
+            aborted,
+            requests_per_second: self.rate.per_second(elapsed),
+            success_rate,
+            latency_ms: summary.map(|s| LatencyMs::from_summary(&s)),
+            status_codes: StatusClasses::from_counts(&classes),
+        }
+    }
+}
+
+type RouteKey = (String, HttpMethod);
+type DimensionKey = (String, String);
+
+/// The aggregator: the service-wide cell plus one cell per route and per dimension value.
+#[derive(Debug, Default)]
+pub(crate) struct Stats {
+    global: StatsCell,
+    routes: RwLock<BTreeMap<RouteKey, Arc<StatsCell>>>,
+    dimensions: RwLock<BTreeMap<DimensionKey, Arc<StatsCell>>>,
+}
+
+impl Stats {
+    pub(crate) fn global(&self) -> &StatsCell {
+        &self.global
+    }
+
+    pub(crate) fn route_cell(&self, method: HttpMethod, route: &str) -> Arc<StatsCell> {
+        let key = (route.to_owned(), method);
+        if let Some(cell) = crate::sync::read(&self.routes).get(&key) {
+            return cell.clone();
+        }
+        crate::sync::write(&self.routes).entry(key).or_default().clone()
+    }
+
+    pub(crate) fn dimension_cell(&self, key: &str, value: &str) -> Arc<StatsCell> {
+        let k = (key.to_owned(), value.to_owned());
+        if let Some(cell) = crate::sync::read(&self.dimensions).get(&k) {
+            return cell.clone();
+        }
+        crate::sync::write(&self.dimensions)
+            .entry(k)
+            .or_default()
+            .clone()
+    }
+
+    pub(crate) fn snapshot(&self, elapsed: f64, started_at: String) -> StatsSnapshot {
+        let global = self.global.entry(elapsed);
+        let routes = crate::sync::read(&self.routes)
+            .iter()
+            .map(|((route, method), cell)| (route.clone(), *method, cell.clone()))
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|(route, method, cell)| RouteEntry {
+                method: method.as_str(),
+                route,
+                stats: cell.entry(elapsed),
+            })
+            .collect();
+        let mut dimensions: BTreeMap<String, BTreeMap<String, BreakdownEntry>> = BTreeMap::new();
+        let cells: Vec<_> = crate::sync::read(&self.dimensions)
+            .iter()
+            .map(|(k, c)| (k.clone(), c.clone()))
+            .collect();
+        for ((key, value), cell) in cells {
+            dimensions
+                .entry(key)
+                .or_default()
+                .insert(value, cell.entry(elapsed));
+        }
+        StatsSnapshot {
+            started_at,
+            uptime_seconds: elapsed,
+            totals: Totals {
+                requests: global.requests,
+                errors: global.errors,
+                aborted: global.aborted,
+            },
+            requests_per_second: global.requests_per_second,
+            success_rate: global.success_rate,
+            latency_ms: global.latency_ms,
+            latency_relative_error: LATENCY_RELATIVE_ERROR,
+            status_codes: global.status_codes,
+            routes,
+            dimensions,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn success_rate_ignores_aborted_and_counts_failures() {
+        let cell = StatsCell::default();
+        for _ in 0..8 {
+            cell.record(1_000_000, 0, Some(200), Outcome::Success);
+        }
+        cell.record(1_000_000, 0, Some(503), Outcome::Failure);
+        cell.record(1_000_000, 0, Some(500), Outcome::Failure);
+        cell.record(1_000_000, 0, None, Outcome::Aborted);
+        let e = cell.entry(1.0);
+        assert_eq!((e.requests, e.errors, e.aborted), (11, 2, 1));
+        assert_eq!(e.success_rate, Some(0.8));
+        assert_eq!(e.status_codes.s2xx, 8);
+        assert_eq!(e.status_codes.s5xx, 2);
+    }
+
+    #[test]
+    fn empty_cell_has_nulls() {
+        let e = StatsCell::default().entry(1.0);
+        assert_eq!(e.requests, 0);
+        assert!(e.success_rate.is_none());
+        assert!(e.latency_ms.is_none());
+    }
+}

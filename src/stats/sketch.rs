@@ -1,0 +1,205 @@
+//! A lock-free, bounded-memory latency sketch with a fixed relative error.
+//!
+//! Durations (in nanoseconds) fall into log-linear buckets: every power-of-two range
+//! ("octave") is split into 64 equal buckets, so a bucket is at most 1/64 of its lower
+//! bound wide. Reporting a bucket's midpoint is then off by at most half of that: a
+//! **relative error of at most 1/128 (0.79 %)** on every quantile, whatever the number of
+//! samples. Values below 64 ns are kept exactly. An octave's bucket array is allocated the
+//! first time a value lands in it (about 6 octaves for typical web latencies, 512 bytes
+//! each), so memory never depends on the request count. Min, max, count and sum are exact.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::OnceLock;
+
+const SUB_BITS: u32 = 6;
+const SUB: usize = 1 << SUB_BITS;
+/// Slot 0 holds 0..64 ns exactly; slot `s >= 1` holds the octave `[2^(s+5), 2^(s+6))`.
+const SLOTS: usize = 64 - SUB_BITS as usize + 1;
+
+/// The largest relative error of a reported quantile.
+pub const RELATIVE_ERROR: f64 = 1.0 / (2 * SUB) as f64;
+
+type Octave = Box<[AtomicU64; SUB]>;
+
+/// See the [module docs](self).
+#[derive(Debug)]
+pub(crate) struct LatencySketch {
+    count: AtomicU64,
+    /// Sum in microseconds: nanoseconds would overflow `u64` after a few days of heavy load.
+    sum_micros: AtomicU64,
+    min_nanos: AtomicU64,
+    max_nanos: AtomicU64,
+    slots: [OnceLock<Octave>; SLOTS],
+}
+
+impl Default for LatencySketch {
+    fn default() -> Self {
+        Self {
+            count: AtomicU64::new(0),
+            sum_micros: AtomicU64::new(0),
+            min_nanos: AtomicU64::new(u64::MAX),
+            max_nanos: AtomicU64::new(0),
+            slots: [const { OnceLock::new() }; SLOTS],
+        }
+    }
+}
+
+fn position(nanos: u64) -> (usize, usize) {
+    if nanos < SUB as u64 {
+        return (0, nanos as usize);
+    }
+    let exp = 63 - nanos.leading_zeros();
+    let sub = (nanos >> (exp - SUB_BITS)) as usize - SUB;
+    ((exp - SUB_BITS + 1) as usize, sub)
+}
+
+/// The midpoint of a bucket, in nanoseconds.
+fn representative(slot: usize, sub: usize) -> f64 {
+    if slot == 0 {
+        return sub as f64;
+    }
+    let shift = slot as u32 - 1;
+    let lower = ((SUB + sub) as u64) << shift;
+    let width = 1u64 << shift;
+    lower as f64 + (width - 1) as f64 / 2.0
+}
+
+impl LatencySketch {
+    pub(crate) fn record(&self, nanos: u64) {
+        self.count.fetch_add(1, Relaxed);
+        self.sum_micros.fetch_add((nanos + 500) / 1000, Relaxed);
+        if nanos < self.min_nanos.load(Relaxed) {
+            self.min_nanos.fetch_min(nanos, Relaxed);
+        }
+        if nanos > self.max_nanos.load(Relaxed) {
+            self.max_nanos.fetch_max(nanos, Relaxed);
+        }
+        let (slot, sub) = position(nanos);
+        let octave = self.slots[slot].get_or_init(|| Box::new(std::array::from_fn(|_| AtomicU64::new(0))));
+        octave[sub].fetch_add(1, Relaxed);
+    }
+
+    /// Reads the sketch once and answers every quantile in `quantiles` (ascending, in 0..=1).
+    pub(crate) fn summary(&self, quantiles: &[f64]) -> Option<Summary> {
+        let mut total = 0u64;
+        let mut counts: Vec<(usize, usize, u64)> = Vec::new();
+        for (slot, octave) in self.slots.iter().enumerate() {
+            if let Some(octave) = octave.get() {
+                for (sub, c) in octave.iter().enumerate() {
+                    let c = c.load(Relaxed);
+                    if c > 0 {
+                        total += c;
+                        counts.push((slot, sub, c));
+                    }
+                }
+            }
+        }
+        if total == 0 {
+            return None;
+        }
+        let min = self.min_nanos.load(Relaxed) as f64;
+        let max = self.max_nanos.load(Relaxed) as f64;
+        let mut values = Vec::with_capacity(quantiles.len());
+        let mut seen = 0u64;
+        let mut iter = counts.iter();
+        let mut current = None;
+        for q in quantiles {
+            let rank = ((q.clamp(0.0, 1.0) * total as f64).ceil() as u64).max(1);
+            while seen < rank {
+                match iter.next() {
+                    Some(&(slot, sub, c)) => {
+                        seen += c;
+                        current = Some(representative(slot, sub));
+                    }
+                    None => break,
+                }
+            }
+            values.push(current.unwrap_or(max).clamp(min, max));
+        }
+        Some(Summary {
+            count: self.count.load(Relaxed).max(total),
+            sum_micros: self.sum_micros.load(Relaxed),
+            min_nanos: min,
+            max_nanos: max,
+            quantile_nanos: values,
+        })
+    }
+}
+
+/// One read of a [`LatencySketch`].
+#[derive(Debug, Clone)]
+pub(crate) struct Summary {
+    pub(crate) count: u64,
+    pub(crate) sum_micros: u64,
+    pub(crate) min_nanos: f64,
+    pub(crate) max_nanos: f64,
+    pub(crate) quantile_nanos: Vec<f64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn exact_quantile(sorted: &[u64], q: f64) -> f64 {
+        let rank = ((q * sorted.len() as f64).ceil() as usize).max(1);
+        sorted[rank - 1] as f64
+    }
+
+    #[test]
+    fn position_and_representative_agree() {
+        for v in [0u64, 1, 63, 64, 65, 127, 128, 1_000, 999_999, 12_345_678_901, u64::MAX] {
+            let (slot, sub) = position(v);
+            assert!(slot < SLOTS && sub < SUB, "{v}");
+            let rep = representative(slot, sub);
+            let err = (rep - v as f64).abs() / (v.max(1) as f64);
+            assert!(err <= RELATIVE_ERROR, "{v}: {rep} err {err}");
+        }
+    }
+
+    #[test]
+    fn quantiles_within_stated_error_on_known_distributions() {
+        // Uniform, exponential-ish and bimodal latencies from 50 µs to 30 s.
+        let mut rng = fastrand::Rng::with_seed(7);
+        let distributions: Vec<Vec<u64>> = vec![
+            (0..20_000).map(|_| rng.u64(50_000..200_000_000)).collect(),
+            (0..20_000)
+                .map(|_| (-(rng.f64().max(1e-12)).ln() * 20e6) as u64 + 1)
+                .collect(),
+            (0..20_000)
+                .map(|i| if i % 10 == 0 { rng.u64(1_000_000_000..30_000_000_000) } else { rng.u64(1_000_000..3_000_000) })
+                .collect(),
+        ];
+        let qs = [0.0, 0.5, 0.9, 0.95, 0.99, 0.999, 1.0];
+        for mut samples in distributions {
+            let sketch = LatencySketch::default();
+            for &s in &samples {
+                sketch.record(s);
+            }
+            samples.sort_unstable();
+            let summary = sketch.summary(&qs).expect("samples recorded");
+            assert_eq!(summary.count, samples.len() as u64);
+            assert_eq!(summary.min_nanos, samples[0] as f64);
+            assert_eq!(summary.max_nanos, *samples.last().unwrap() as f64);
+            for (q, got) in qs.iter().zip(&summary.quantile_nanos) {
+                let want = exact_quantile(&samples, *q);
+                let err = (got - want).abs() / want;
+                assert!(err <= RELATIVE_ERROR, "q={q}: got {got}, want {want}, err {err}");
+            }
+        }
+    }
+
+    #[test]
+    fn empty_sketch_has_no_summary() {
+        assert!(LatencySketch::default().summary(&[0.5]).is_none());
+    }
+
+    #[test]
+    fn memory_is_bounded_by_octaves_not_samples() {
+        let sketch = LatencySketch::default();
+        for i in 0..1_000_000u64 {
+            sketch.record(1_000_000 + (i % 1000) * 1000);
+        }
+        let allocated = sketch.slots.iter().filter(|s| s.get().is_some()).count();
+        assert!(allocated <= 2, "{allocated} octaves for 1..2 ms");
+    }
+}

@@ -1,0 +1,137 @@
+//! The JSON document served at `GET /v1/stats` (schema: `docs/stats-api.md`).
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use super::sketch::Summary;
+
+/// Everything `/v1/stats` reports, as of one moment.
+#[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
+pub struct StatsSnapshot {
+    /// When the observer started (RFC 3339, UTC).
+    pub started_at: String,
+    /// Seconds since the observer started.
+    pub uptime_seconds: f64,
+    /// Counts since start.
+    pub totals: Totals,
+    /// Requests per second over the last 60 s (or since start, if shorter).
+    pub requests_per_second: f64,
+    /// Share of completed requests that did not fail; `null` before the first one.
+    pub success_rate: Option<f64>,
+    /// Latency since start; `null` before the first request.
+    pub latency_ms: Option<LatencyMs>,
+    /// The largest relative error of the reported percentiles (0.0079 = 0.79 %).
+    pub latency_relative_error: f64,
+    /// Responses per status class.
+    pub status_codes: StatusClasses,
+    /// One entry per method and route template, sorted by route.
+    pub routes: Vec<RouteEntry>,
+    /// Per extra dimension (backend, model, …): one entry per value.
+    pub dimensions: BTreeMap<String, BTreeMap<String, BreakdownEntry>>,
+}
+
+/// Request counts since start.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Totals {
+    /// Every recorded request.
+    pub requests: u64,
+    /// Requests classified as failures (default: 5xx) and requests that failed in transport.
+    pub errors: u64,
+    /// Requests whose client went away before the response was complete.
+    pub aborted: u64,
+}
+
+/// Latency summary in milliseconds. Percentiles come from a sketch with a relative error of at
+/// most [`LATENCY_RELATIVE_ERROR`](super::LATENCY_RELATIVE_ERROR); min, max and avg are exact.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq)]
+#[non_exhaustive]
+#[allow(missing_docs)]
+pub struct LatencyMs {
+    pub min: f64,
+    pub avg: f64,
+    pub p50: f64,
+    pub p95: f64,
+    pub p99: f64,
+    pub max: f64,
+}
+
+impl LatencyMs {
+    pub(crate) fn from_summary(s: &Summary) -> Self {
+        let ms = |nanos: f64| nanos / 1e6;
+        let q = |i: usize| s.quantile_nanos.get(i).copied().map_or(0.0, ms);
+        Self {
+            min: ms(s.min_nanos),
+            avg: s.sum_micros as f64 / 1e3 / s.count.max(1) as f64,
+            p50: q(0),
+            p95: q(1),
+            p99: q(2),
+            max: ms(s.max_nanos),
+        }
+    }
+}
+
+/// Responses per status class. Requests aborted before a status was sent are in none.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq, Default)]
+#[non_exhaustive]
+#[allow(missing_docs)]
+pub struct StatusClasses {
+    #[serde(rename = "1xx")]
+    pub s1xx: u64,
+    #[serde(rename = "2xx")]
+    pub s2xx: u64,
+    #[serde(rename = "3xx")]
+    pub s3xx: u64,
+    #[serde(rename = "4xx")]
+    pub s4xx: u64,
+    #[serde(rename = "5xx")]
+    pub s5xx: u64,
+}
+
+impl StatusClasses {
+    pub(crate) fn from_counts(c: &[u64]) -> Self {
+        let at = |i: usize| c.get(i).copied().unwrap_or(0);
+        Self {
+            s1xx: at(0),
+            s2xx: at(1),
+            s3xx: at(2),
+            s4xx: at(3),
+            s5xx: at(4),
+        }
+    }
+}
+
+/// The statistics of one slice of traffic (a route, or one value of a dimension).
+#[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
+pub struct BreakdownEntry {
+    /// Requests in this slice.
+    pub requests: u64,
+    /// Failed requests in this slice.
+    pub errors: u64,
+    /// Aborted requests in this slice.
+    pub aborted: u64,
+    /// Requests per second over the last minute.
+    pub requests_per_second: f64,
+    /// Share of completed requests that did not fail.
+    pub success_rate: Option<f64>,
+    /// Latency summary.
+    pub latency_ms: Option<LatencyMs>,
+    /// Responses per status class.
+    pub status_codes: StatusClasses,
+}
+
+/// Statistics of one route.
+#[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
+pub struct RouteEntry {
+    /// `GET`, `POST`, …, or `_OTHER`.
+    pub method: &'static str,
+    /// The route template, or `_UNMATCHED`.
+    pub route: String,
+    /// The numbers.
+    #[serde(flatten)]
+    pub stats: BreakdownEntry,
+}
