@@ -1,1 +1,157 @@
-fn main(){}
+//! Per-request cost of each layer over the bare router, and of the peers a user would pick
+//! instead, measured in one run (in process, no network: the router is called directly and
+//! its response body read to the end).
+//!
+//! ```text
+//! cargo bench --bench layers
+//! ```
+//!
+//! Read the results as "added cost" = variant − `bare_router`, and compare the added costs:
+//! ours_request_id vs tower_http_request_id, ours_metrics vs axum_prometheus, ours_full vs
+//! axum_prometheus.
+
+#![allow(missing_docs)]
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::routing::get;
+use axum::Router;
+use criterion::measurement::WallTime;
+use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion};
+use http::Request;
+use http_body_util::BodyExt;
+use tower::{ServiceBuilder, ServiceExt};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_observe::{Observer, RequestIdLayer};
+
+/// A layer that does nothing but wrap both bodies, like any end-of-body measuring layer
+/// must: what axum's per-layer boxing costs by itself, for reference.
+#[derive(Clone)]
+struct BodyPassThroughLayer;
+
+impl<S> tower::Layer<S> for BodyPassThroughLayer {
+    type Service = BodyPassThrough<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        BodyPassThrough(inner)
+    }
+}
+
+#[derive(Clone)]
+struct BodyPassThrough<S>(S);
+
+impl<S, B, R> tower::Service<Request<B>> for BodyPassThrough<S>
+where
+    S: tower::Service<Request<Wrapped<B>>, Response = http::Response<R>>,
+    S::Future: Send + 'static,
+    R: 'static,
+{
+    type Response = http::Response<Wrapped<R>>;
+    type Error = S::Error;
+    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Self::Response, S::Error>> + Send>>;
+    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), S::Error>> {
+        self.0.poll_ready(cx)
+    }
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let fut = self.0.call(req.map(Wrapped));
+        Box::pin(async move { Ok(fut.await?.map(Wrapped)) })
+    }
+}
+
+struct Wrapped<B>(B);
+
+impl<B: http_body::Body + Unpin> http_body::Body for Wrapped<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<B::Data>, B::Error>>> {
+        std::pin::Pin::new(&mut self.0).poll_frame(cx)
+    }
+    fn is_end_stream(&self) -> bool {
+        self.0.is_end_stream()
+    }
+}
+
+fn base() -> Router {
+    Router::new().route("/users/{id}", get(|| async { "user" }))
+}
+
+fn request() -> Request<Body> {
+    // Headers as a real client sends them (hyper gives the map this capacity).
+    Request::get("/users/42")
+        .header("host", "127.0.0.1:3000")
+        .header("user-agent", "bench/1.0")
+        .header("accept", "*/*")
+        .body(Body::empty())
+        .unwrap()
+}
+
+fn bench_one<S, B>(group: &mut BenchmarkGroup<'_, WallTime>, rt: &tokio::runtime::Runtime, name: &str, svc: S)
+where
+    S: tower::Service<Request<Body>, Response = http::Response<B>> + Clone,
+    S::Error: std::fmt::Debug,
+    B: http_body::Body,
+    B::Error: std::fmt::Debug,
+{
+    group.bench_function(name, |b| {
+        b.iter(|| {
+            rt.block_on(async {
+                let res = svc.clone().oneshot(request()).await.unwrap();
+                res.into_body().collect().await.unwrap()
+            })
+        })
+    });
+}
+
+fn bench_layers(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let _guard = rt.enter();
+
+    let observer = Observer::new();
+    // axum-prometheus installs its global recorder and upkeep task, as its users get it.
+    let (prometheus_layer, _prometheus_handle) = axum_prometheus::PrometheusMetricLayer::pair();
+
+    let mut group = c.benchmark_group("per_request");
+    group.measurement_time(Duration::from_secs(4));
+
+    // Reference points: the router alone, and what axum charges for any `Router::layer`.
+    bench_one(&mut group, &rt, "bare_router", base());
+    bench_one(&mut group, &rt, "noop_layer", base().layer(tower::layer::layer_fn(|s| s)));
+    bench_one(&mut group, &rt, "noop_body_wrapping_layer", base().layer(BodyPassThroughLayer));
+
+    // Request IDs need no route, so they usually wrap the whole router...
+    bench_one(&mut group, &rt, "ours_request_id", ServiceBuilder::new().layer(RequestIdLayer::new()).service(base()));
+    bench_one(
+        &mut group,
+        &rt,
+        "tower_http_request_id",
+        ServiceBuilder::new()
+            .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+            .layer(PropagateRequestIdLayer::x_request_id())
+            .service(base()),
+    );
+    // ...or go in with `Router::layer`.
+    bench_one(&mut group, &rt, "ours_request_id_router_layer", base().layer(RequestIdLayer::new()));
+    bench_one(
+        &mut group,
+        &rt,
+        "tower_http_request_id_router_layer",
+        base()
+            .layer(PropagateRequestIdLayer::x_request_id())
+            .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid)),
+    );
+
+    // Metrics need the matched route, so they go in with `Router::layer`.
+    bench_one(&mut group, &rt, "ours_metrics", base().layer(observer.http_metrics_layer()));
+    bench_one(&mut group, &rt, "axum_prometheus", base().layer(prometheus_layer));
+    bench_one(&mut group, &rt, "ours_full", base().layer(observer.layer()));
+    group.finish();
+}
+
+criterion_group!(benches, bench_layers);
+criterion_main!(benches);

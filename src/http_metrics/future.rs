@@ -5,7 +5,6 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
-use std::time::Instant;
 
 use http::Response;
 use pin_project_lite::pin_project;
@@ -21,11 +20,13 @@ use crate::stats::Outcome;
 /// (the future, then the body) records it exactly once, on every path: end, error, drop.
 pub(crate) struct InFlight {
     pub(crate) config: Arc<Config>,
-    pub(crate) start: Instant,
+    /// `Clock::now_nanos` at arrival.
+    pub(crate) start: u64,
     pub(crate) method: HttpMethod,
     pub(crate) scheme: Scheme,
     pub(crate) route: RouteLabel,
-    pub(crate) dimensions: Option<Dimensions>,
+    /// Boxed: rare, and keeps the state every request moves around small.
+    pub(crate) dimensions: Option<Box<Dimensions>>,
     pub(crate) request_bytes: Option<Arc<AtomicU64>>,
 }
 
@@ -55,9 +56,9 @@ impl InFlight {
             status,
             error,
             outcome,
-            dimensions: self.dimensions.as_ref(),
+            dimensions: self.dimensions.as_deref(),
             start: self.start,
-            end: observer.clock().now(),
+            end: observer.now_nanos(),
             request_bytes: self.request_bytes.map_or(0, |c| c.load(Relaxed)),
             response_bytes,
         });
@@ -132,7 +133,7 @@ where
                     if let Some(extra) = parts.extensions.get::<Dimensions>() {
                         match &mut in_flight.dimensions {
                             Some(dims) => dims.merge(extra),
-                            None => in_flight.dimensions = Some(extra.clone()),
+                            None => in_flight.dimensions = Some(Box::new(extra.clone())),
                         }
                     }
                     Recording {

@@ -172,7 +172,7 @@ where
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
         let config = &self.layer.config;
         let observer = &config.observer;
-        let start = observer.clock().now();
+        let start = observer.now_nanos();
         let method = HttpMethod::from_method(req.method());
         let scheme = match req.uri().scheme() {
             Some(s) if *s == http::uri::Scheme::HTTPS => Scheme::Https,
@@ -180,7 +180,7 @@ where
             None => config.default_scheme,
         };
         let route = route::RouteLabel::from_request(&req);
-        let dimensions = req.extensions().get::<Dimensions>().cloned();
+        let dimensions = req.extensions().get::<Dimensions>().cloned().map(Box::new);
         observer.request_started(method, scheme);
         let (parts, body) = req.into_parts();
         let (body, request_bytes) = RequestBody::wrap(body);

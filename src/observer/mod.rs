@@ -14,7 +14,7 @@ use std::fmt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, OnceLock};
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use metrics::{Counter, Key, Recorder};
 
@@ -43,6 +43,13 @@ impl RecorderSource for Backend {
             Backend::Global => metrics::with_recorder(|r| f(r)),
         }
     }
+
+    fn registry(&self) -> Option<&Registry> {
+        match self {
+            Backend::Registry(r) => Some(r),
+            _ => None,
+        }
+    }
 }
 
 type Renderer = Arc<dyn Fn() -> String + Send + Sync>;
@@ -52,7 +59,8 @@ struct Inner {
     renderer: Option<Renderer>,
     stats: Stats,
     clock: Clock,
-    started: Instant,
+    /// `clock.now_nanos()` at start.
+    started: u64,
     started_wall: SystemTime,
     dimension_keys: Box<[Arc<str>]>,
     max_label_sets: usize,
@@ -107,8 +115,9 @@ pub(crate) struct HttpCompletion<'a> {
     pub(crate) error: Option<ErrorType>,
     pub(crate) outcome: Outcome,
     pub(crate) dimensions: Option<&'a Dimensions>,
-    pub(crate) start: Instant,
-    pub(crate) end: Instant,
+    /// `Clock::now_nanos` readings.
+    pub(crate) start: u64,
+    pub(crate) end: u64,
     pub(crate) request_bytes: u64,
     pub(crate) response_bytes: u64,
 }
@@ -149,12 +158,8 @@ impl Observer {
 
     /// The statistics served at `/v1/stats`, as of now.
     pub fn stats(&self) -> StatsSnapshot {
-        let elapsed = self
-            .inner
-            .clock
-            .now()
-            .saturating_duration_since(self.inner.started)
-            .as_secs_f64();
+        let elapsed =
+            self.inner.clock.now_nanos().saturating_sub(self.inner.started) as f64 / 1e9;
         self.inner
             .stats
             .snapshot(elapsed, time_fmt::rfc3339(self.inner.started_wall))
@@ -169,6 +174,12 @@ impl Observer {
     /// The clock the layers read.
     pub fn clock(&self) -> &Clock {
         &self.inner.clock
+    }
+
+    /// `clock().now_nanos()`, for the layers.
+    #[inline]
+    pub(crate) fn now_nanos(&self) -> u64 {
+        self.inner.clock.now_nanos()
     }
 
     /// The extra dimensions this observer turns into labels and breakdowns.
@@ -188,7 +199,7 @@ impl Observer {
             self.inner
                 .http
                 .active_gauge(method, scheme, &self.inner.backend)
-                .increment(1.0);
+                .add(1.0);
         });
     }
 
@@ -226,7 +237,7 @@ impl Observer {
         inner
             .http
             .active_gauge(c.method, c.scheme, &inner.backend)
-            .decrement(1.0);
+            .add(-1.0);
         let mut dim_values: [Option<&str>; MAX_DIMENSIONS] = [None; MAX_DIMENSIONS];
         let dim_count = inner.dimension_keys.len();
         if let Some(dims) = c.dimensions {
@@ -248,14 +259,13 @@ impl Observer {
             dimension_keys: &inner.dimension_keys,
             max_label_sets: inner.max_label_sets,
         };
-        let duration = c.end.saturating_duration_since(c.start);
-        let nanos = u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX);
-        let second = c.end.saturating_duration_since(inner.started).as_secs();
+        let nanos = c.end.saturating_sub(c.start);
+        let duration = Duration::from_nanos(nanos);
+        let second = c.end.saturating_sub(inner.started) / 1_000_000_000;
         inner.http.with_series(&key, &ctx, |series| {
             series.handles.duration.record(duration.as_secs_f64());
             series.handles.request_size.record(c.request_bytes as f64);
             series.handles.response_size.record(c.response_bytes as f64);
-            inner.stats.global().record(nanos, second, c.status, c.outcome);
             series.route_stats.record(nanos, second, c.status, c.outcome);
             for cell in series.dim_stats.iter() {
                 cell.record(nanos, second, c.status, c.outcome);
@@ -269,7 +279,7 @@ impl Observer {
                     error_type: series.error_type.as_deref(),
                     dimensions: &series.dims,
                     duration,
-                    end: c.end,
+                    end: inner.started_wall + Duration::from_nanos(c.end.saturating_sub(inner.started)),
                     request_body_bytes: c.request_bytes,
                     response_body_bytes: c.response_bytes,
                 };
@@ -454,7 +464,8 @@ impl ObserverBuilder {
             BackendChoice::Recorder(r) => Backend::Recorder(r),
             BackendChoice::Global => Backend::Global,
         };
-        let started = self.clock.now();
+        self.clock.warm_up();
+        let started = self.clock.now_nanos();
         let started_wall = self.clock.wall();
         Ok(Observer {
             inner: Arc::new(Inner {

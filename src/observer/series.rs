@@ -13,6 +13,7 @@ use metrics::{Counter, Gauge, Histogram, Key, Label, Recorder};
 
 use crate::labels::{sanitize_label_value, HttpMethod, OTHER};
 use crate::names;
+use crate::registry::{AtomicGauge, AtomicHistogram, Registry};
 use crate::stats::{Stats, StatsCell};
 use crate::sync::{read, write};
 
@@ -94,12 +95,46 @@ impl SeriesKeyRef<'_> {
     }
 }
 
+/// A histogram: our own storage, called directly, or any recorder's, through the facade.
+#[derive(Debug)]
+pub(crate) enum HistogramHandle {
+    Builtin(Arc<AtomicHistogram>),
+    Facade(Histogram),
+}
+
+impl HistogramHandle {
+    #[inline]
+    pub(crate) fn record(&self, value: f64) {
+        match self {
+            HistogramHandle::Builtin(h) => h.observe(value),
+            HistogramHandle::Facade(h) => h.record(value),
+        }
+    }
+}
+
+/// A gauge, like [`HistogramHandle`].
+#[derive(Debug)]
+pub(crate) enum GaugeHandle {
+    Builtin(Arc<AtomicGauge>),
+    Facade(Gauge),
+}
+
+impl GaugeHandle {
+    #[inline]
+    pub(crate) fn add(&self, delta: f64) {
+        match self {
+            GaugeHandle::Builtin(g) => metrics::GaugeFn::increment(&**g, delta),
+            GaugeHandle::Facade(g) => g.increment(delta),
+        }
+    }
+}
+
 /// The three histograms of one label set.
 #[derive(Debug)]
 pub(crate) struct Handles {
-    pub(crate) duration: Histogram,
-    pub(crate) request_size: Histogram,
-    pub(crate) response_size: Histogram,
+    pub(crate) duration: HistogramHandle,
+    pub(crate) request_size: HistogramHandle,
+    pub(crate) response_size: HistogramHandle,
 }
 
 /// Everything one label set records into.
@@ -122,7 +157,7 @@ pub(crate) struct SeriesCache {
     overflow: RwLock<HashMap<(HttpMethod, Box<str>), Arc<Series>>>,
     overflow_handles: OnceLock<Arc<Handles>>,
     overflow_count: OnceLock<Counter>,
-    active: [[OnceLock<Gauge>; 2]; HttpMethod::ALL.len()],
+    active: [[OnceLock<GaugeHandle>; 2]; HttpMethod::ALL.len()],
     described: OnceLock<()>,
 }
 
@@ -130,6 +165,9 @@ pub(crate) struct SeriesCache {
 /// one (reachable only inside `metrics::with_recorder`).
 pub(crate) trait RecorderSource {
     fn with(&self, f: &mut dyn FnMut(&dyn Recorder));
+
+    /// Our own registry, when that is the recorder: its storage is then used directly.
+    fn registry(&self) -> Option<&Registry>;
 }
 
 /// What the cache needs from its observer to create a series.
@@ -153,7 +191,7 @@ impl SeriesCache {
         }
         let mut created = None;
         ctx.source.with(&mut |r| created = Some(self.create(r, ctx, key)));
-        f(&created.unwrap_or_else(|| detached(key)))
+        f(&created.unwrap_or_else(|| detached(ctx, key)))
     }
 
     pub(crate) fn active_gauge(
@@ -161,7 +199,7 @@ impl SeriesCache {
         method: HttpMethod,
         scheme: Scheme,
         source: &dyn RecorderSource,
-    ) -> &Gauge {
+    ) -> &GaugeHandle {
         let slot = &self.active[method.index()][scheme as usize];
         slot.get_or_init(|| {
             let key = Key::from_parts(
@@ -171,10 +209,13 @@ impl SeriesCache {
                     Label::from_static_parts(names::URL_SCHEME, scheme.as_str()),
                 ],
             );
-            let mut gauge = Gauge::noop();
+            let mut gauge = GaugeHandle::Facade(Gauge::noop());
             source.with(&mut |r| {
                 self.described.get_or_init(|| describe(r));
-                gauge = r.register_gauge(&key, &metadata());
+                gauge = match source.registry().and_then(|reg| reg.gauge_storage(&key)) {
+                    Some(g) => GaugeHandle::Builtin(g),
+                    None => GaugeHandle::Facade(r.register_gauge(&key, &metadata())),
+                };
             });
             gauge
         })
@@ -214,9 +255,15 @@ fn describe(r: &dyn Recorder) {
     );
 }
 
-fn register(r: &dyn Recorder, labels: &[Label]) -> Handles {
+fn register(r: &dyn Recorder, registry: Option<&Registry>, labels: &[Label]) -> Handles {
     let md = metadata();
-    let h = |name: &'static str| r.register_histogram(&Key::from_parts(name, labels.to_vec()), &md);
+    let h = |name: &'static str| {
+        let key = Key::from_parts(name, labels.to_vec());
+        match registry.and_then(|reg| reg.histogram_storage(&key)) {
+            Some(storage) => HistogramHandle::Builtin(storage),
+            None => HistogramHandle::Facade(r.register_histogram(&key, &md)),
+        }
+    };
     Handles {
         duration: h(names::HTTP_SERVER_REQUEST_DURATION),
         request_size: h(names::HTTP_SERVER_REQUEST_BODY_SIZE),
@@ -260,7 +307,7 @@ impl SeriesCache {
             labels.push(Label::new(k.to_string(), v.to_string()));
         }
         let series = Arc::new(Series {
-            handles: Arc::new(register(r, &labels)),
+            handles: Arc::new(register(r, ctx.source.registry(), &labels)),
             route_stats: ctx.stats.route_cell(key.method, key.route),
             dim_stats: dims
                 .iter()
@@ -308,7 +355,7 @@ impl SeriesCache {
                 for k in ctx.dimension_keys {
                     labels.push(Label::new(k.to_string(), OTHER));
                 }
-                Arc::new(register(r, &labels))
+                Arc::new(register(r, ctx.source.registry(), &labels))
             })
             .clone();
         let other: Arc<str> = Arc::from(OTHER);
@@ -336,14 +383,14 @@ impl SeriesCache {
 }
 
 /// A series that records nowhere, for when no recorder could be reached.
-fn detached(key: &SeriesKeyRef<'_>) -> Arc<Series> {
+fn detached(ctx: &Context<'_>, key: &SeriesKeyRef<'_>) -> Arc<Series> {
     Arc::new(Series {
         handles: Arc::new(Handles {
-            duration: Histogram::noop(),
-            request_size: Histogram::noop(),
-            response_size: Histogram::noop(),
+            duration: HistogramHandle::Facade(Histogram::noop()),
+            request_size: HistogramHandle::Facade(Histogram::noop()),
+            response_size: HistogramHandle::Facade(Histogram::noop()),
         }),
-        route_stats: Arc::default(),
+        route_stats: ctx.stats.route_cell(key.method, key.route),
         dim_stats: Box::default(),
         route: Arc::from(key.route),
         error_type: None,

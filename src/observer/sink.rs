@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, SystemTime};
 
 /// One finished HTTP server request, as every consumer of the recording path sees it.
 ///
@@ -25,8 +25,8 @@ pub struct HttpServerRecord<'a> {
     pub dimensions: &'a [(Arc<str>, Arc<str>)],
     /// From the request's arrival to the end (or drop) of its response body.
     pub duration: Duration,
-    /// When the request ended.
-    pub end: Instant,
+    /// When the request ended (wall clock).
+    pub end: SystemTime,
     /// Request body bytes the application read.
     pub request_body_bytes: u64,
     /// Response body bytes sent.

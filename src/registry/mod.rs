@@ -38,7 +38,8 @@ use metrics::{
 
 use crate::labels::OTHER;
 use crate::sync::{read, write};
-use storage::{AtomicCounter, AtomicGauge, AtomicHistogram, Buckets};
+pub(crate) use storage::{AtomicGauge, AtomicHistogram};
+use storage::{AtomicCounter, Buckets};
 
 /// Bucket bounds (seconds) that OpenTelemetry advises for HTTP and RPC durations.
 pub const OTEL_DURATION_BUCKETS: [f64; 14] = [
@@ -236,6 +237,23 @@ impl Registry {
             .families
             .get(&name)
             .map_or(0, |f| f.series.len())
+    }
+
+    /// The storage behind a histogram, for callers inside the crate that skip the facade's
+    /// dynamic dispatch on the hot path.
+    pub(crate) fn histogram_storage(&self, key: &Key) -> Option<Arc<AtomicHistogram>> {
+        match self.register(key, Kind::Histogram) {
+            Some(Storage::Histogram(h)) => Some(h),
+            _ => None,
+        }
+    }
+
+    /// The storage behind a gauge (see [`histogram_storage`](Self::histogram_storage)).
+    pub(crate) fn gauge_storage(&self, key: &Key) -> Option<Arc<AtomicGauge>> {
+        match self.register(key, Kind::Gauge) {
+            Some(Storage::Gauge(g)) => Some(g),
+            _ => None,
+        }
     }
 
     fn buckets_for(&self, name: &str) -> Arc<Buckets> {

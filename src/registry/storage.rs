@@ -108,6 +108,7 @@ impl AtomicHistogram {
         }
     }
 
+    #[inline]
     pub(crate) fn observe(&self, value: f64) {
         if value.is_nan() {
             return;

@@ -38,6 +38,7 @@ impl RequestIdLayer {
     /// `x-request-id`, at most 128 characters; rejections are counted through the global
     /// `metrics` recorder (use [`Observer::request_id_layer`] to count them in an observer).
     pub fn new() -> Self {
+        crate::clock::Clock::system().warm_up();
         Self {
             header: HeaderName::from_static(X_REQUEST_ID),
             max_len: DEFAULT_MAX_LEN,

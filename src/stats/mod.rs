@@ -59,23 +59,49 @@ impl StatsCell {
         }
     }
 
+    /// Adds this cell's current contents to `data`.
+    fn read_into(&self, data: &mut CellData, elapsed: f64) {
+        self.latency.read_into(&mut data.latency);
+        data.errors += self.errors.load(Relaxed);
+        data.aborted += self.aborted.load(Relaxed);
+        for (sum, c) in data.status_classes.iter_mut().zip(&self.status_classes) {
+            *sum += c.load(Relaxed);
+        }
+        data.requests_per_second += self.rate.per_second(elapsed);
+    }
+
     fn entry(&self, elapsed: f64) -> BreakdownEntry {
+        let mut data = CellData::default();
+        self.read_into(&mut data, elapsed);
+        data.entry()
+    }
+}
+
+/// One or more cells, read and merged.
+#[derive(Debug, Default)]
+struct CellData {
+    latency: sketch::SketchData,
+    errors: u64,
+    aborted: u64,
+    status_classes: [u64; 5],
+    requests_per_second: f64,
+}
+
+impl CellData {
+    fn entry(&self) -> BreakdownEntry {
         let summary = self.latency.summary(&[0.5, 0.95, 0.99]);
         let requests = summary.as_ref().map_or(0, |s| s.count);
-        let errors = self.errors.load(Relaxed);
-        let aborted = self.aborted.load(Relaxed);
-        let completed = requests.saturating_sub(aborted);
-        let success_rate =
-            (completed > 0).then(|| completed.saturating_sub(errors) as f64 / completed as f64);
-        let classes: Vec<u64> = self.status_classes.iter().map(|c| c.load(Relaxed)).collect();
+        let completed = requests.saturating_sub(self.aborted);
+        let success_rate = (completed > 0)
+            .then(|| completed.saturating_sub(self.errors) as f64 / completed as f64);
         BreakdownEntry {
             requests,
-            errors,
-            aborted,
-            requests_per_second: self.rate.per_second(elapsed),
+            errors: self.errors,
+            aborted: self.aborted,
+            requests_per_second: self.requests_per_second,
             success_rate,
             latency_ms: summary.map(|s| LatencyMs::from_summary(&s)),
-            status_codes: StatusClasses::from_counts(&classes),
+            status_codes: StatusClasses::from_counts(&self.status_classes),
         }
     }
 }
@@ -83,19 +109,16 @@ impl StatsCell {
 type RouteKey = (String, HttpMethod);
 type DimensionKey = (String, String);
 
-/// The aggregator: the service-wide cell plus one cell per route and per dimension value.
+/// The aggregator: one cell per route and one per dimension value. Every request lands in
+/// exactly one route cell, so the service-wide figures are the route cells merged at read
+/// time (sketches merge exactly), which keeps one set of atomics off the hot path.
 #[derive(Debug, Default)]
 pub(crate) struct Stats {
-    global: StatsCell,
     routes: RwLock<BTreeMap<RouteKey, Arc<StatsCell>>>,
     dimensions: RwLock<BTreeMap<DimensionKey, Arc<StatsCell>>>,
 }
 
 impl Stats {
-    pub(crate) fn global(&self) -> &StatsCell {
-        &self.global
-    }
-
     pub(crate) fn route_cell(&self, method: HttpMethod, route: &str) -> Arc<StatsCell> {
         let key = (route.to_owned(), method);
         if let Some(cell) = crate::sync::read(&self.routes).get(&key) {
@@ -116,18 +139,31 @@ impl Stats {
     }
 
     pub(crate) fn snapshot(&self, elapsed: f64, started_at: String) -> StatsSnapshot {
-        let global = self.global.entry(elapsed);
-        let routes = crate::sync::read(&self.routes)
+        let cells: Vec<_> = crate::sync::read(&self.routes)
             .iter()
             .map(|((route, method), cell)| (route.clone(), *method, cell.clone()))
-            .collect::<Vec<_>>()
+            .collect();
+        let mut all = CellData::default();
+        let routes = cells
             .into_iter()
-            .map(|(route, method, cell)| RouteEntry {
-                method: method.as_str(),
-                route,
-                stats: cell.entry(elapsed),
+            .map(|(route, method, cell)| {
+                let mut data = CellData::default();
+                cell.read_into(&mut data, elapsed);
+                all.latency.merge(&data.latency);
+                all.errors += data.errors;
+                all.aborted += data.aborted;
+                for (sum, c) in all.status_classes.iter_mut().zip(data.status_classes) {
+                    *sum += c;
+                }
+                all.requests_per_second += data.requests_per_second;
+                RouteEntry {
+                    method: method.as_str(),
+                    route,
+                    stats: data.entry(),
+                }
             })
             .collect();
+        let global = all.entry();
         let mut dimensions: BTreeMap<String, BTreeMap<String, BreakdownEntry>> = BTreeMap::new();
         let cells: Vec<_> = crate::sync::read(&self.dimensions)
             .iter()

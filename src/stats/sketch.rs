@@ -24,7 +24,6 @@ type Octave = Box<[AtomicU64; SUB]>;
 /// See the [module docs](self).
 #[derive(Debug)]
 pub(crate) struct LatencySketch {
-    count: AtomicU64,
     /// Sum in microseconds: nanoseconds would overflow `u64` after a few days of heavy load.
     sum_micros: AtomicU64,
     min_nanos: AtomicU64,
@@ -35,7 +34,6 @@ pub(crate) struct LatencySketch {
 impl Default for LatencySketch {
     fn default() -> Self {
         Self {
-            count: AtomicU64::new(0),
             sum_micros: AtomicU64::new(0),
             min_nanos: AtomicU64::new(u64::MAX),
             max_nanos: AtomicU64::new(0),
@@ -65,8 +63,8 @@ fn representative(slot: usize, sub: usize) -> f64 {
 }
 
 impl LatencySketch {
+    #[inline]
     pub(crate) fn record(&self, nanos: u64) {
-        self.count.fetch_add(1, Relaxed);
         self.sum_micros.fetch_add((nanos + 500) / 1000, Relaxed);
         if nanos < self.min_nanos.load(Relaxed) {
             self.min_nanos.fetch_min(nanos, Relaxed);
@@ -79,37 +77,86 @@ impl LatencySketch {
         octave[sub].fetch_add(1, Relaxed);
     }
 
-    /// Reads the sketch once and answers every quantile in `quantiles` (ascending, in 0..=1).
-    pub(crate) fn summary(&self, quantiles: &[f64]) -> Option<Summary> {
+    /// Adds this sketch's current contents to `data` (sketches merge by adding buckets).
+    pub(crate) fn read_into(&self, data: &mut SketchData) {
         let mut total = 0u64;
-        let mut counts: Vec<(usize, usize, u64)> = Vec::new();
         for (slot, octave) in self.slots.iter().enumerate() {
             if let Some(octave) = octave.get() {
                 for (sub, c) in octave.iter().enumerate() {
                     let c = c.load(Relaxed);
                     if c > 0 {
                         total += c;
-                        counts.push((slot, sub, c));
+                        *data.buckets.entry((slot * SUB + sub) as u16).or_default() += c;
                     }
                 }
             }
         }
         if total == 0 {
+            return;
+        }
+        // Read the buckets first: `count` may run ahead of them while requests land, never
+        // behind, so quantile ranks always find their bucket.
+        data.count += total;
+        data.sum_micros += self.sum_micros.load(Relaxed);
+        data.min_nanos = data.min_nanos.min(self.min_nanos.load(Relaxed));
+        data.max_nanos = data.max_nanos.max(self.max_nanos.load(Relaxed));
+    }
+}
+
+/// The contents of one or more merged sketches.
+#[derive(Debug, Clone)]
+pub(crate) struct SketchData {
+    count: u64,
+    sum_micros: u64,
+    min_nanos: u64,
+    max_nanos: u64,
+    buckets: std::collections::BTreeMap<u16, u64>,
+}
+
+impl Default for SketchData {
+    fn default() -> Self {
+        Self {
+            count: 0,
+            sum_micros: 0,
+            min_nanos: u64::MAX,
+            max_nanos: 0,
+            buckets: Default::default(),
+        }
+    }
+}
+
+impl SketchData {
+    /// Merges `other` into `self`.
+    pub(crate) fn merge(&mut self, other: &SketchData) {
+        self.count += other.count;
+        self.sum_micros += other.sum_micros;
+        self.min_nanos = self.min_nanos.min(other.min_nanos);
+        self.max_nanos = self.max_nanos.max(other.max_nanos);
+        for (k, v) in &other.buckets {
+            *self.buckets.entry(*k).or_default() += v;
+        }
+    }
+
+    /// Answers every quantile in `quantiles` (ascending, in 0..=1); `None` when empty.
+    pub(crate) fn summary(&self, quantiles: &[f64]) -> Option<Summary> {
+        if self.count == 0 {
             return None;
         }
-        let min = self.min_nanos.load(Relaxed) as f64;
-        let max = self.max_nanos.load(Relaxed) as f64;
+        let total: u64 = self.buckets.values().sum();
+        let min = self.min_nanos as f64;
+        let max = self.max_nanos as f64;
         let mut values = Vec::with_capacity(quantiles.len());
         let mut seen = 0u64;
-        let mut iter = counts.iter();
+        let mut iter = self.buckets.iter();
         let mut current = None;
         for q in quantiles {
             let rank = ((q.clamp(0.0, 1.0) * total as f64).ceil() as u64).max(1);
             while seen < rank {
                 match iter.next() {
-                    Some(&(slot, sub, c)) => {
+                    Some((&index, &c)) => {
                         seen += c;
-                        current = Some(representative(slot, sub));
+                        let index = usize::from(index);
+                        current = Some(representative(index / SUB, index % SUB));
                     }
                     None => break,
                 }
@@ -117,8 +164,8 @@ impl LatencySketch {
             values.push(current.unwrap_or(max).clamp(min, max));
         }
         Some(Summary {
-            count: self.count.load(Relaxed).max(total),
-            sum_micros: self.sum_micros.load(Relaxed),
+            count: self.count,
+            sum_micros: self.sum_micros,
             min_nanos: min,
             max_nanos: max,
             quantile_nanos: values,
@@ -176,7 +223,9 @@ mod tests {
                 sketch.record(s);
             }
             samples.sort_unstable();
-            let summary = sketch.summary(&qs).expect("samples recorded");
+            let mut data = SketchData::default();
+            sketch.read_into(&mut data);
+            let summary = data.summary(&qs).expect("samples recorded");
             assert_eq!(summary.count, samples.len() as u64);
             assert_eq!(summary.min_nanos, samples[0] as f64);
             assert_eq!(summary.max_nanos, *samples.last().unwrap() as f64);
@@ -190,7 +239,28 @@ mod tests {
 
     #[test]
     fn empty_sketch_has_no_summary() {
-        assert!(LatencySketch::default().summary(&[0.5]).is_none());
+        let mut data = SketchData::default();
+        LatencySketch::default().read_into(&mut data);
+        assert!(data.summary(&[0.5]).is_none());
+    }
+
+    #[test]
+    fn merged_sketches_answer_like_one() {
+        let (a, b, both) = (LatencySketch::default(), LatencySketch::default(), LatencySketch::default());
+        for v in 1..=10_000u64 {
+            let nanos = v * 1_000;
+            if v % 3 == 0 { a.record(nanos) } else { b.record(nanos) }
+            both.record(nanos);
+        }
+        let (mut merged, mut single, mut part) = (SketchData::default(), SketchData::default(), SketchData::default());
+        a.read_into(&mut merged);
+        b.read_into(&mut part);
+        merged.merge(&part);
+        both.read_into(&mut single);
+        let qs = [0.5, 0.99];
+        let (m, s) = (merged.summary(&qs).unwrap(), single.summary(&qs).unwrap());
+        assert_eq!(m.quantile_nanos, s.quantile_nanos);
+        assert_eq!((m.count, m.min_nanos, m.max_nanos), (s.count, s.min_nanos, s.max_nanos));
     }
 
     #[test]

@@ -1,0 +1,240 @@
+//! An instrumented axum service with every tower-observe layer and endpoint.
+//!
+//! ```text
+//! cargo run --example demo                      # serve on 127.0.0.1:3000
+//! cargo run --example demo -- --traffic         # …and drive it with a steady local load
+//! cargo run --example demo -- --addr 127.0.0.1:8080 --traffic --exit-after 30
+//! ```
+//!
+//! Then open `/metrics` and `/v1/stats`. The routes have different latencies and error
+//! rates; `/api/chat/{model}` reports `backend` and `model` dimensions.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::Path;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Router};
+use tower_observe::{Dimensions, HttpServerRecord, Observer, RecordSink, RequestId};
+
+const USAGE: &str = "usage: demo [--addr HOST:PORT] [--traffic] [--rps N] [--exit-after SECONDS]";
+
+struct Args {
+    addr: SocketAddr,
+    traffic: bool,
+    rps: u32,
+    exit_after: Option<Duration>,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut args = Args {
+        addr: ([127, 0, 0, 1], 3000).into(),
+        traffic: false,
+        rps: 40,
+        exit_after: None,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        let mut value = |name: &str| it.next().ok_or_else(|| format!("{name} needs a value"));
+        match arg.as_str() {
+            "--addr" => {
+                let v = value("--addr")?;
+                args.addr = v.parse().map_err(|e| format!("--addr {v}: {e}"))?;
+            }
+            "--traffic" => args.traffic = true,
+            "--rps" => {
+                let v = value("--rps")?;
+                args.rps = v.parse().map_err(|e| format!("--rps {v}: {e}"))?;
+                if !(1..=2000).contains(&args.rps) {
+                    return Err("--rps must be between 1 and 2000".into());
+                }
+            }
+            "--exit-after" => {
+                let v = value("--exit-after")?;
+                let secs: u64 = v.parse().map_err(|e| format!("--exit-after {v}: {e}"))?;
+                args.exit_after = Some(Duration::from_secs(secs));
+            }
+            "-h" | "--help" => return Err(USAGE.into()),
+            other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
+        }
+    }
+    Ok(args)
+}
+
+/// Logs failed and slow requests: a `RecordSink` sees every request the metrics see.
+struct NotableRequests;
+
+impl RecordSink for NotableRequests {
+    fn record_http_server(&self, r: &HttpServerRecord<'_>) {
+        if r.error_type.is_some() || r.duration > Duration::from_millis(350) {
+            tracing::warn!(
+                method = r.method,
+                route = r.route,
+                status = r.status,
+                error_type = r.error_type,
+                duration_ms = r.duration.as_secs_f64() * 1e3,
+                "notable request"
+            );
+        }
+    }
+}
+
+async fn sleep_ms(range: std::ops::Range<u64>) {
+    tokio::time::sleep(Duration::from_millis(fastrand::u64(range))).await;
+}
+
+async fn user(Path(id): Path<u32>, request_id: RequestId) -> String {
+    sleep_ms(1..5).await;
+    format!("{{\"id\":{id},\"request_id\":\"{request_id}\"}}")
+}
+
+async fn search() -> &'static str {
+    sleep_ms(20..80).await;
+    "[]"
+}
+
+async fn checkout(body: Bytes) -> Response {
+    sleep_ms(100..400).await;
+    if fastrand::u8(0..100) < 5 {
+        return (StatusCode::INTERNAL_SERVER_ERROR, "payment provider failed").into_response();
+    }
+    format!("{{\"accepted_bytes\":{}}}", body.len()).into_response()
+}
+
+async fn chat(Path(model): Path<String>) -> Response {
+    let (base, spread) = match model.as_str() {
+        "small" => (30, 40),
+        "large" => (150, 250),
+        _ => return (StatusCode::NOT_FOUND, "unknown model").into_response(),
+    };
+    let backend = if fastrand::bool() { "eu-1" } else { "us-1" };
+    sleep_ms(base..base + spread).await;
+    let dims = Extension(Dimensions::new().with("backend", backend).with("model", model));
+    if backend == "us-1" && fastrand::u8(0..100) < 4 {
+        return (StatusCode::SERVICE_UNAVAILABLE, dims, "backend overloaded").into_response();
+    }
+    (dims, "{\"reply\":\"hello\"}").into_response()
+}
+
+/// Ten chunks, 50 ms apart: its latency is measured to the last chunk, not the headers.
+async fn stream() -> Body {
+    let chunks = futures_util::stream::unfold(0u8, |i| async move {
+        if i == 10 {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        Some((Ok::<_, std::io::Error>(Bytes::from(format!("chunk {i}\n"))), i + 1))
+    });
+    Body::from_stream(chunks)
+}
+
+fn app(observer: &Observer) -> Router {
+    Router::new()
+        .route("/", get(index))
+        .route("/api/users/{id}", get(user))
+        .route("/api/search", get(search))
+        .route("/api/checkout", post(checkout))
+        .route("/api/chat/{model}", get(chat))
+        .route("/api/stream", get(stream))
+        .merge(observer.router())
+        .layer(observer.layer())
+}
+
+async fn index() -> &'static str {
+    "tower-observe demo\n\n/metrics     Prometheus text\n/v1/stats    JSON statistics\n\
+     /api/users/{id}  /api/search  POST /api/checkout  /api/chat/{small|large}  /api/stream\n"
+}
+
+/// A steady, bounded load against our own address: `rps` requests per second, each with a
+/// 5 s timeout, at most 64 in flight.
+async fn drive_traffic(addr: SocketAddr, rps: u32) {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .expect("reqwest client");
+    let limit = Arc::new(tokio::sync::Semaphore::new(64));
+    let mut tick = tokio::time::interval(Duration::from_secs(1) / rps);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let base = format!("http://{addr}");
+    loop {
+        tick.tick().await;
+        let Ok(permit) = limit.clone().try_acquire_owned() else {
+            continue; // the server is saturated: skip rather than queue without bound
+        };
+        let request = match fastrand::u8(0..100) {
+            0..=39 => client.get(format!("{base}/api/users/{}", fastrand::u32(1..500))),
+            40..=59 => client.get(format!("{base}/api/search")),
+            60..=69 => client.post(format!("{base}/api/checkout")).body(vec![b'x'; fastrand::usize(100..4000)]),
+            70..=87 => client.get(format!("{base}/api/chat/{}", if fastrand::bool() { "small" } else { "large" })),
+            88..=91 => client.get(format!("{base}/api/stream")),
+            92..=95 => client.get(format!("{base}/wp-admin/{}", fastrand::u32(..))), // scanners
+            _ => client.get(format!("{base}/api/users/7")).header("x-request-id", "bad id\twith tab"),
+        };
+        tokio::spawn(async move {
+            if let Ok(res) = request.send().await {
+                let _ = res.bytes().await;
+            }
+            drop(permit);
+        });
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    let args = match parse_args() {
+        Ok(args) => args,
+        Err(message) => {
+            eprintln!("{message}");
+            std::process::exit(2);
+        }
+    };
+    tracing_subscriber::fmt().with_target(false).init();
+
+    let observer = Observer::builder()
+        .dimension("backend")
+        .dimension("model")
+        .sink(Arc::new(NotableRequests))
+        .build()
+        .expect("valid observer configuration");
+    // The application's own `metrics::counter!` calls land on /metrics too.
+    if let Some(registry) = observer.registry() {
+        let _ = metrics::set_global_recorder(registry.clone());
+    }
+
+    let listener = match tokio::net::TcpListener::bind(args.addr).await {
+        Ok(listener) => listener,
+        Err(e) => {
+            eprintln!("cannot listen on {}: {e}", args.addr);
+            std::process::exit(1);
+        }
+    };
+    let addr = listener.local_addr().expect("bound address");
+    println!("tower-observe demo listening on http://{addr}");
+    println!("  metrics:  http://{addr}/metrics");
+    println!("  stats:    http://{addr}/v1/stats");
+    println!("  routes:   http://{addr}/");
+    if args.traffic {
+        println!("  traffic:  {} requests/s to http://{addr}", args.rps);
+        tokio::spawn(drive_traffic(addr, args.rps));
+    }
+
+    let shutdown = async move {
+        match args.exit_after {
+            Some(after) => tokio::time::sleep(after).await,
+            None => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    };
+    if let Err(e) = axum::serve(listener, app(&observer))
+        .with_graceful_shutdown(shutdown)
+        .await
+    {
+        eprintln!("server error: {e}");
+        std::process::exit(1);
+    }
+}
