@@ -88,6 +88,12 @@ fn request() -> Request<Body> {
         .unwrap()
 }
 
+/// Finalises the router the way `axum::serve` does (`with_state` turns every handler into a
+/// route once), so no variant pays per request for building its routes.
+fn ready(router: Router) -> Router {
+    router.with_state(())
+}
+
 fn bench_one<S, B>(group: &mut BenchmarkGroup<'_, WallTime>, rt: &tokio::runtime::Runtime, name: &str, svc: S)
 where
     S: tower::Service<Request<Body>, Response = http::Response<B>> + Clone,
@@ -120,12 +126,12 @@ fn bench_layers(c: &mut Criterion) {
     group.measurement_time(Duration::from_secs(4));
 
     // Reference points: the router alone, and what axum charges for any `Router::layer`.
-    bench_one(&mut group, &rt, "bare_router", base());
-    bench_one(&mut group, &rt, "noop_layer", base().layer(tower::layer::layer_fn(|s| s)));
-    bench_one(&mut group, &rt, "noop_body_wrapping_layer", base().layer(BodyPassThroughLayer));
+    bench_one(&mut group, &rt, "bare_router", ready(base()));
+    bench_one(&mut group, &rt, "noop_layer", ready(base().layer(tower::layer::layer_fn(|s| s))));
+    bench_one(&mut group, &rt, "noop_body_wrapping_layer", ready(base().layer(BodyPassThroughLayer)));
 
     // Request IDs need no route, so they usually wrap the whole router...
-    bench_one(&mut group, &rt, "ours_request_id", ServiceBuilder::new().layer(RequestIdLayer::new()).service(base()));
+    bench_one(&mut group, &rt, "ours_request_id", ServiceBuilder::new().layer(RequestIdLayer::new()).service(ready(base())));
     bench_one(
         &mut group,
         &rt,
@@ -133,23 +139,25 @@ fn bench_layers(c: &mut Criterion) {
         ServiceBuilder::new()
             .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
             .layer(PropagateRequestIdLayer::x_request_id())
-            .service(base()),
+            .service(ready(base())),
     );
     // ...or go in with `Router::layer`.
-    bench_one(&mut group, &rt, "ours_request_id_router_layer", base().layer(RequestIdLayer::new()));
+    bench_one(&mut group, &rt, "ours_request_id_router_layer", ready(base().layer(RequestIdLayer::new())));
     bench_one(
         &mut group,
         &rt,
         "tower_http_request_id_router_layer",
-        base()
-            .layer(PropagateRequestIdLayer::x_request_id())
-            .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid)),
+        ready(
+            base()
+                .layer(PropagateRequestIdLayer::x_request_id())
+                .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid)),
+        ),
     );
 
     // Metrics need the matched route, so they go in with `Router::layer`.
-    bench_one(&mut group, &rt, "ours_metrics", base().layer(observer.http_metrics_layer()));
-    bench_one(&mut group, &rt, "axum_prometheus", base().layer(prometheus_layer));
-    bench_one(&mut group, &rt, "ours_full", base().layer(observer.layer()));
+    bench_one(&mut group, &rt, "ours_metrics", ready(base().layer(observer.http_metrics_layer())));
+    bench_one(&mut group, &rt, "axum_prometheus", ready(base().layer(prometheus_layer)));
+    bench_one(&mut group, &rt, "ours_full", ready(base().layer(observer.layer())));
     group.finish();
 }
 

@@ -83,7 +83,7 @@ struct ManualShared {
 /// use tower_observe::{clock::ManualClock, Observer};
 ///
 /// let clock = ManualClock::new();
-/// let observer = Observer::builder().clock(clock.clone()).build();
+/// let observer = Observer::builder().clock(clock.clone()).build().unwrap();
 /// clock.advance(Duration::from_secs(90));
 /// assert_eq!(observer.stats().uptime_seconds, 90.0);
 /// ```

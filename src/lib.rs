@@ -42,6 +42,7 @@ pub mod endpoints;
 pub mod http_metrics;
 pub mod labels;
 pub mod names;
+mod observe;
 mod observer;
 pub mod registry;
 pub mod request_id;
@@ -51,18 +52,9 @@ mod time_fmt;
 
 pub use http_metrics::HttpMetricsLayer;
 pub use labels::{Dimensions, RouteTemplate};
+pub use observe::{Observe, ObserveLayer};
 pub use observer::{
     BuildError, HttpServerRecord, Observer, ObserverBuilder, RecordSink, MAX_DIMENSIONS,
 };
 pub use request_id::{RequestId, RequestIdLayer};
 
-/// The full server stack: [`RequestIdLayer`] outside, [`HttpMetricsLayer`] inside.
-pub type ObserveLayer = tower_layer::Stack<HttpMetricsLayer, RequestIdLayer>;
-
-impl Observer {
-    /// Request IDs and HTTP metrics in one layer, the request-ID layer outermost so that a
-    /// request's ID is already assigned while it is measured.
-    pub fn layer(&self) -> ObserveLayer {
-        tower_layer::Stack::new(self.http_metrics_layer(), self.request_id_layer())
-    }
-}

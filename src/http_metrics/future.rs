@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
-use http::Response;
+use http::{HeaderValue, Response};
 use pin_project_lite::pin_project;
 
 use super::route::RouteLabel;
@@ -86,6 +86,9 @@ pin_project! {
         #[pin]
         inner: F,
         in_flight: Option<InFlight>,
+        // Set by the fused `ObserveLayer`: the request ID to echo (the header name is in
+        // the config, to keep this future small).
+        echo: Option<HeaderValue>,
     }
 
     impl<F> PinnedDrop for ResponseFuture<F> {
@@ -99,10 +102,11 @@ pin_project! {
 }
 
 impl<F> ResponseFuture<F> {
-    pub(crate) fn new(inner: F, in_flight: InFlight) -> Self {
+    pub(crate) fn new(inner: F, in_flight: InFlight, echo: Option<HeaderValue>) -> Self {
         Self {
             inner,
             in_flight: Some(in_flight),
+            echo,
         }
     }
 }
@@ -126,11 +130,17 @@ where
         let in_flight = this.in_flight.take();
         Poll::Ready(match result {
             Ok(response) => {
-                let (parts, body) = response.into_parts();
+                let (mut parts, body) = response.into_parts();
+                if let (Some(value), Some(in_flight)) = (this.echo.take(), &in_flight) {
+                    if let Some(name) = &in_flight.config.echo_header {
+                        parts.headers.insert(name.clone(), value);
+                    }
+                }
                 let recording = in_flight.map(|mut in_flight| {
                     let route = std::mem::replace(&mut in_flight.route, RouteLabel::Unmatched);
                     in_flight.route = route.or_from_response(&parts.extensions);
-                    if let Some(extra) = parts.extensions.get::<Dimensions>() {
+                    let wanted = !in_flight.config.observer.dimensions().is_empty();
+                    if let Some(extra) = wanted.then(|| parts.extensions.get::<Dimensions>()).flatten() {
                         match &mut in_flight.dimensions {
                             Some(dims) => dims.merge(extra),
                             None => in_flight.dimensions = Some(Box::new(extra.clone())),

@@ -74,13 +74,22 @@ pub(crate) struct Config {
     pub(crate) observer: Observer,
     failure_if: Option<FailureFn>,
     default_scheme: Scheme,
+    /// Set by the fused `ObserveLayer`: the header that echoes the request ID.
+    pub(crate) echo_header: Option<http::HeaderName>,
 }
 
 impl fmt::Debug for HttpMetricsLayer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("HttpMetricsLayer")
-            .field("custom_classifier", &self.config.failure_if.is_some())
-            .field("default_scheme", &self.config.default_scheme.as_str())
+        f.debug_tuple("HttpMetricsLayer").field(&self.config).finish()
+    }
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("custom_classifier", &self.failure_if.is_some())
+            .field("default_scheme", &self.default_scheme.as_str())
+            .field("echo_header", &self.echo_header)
             .finish_non_exhaustive()
     }
 }
@@ -93,6 +102,7 @@ impl HttpMetricsLayer {
                 observer: observer.clone(),
                 failure_if: None,
                 default_scheme: Scheme::Http,
+                echo_header: None,
             }),
         }
     }
@@ -148,6 +158,15 @@ impl<S: fmt::Debug> fmt::Debug for HttpMetrics<S> {
     }
 }
 
+impl HttpMetricsLayer {
+    /// This layer's settings, echoing the request ID in `header` (for the fused layer).
+    pub(crate) fn config_echoing(&self, header: http::HeaderName) -> Arc<Config> {
+        let mut config = (*self.config).clone();
+        config.echo_header = Some(header);
+        Arc::new(config)
+    }
+}
+
 impl<S> HttpMetrics<S> {
     /// The wrapped service.
     pub fn get_ref(&self) -> &S {
@@ -170,31 +189,49 @@ where
     }
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
-        let config = &self.layer.config;
-        let observer = &config.observer;
-        let start = observer.now_nanos();
-        let method = HttpMethod::from_method(req.method());
-        let scheme = match req.uri().scheme() {
-            Some(s) if *s == http::uri::Scheme::HTTPS => Scheme::Https,
-            Some(_) => Scheme::Http,
-            None => config.default_scheme,
-        };
-        let route = route::RouteLabel::from_request(&req);
-        let dimensions = req.extensions().get::<Dimensions>().cloned().map(Box::new);
-        observer.request_started(method, scheme);
-        let (parts, body) = req.into_parts();
-        let (body, request_bytes) = RequestBody::wrap(body);
-        let in_flight = InFlight {
-            config: self.layer.config.clone(),
-            start,
-            method,
-            scheme,
-            route,
-            dimensions,
-            request_bytes,
-        };
-        ResponseFuture::new(self.inner.call(Request::from_parts(parts, body)), in_flight)
+        start(&self.layer.config, &mut self.inner, req, None)
     }
+}
+
+/// Starts measuring `req` and calls `inner` with it: the body of [`HttpMetrics::call`],
+/// shared with the fused [`ObserveLayer`](crate::ObserveLayer) service.
+pub(crate) fn start<S, ReqBody, ResBody>(
+    config: &Arc<Config>,
+    inner: &mut S,
+    req: Request<ReqBody>,
+    echo: Option<http::HeaderValue>,
+) -> ResponseFuture<S::Future>
+where
+    S: Service<Request<RequestBody<ReqBody>>, Response = Response<ResBody>>,
+    ReqBody: http_body::Body,
+{
+    let observer = &config.observer;
+    let start = observer.now_nanos();
+    let method = HttpMethod::from_method(req.method());
+    let scheme = match req.uri().scheme() {
+        Some(s) if *s == http::uri::Scheme::HTTPS => Scheme::Https,
+        Some(_) => Scheme::Http,
+        None => config.default_scheme,
+    };
+    let route = route::RouteLabel::from_request(&req);
+    let dimensions = if observer.dimensions().is_empty() {
+        None
+    } else {
+        req.extensions().get::<Dimensions>().cloned().map(Box::new)
+    };
+    observer.request_started(method, scheme);
+    let (parts, body) = req.into_parts();
+    let (body, request_bytes) = RequestBody::wrap(body);
+    let in_flight = InFlight {
+        config: config.clone(),
+        start,
+        method,
+        scheme,
+        route,
+        dimensions,
+        request_bytes,
+    };
+    ResponseFuture::new(inner.call(Request::from_parts(parts, body)), in_flight, echo)
 }
 
 impl Observer {

@@ -55,7 +55,7 @@ pub struct HttpServerRecord<'a> {
 /// }
 ///
 /// let slow = Arc::new(SlowRequests::default());
-/// let observer = Observer::builder().sink(slow.clone()).build();
+/// let observer = Observer::builder().sink(slow.clone()).build().unwrap();
 /// ```
 pub trait RecordSink: Send + Sync + 'static {
     /// Called once per finished HTTP server request.

@@ -1,5 +1,6 @@
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
 use http::{HeaderName, HeaderValue, Request, Response};
@@ -23,8 +24,9 @@ use crate::Observer;
 #[derive(Debug, Clone)]
 #[must_use]
 pub struct RequestIdLayer {
-    header: HeaderName,
+    pub(crate) header: HeaderName,
     max_len: usize,
+    set_request_header: bool,
     observer: Option<Observer>,
 }
 
@@ -42,6 +44,7 @@ impl RequestIdLayer {
         Self {
             header: HeaderName::from_static(X_REQUEST_ID),
             max_len: DEFAULT_MAX_LEN,
+            set_request_header: false,
             observer: None,
         }
     }
@@ -64,6 +67,42 @@ impl RequestIdLayer {
         self.max_len = max_len.max(1);
         self
     }
+
+    /// Also writes a generated ID into the request's headers, for inner code that reads the
+    /// header rather than the [`RequestId`] extension (for example a proxy that forwards
+    /// headers verbatim). Off by default: it costs a header-map insert per request, and the
+    /// extension is the reliable source. A rejected incoming ID is always overwritten.
+    pub fn set_request_header(mut self, enabled: bool) -> Self {
+        self.set_request_header = enabled;
+        self
+    }
+
+    /// Gives `req` its ID and returns the value to echo on the response.
+    pub(crate) fn assign<B>(&self, req: &mut Request<B>) -> HeaderValue {
+        let (id, write_header) = match req.headers().get(&self.header) {
+            Some(value) => match RequestId::from_header(value, self.max_len) {
+                Some(id) => (id, false),
+                None => {
+                    match &self.observer {
+                        Some(observer) => observer.request_id_rejected(),
+                        None => metrics::counter!(crate::names::REQUEST_ID_REJECTED).increment(1),
+                    }
+                    (RequestId::generate(), true)
+                }
+            },
+            None => (RequestId::generate(), self.set_request_header),
+        };
+        let value = id.0.clone();
+        if write_header {
+            req.headers_mut().insert(self.header.clone(), value.clone());
+        }
+        // No subscriber was ever installed: there is no span to record into.
+        if tracing::dispatcher::has_been_set() {
+            tracing::Span::current().record("request_id", id.as_str());
+        }
+        req.extensions_mut().insert(id);
+        value
+    }
 }
 
 impl<S> Layer<S> for RequestIdLayer {
@@ -72,7 +111,7 @@ impl<S> Layer<S> for RequestIdLayer {
     fn layer(&self, inner: S) -> Self::Service {
         RequestIdService {
             inner,
-            layer: self.clone(),
+            layer: Arc::new(self.clone()),
         }
     }
 }
@@ -81,7 +120,8 @@ impl<S> Layer<S> for RequestIdLayer {
 #[derive(Debug, Clone)]
 pub struct RequestIdService<S> {
     inner: S,
-    layer: RequestIdLayer,
+    // Shared: axum clones the service for every request.
+    layer: Arc<RequestIdLayer>,
 }
 
 impl<S> RequestIdService<S> {
@@ -104,24 +144,10 @@ where
     }
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
-        let layer = &self.layer;
-        let id = match req.headers().get(&layer.header) {
-            Some(value) => RequestId::from_header(value, layer.max_len).unwrap_or_else(|| {
-                match &layer.observer {
-                    Some(observer) => observer.request_id_rejected(),
-                    None => metrics::counter!(crate::names::REQUEST_ID_REJECTED).increment(1),
-                }
-                RequestId::generate()
-            }),
-            None => RequestId::generate(),
-        };
-        let value = id.0.clone();
-        req.headers_mut().insert(layer.header.clone(), value.clone());
-        tracing::Span::current().record("request_id", id.as_str());
-        req.extensions_mut().insert(id);
+        let value = self.layer.assign(&mut req);
         ResponseFuture {
             inner: self.inner.call(req),
-            header: Some((layer.header.clone(), value)),
+            header: Some((self.layer.header.clone(), value)),
         }
     }
 }
@@ -173,8 +199,9 @@ mod tests {
 
     async fn echo(req: Request<()>) -> Result<Response<String>, Infallible> {
         let from_ext = req.extensions().get::<RequestId>().unwrap().to_string();
-        let from_header = req.headers()[X_REQUEST_ID].to_str().unwrap().to_owned();
-        assert_eq!(from_ext, from_header);
+        if let Some(header) = req.headers().get(X_REQUEST_ID) {
+            assert_eq!(from_ext, header.to_str().unwrap(), "a header, if any, holds the ID");
+        }
         Ok(Response::new(from_ext))
     }
 
@@ -196,6 +223,15 @@ mod tests {
 
         let res = svc.oneshot(Request::new(())).await.unwrap();
         assert_eq!(res.headers()[X_REQUEST_ID].len(), 36);
+
+        let with_header = RequestIdLayer::new().set_request_header(true).layer(service_fn(
+            |req: Request<()>| async move {
+                let id = req.headers()[X_REQUEST_ID].to_str().unwrap().to_owned();
+                Ok::<_, Infallible>(Response::new(id))
+            },
+        ));
+        let res = with_header.oneshot(Request::new(())).await.unwrap();
+        assert_eq!(res.headers()[X_REQUEST_ID], res.body().as_str());
 
         let text = observer.render_metrics().unwrap();
         assert!(text.contains("tower_observe_request_id_rejected_total 1\n"), "{text}");
