@@ -48,8 +48,13 @@ where
 {
     type Response = http::Response<Wrapped<R>>;
     type Error = S::Error;
-    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Self::Response, S::Error>> + Send>>;
-    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), S::Error>> {
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<Self::Response, S::Error>> + Send>,
+    >;
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), S::Error>> {
         self.0.poll_ready(cx)
     }
     fn call(&mut self, req: Request<B>) -> Self::Future {
@@ -94,8 +99,12 @@ fn ready(router: Router) -> Router {
     router.with_state(())
 }
 
-fn bench_one<S, B>(group: &mut BenchmarkGroup<'_, WallTime>, rt: &tokio::runtime::Runtime, name: &str, svc: S)
-where
+fn bench_one<S, B>(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    rt: &tokio::runtime::Runtime,
+    name: &str,
+    svc: S,
+) where
     S: tower::Service<Request<Body>, Response = http::Response<B>> + Clone,
     S::Error: std::fmt::Debug,
     B: http_body::Body,
@@ -127,11 +136,28 @@ fn bench_layers(c: &mut Criterion) {
 
     // Reference points: the router alone, and what axum charges for any `Router::layer`.
     bench_one(&mut group, &rt, "bare_router", ready(base()));
-    bench_one(&mut group, &rt, "noop_layer", ready(base().layer(tower::layer::layer_fn(|s| s))));
-    bench_one(&mut group, &rt, "noop_body_wrapping_layer", ready(base().layer(BodyPassThroughLayer)));
+    bench_one(
+        &mut group,
+        &rt,
+        "noop_layer",
+        ready(base().layer(tower::layer::layer_fn(|s| s))),
+    );
+    bench_one(
+        &mut group,
+        &rt,
+        "noop_body_wrapping_layer",
+        ready(base().layer(BodyPassThroughLayer)),
+    );
 
     // Request IDs need no route, so they usually wrap the whole router...
-    bench_one(&mut group, &rt, "ours_request_id", ServiceBuilder::new().layer(RequestIdLayer::new()).service(ready(base())));
+    bench_one(
+        &mut group,
+        &rt,
+        "ours_request_id",
+        ServiceBuilder::new()
+            .layer(RequestIdLayer::new())
+            .service(ready(base())),
+    );
     bench_one(
         &mut group,
         &rt,
@@ -142,7 +168,12 @@ fn bench_layers(c: &mut Criterion) {
             .service(ready(base())),
     );
     // ...or go in with `Router::layer`.
-    bench_one(&mut group, &rt, "ours_request_id_router_layer", ready(base().layer(RequestIdLayer::new())));
+    bench_one(
+        &mut group,
+        &rt,
+        "ours_request_id_router_layer",
+        ready(base().layer(RequestIdLayer::new())),
+    );
     bench_one(
         &mut group,
         &rt,
@@ -155,9 +186,24 @@ fn bench_layers(c: &mut Criterion) {
     );
 
     // Metrics need the matched route, so they go in with `Router::layer`.
-    bench_one(&mut group, &rt, "ours_metrics", ready(base().layer(observer.http_metrics_layer())));
-    bench_one(&mut group, &rt, "axum_prometheus", ready(base().layer(prometheus_layer)));
-    bench_one(&mut group, &rt, "ours_full", ready(base().layer(observer.layer())));
+    bench_one(
+        &mut group,
+        &rt,
+        "ours_metrics",
+        ready(base().layer(observer.http_metrics_layer())),
+    );
+    bench_one(
+        &mut group,
+        &rt,
+        "axum_prometheus",
+        ready(base().layer(prometheus_layer)),
+    );
+    bench_one(
+        &mut group,
+        &rt,
+        "ours_full",
+        ready(base().layer(observer.layer())),
+    );
     group.finish();
 }
 

@@ -61,7 +61,9 @@ async fn connection(addr: SocketAddr, stop: Arc<AtomicBool>, done: Arc<AtomicU64
             assert!(n > 0, "server closed the connection");
             filled += n;
             if let Some(end) = find(&buf[..filled], b"\r\n\r\n") {
-                let head = std::str::from_utf8(&buf[..end]).unwrap().to_ascii_lowercase();
+                let head = std::str::from_utf8(&buf[..end])
+                    .unwrap()
+                    .to_ascii_lowercase();
                 let len: usize = head
                     .lines()
                     .find_map(|l| l.strip_prefix("content-length:"))
@@ -103,7 +105,10 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return; // `cargo bench -- --list` support
     }
-    let secs: u64 = std::env::var("LOAD_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(3);
+    let secs: u64 = std::env::var("LOAD_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3);
     let client = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -119,9 +124,18 @@ fn main() {
         ("bare_router", serve(base())),
         ("ours_full", serve(base().layer(observer.layer()))),
         ("axum_prometheus", serve(base().layer(prometheus_layer))),
-        ("ours_metrics", serve(base().layer(observer.http_metrics_layer()))),
-        ("ours_request_id", serve(base().layer(tower_observe::RequestIdLayer::new()))),
-        ("noop_layer", serve(base().layer(tower::layer::layer_fn(|s| s)))),
+        (
+            "ours_metrics",
+            serve(base().layer(observer.http_metrics_layer())),
+        ),
+        (
+            "ours_request_id",
+            serve(base().layer(tower_observe::RequestIdLayer::new())),
+        ),
+        (
+            "noop_layer",
+            serve(base().layer(tower::layer::layer_fn(|s| s))),
+        ),
     ];
 
     // LOAD_ONLY=ours_full runs one variant (for profiling).

@@ -50,9 +50,15 @@ fn keys() -> Vec<Key> {
             Key::from_parts(
                 NAME,
                 vec![
-                    Label::new("http_request_method", ["GET", "POST", "PUT", "DELETE"][i % 4]),
+                    Label::new(
+                        "http_request_method",
+                        ["GET", "POST", "PUT", "DELETE"][i % 4],
+                    ),
                     Label::new("http_route", format!("/api/v1/resource_{}/{{id}}", i / 20)),
-                    Label::new("http_response_status_code", ["200", "201", "404", "500", "503"][i % 5]),
+                    Label::new(
+                        "http_response_status_code",
+                        ["200", "201", "404", "500", "503"][i % 5],
+                    ),
                     Label::new("url_scheme", "https"),
                 ],
             )
@@ -62,7 +68,9 @@ fn keys() -> Vec<Key> {
 
 fn register(recorder: &dyn Recorder, keys: &[Key]) -> Vec<Histogram> {
     let md = metrics::Metadata::new("bench", metrics::Level::INFO, None);
-    keys.iter().map(|k| recorder.register_histogram(k, &md)).collect()
+    keys.iter()
+        .map(|k| recorder.register_histogram(k, &md))
+        .collect()
 }
 
 fn record_all(handles: &[Histogram], round: &mut u64) {
@@ -91,8 +99,16 @@ fn bench_scrape(c: &mut Criterion) {
     // One measured scrape each, for the byte counts and output sizes.
     let mut round = 0;
     for (name, handles, render) in [
-        ("tower_observe", &our_handles, Box::new(|| ours.render()) as Box<dyn Fn() -> String>),
-        ("metrics_exporter_prometheus", &their_handles, Box::new(|| their_handle.render())),
+        (
+            "tower_observe",
+            &our_handles,
+            Box::new(|| ours.render()) as Box<dyn Fn() -> String>,
+        ),
+        (
+            "metrics_exporter_prometheus",
+            &their_handles,
+            Box::new(|| their_handle.render()),
+        ),
     ] {
         record_all(handles, &mut round);
         let before = ALLOCATED.load(Relaxed);
@@ -107,7 +123,9 @@ fn bench_scrape(c: &mut Criterion) {
     }
 
     let mut group = c.benchmark_group("render_10k_histograms");
-    group.sample_size(20).measurement_time(Duration::from_secs(8));
+    group
+        .sample_size(20)
+        .measurement_time(Duration::from_secs(8));
     let mut round = 0;
     group.bench_function("tower_observe", |b| {
         let mut out = String::new();

@@ -113,7 +113,11 @@ async fn chat(Path(model): Path<String>) -> Response {
     };
     let backend = if fastrand::bool() { "eu-1" } else { "us-1" };
     sleep_ms(base..base + spread).await;
-    let dims = Extension(Dimensions::new().with("backend", backend).with("model", model));
+    let dims = Extension(
+        Dimensions::new()
+            .with("backend", backend)
+            .with("model", model),
+    );
     if backend == "us-1" && fastrand::u8(0..100) < 4 {
         return (StatusCode::SERVICE_UNAVAILABLE, dims, "backend overloaded").into_response();
     }
@@ -127,7 +131,10 @@ async fn stream() -> Body {
             return None;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
-        Some((Ok::<_, std::io::Error>(Bytes::from(format!("chunk {i}\n"))), i + 1))
+        Some((
+            Ok::<_, std::io::Error>(Bytes::from(format!("chunk {i}\n"))),
+            i + 1,
+        ))
     });
     Body::from_stream(chunks)
 }
@@ -168,11 +175,20 @@ async fn drive_traffic(addr: SocketAddr, rps: u32) {
         let request = match fastrand::u8(0..100) {
             0..=39 => client.get(format!("{base}/api/users/{}", fastrand::u32(1..500))),
             40..=59 => client.get(format!("{base}/api/search")),
-            60..=69 => client.post(format!("{base}/api/checkout")).body(vec![b'x'; fastrand::usize(100..4000)]),
-            70..=87 => client.get(format!("{base}/api/chat/{}", if fastrand::bool() { "small" } else { "large" })),
+            60..=69 => {
+                client
+                    .post(format!("{base}/api/checkout"))
+                    .body(vec![b'x'; fastrand::usize(100..4000)])
+            }
+            70..=87 => client.get(format!(
+                "{base}/api/chat/{}",
+                if fastrand::bool() { "small" } else { "large" }
+            )),
             88..=91 => client.get(format!("{base}/api/stream")),
             92..=95 => client.get(format!("{base}/wp-admin/{}", fastrand::u32(..))), // scanners
-            _ => client.get(format!("{base}/api/users/7")).header("x-request-id", "bad id\twith tab"),
+            _ => client
+                .get(format!("{base}/api/users/7"))
+                .header("x-request-id", "bad id\twith tab"),
         };
         tokio::spawn(async move {
             if let Ok(res) = request.send().await {

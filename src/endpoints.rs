@@ -199,12 +199,23 @@ mod tests {
     async fn routes_and_methods() {
         let observer = Observer::new();
         let svc = observer.endpoints();
-        let res = svc.clone().oneshot(Request::get("/metrics").body(()).unwrap()).await.unwrap();
+        let res = svc
+            .clone()
+            .oneshot(Request::get("/metrics").body(()).unwrap())
+            .await
+            .unwrap();
         assert_eq!(res.status(), 200);
         assert_eq!(res.headers()[header::CONTENT_TYPE], PROMETHEUS_TEXT);
-        let res = svc.clone().oneshot(Request::get("/nope").body(()).unwrap()).await.unwrap();
+        let res = svc
+            .clone()
+            .oneshot(Request::get("/nope").body(()).unwrap())
+            .await
+            .unwrap();
         assert_eq!(res.status(), 404);
-        let res = svc.oneshot(Request::post("/v1/stats").body(()).unwrap()).await.unwrap();
+        let res = svc
+            .oneshot(Request::post("/v1/stats").body(()).unwrap())
+            .await
+            .unwrap();
         assert_eq!(res.status(), 405);
     }
 

@@ -57,4 +57,3 @@ pub use observer::{
     BuildError, HttpServerRecord, Observer, ObserverBuilder, RecordSink, MAX_DIMENSIONS,
 };
 pub use request_id::{RequestId, RequestIdLayer};
-

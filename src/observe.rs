@@ -12,7 +12,9 @@ use http::{Request, Response};
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::http_metrics::{self, Config, HttpMetricsLayer, RequestBody, ResponseBody, ResponseFuture};
+use crate::http_metrics::{
+    self, Config, HttpMetricsLayer, RequestBody, ResponseBody, ResponseFuture,
+};
 use crate::request_id::RequestIdLayer;
 use crate::Observer;
 

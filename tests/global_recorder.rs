@@ -29,10 +29,22 @@ async fn user_metrics_appear_on_the_metrics_endpoint() {
         reqwest::get(format!("http://{addr}/orders")).await.unwrap();
     }
     eventually(|| observer.stats().totals.requests == 3).await;
-    let text = reqwest::get(format!("http://{addr}/metrics")).await.unwrap().text().await.unwrap();
-    assert_eq!(sample(&text, "shop_orders_total", &[("kind", "book")]), Some(3.0));
+    let text = reqwest::get(format!("http://{addr}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert_eq!(
-        sample(&text, "http_server_request_duration_seconds_count", &[("http_route", "/orders")]),
+        sample(&text, "shop_orders_total", &[("kind", "book")]),
+        Some(3.0)
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "http_server_request_duration_seconds_count",
+            &[("http_route", "/orders")]
+        ),
         Some(3.0)
     );
 }

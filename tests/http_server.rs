@@ -10,7 +10,7 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Extension, Router};
 use serde_json::Value;
-use support::{eventually, sample, serve, series_count};
+use support::{eventually, sample, series_count, serve};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tower_observe::clock::ManualClock;
 use tower_observe::names::*;
@@ -22,11 +22,20 @@ const DURATION_COUNT: &str = "http_server_request_duration_seconds_count";
 fn app(observer: &Observer) -> Router {
     Router::new()
         .route("/users/{id}", get(|| async { "user" }))
-        .route("/fail", get(|| async { (StatusCode::SERVICE_UNAVAILABLE, "down") }))
+        .route(
+            "/fail",
+            get(|| async { (StatusCode::SERVICE_UNAVAILABLE, "down") }),
+        )
         .route("/echo", post(|body: Bytes| async move { body }))
         .route("/id", get(|id: RequestId| async move { id.to_string() }))
-        .route("/stream", get(|| async { chunked(3, Duration::from_millis(150)) }))
-        .route("/endless", get(|| async { chunked(usize::MAX, Duration::from_millis(20)) }))
+        .route(
+            "/stream",
+            get(|| async { chunked(3, Duration::from_millis(150)) }),
+        )
+        .route(
+            "/endless",
+            get(|| async { chunked(usize::MAX, Duration::from_millis(20)) }),
+        )
         .route(
             "/chat/{model}",
             get(|Path(model): Path<String>| async move {
@@ -46,7 +55,10 @@ fn chunked(chunks: usize, gap: Duration) -> Body {
         if i > 0 {
             tokio::time::sleep(gap).await;
         }
-        Some((Ok::<_, std::io::Error>(Bytes::from(vec![b'x'; 1024])), i + 1))
+        Some((
+            Ok::<_, std::io::Error>(Bytes::from(vec![b'x'; 1024])),
+            i + 1,
+        ))
     });
     Body::from_stream(stream)
 }
@@ -67,21 +79,38 @@ async fn request_id_is_accepted_replaced_or_generated_and_echoed() {
     let client = reqwest::Client::new();
     let url = format!("http://{addr}/id");
 
-    let res = client.get(&url).header("x-request-id", "trace-42:a/b+c=").send().await.unwrap();
+    let res = client
+        .get(&url)
+        .header("x-request-id", "trace-42:a/b+c=")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.headers()["x-request-id"], "trace-42:a/b+c=");
     assert_eq!(res.text().await.unwrap(), "trace-42:a/b+c=");
 
     for bad in ["has space", "quote\"d", &"x".repeat(129), "semi;colon"] {
-        let res = client.get(&url).header("x-request-id", bad).send().await.unwrap();
+        let res = client
+            .get(&url)
+            .header("x-request-id", bad)
+            .send()
+            .await
+            .unwrap();
         let echoed = res.headers()["x-request-id"].to_str().unwrap().to_owned();
         assert_ne!(echoed, bad);
         assert_eq!(echoed.len(), 36, "a fresh UUIDv7");
-        assert_eq!(res.text().await.unwrap(), echoed, "handler sees the same ID");
+        assert_eq!(
+            res.text().await.unwrap(),
+            echoed,
+            "handler sees the same ID"
+        );
     }
 
     let a = client.get(&url).send().await.unwrap();
     let b = client.get(&url).send().await.unwrap();
-    let (a, b) = (a.headers()["x-request-id"].clone(), b.headers()["x-request-id"].clone());
+    let (a, b) = (
+        a.headers()["x-request-id"].clone(),
+        b.headers()["x-request-id"].clone(),
+    );
     assert_ne!(a, b);
     assert!(a.to_str().unwrap() < b.to_str().unwrap(), "time-ordered");
 
@@ -101,7 +130,13 @@ async fn exact_counts_after_concurrent_requests() {
             let res = match i % 3 {
                 0 => client.get(format!("http://{addr}/users/{i}")).send().await,
                 1 => client.get(format!("http://{addr}/fail")).send().await,
-                _ => client.post(format!("http://{addr}/echo")).body(vec![b'a'; 1000]).send().await,
+                _ => {
+                    client
+                        .post(format!("http://{addr}/echo"))
+                        .body(vec![b'a'; 1000])
+                        .send()
+                        .await
+                }
             };
             res.unwrap().bytes().await.unwrap();
         }));
@@ -117,25 +152,51 @@ async fn exact_counts_after_concurrent_requests() {
     assert_eq!(route("/fail"), Some(100.0));
     assert_eq!(route("/echo"), Some(100.0));
     assert_eq!(
-        sample(&text, DURATION_COUNT, &[(HTTP_ROUTE, "/fail"), (ERROR_TYPE, "503"), (HTTP_RESPONSE_STATUS_CODE, "503")]),
+        sample(
+            &text,
+            DURATION_COUNT,
+            &[
+                (HTTP_ROUTE, "/fail"),
+                (ERROR_TYPE, "503"),
+                (HTTP_RESPONSE_STATUS_CODE, "503")
+            ]
+        ),
         Some(100.0)
     );
     assert!(!text.contains("http_route=\"/users/{id}\",url_scheme=\"http\",http_response_status_code=\"200\",error_type"));
     assert_eq!(
-        sample(&text, "http_server_request_body_size_bytes_sum", &[(HTTP_ROUTE, "/echo")]),
+        sample(
+            &text,
+            "http_server_request_body_size_bytes_sum",
+            &[(HTTP_ROUTE, "/echo")]
+        ),
         Some(100_000.0)
     );
     assert_eq!(
-        sample(&text, "http_server_response_body_size_bytes_sum", &[(HTTP_ROUTE, "/echo")]),
+        sample(
+            &text,
+            "http_server_response_body_size_bytes_sum",
+            &[(HTTP_ROUTE, "/echo")]
+        ),
         Some(100_000.0)
     );
     // Only the /metrics request itself is still in flight while it renders.
     assert_eq!(sample(&text, HTTP_SERVER_ACTIVE_REQUESTS, &[]), Some(1.0));
 
-    let stats: Value = reqwest::get(format!("http://{addr}/v1/stats")).await.unwrap().json().await.unwrap();
+    let stats: Value = reqwest::get(format!("http://{addr}/v1/stats"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(stats["totals"]["requests"], 301);
     assert_eq!(stats["totals"]["errors"], 100);
-    let fail = stats["routes"].as_array().unwrap().iter().find(|r| r["route"] == "/fail").unwrap();
+    let fail = stats["routes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["route"] == "/fail")
+        .unwrap();
     assert_eq!(fail["method"], "GET");
     assert_eq!(fail["requests"], 100);
     assert_eq!(fail["success_rate"], 0.0);
@@ -150,13 +211,24 @@ async fn unmatched_paths_share_one_series() {
     let client = reqwest::Client::new();
     for _ in 0..1000 {
         let path: String = (0..12).map(|_| fastrand::alphanumeric()).collect();
-        let res = client.get(format!("http://{addr}/{path}")).send().await.unwrap();
+        let res = client
+            .get(format!("http://{addr}/{path}"))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(res.status(), 404);
     }
     eventually(|| observer.stats().totals.requests == 1000).await;
     let text = metrics_text(addr).await;
     assert_eq!(
-        sample(&text, DURATION_COUNT, &[(HTTP_ROUTE, "_UNMATCHED"), (HTTP_RESPONSE_STATUS_CODE, "404")]),
+        sample(
+            &text,
+            DURATION_COUNT,
+            &[
+                (HTTP_ROUTE, "_UNMATCHED"),
+                (HTTP_RESPONSE_STATUS_CODE, "404")
+            ]
+        ),
         Some(1000.0)
     );
     // The scrape itself is recorded after it renders, so this is the only series.
@@ -168,11 +240,18 @@ async fn unknown_methods_become_other() {
     let observer = Observer::new();
     let addr = serve(app(&observer)).await;
     let purge = reqwest::Method::from_bytes(b"PURGE").unwrap();
-    let res = reqwest::Client::new().request(purge, format!("http://{addr}/users/1")).send().await.unwrap();
+    let res = reqwest::Client::new()
+        .request(purge, format!("http://{addr}/users/1"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 405);
     eventually(|| observer.stats().totals.requests == 1).await;
     let text = metrics_text(addr).await;
-    assert_eq!(sample(&text, DURATION_COUNT, &[(HTTP_REQUEST_METHOD, "_OTHER")]), Some(1.0));
+    assert_eq!(
+        sample(&text, DURATION_COUNT, &[(HTTP_REQUEST_METHOD, "_OTHER")]),
+        Some(1.0)
+    );
     assert!(!text.contains("PURGE"));
 }
 
@@ -186,9 +265,19 @@ async fn streaming_body_is_timed_to_its_end() {
     let text = metrics_text(addr).await;
     let stream = [(HTTP_ROUTE, "/stream")];
     // Headers went out at once; the body took two 150 ms gaps.
-    assert_eq!(sample(&text, "http_server_request_duration_seconds_bucket", &[stream[0], ("le", "0.25")]), Some(0.0));
+    assert_eq!(
+        sample(
+            &text,
+            "http_server_request_duration_seconds_bucket",
+            &[stream[0], ("le", "0.25")]
+        ),
+        Some(0.0)
+    );
     assert!(sample(&text, "http_server_request_duration_seconds_sum", &stream).unwrap() >= 0.3);
-    assert_eq!(sample(&text, "http_server_response_body_size_bytes_sum", &stream), Some(3072.0));
+    assert_eq!(
+        sample(&text, "http_server_response_body_size_bytes_sum", &stream),
+        Some(3072.0)
+    );
 }
 
 #[tokio::test]
@@ -196,7 +285,9 @@ async fn client_gone_mid_body_is_recorded_as_aborted() {
     let observer = Observer::new();
     let addr = serve(app(&observer)).await;
     let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
-    conn.write_all(b"GET /endless HTTP/1.1\r\nhost: test\r\n\r\n").await.unwrap();
+    conn.write_all(b"GET /endless HTTP/1.1\r\nhost: test\r\n\r\n")
+        .await
+        .unwrap();
     let mut buf = vec![0u8; 4096];
     let n = conn.read(&mut buf).await.unwrap();
     assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
@@ -205,10 +296,26 @@ async fn client_gone_mid_body_is_recorded_as_aborted() {
     eventually(|| observer.stats().totals.aborted == 1).await;
     let text = metrics_text(addr).await;
     assert_eq!(
-        sample(&text, DURATION_COUNT, &[(HTTP_ROUTE, "/endless"), (ERROR_TYPE, "aborted"), (HTTP_RESPONSE_STATUS_CODE, "200")]),
+        sample(
+            &text,
+            DURATION_COUNT,
+            &[
+                (HTTP_ROUTE, "/endless"),
+                (ERROR_TYPE, "aborted"),
+                (HTTP_RESPONSE_STATUS_CODE, "200")
+            ]
+        ),
         Some(1.0)
     );
-    assert!(sample(&text, "http_server_response_body_size_bytes_sum", &[(HTTP_ROUTE, "/endless")]).unwrap() >= 1024.0);
+    assert!(
+        sample(
+            &text,
+            "http_server_response_body_size_bytes_sum",
+            &[(HTTP_ROUTE, "/endless")]
+        )
+        .unwrap()
+            >= 1024.0
+    );
     // Only the scrape itself is active: the aborted request brought the gauge back down.
     assert_eq!(sample(&text, HTTP_SERVER_ACTIVE_REQUESTS, &[]), Some(1.0));
     let stats = observer.stats();
@@ -223,13 +330,15 @@ async fn percentiles_within_stated_error_on_known_distribution() {
     let app = Router::new()
         .route(
             "/work",
-            get(move |Query(q): Query<std::collections::HashMap<String, u64>>| {
-                let clock = work_clock.clone();
-                async move {
-                    clock.advance(Duration::from_micros(q["us"]));
-                    "done"
-                }
-            }),
+            get(
+                move |Query(q): Query<std::collections::HashMap<String, u64>>| {
+                    let clock = work_clock.clone();
+                    async move {
+                        clock.advance(Duration::from_micros(q["us"]));
+                        "done"
+                    }
+                },
+            ),
         )
         .layer(observer.layer());
     let addr = serve(app).await;
@@ -237,11 +346,24 @@ async fn percentiles_within_stated_error_on_known_distribution() {
     // A long-tailed mix: 90 % fast (1–10 ms), 10 % slow (100 ms – 2 s), shuffled.
     let mut rng = fastrand::Rng::with_seed(42);
     let mut latencies: Vec<u64> = (0..1000)
-        .map(|i| if i % 10 == 0 { rng.u64(100_000..2_000_000) } else { rng.u64(1_000..10_000) })
+        .map(|i| {
+            if i % 10 == 0 {
+                rng.u64(100_000..2_000_000)
+            } else {
+                rng.u64(1_000..10_000)
+            }
+        })
         .collect();
     rng.shuffle(&mut latencies);
     for us in &latencies {
-        client.get(format!("http://{addr}/work?us={us}")).send().await.unwrap().bytes().await.unwrap();
+        client
+            .get(format!("http://{addr}/work?us={us}"))
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
     }
     eventually(|| observer.stats().totals.requests == 1000).await;
 
@@ -251,7 +373,10 @@ async fn percentiles_within_stated_error_on_known_distribution() {
     for (q, value) in [(0.5, got.p50), (0.95, got.p95), (0.99, got.p99)] {
         let want = exact(q);
         let err = (value - want).abs() / want;
-        assert!(err <= LATENCY_RELATIVE_ERROR, "p{q}: {value} vs {want} (error {err})");
+        assert!(
+            err <= LATENCY_RELATIVE_ERROR,
+            "p{q}: {value} vs {want} (error {err})"
+        );
     }
     assert_eq!(got.min, latencies[0] as f64 / 1000.0);
     assert_eq!(got.max, latencies[999] as f64 / 1000.0);
@@ -269,7 +394,11 @@ async fn dimension_labels_are_capped_and_broken_down() {
     let addr = serve(app(&observer)).await;
     let client = reqwest::Client::new();
     for i in 0..200 {
-        client.get(format!("http://{addr}/chat/model-{i}")).send().await.unwrap();
+        client
+            .get(format!("http://{addr}/chat/model-{i}"))
+            .send()
+            .await
+            .unwrap();
     }
     eventually(|| observer.stats().totals.requests == 200).await;
     let stats = observer.stats();
@@ -280,24 +409,49 @@ async fn dimension_labels_are_capped_and_broken_down() {
 
     let text = metrics_text(addr).await;
     assert!(series_count(&text, DURATION_COUNT) <= 51);
-    assert_eq!(sample(&text, DURATION_COUNT, &[("model", "_OTHER")]), Some(150.0));
     assert_eq!(
-        sample(&text, CARDINALITY_OVERFLOW, &[("metric", HTTP_SERVER_REQUEST_DURATION)]),
+        sample(&text, DURATION_COUNT, &[("model", "_OTHER")]),
         Some(150.0)
     );
-    assert_eq!(sample(&text, DURATION_COUNT, &[("model", "model-7")]), Some(1.0));
+    assert_eq!(
+        sample(
+            &text,
+            CARDINALITY_OVERFLOW,
+            &[("metric", HTTP_SERVER_REQUEST_DURATION)]
+        ),
+        Some(150.0)
+    );
+    assert_eq!(
+        sample(&text, DURATION_COUNT, &[("model", "model-7")]),
+        Some(1.0)
+    );
 }
 
 #[tokio::test]
 async fn stats_document_has_every_field() {
     let observer = Observer::builder().dimension("model").build().unwrap();
     let addr = serve(app(&observer)).await;
-    reqwest::get(format!("http://{addr}/chat/small")).await.unwrap();
+    reqwest::get(format!("http://{addr}/chat/small"))
+        .await
+        .unwrap();
     eventually(|| observer.stats().totals.requests == 1).await;
-    let res = reqwest::get(format!("http://{addr}/v1/stats")).await.unwrap();
+    let res = reqwest::get(format!("http://{addr}/v1/stats"))
+        .await
+        .unwrap();
     assert_eq!(res.headers()["content-type"], "application/json");
     let v: Value = res.json().await.unwrap();
-    for field in ["started_at", "uptime_seconds", "totals", "requests_per_second", "success_rate", "latency_ms", "latency_relative_error", "status_codes", "routes", "dimensions"] {
+    for field in [
+        "started_at",
+        "uptime_seconds",
+        "totals",
+        "requests_per_second",
+        "success_rate",
+        "latency_ms",
+        "latency_relative_error",
+        "status_codes",
+        "routes",
+        "dimensions",
+    ] {
         assert!(v.get(field).is_some(), "missing {field}: {v}");
     }
     for field in ["min", "avg", "p50", "p95", "p99", "max"] {

@@ -61,8 +61,16 @@ async fn a_failing_recorder_never_fails_requests() {
         assert_eq!(res.status(), 200);
         assert_eq!(res.text().await.unwrap(), "fine");
     }
-    let res = client.get(format!("http://{addr}/metrics")).send().await.unwrap();
-    assert_eq!(res.status(), 404, "a broken renderer is reported, not a crash");
+    let res = client
+        .get(format!("http://{addr}/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        res.status(),
+        404,
+        "a broken renderer is reported, not a crash"
+    );
     eventually(|| observer.recording_failures() >= 20).await;
 }
 
@@ -81,12 +89,23 @@ async fn metrics_exporter_prometheus_recorder_works_too() {
         .layer(observer.layer());
     let addr = serve(app).await;
     for i in 0..5 {
-        reqwest::get(format!("http://{addr}/users/{i}")).await.unwrap();
+        reqwest::get(format!("http://{addr}/users/{i}"))
+            .await
+            .unwrap();
     }
     eventually(|| observer.stats().totals.requests == 5).await;
-    let text = reqwest::get(format!("http://{addr}/metrics")).await.unwrap().text().await.unwrap();
+    let text = reqwest::get(format!("http://{addr}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert_eq!(
-        sample(&text, "http_server_request_duration_seconds_count", &[(HTTP_ROUTE, "/users/{id}")]),
+        sample(
+            &text,
+            "http_server_request_duration_seconds_count",
+            &[(HTTP_ROUTE, "/users/{id}")]
+        ),
         Some(5.0),
         "{text}"
     );
@@ -108,7 +127,10 @@ async fn dropped_before_headers_is_aborted_without_status() {
     assert_eq!(stats.status_codes.s2xx + stats.status_codes.s5xx, 0);
     let text = observer.render_metrics().unwrap();
     assert!(text.contains("error_type=\"aborted\""), "{text}");
-    assert!(!text.contains("http_response_status_code"), "no status was sent: {text}");
+    assert!(
+        !text.contains("http_response_status_code"),
+        "no status was sent: {text}"
+    );
     assert_eq!(sample(&text, HTTP_SERVER_ACTIVE_REQUESTS, &[]), Some(0.0));
 }
 
@@ -118,7 +140,11 @@ async fn service_errors_are_recorded_as_other() {
     let inner = tower::service_fn(|_req: Request<_>| async {
         Err::<Response<String>, _>(std::io::Error::other("backend exploded"))
     });
-    let res = observer.http_metrics_layer().layer(inner).oneshot(Request::new(String::new())).await;
+    let res = observer
+        .http_metrics_layer()
+        .layer(inner)
+        .oneshot(Request::new(String::new()))
+        .await;
     assert!(res.is_err());
     let text = observer.render_metrics().unwrap();
     assert!(text.contains("error_type=\"_OTHER\""), "{text}");
@@ -130,14 +156,28 @@ async fn service_errors_are_recorded_as_other() {
 #[tokio::test]
 async fn promtool_accepts_the_exposition() {
     let Ok(promtool) = which_promtool() else {
-        assert!(std::env::var_os("CI").is_none(), "promtool is required in CI");
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "promtool is required in CI"
+        );
         eprintln!("promtool not installed; skipping");
         return;
     };
     let observer = Observer::builder().dimension("backend").build().unwrap();
     let app = Router::new()
-        .route("/a/{x}", get(|| async { (axum::Extension(tower_observe::Dimensions::new().with("backend", "b\"1\\")), "a") }))
-        .route("/fail", get(|| async { (http::StatusCode::BAD_GATEWAY, "x") }))
+        .route(
+            "/a/{x}",
+            get(|| async {
+                (
+                    axum::Extension(tower_observe::Dimensions::new().with("backend", "b\"1\\")),
+                    "a",
+                )
+            }),
+        )
+        .route(
+            "/fail",
+            get(|| async { (http::StatusCode::BAD_GATEWAY, "x") }),
+        )
         .merge(observer.router())
         .layer(observer.layer());
     let addr = serve(app).await;
@@ -149,7 +189,12 @@ async fn promtool_accepts_the_exposition() {
         metrics::counter!("app_jobs_total", "queue" => "mail").increment(2);
     });
     eventually(|| observer.stats().totals.requests == 4).await;
-    let text = reqwest::get(format!("http://{addr}/metrics")).await.unwrap().text().await.unwrap();
+    let text = reqwest::get(format!("http://{addr}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     let mut child = std::process::Command::new(promtool)
         .args(["check", "metrics"])
         .stdin(std::process::Stdio::piped())
@@ -158,7 +203,12 @@ async fn promtool_accepts_the_exposition() {
         .spawn()
         .unwrap();
     use std::io::Write;
-    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(
         out.status.success(),

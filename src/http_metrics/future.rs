@@ -75,8 +75,12 @@ pub(crate) struct Recording {
 
 impl Recording {
     pub(crate) fn finish(self, how: Finish) {
-        self.in_flight
-            .finish(Some(self.status), self.failed_status, self.response_bytes, how);
+        self.in_flight.finish(
+            Some(self.status),
+            self.failed_status,
+            self.response_bytes,
+            how,
+        );
     }
 }
 
@@ -140,7 +144,10 @@ where
                     let route = std::mem::replace(&mut in_flight.route, RouteLabel::Unmatched);
                     in_flight.route = route.or_from_response(&parts.extensions);
                     let wanted = !in_flight.config.observer.dimensions().is_empty();
-                    if let Some(extra) = wanted.then(|| parts.extensions.get::<Dimensions>()).flatten() {
+                    if let Some(extra) = wanted
+                        .then(|| parts.extensions.get::<Dimensions>())
+                        .flatten()
+                    {
                         match &mut in_flight.dimensions {
                             Some(dims) => dims.merge(extra),
                             None => in_flight.dimensions = Some(Box::new(extra.clone())),
@@ -153,7 +160,10 @@ where
                         response_bytes: 0,
                     }
                 });
-                Ok(Response::from_parts(parts, ResponseBody::new(body, recording)))
+                Ok(Response::from_parts(
+                    parts,
+                    ResponseBody::new(body, recording),
+                ))
             }
             Err(error) => {
                 if let Some(in_flight) = in_flight {

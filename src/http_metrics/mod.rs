@@ -80,7 +80,9 @@ pub(crate) struct Config {
 
 impl fmt::Debug for HttpMetricsLayer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("HttpMetricsLayer").field(&self.config).finish()
+        f.debug_tuple("HttpMetricsLayer")
+            .field(&self.config)
+            .finish()
     }
 }
 
@@ -231,7 +233,11 @@ where
         dimensions,
         request_bytes,
     };
-    ResponseFuture::new(inner.call(Request::from_parts(parts, body)), in_flight, echo)
+    ResponseFuture::new(
+        inner.call(Request::from_parts(parts, body)),
+        in_flight,
+        echo,
+    )
 }
 
 impl Observer {

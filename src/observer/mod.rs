@@ -23,11 +23,11 @@ use crate::labels::{is_valid_label_name, Dimensions, HttpMethod};
 use crate::registry::{Registry, RegistryBuilder, BODY_SIZE_BUCKETS, OTEL_DURATION_BUCKETS};
 use crate::stats::{Outcome, Stats, StatsSnapshot};
 use crate::{names, time_fmt};
-pub(crate) use series::{ErrorType, Scheme};
-use series::{Context, RecorderSource, SeriesCache, SeriesKeyRef};
 pub use series::MAX_DIMENSIONS;
-pub use sink::{HttpServerRecord, RecordSink};
+use series::{Context, RecorderSource, SeriesCache, SeriesKeyRef};
+pub(crate) use series::{ErrorType, Scheme};
 use sink::Sinks;
+pub use sink::{HttpServerRecord, RecordSink};
 
 enum Backend {
     Registry(Registry),
@@ -158,8 +158,12 @@ impl Observer {
 
     /// The statistics served at `/v1/stats`, as of now.
     pub fn stats(&self) -> StatsSnapshot {
-        let elapsed =
-            self.inner.clock.now_nanos().saturating_sub(self.inner.started) as f64 / 1e9;
+        let elapsed = self
+            .inner
+            .clock
+            .now_nanos()
+            .saturating_sub(self.inner.started) as f64
+            / 1e9;
         self.inner
             .stats
             .snapshot(elapsed, time_fmt::rfc3339(self.inner.started_wall))
@@ -266,7 +270,9 @@ impl Observer {
             series.handles.duration.record(duration.as_secs_f64());
             series.handles.request_size.record(c.request_bytes as f64);
             series.handles.response_size.record(c.response_bytes as f64);
-            series.route_stats.record(nanos, second, c.status, c.outcome);
+            series
+                .route_stats
+                .record(nanos, second, c.status, c.outcome);
             for cell in series.dim_stats.iter() {
                 cell.record(nanos, second, c.status, c.outcome);
             }
@@ -279,7 +285,8 @@ impl Observer {
                     error_type: series.error_type.as_deref(),
                     dimensions: &series.dims,
                     duration,
-                    end: inner.started_wall + Duration::from_nanos(c.end.saturating_sub(inner.started)),
+                    end: inner.started_wall
+                        + Duration::from_nanos(c.end.saturating_sub(inner.started)),
                     request_body_bytes: c.request_bytes,
                     response_body_bytes: c.response_bytes,
                 };
@@ -390,7 +397,10 @@ impl ObserverBuilder {
 
     /// Further settings of the built-in registry: buckets of your own histograms, default
     /// buckets. (The HTTP histograms' buckets are set with [`duration_buckets`](Self::duration_buckets).)
-    pub fn configure_registry(mut self, f: impl FnOnce(RegistryBuilder) -> RegistryBuilder) -> Self {
+    pub fn configure_registry(
+        mut self,
+        f: impl FnOnce(RegistryBuilder) -> RegistryBuilder,
+    ) -> Self {
         self.registry = f(self.registry);
         self
     }
@@ -493,11 +503,17 @@ mod tests {
     #[test]
     fn rejects_bad_dimensions() {
         assert_eq!(
-            Observer::builder().dimension("back-end").build().unwrap_err(),
+            Observer::builder()
+                .dimension("back-end")
+                .build()
+                .unwrap_err(),
             BuildError::InvalidDimension("back-end".into())
         );
         assert_eq!(
-            Observer::builder().dimension("http_route").build().unwrap_err(),
+            Observer::builder()
+                .dimension("http_route")
+                .build()
+                .unwrap_err(),
             BuildError::ReservedDimension("http_route".into())
         );
         let mut b = Observer::builder();

@@ -38,8 +38,8 @@ use metrics::{
 
 use crate::labels::OTHER;
 use crate::sync::{read, write};
-pub(crate) use storage::{AtomicGauge, AtomicHistogram};
 use storage::{AtomicCounter, Buckets};
+pub(crate) use storage::{AtomicGauge, AtomicHistogram};
 
 /// Bucket bounds (seconds) that OpenTelemetry advises for HTTP and RPC durations.
 pub const OTEL_DURATION_BUCKETS: [f64; 14] = [
@@ -48,13 +48,26 @@ pub const OTEL_DURATION_BUCKETS: [f64; 14] = [
 
 /// Bucket bounds (bytes) used for body sizes: powers of four from 0 to 64 MiB.
 pub const BODY_SIZE_BUCKETS: [f64; 14] = [
-    0.0, 64.0, 256.0, 1024.0, 4096.0, 16384.0, 65536.0, 262144.0, 1048576.0, 4194304.0,
-    16777216.0, 67108864.0, 268435456.0, 1073741824.0,
+    0.0,
+    64.0,
+    256.0,
+    1024.0,
+    4096.0,
+    16384.0,
+    65536.0,
+    262144.0,
+    1048576.0,
+    4194304.0,
+    16777216.0,
+    67108864.0,
+    268435456.0,
+    1073741824.0,
 ];
 
 /// Prometheus' classic default buckets, used for histograms nobody configured.
-pub const PROMETHEUS_DEFAULT_BUCKETS: [f64; 11] =
-    [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+pub const PROMETHEUS_DEFAULT_BUCKETS: [f64; 11] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
 
 /// Default cap on label sets per metric name (the OpenTelemetry SDK's default too).
 pub const DEFAULT_MAX_LABEL_SETS: usize = 2000;
@@ -193,7 +206,12 @@ pub struct Registry {
 
 impl fmt::Debug for Registry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let families = self.shared.state.read().map(|s| s.families.len()).unwrap_or(0);
+        let families = self
+            .shared
+            .state
+            .read()
+            .map(|s| s.families.len())
+            .unwrap_or(0);
         f.debug_struct("Registry")
             .field("families", &families)
             .field("max_label_sets", &self.shared.max_label_sets)
@@ -276,15 +294,18 @@ impl Registry {
         let name = key.name().to_owned();
         let limit = self.shared.max_label_sets;
         let buckets = (kind == Kind::Histogram).then(|| self.buckets_for(&name));
-        let family = state.families.entry(name.clone()).or_insert_with(|| Family {
-            meta: Arc::new(FamilyMeta {
-                name: name.clone(),
-                kind,
-            }),
-            series: Vec::new(),
-            overflow: None,
-            overflow_count: None,
-        });
+        let family = state
+            .families
+            .entry(name.clone())
+            .or_insert_with(|| Family {
+                meta: Arc::new(FamilyMeta {
+                    name: name.clone(),
+                    kind,
+                }),
+                series: Vec::new(),
+                overflow: None,
+                overflow_count: None,
+            });
         if family.meta.kind != kind {
             // Prometheus cannot expose one name as two types; the second kind gets a no-op.
             tracing::warn!(metric = %name, "metric registered as two different types; ignoring the second");
@@ -294,7 +315,9 @@ impl Registry {
             Kind::Counter => Storage::Counter(Arc::default()),
             Kind::Gauge => Storage::Gauge(Arc::default()),
             Kind::Histogram => Storage::Histogram(Arc::new(AtomicHistogram::new(
-                buckets.clone().unwrap_or_else(|| self.shared.default_buckets.clone()),
+                buckets
+                    .clone()
+                    .unwrap_or_else(|| self.shared.default_buckets.clone()),
             ))),
         };
         if family.series.len() >= limit && name != OVERFLOW_METRIC {
@@ -448,7 +471,10 @@ mod tests {
 
     #[test]
     fn sanitizes_names() {
-        assert_eq!(sanitize_metric_name("http.server.duration"), "http_server_duration");
+        assert_eq!(
+            sanitize_metric_name("http.server.duration"),
+            "http_server_duration"
+        );
         assert_eq!(sanitize_metric_name("1abc"), "_1abc");
         assert_eq!(sanitize_metric_name("a:b"), "a:b");
         assert_eq!(sanitize_metric_name(""), "_");

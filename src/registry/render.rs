@@ -179,7 +179,15 @@ mod tests {
     #[test]
     fn values() {
         let mut s = String::new();
-        for v in [1.0, 0.25, f64::INFINITY, f64::NEG_INFINITY, f64::NAN, -3.0, 1e20] {
+        for v in [
+            1.0,
+            0.25,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            f64::NAN,
+            -3.0,
+            1e20,
+        ] {
             push_f64(&mut s, v);
             s.push(' ');
         }

@@ -112,7 +112,10 @@ mod tests {
         let id = new_uuid_v7();
         let s = std::str::from_utf8(&id).unwrap();
         let parts: Vec<&str> = s.split('-').collect();
-        assert_eq!(parts.iter().map(|p| p.len()).collect::<Vec<_>>(), [8, 4, 4, 4, 12]);
+        assert_eq!(
+            parts.iter().map(|p| p.len()).collect::<Vec<_>>(),
+            [8, 4, 4, 4, 12]
+        );
         assert!(parts[2].starts_with('7'));
         assert!(matches!(parts[3].as_bytes()[0], b'8' | b'9' | b'a' | b'b'));
     }
@@ -121,7 +124,12 @@ mod tests {
     fn strictly_increasing_and_unique_within_a_thread() {
         let ids: Vec<[u8; 36]> = (0..20_000).map(|_| new_uuid_v7()).collect();
         for w in ids.windows(2) {
-            assert!(w[0] < w[1], "{:?} !< {:?}", std::str::from_utf8(&w[0]), std::str::from_utf8(&w[1]));
+            assert!(
+                w[0] < w[1],
+                "{:?} !< {:?}",
+                std::str::from_utf8(&w[0]),
+                std::str::from_utf8(&w[1])
+            );
         }
     }
 
@@ -144,7 +152,10 @@ mod tests {
         let id = new_uuid_v7();
         let hex: String = std::str::from_utf8(&id).unwrap().replace('-', "")[..12].to_owned();
         let ms = u64::from_str_radix(&hex, 16).unwrap();
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64;
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
         assert!(now.abs_diff(ms) < 5_000);
     }
 }

@@ -200,7 +200,11 @@ mod tests {
     async fn echo(req: Request<()>) -> Result<Response<String>, Infallible> {
         let from_ext = req.extensions().get::<RequestId>().unwrap().to_string();
         if let Some(header) = req.headers().get(X_REQUEST_ID) {
-            assert_eq!(from_ext, header.to_str().unwrap(), "a header, if any, holds the ID");
+            assert_eq!(
+                from_ext,
+                header.to_str().unwrap(),
+                "a header, if any, holds the ID"
+            );
         }
         Ok(Response::new(from_ext))
     }
@@ -210,12 +214,18 @@ mod tests {
         let observer = Observer::new();
         let svc = observer.request_id_layer().layer(service_fn(echo));
 
-        let req = Request::builder().header(X_REQUEST_ID, "abc-123").body(()).unwrap();
+        let req = Request::builder()
+            .header(X_REQUEST_ID, "abc-123")
+            .body(())
+            .unwrap();
         let res = svc.clone().oneshot(req).await.unwrap();
         assert_eq!(res.headers()[X_REQUEST_ID], "abc-123");
         assert_eq!(res.body(), "abc-123");
 
-        let req = Request::builder().header(X_REQUEST_ID, "a b\"c").body(()).unwrap();
+        let req = Request::builder()
+            .header(X_REQUEST_ID, "a b\"c")
+            .body(())
+            .unwrap();
         let res = svc.clone().oneshot(req).await.unwrap();
         let id = res.headers()[X_REQUEST_ID].to_str().unwrap();
         assert_eq!(id.len(), 36);
@@ -224,16 +234,59 @@ mod tests {
         let res = svc.oneshot(Request::new(())).await.unwrap();
         assert_eq!(res.headers()[X_REQUEST_ID].len(), 36);
 
-        let with_header = RequestIdLayer::new().set_request_header(true).layer(service_fn(
-            |req: Request<()>| async move {
+        let with_header = RequestIdLayer::new()
+            .set_request_header(true)
+            .layer(service_fn(|req: Request<()>| async move {
                 let id = req.headers()[X_REQUEST_ID].to_str().unwrap().to_owned();
                 Ok::<_, Infallible>(Response::new(id))
-            },
-        ));
+            }));
         let res = with_header.oneshot(Request::new(())).await.unwrap();
         assert_eq!(res.headers()[X_REQUEST_ID], res.body().as_str());
 
         let text = observer.render_metrics().unwrap();
-        assert!(text.contains("tower_observe_request_id_rejected_total 1\n"), "{text}");
+        assert!(
+            text.contains("tower_observe_request_id_rejected_total 1\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn records_the_id_on_the_current_span() {
+        use std::sync::Mutex;
+        use tracing::field::{Field, Visit};
+        use tracing_subscriber::layer::{Context, SubscriberExt};
+
+        struct Capture(Arc<Mutex<Vec<String>>>);
+        struct Visitor<'a>(&'a Mutex<Vec<String>>);
+        impl Visit for Visitor<'_> {
+            fn record_str(&mut self, field: &Field, value: &str) {
+                if field.name() == "request_id" {
+                    self.0.lock().unwrap().push(value.to_owned());
+                }
+            }
+            fn record_debug(&mut self, _: &Field, _: &dyn std::fmt::Debug) {}
+        }
+        impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Capture {
+            fn on_record(
+                &self,
+                _: &tracing::span::Id,
+                values: &tracing::span::Record<'_>,
+                _: Context<'_, S>,
+            ) {
+                values.record(&mut Visitor(&self.0));
+            }
+        }
+
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let subscriber = tracing_subscriber::registry().with(Capture(seen.clone()));
+        tracing::subscriber::with_default(subscriber, || {
+            let span = tracing::info_span!("request", request_id = tracing::field::Empty);
+            let _entered = span.enter();
+            let mut req = Request::new(());
+            req.headers_mut()
+                .insert(X_REQUEST_ID, HeaderValue::from_static("abc-1"));
+            RequestIdLayer::new().assign(&mut req);
+        });
+        assert_eq!(*seen.lock().unwrap(), ["abc-1"]);
     }
 }

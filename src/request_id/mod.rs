@@ -200,7 +200,16 @@ mod tests {
     #[test]
     fn validation_table() {
         assert!(is_valid(b"AZaz09-_.:/+=", 128));
-        for bad in [&b"a b"[..], b"a\"b", b"a\rb", b"a\nb", b"a;b", b"a,b", b"\xc3\xa9", b"a\0b"] {
+        for bad in [
+            &b"a b"[..],
+            b"a\"b",
+            b"a\rb",
+            b"a\nb",
+            b"a;b",
+            b"a,b",
+            b"\xc3\xa9",
+            b"a\0b",
+        ] {
             assert!(!is_valid(bad, 128), "{bad:?}");
         }
         assert!(is_valid(&[b'a'; 128], 128));

@@ -3,7 +3,7 @@
 //! Every request recorded by the [`Observer`](crate::Observer) updates three kinds of cells:
 //! the service-wide one, the one of its route (method + template) and one per extra
 //! dimension value (backend, model, …). A cell is a handful of atomics plus a
-//! [latency sketch](sketch) with a relative error of at most [`LATENCY_RELATIVE_ERROR`], so
+//! latency sketch with a relative error of at most [`LATENCY_RELATIVE_ERROR`], so
 //! memory depends on the number of routes and dimension values (which the cardinality limit
 //! bounds), never on the number of requests. The JSON schema is in `docs/stats-api.md`.
 
@@ -124,7 +124,10 @@ impl Stats {
         if let Some(cell) = crate::sync::read(&self.routes).get(&key) {
             return cell.clone();
         }
-        crate::sync::write(&self.routes).entry(key).or_default().clone()
+        crate::sync::write(&self.routes)
+            .entry(key)
+            .or_default()
+            .clone()
     }
 
     pub(crate) fn dimension_cell(&self, key: &str, value: &str) -> Arc<StatsCell> {

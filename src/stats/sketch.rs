@@ -73,7 +73,8 @@ impl LatencySketch {
             self.max_nanos.fetch_max(nanos, Relaxed);
         }
         let (slot, sub) = position(nanos);
-        let octave = self.slots[slot].get_or_init(|| Box::new(std::array::from_fn(|_| AtomicU64::new(0))));
+        let octave =
+            self.slots[slot].get_or_init(|| Box::new(std::array::from_fn(|_| AtomicU64::new(0))));
         octave[sub].fetch_add(1, Relaxed);
     }
 
@@ -194,7 +195,19 @@ mod tests {
 
     #[test]
     fn position_and_representative_agree() {
-        for v in [0u64, 1, 63, 64, 65, 127, 128, 1_000, 999_999, 12_345_678_901, u64::MAX] {
+        for v in [
+            0u64,
+            1,
+            63,
+            64,
+            65,
+            127,
+            128,
+            1_000,
+            999_999,
+            12_345_678_901,
+            u64::MAX,
+        ] {
             let (slot, sub) = position(v);
             assert!(slot < SLOTS && sub < SUB, "{v}");
             let rep = representative(slot, sub);
@@ -213,7 +226,13 @@ mod tests {
                 .map(|_| (-(rng.f64().max(1e-12)).ln() * 20e6) as u64 + 1)
                 .collect(),
             (0..20_000)
-                .map(|i| if i % 10 == 0 { rng.u64(1_000_000_000..30_000_000_000) } else { rng.u64(1_000_000..3_000_000) })
+                .map(|i| {
+                    if i % 10 == 0 {
+                        rng.u64(1_000_000_000..30_000_000_000)
+                    } else {
+                        rng.u64(1_000_000..3_000_000)
+                    }
+                })
                 .collect(),
         ];
         let qs = [0.0, 0.5, 0.9, 0.95, 0.99, 0.999, 1.0];
@@ -232,7 +251,10 @@ mod tests {
             for (q, got) in qs.iter().zip(&summary.quantile_nanos) {
                 let want = exact_quantile(&samples, *q);
                 let err = (got - want).abs() / want;
-                assert!(err <= RELATIVE_ERROR, "q={q}: got {got}, want {want}, err {err}");
+                assert!(
+                    err <= RELATIVE_ERROR,
+                    "q={q}: got {got}, want {want}, err {err}"
+                );
             }
         }
     }
@@ -246,13 +268,25 @@ mod tests {
 
     #[test]
     fn merged_sketches_answer_like_one() {
-        let (a, b, both) = (LatencySketch::default(), LatencySketch::default(), LatencySketch::default());
+        let (a, b, both) = (
+            LatencySketch::default(),
+            LatencySketch::default(),
+            LatencySketch::default(),
+        );
         for v in 1..=10_000u64 {
             let nanos = v * 1_000;
-            if v % 3 == 0 { a.record(nanos) } else { b.record(nanos) }
+            if v % 3 == 0 {
+                a.record(nanos)
+            } else {
+                b.record(nanos)
+            }
             both.record(nanos);
         }
-        let (mut merged, mut single, mut part) = (SketchData::default(), SketchData::default(), SketchData::default());
+        let (mut merged, mut single, mut part) = (
+            SketchData::default(),
+            SketchData::default(),
+            SketchData::default(),
+        );
         a.read_into(&mut merged);
         b.read_into(&mut part);
         merged.merge(&part);
@@ -260,7 +294,10 @@ mod tests {
         let qs = [0.5, 0.99];
         let (m, s) = (merged.summary(&qs).unwrap(), single.summary(&qs).unwrap());
         assert_eq!(m.quantile_nanos, s.quantile_nanos);
-        assert_eq!((m.count, m.min_nanos, m.max_nanos), (s.count, s.min_nanos, s.max_nanos));
+        assert_eq!(
+            (m.count, m.min_nanos, m.max_nanos),
+            (s.count, s.min_nanos, s.max_nanos)
+        );
     }
 
     #[test]
