@@ -46,6 +46,11 @@ impl Clock {
         }
     }
 
+    /// Whether this is the system clock (its readings are `system_nanos` readings).
+    pub(crate) fn is_system(&self) -> bool {
+        self.manual.is_none()
+    }
+
     /// Calibrates the TSC clock now (under a millisecond, once per process) rather than on
     /// the first request.
     pub(crate) fn warm_up(&self) {

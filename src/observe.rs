@@ -101,8 +101,12 @@ where
     }
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
-        let echo = self.shared.request_id.assign(&mut req);
-        http_metrics::start(&self.shared.metrics, &mut self.inner, req, Some(echo))
+        let observer = &self.shared.metrics.observer;
+        let now = observer.now_nanos();
+        // One clock reading serves both the ID's timestamp and the start of the measurement.
+        let system_now = observer.clock().is_system().then_some(now);
+        let echo = self.shared.request_id.assign_at(&mut req, system_now);
+        http_metrics::start(&self.shared.metrics, &mut self.inner, req, now, Some(echo))
     }
 }
 

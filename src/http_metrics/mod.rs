@@ -191,16 +191,19 @@ where
     }
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
-        start(&self.layer.config, &mut self.inner, req, None)
+        let now = self.layer.config.observer.now_nanos();
+        start(&self.layer.config, &mut self.inner, req, now, None)
     }
 }
 
-/// Starts measuring `req` and calls `inner` with it: the body of [`HttpMetrics::call`],
+/// Starts measuring `req` (which arrived at `start`, an observer clock reading) and calls
+/// `inner` with it: the body of [`HttpMetrics::call`],
 /// shared with the fused [`ObserveLayer`](crate::ObserveLayer) service.
 pub(crate) fn start<S, ReqBody, ResBody>(
     config: &Arc<Config>,
     inner: &mut S,
     req: Request<ReqBody>,
+    start: u64,
     echo: Option<http::HeaderValue>,
 ) -> ResponseFuture<S::Future>
 where
@@ -208,7 +211,6 @@ where
     ReqBody: http_body::Body,
 {
     let observer = &config.observer;
-    let start = observer.now_nanos();
     let method = HttpMethod::from_method(req.method());
     let scheme = match req.uri().scheme() {
         Some(s) if *s == http::uri::Scheme::HTTPS => Scheme::Https,

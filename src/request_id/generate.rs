@@ -10,28 +10,24 @@
 use std::cell::Cell;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-thread_local! {
-    static STATE: Cell<(u64, u16)> = const { Cell::new((0, 0)) };
-    static RNG: Cell<u64> = Cell::new(seed());
-    /// `(unix_ms, clock_nanos)` read together, at most a second ago.
-    static WALL_ANCHOR: Cell<(u64, u64)> = const { Cell::new((0, 0)) };
+/// Everything a thread needs to make IDs, in one thread-local so that an ID costs one TLS
+/// access.
+#[derive(Clone, Copy)]
+struct Generator {
+    /// Millisecond and counter of the last ID.
+    last_ms: u64,
+    counter: u16,
+    /// wyrand state; 0 until seeded.
+    rng: u64,
+    /// `(unix_ms, clock_nanos)` read together, at most a second ago (0 = never).
+    anchor_ms: u64,
+    anchor_nanos: u64,
 }
 
-/// Milliseconds since the Unix epoch. Reading the wall clock costs 40 ns on a VM; the TSC
-/// costs 10, so the wall clock is read once a second per thread and the TSC in between.
-fn unix_millis() -> u64 {
-    let now = crate::clock::system_nanos();
-    WALL_ANCHOR.with(|anchor| {
-        let (anchor_ms, anchor_nanos) = anchor.get();
-        if anchor_ms != 0 && now >= anchor_nanos && now - anchor_nanos < 1_000_000_000 {
-            return anchor_ms + (now - anchor_nanos) / 1_000_000;
-        }
-        let ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
-        anchor.set((ms, now));
-        ms
-    })
+thread_local! {
+    static GENERATOR: Cell<Generator> = const {
+        Cell::new(Generator { last_ms: 0, counter: 0, rng: 0, anchor_ms: 0, anchor_nanos: 0 })
+    };
 }
 
 fn seed() -> u64 {
@@ -43,41 +39,64 @@ fn seed() -> u64 {
     h.finish() | 1
 }
 
-/// wyrand: fast, statistically solid, not cryptographic (request IDs are not secrets).
-fn next_random() -> u64 {
-    RNG.with(|s| {
-        let v = s.get().wrapping_add(0xa076_1d64_78bd_642f);
-        s.set(v);
-        let t = u128::from(v) * u128::from(v ^ 0xe703_7ed1_a0b4_28db);
+impl Generator {
+    /// wyrand: fast, statistically solid, not cryptographic (request IDs are not secrets).
+    fn next_random(&mut self) -> u64 {
+        if self.rng == 0 {
+            self.rng = seed();
+        }
+        self.rng = self.rng.wrapping_add(0xa076_1d64_78bd_642f);
+        let t = u128::from(self.rng) * u128::from(self.rng ^ 0xe703_7ed1_a0b4_28db);
         (t as u64) ^ ((t >> 64) as u64)
-    })
-}
+    }
 
-/// The `(unix_ms, counter)` pair for the next ID of this thread.
-fn next_timestamp() -> (u64, u16) {
-    let now_ms = unix_millis();
-    STATE.with(|s| {
-        let (last_ms, counter) = s.get();
-        let next = if now_ms > last_ms {
+    /// Milliseconds since the Unix epoch. Reading the wall clock costs 40 ns on a VM and
+    /// the TSC 10, so the wall clock is read once a second per thread and the TSC between.
+    fn unix_millis(&mut self, now_nanos: u64) -> u64 {
+        let fresh = now_nanos.wrapping_sub(self.anchor_nanos) < 1_000_000_000;
+        if self.anchor_ms == 0 || now_nanos < self.anchor_nanos || !fresh {
+            self.anchor_ms = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(1, |d| d.as_millis() as u64);
+            self.anchor_nanos = now_nanos;
+        }
+        self.anchor_ms + (now_nanos - self.anchor_nanos) / 1_000_000
+    }
+
+    /// The `(unix_ms, counter)` pair of the next ID.
+    fn next_timestamp(&mut self, now_nanos: u64) -> (u64, u16) {
+        let now_ms = self.unix_millis(now_nanos);
+        if now_ms > self.last_ms {
             // Start each millisecond at a random counter in the lower half, leaving room to
             // count up (RFC 9562 §6.2, "fixed bit-length dedicated counter").
-            (now_ms, (next_random() & 0x7FF) as u16)
-        } else if counter < 0xFFF {
-            (last_ms, counter + 1)
+            self.last_ms = now_ms;
+            self.counter = (self.next_random() & 0x7FF) as u16;
+        } else if self.counter < 0xFFF {
+            self.counter += 1;
         } else {
             // Counter exhausted (4096 IDs in one ms on one thread) or the clock went back:
             // borrow the next millisecond rather than repeat or reorder.
-            (last_ms + 1, 0)
-        };
-        s.set(next);
-        next
-    })
+            self.last_ms += 1;
+            self.counter = 0;
+        }
+        (self.last_ms, self.counter)
+    }
 }
 
 /// A fresh UUIDv7 in its 36-character text form (`0190…-7…-8…-…`), lower-case hex.
 pub fn new_uuid_v7() -> [u8; 36] {
-    let (ms, counter) = next_timestamp();
-    let rand_b = next_random();
+    uuid_v7_at(crate::clock::system_nanos())
+}
+
+/// [`new_uuid_v7`] with a reading of the system clock the caller already has.
+pub(crate) fn uuid_v7_at(now_nanos: u64) -> [u8; 36] {
+    let (ms, counter, rand_b) = GENERATOR.with(|cell| {
+        let mut g = cell.get();
+        let (ms, counter) = g.next_timestamp(now_nanos);
+        let rand_b = g.next_random();
+        cell.set(g);
+        (ms, counter, rand_b)
+    });
     let mut bytes = [0u8; 16];
     bytes[..6].copy_from_slice(&ms.to_be_bytes()[2..]);
     bytes[6] = 0x70 | ((counter >> 8) as u8 & 0x0F);
@@ -87,17 +106,24 @@ pub fn new_uuid_v7() -> [u8; 36] {
     format_uuid(&bytes)
 }
 
-fn format_uuid(bytes: &[u8; 16]) -> [u8; 36] {
+/// Two hex digits per byte value.
+static HEX_PAIRS: [[u8; 2]; 256] = {
     const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut table = [[0u8; 2]; 256];
+    let mut i = 0;
+    while i < 256 {
+        table[i] = [HEX[i >> 4], HEX[i & 0x0F]];
+        i += 1;
+    }
+    table
+};
+
+fn format_uuid(bytes: &[u8; 16]) -> [u8; 36] {
+    // Where each byte's two digits go in `8-4-4-4-12`.
+    const AT: [usize; 16] = [0, 2, 4, 6, 9, 11, 14, 16, 19, 21, 24, 26, 28, 30, 32, 34];
     let mut out = [b'-'; 36];
-    let mut pos = 0;
-    for (i, b) in bytes.iter().enumerate() {
-        if matches!(i, 4 | 6 | 8 | 10) {
-            pos += 1;
-        }
-        out[pos] = HEX[(b >> 4) as usize];
-        out[pos + 1] = HEX[(b & 0x0F) as usize];
-        pos += 2;
+    for (b, at) in bytes.iter().zip(AT) {
+        out[at..at + 2].copy_from_slice(&HEX_PAIRS[usize::from(*b)]);
     }
     out
 }

@@ -79,6 +79,15 @@ impl RequestIdLayer {
 
     /// Gives `req` its ID and returns the value to echo on the response.
     pub(crate) fn assign<B>(&self, req: &mut Request<B>) -> HeaderValue {
+        self.assign_at(req, None)
+    }
+
+    /// [`assign`](Self::assign), reusing a system-clock reading the caller already took.
+    pub(crate) fn assign_at<B>(&self, req: &mut Request<B>, now: Option<u64>) -> HeaderValue {
+        let generate = || match now {
+            Some(now) => RequestId::generate_at(now),
+            None => RequestId::generate(),
+        };
         let (id, write_header) = match req.headers().get(&self.header) {
             Some(value) => match RequestId::from_header(value, self.max_len) {
                 Some(id) => (id, false),
@@ -87,10 +96,10 @@ impl RequestIdLayer {
                         Some(observer) => observer.request_id_rejected(),
                         None => metrics::counter!(crate::names::REQUEST_ID_REJECTED).increment(1),
                     }
-                    (RequestId::generate(), true)
+                    (generate(), true)
                 }
             },
-            None => (RequestId::generate(), self.set_request_header),
+            None => (generate(), self.set_request_header),
         };
         let value = id.0.clone();
         if write_header {

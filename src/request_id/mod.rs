@@ -55,7 +55,12 @@ pub struct RequestId(HeaderValue);
 impl RequestId {
     /// A fresh UUIDv7 request ID.
     pub fn generate() -> Self {
-        let text = new_uuid_v7();
+        Self::generate_at(crate::clock::system_nanos())
+    }
+
+    /// [`generate`](Self::generate) with a system-clock reading the caller already has.
+    pub(crate) fn generate_at(now_nanos: u64) -> Self {
+        let text = generate::uuid_v7_at(now_nanos);
         let value = HeaderValue::from_maybe_shared(arena_bytes(&text))
             .or_else(|_| HeaderValue::from_bytes(&text));
         Self(value.unwrap_or_else(|_| HeaderValue::from_static("0")))
