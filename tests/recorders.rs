@@ -226,3 +226,23 @@ fn which_promtool() -> Result<std::path::PathBuf, ()> {
         .find(|p| p.is_file())
         .ok_or(())
 }
+
+#[test]
+fn a_panicking_inner_service_still_brings_the_gauge_down() {
+    let observer = Observer::new();
+    let inner = tower::service_fn(|_req: Request<tower_observe::http_metrics::RequestBody<String>>| -> std::future::Ready<Result<Response<String>, Infallible>> {
+        panic!("handler bug")
+    });
+    let mut svc = observer.http_metrics_layer().layer(inner);
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let _ = svc.call(Request::new(String::new()));
+    }));
+    assert!(outcome.is_err(), "the panic itself is the application's");
+    let text = observer.render_metrics().unwrap();
+    assert_eq!(
+        sample(&text, HTTP_SERVER_ACTIVE_REQUESTS, &[]),
+        Some(0.0),
+        "{text}"
+    );
+    assert_eq!(observer.stats().totals.aborted, 1);
+}

@@ -10,7 +10,7 @@ use bytes::Buf;
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
-use super::future::{Finish, Recording};
+use super::future::{Finish, InFlight};
 
 pin_project! {
     /// Request body seen by the inner service: the original body, counting the bytes read.
@@ -64,23 +64,12 @@ impl<B: Body> Body for RequestBody<B> {
 }
 
 pin_project! {
-    /// Response body returned by the metrics layer. Recording happens when it ends, fails or
-    /// is dropped, whichever comes first.
+    /// Response body returned by the metrics layer. Recording happens when it ends or fails;
+    /// dropped before that, the request's drop guard records it as aborted.
     pub struct ResponseBody<B> {
         #[pin]
         inner: B,
-        recording: Option<Recording>,
-    }
-
-    impl<B> PinnedDrop for ResponseBody<B> {
-        fn drop(this: Pin<&mut Self>) {
-            let this = this.project();
-            // Ends and failures were recorded when they were polled; anything still
-            // pending here was cut off: the client went away mid-body.
-            if let Some(recording) = this.recording.take() {
-                recording.finish(Finish::Aborted);
-            }
-        }
+        in_flight: Option<InFlight>,
     }
 }
 
@@ -91,18 +80,15 @@ impl<B> std::fmt::Debug for ResponseBody<B> {
 }
 
 impl<B: Body> ResponseBody<B> {
-    pub(crate) fn new(inner: B, recording: Option<Recording>) -> Self {
+    pub(crate) fn new(inner: B, mut in_flight: Option<InFlight>) -> Self {
         if inner.is_end_stream() {
             // Empty bodies (204, HEAD, `()`) are never polled: the response is complete now.
-            if let Some(recording) = recording {
-                recording.finish(Finish::Complete);
+            if let Some(in_flight) = &mut in_flight {
+                in_flight.finish(Finish::Complete);
             }
-            return Self {
-                inner,
-                recording: None,
-            };
+            in_flight = None;
         }
-        Self { inner, recording }
+        Self { inner, in_flight }
     }
 }
 
@@ -118,26 +104,25 @@ impl<B: Body> Body for ResponseBody<B> {
         let frame = ready!(this.inner.as_mut().poll_frame(cx));
         match &frame {
             Some(Ok(frame)) => {
-                if let Some(recording) = this.recording.as_mut() {
+                if let Some(in_flight) = this.in_flight.as_mut() {
                     if let Some(data) = frame.data_ref() {
-                        recording.response_bytes += data.remaining() as u64;
+                        in_flight.response_bytes += data.remaining() as u64;
                     }
-                }
-                // Servers stop polling a body that reports its end: it is complete now.
-                if this.inner.is_end_stream() {
-                    if let Some(recording) = this.recording.take() {
-                        recording.finish(Finish::Complete);
+                    // Servers stop polling a body that reports its end: it is complete now.
+                    if this.inner.is_end_stream() {
+                        in_flight.finish(Finish::Complete);
+                        *this.in_flight = None;
                     }
                 }
             }
             Some(Err(_)) => {
-                if let Some(recording) = this.recording.take() {
-                    recording.finish(Finish::BodyError);
+                if let Some(mut in_flight) = this.in_flight.take() {
+                    in_flight.finish(Finish::BodyError);
                 }
             }
             None => {
-                if let Some(recording) = this.recording.take() {
-                    recording.finish(Finish::Complete);
+                if let Some(mut in_flight) = this.in_flight.take() {
+                    in_flight.finish(Finish::Complete);
                 }
             }
         }

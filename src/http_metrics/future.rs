@@ -16,8 +16,12 @@ use crate::names::{ERROR_ABORTED, ERROR_BODY, ERROR_SERVICE};
 use crate::observer::{ErrorType, HttpCompletion, Scheme};
 use crate::stats::Outcome;
 
-/// What a request knows from its arrival until it is recorded. Whoever holds it last
-/// (the future, then the body) records it exactly once, on every path: end, error, drop.
+/// What a request knows from its arrival until it is recorded.
+///
+/// It is a drop guard: it moves from the service call into the response future, then into the
+/// response body, and records exactly once — when told how the request ended, or, if it is
+/// dropped first (client gone, timeout, a panic in the inner service), as `aborted`. So the
+/// active-requests gauge always comes back down.
 pub(crate) struct InFlight {
     pub(crate) config: Arc<Config>,
     /// `Clock::now_nanos` at arrival.
@@ -28,6 +32,11 @@ pub(crate) struct InFlight {
     /// Boxed: rare, and keeps the state every request moves around small.
     pub(crate) dimensions: Option<Box<Dimensions>>,
     pub(crate) request_bytes: Option<Arc<AtomicU64>>,
+    /// Known once the response headers are out.
+    pub(crate) status: Option<u16>,
+    pub(crate) failed_status: bool,
+    pub(crate) response_bytes: u64,
+    recorded: bool,
 }
 
 /// How a request ended.
@@ -40,9 +49,37 @@ pub(crate) enum Finish {
 }
 
 impl InFlight {
-    fn finish(self, status: Option<u16>, failed_status: bool, response_bytes: u64, how: Finish) {
+    pub(crate) fn new(
+        config: Arc<Config>,
+        start: u64,
+        method: HttpMethod,
+        scheme: Scheme,
+        route: RouteLabel,
+        dimensions: Option<Box<Dimensions>>,
+        request_bytes: Option<Arc<AtomicU64>>,
+    ) -> Self {
+        Self {
+            config,
+            start,
+            method,
+            scheme,
+            route,
+            dimensions,
+            request_bytes,
+            status: None,
+            failed_status: false,
+            response_bytes: 0,
+            recorded: false,
+        }
+    }
+
+    /// Records the request (the first call only).
+    pub(crate) fn finish(&mut self, how: Finish) {
+        if std::mem::replace(&mut self.recorded, true) {
+            return;
+        }
         let (error, outcome) = match how {
-            Finish::Complete if failed_status => (Some(ErrorType::Status), Outcome::Failure),
+            Finish::Complete if self.failed_status => (Some(ErrorType::Status), Outcome::Failure),
             Finish::Complete => (None, Outcome::Success),
             Finish::BodyError => (Some(ErrorType::Named(ERROR_BODY)), Outcome::Failure),
             Finish::Aborted => (Some(ErrorType::Named(ERROR_ABORTED)), Outcome::Aborted),
@@ -53,34 +90,39 @@ impl InFlight {
             method: self.method,
             route: self.route.as_str(),
             scheme: self.scheme,
-            status,
+            status: self.status,
             error,
             outcome,
             dimensions: self.dimensions.as_deref(),
             start: self.start,
             end: observer.now_nanos(),
-            request_bytes: self.request_bytes.map_or(0, |c| c.load(Relaxed)),
-            response_bytes,
+            request_bytes: self.request_bytes.as_ref().map_or(0, |c| c.load(Relaxed)),
+            response_bytes: self.response_bytes,
         });
+    }
+
+    /// Takes in what the response headers tell.
+    fn on_response(&mut self, parts: &http::response::Parts) {
+        self.status = Some(parts.status.as_u16());
+        self.failed_status = self.config.is_failure(parts.status);
+        if self.route.is_unmatched() {
+            self.route = RouteLabel::from_response(&parts.extensions);
+        }
+        if self.config.observer.dimensions().is_empty() {
+            return;
+        }
+        if let Some(extra) = parts.extensions.get::<Dimensions>() {
+            match &mut self.dimensions {
+                Some(dims) => dims.merge(extra),
+                None => self.dimensions = Some(Box::new(extra.clone())),
+            }
+        }
     }
 }
 
-/// A request whose headers are out and whose body is streaming.
-pub(crate) struct Recording {
-    in_flight: InFlight,
-    status: u16,
-    failed_status: bool,
-    pub(crate) response_bytes: u64,
-}
-
-impl Recording {
-    pub(crate) fn finish(self, how: Finish) {
-        self.in_flight.finish(
-            Some(self.status),
-            self.failed_status,
-            self.response_bytes,
-            how,
-        );
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.finish(Finish::Aborted);
     }
 }
 
@@ -93,15 +135,6 @@ pin_project! {
         // Set by the fused `ObserveLayer`: the request ID to echo (the header name is in
         // the config, to keep this future small).
         echo: Option<HeaderValue>,
-    }
-
-    impl<F> PinnedDrop for ResponseFuture<F> {
-        fn drop(this: Pin<&mut Self>) {
-            // Dropped before the handler answered: the client went away (or a timeout fired).
-            if let Some(in_flight) = this.project().in_flight.take() {
-                in_flight.finish(None, false, 0, Finish::Aborted);
-            }
-        }
     }
 }
 
@@ -131,43 +164,26 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let result = ready!(this.inner.poll(cx));
-        let in_flight = this.in_flight.take();
+        let mut in_flight = this.in_flight.take();
         Poll::Ready(match result {
             Ok(response) => {
                 let (mut parts, body) = response.into_parts();
-                if let (Some(value), Some(in_flight)) = (this.echo.take(), &in_flight) {
-                    if let Some(name) = &in_flight.config.echo_header {
+                if let Some(in_flight) = &mut in_flight {
+                    if let (Some(value), Some(name)) =
+                        (this.echo.take(), &in_flight.config.echo_header)
+                    {
                         parts.headers.insert(name.clone(), value);
                     }
+                    in_flight.on_response(&parts);
                 }
-                let recording = in_flight.map(|mut in_flight| {
-                    let route = std::mem::replace(&mut in_flight.route, RouteLabel::Unmatched);
-                    in_flight.route = route.or_from_response(&parts.extensions);
-                    let wanted = !in_flight.config.observer.dimensions().is_empty();
-                    if let Some(extra) = wanted
-                        .then(|| parts.extensions.get::<Dimensions>())
-                        .flatten()
-                    {
-                        match &mut in_flight.dimensions {
-                            Some(dims) => dims.merge(extra),
-                            None => in_flight.dimensions = Some(Box::new(extra.clone())),
-                        }
-                    }
-                    Recording {
-                        failed_status: in_flight.config.is_failure(parts.status),
-                        status: parts.status.as_u16(),
-                        in_flight,
-                        response_bytes: 0,
-                    }
-                });
                 Ok(Response::from_parts(
                     parts,
-                    ResponseBody::new(body, recording),
+                    ResponseBody::new(body, in_flight),
                 ))
             }
             Err(error) => {
-                if let Some(in_flight) = in_flight {
-                    in_flight.finish(None, false, 0, Finish::ServiceError);
+                if let Some(in_flight) = &mut in_flight {
+                    in_flight.finish(Finish::ServiceError);
                 }
                 Err(error)
             }

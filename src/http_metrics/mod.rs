@@ -223,18 +223,19 @@ where
     } else {
         req.extensions().get::<Dimensions>().cloned().map(Box::new)
     };
-    observer.request_started(method, scheme);
     let (parts, body) = req.into_parts();
     let (body, request_bytes) = RequestBody::wrap(body);
-    let in_flight = InFlight {
-        config: config.clone(),
+    observer.request_started(method, scheme);
+    // Armed before the inner call: even a panic in it brings the active gauge back down.
+    let in_flight = InFlight::new(
+        config.clone(),
         start,
         method,
         scheme,
         route,
         dimensions,
         request_bytes,
-    };
+    );
     ResponseFuture::new(
         inner.call(Request::from_parts(parts, body)),
         in_flight,

@@ -19,13 +19,13 @@ impl RouteLabel {
         Self::from_extensions(req.extensions()).unwrap_or(Self::Unmatched)
     }
 
-    /// A [`RouteTemplate`] set on the response by a non-axum router; only used when the
-    /// request carried no route.
-    pub(crate) fn or_from_response(self, extensions: &Extensions) -> Self {
-        match self {
-            Self::Unmatched => Self::from_extensions(extensions).unwrap_or(Self::Unmatched),
-            matched => matched,
-        }
+    /// The route a non-axum router set on the response (used when the request had none).
+    pub(crate) fn from_response(extensions: &Extensions) -> Self {
+        Self::from_extensions(extensions).unwrap_or(Self::Unmatched)
+    }
+
+    pub(crate) fn is_unmatched(&self) -> bool {
+        matches!(self, Self::Unmatched)
     }
 
     fn from_extensions(extensions: &Extensions) -> Option<Self> {
