@@ -24,6 +24,9 @@ use tower_observe::Observer;
 
 const CONNECTIONS: usize = 32;
 
+#[path = "support/passthrough.rs"]
+mod passthrough;
+
 fn base() -> Router {
     Router::new().route("/users/{id}", get(|| async { "user" }))
 }
@@ -136,11 +139,26 @@ fn main() {
             "noop_layer",
             serve(base().layer(tower::layer::layer_fn(|s| s))),
         ),
+        (
+            "noop_body_wrapping_layer",
+            serve(base().layer(passthrough::BodyPassThroughLayer)),
+        ),
     ];
 
+    // LOAD_SERVE_SECS=60 only serves the variants (for an external generator such as wrk).
+    if let Some(secs) = std::env::var("LOAD_SERVE_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+    {
+        for (name, addr) in &variants {
+            println!("{name} http://{addr}/users/42");
+        }
+        std::thread::sleep(Duration::from_secs(secs));
+        return;
+    }
     // LOAD_ONLY=ours_full runs one variant (for profiling).
     let only = std::env::var("LOAD_ONLY").ok();
-    let mut totals = [0.0f64; 6];
+    let mut totals = [0.0f64; 7];
     for round in 1..=2 {
         for (i, (name, addr)) in variants.iter().enumerate() {
             if only.as_deref().is_some_and(|o| o != *name) {
