@@ -100,8 +100,11 @@ async fn search() -> &'static str {
 async fn checkout(body: Bytes) -> Response {
     sleep_ms(100..400).await;
     if fastrand::u8(0..100) < 5 {
+        metrics::counter!("demo_checkouts_total", "result" => "failed").increment(1);
         return (StatusCode::INTERNAL_SERVER_ERROR, "payment provider failed").into_response();
     }
+    // The application's own metrics go through the same registry and show up on /metrics.
+    metrics::counter!("demo_checkouts_total", "result" => "accepted").increment(1);
     format!("{{\"accepted_bytes\":{}}}", body.len()).into_response()
 }
 
@@ -219,6 +222,7 @@ async fn main() {
     // The application's own `metrics::counter!` calls land on /metrics too.
     if let Some(registry) = observer.registry() {
         let _ = metrics::set_global_recorder(registry.clone());
+        metrics::describe_counter!("demo_checkouts_total", "Checkouts, by result.");
     }
 
     let listener = match tokio::net::TcpListener::bind(args.addr).await {

@@ -382,8 +382,10 @@ impl ObserverBuilder {
         self
     }
 
-    /// Records into whatever global recorder `metrics::set_global_recorder` installed
-    /// (looked up when each label set is first seen).
+    /// Records into whatever global recorder `metrics::set_global_recorder` installed.
+    ///
+    /// Handles are looked up when each label set is first seen and kept, so install the
+    /// global recorder before the first request; label sets seen before that record nowhere.
     pub fn global_recorder(mut self) -> Self {
         self.backend = BackendChoice::Global;
         self
