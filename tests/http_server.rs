@@ -461,3 +461,120 @@ async fn stats_document_has_every_field() {
     assert_eq!(v["dimensions"]["model"]["small"]["requests"], 1);
     assert_eq!(v["success_rate"], 1.0);
 }
+
+#[tokio::test]
+async fn head_204_custom_failures_https_and_nested_routes() {
+    let observer = Observer::new();
+    let nested = Router::new().route("/items/{id}", get(|| async { "item" }));
+    let app = Router::new()
+        .route("/empty", get(|| async { StatusCode::NO_CONTENT }))
+        .route(
+            "/limited",
+            get(|| async { (StatusCode::TOO_MANY_REQUESTS, "slow down") }),
+        )
+        .nest("/shop", nested)
+        .layer(
+            observer.layer().http_metrics(
+                observer
+                    .http_metrics_layer()
+                    .failure_if(|s| s.is_server_error() || s == 429)
+                    .assume_https(),
+            ),
+        );
+    let addr = serve(app).await;
+    let client = reqwest::Client::new();
+    assert_eq!(
+        client
+            .get(format!("http://{addr}/empty"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        204
+    );
+    assert_eq!(
+        client
+            .head(format!("http://{addr}/shop/items/3"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        client
+            .get(format!("http://{addr}/limited"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        429
+    );
+    eventually(|| observer.stats().totals.requests == 3).await;
+
+    let text = observer.render_metrics().unwrap();
+    assert_eq!(
+        sample(
+            &text,
+            DURATION_COUNT,
+            &[(HTTP_ROUTE, "/empty"), (HTTP_RESPONSE_STATUS_CODE, "204")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(
+            &text,
+            DURATION_COUNT,
+            &[
+                (HTTP_ROUTE, "/shop/items/{id}"),
+                (HTTP_REQUEST_METHOD, "HEAD"),
+                (URL_SCHEME, "https")
+            ]
+        ),
+        Some(1.0),
+        "nested routers report the full template: {text}"
+    );
+    assert_eq!(
+        sample(
+            &text,
+            DURATION_COUNT,
+            &[(HTTP_ROUTE, "/limited"), (ERROR_TYPE, "429")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(observer.stats().totals.errors, 1);
+    assert_eq!(
+        observer.stats().totals.aborted,
+        0,
+        "empty bodies are complete, not aborted"
+    );
+    assert_eq!(sample(&text, HTTP_SERVER_ACTIVE_REQUESTS, &[]), Some(0.0));
+}
+
+#[tokio::test]
+async fn streamed_request_body_is_counted_as_read() {
+    let observer = Observer::new();
+    let addr = serve(app(&observer)).await;
+    let chunks = futures_util::stream::iter(
+        (0..10).map(|_| Ok::<_, std::io::Error>(Bytes::from(vec![b'z'; 700]))),
+    );
+    let res = reqwest::Client::new()
+        .post(format!("http://{addr}/echo"))
+        .body(reqwest::Body::wrap_stream(chunks))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.bytes().await.unwrap().len(), 7000);
+    eventually(|| observer.stats().totals.requests == 1).await;
+    let text = observer.render_metrics().unwrap();
+    let echo = [(HTTP_ROUTE, "/echo")];
+    assert_eq!(
+        sample(&text, "http_server_request_body_size_bytes_sum", &echo),
+        Some(7000.0),
+        "chunked, no Content-Length"
+    );
+    assert_eq!(
+        sample(&text, "http_server_response_body_size_bytes_sum", &echo),
+        Some(7000.0)
+    );
+}

@@ -101,6 +101,16 @@ impl InFlight {
         });
     }
 
+    /// Whether this response carries no body on the wire (HEAD, 1xx, 204, 304, a successful
+    /// CONNECT): servers drop such bodies unpolled, so the response is complete at its headers.
+    fn is_bodiless(&self, status: http::StatusCode) -> bool {
+        self.method == HttpMethod::Head
+            || status.is_informational()
+            || status == http::StatusCode::NO_CONTENT
+            || status == http::StatusCode::NOT_MODIFIED
+            || (self.method == HttpMethod::Connect && status.is_success())
+    }
+
     /// Takes in what the response headers tell.
     fn on_response(&mut self, parts: &http::response::Parts) {
         self.status = Some(parts.status.as_u16());
@@ -175,6 +185,14 @@ where
                         parts.headers.insert(name.clone(), value);
                     }
                     in_flight.on_response(&parts);
+                }
+                if in_flight
+                    .as_ref()
+                    .is_some_and(|f| f.is_bodiless(parts.status))
+                {
+                    if let Some(mut f) = in_flight.take() {
+                        f.finish(Finish::Complete);
+                    }
                 }
                 Ok(Response::from_parts(
                     parts,
