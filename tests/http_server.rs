@@ -578,3 +578,41 @@ async fn streamed_request_body_is_counted_as_read() {
         Some(7000.0)
     );
 }
+
+#[tokio::test]
+async fn a_failing_response_body_is_a_body_error() {
+    let observer = Observer::new();
+    let app = Router::new()
+        .route(
+            "/broken",
+            get(|| async {
+                let chunks = futures_util::stream::iter([
+                    Ok(Bytes::from_static(b"partial")),
+                    Err(std::io::Error::other("disk gone")),
+                ]);
+                Body::from_stream(chunks)
+            }),
+        )
+        .layer(observer.layer());
+    let addr = serve(app).await;
+    // The client sees a truncated response; whatever it reports, the server must classify it.
+    let _ = reqwest::get(format!("http://{addr}/broken"))
+        .await
+        .map(|r| r.bytes());
+    eventually(|| observer.stats().totals.requests == 1).await;
+    let text = observer.render_metrics().unwrap();
+    assert_eq!(
+        sample(
+            &text,
+            DURATION_COUNT,
+            &[
+                (HTTP_ROUTE, "/broken"),
+                (ERROR_TYPE, "body_error"),
+                (HTTP_RESPONSE_STATUS_CODE, "200")
+            ]
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(observer.stats().totals.errors, 1);
+}
