@@ -6,7 +6,9 @@
 //! string, so the hot path neither builds `metrics::Key`s nor allocates.
 
 use std::hash::Hash;
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
+
+use arc_swap::ArcSwap;
 
 use hashbrown::{Equivalent, HashMap};
 use metrics::{Counter, Gauge, Histogram, Key, Label, Recorder};
@@ -66,8 +68,8 @@ pub(crate) struct SeriesKeyRef<'a> {
     pub(crate) dims: &'a [Option<&'a str>],
 }
 
-impl Equivalent<SeriesKey> for SeriesKeyRef<'_> {
-    fn equivalent(&self, key: &SeriesKey) -> bool {
+impl Equivalent<Arc<SeriesKey>> for SeriesKeyRef<'_> {
+    fn equivalent(&self, key: &Arc<SeriesKey>) -> bool {
         self.method == key.method
             && self.status == key.status
             && self.scheme == key.scheme
@@ -152,9 +154,16 @@ pub(crate) struct Series {
 /// Method and route template.
 type RouteKey = (HttpMethod, Box<str>);
 
+/// Label set → series. Read on every request, written once per new label set.
+type SeriesMap = HashMap<Arc<SeriesKey>, Arc<Series>>;
+
 #[derive(Debug, Default)]
 pub(crate) struct SeriesCache {
-    map: RwLock<HashMap<SeriesKey, Arc<Series>>>,
+    /// Readers load a snapshot without writing to any shared cache line (an `RwLock` read
+    /// would bump one counter shared by every core on every request); writers, serialised by
+    /// `creating`, publish a new map.
+    map: ArcSwap<SeriesMap>,
+    creating: Mutex<()>,
     /// Past the limit: one overflow series per route, sharing one set of `_OTHER` handles,
     /// so route statistics stay right while the metrics stop growing.
     overflow: RwLock<HashMap<RouteKey, Arc<Series>>>,
@@ -189,7 +198,7 @@ impl SeriesCache {
         ctx: &Context<'_>,
         f: impl FnOnce(&Series) -> T,
     ) -> T {
-        if let Some(series) = read(&self.map).get(key) {
+        if let Some(series) = self.map.load().get(key) {
             return f(series);
         }
         let mut created = None;
@@ -278,12 +287,12 @@ fn register(r: &dyn Recorder, registry: Option<&Registry>, labels: &[Label]) -> 
 impl SeriesCache {
     fn create(&self, r: &dyn Recorder, ctx: &Context<'_>, key: &SeriesKeyRef<'_>) -> Arc<Series> {
         self.described.get_or_init(|| describe(r));
-        let mut map = write(&self.map);
+        let _creating = self.creating.lock().unwrap_or_else(|e| e.into_inner());
+        let map = self.map.load_full();
         if let Some(series) = map.get(key) {
             return series.clone();
         }
         if map.len() >= ctx.max_label_sets {
-            drop(map);
             return self.overflow_series(r, ctx, key);
         }
         let error_type: Option<Box<str>> = key.error.map(|e| match e {
@@ -326,7 +335,9 @@ impl SeriesCache {
             error_type,
             dims,
         });
-        map.insert(key.to_owned_key(), series.clone());
+        let mut next = SeriesMap::clone(&map);
+        next.insert(Arc::new(key.to_owned_key()), series.clone());
+        self.map.store(Arc::new(next));
         series
     }
 
@@ -430,7 +441,7 @@ mod tests {
             error: Some(ErrorType::Named("aborted")),
             dims: &dims,
         };
-        let owned = r.to_owned_key();
+        let owned = Arc::new(r.to_owned_key());
         let s = hashbrown::DefaultHashBuilder::default();
         assert_eq!(s.hash_one(&r), s.hash_one(&owned));
         assert!(r.equivalent(&owned));
