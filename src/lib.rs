@@ -49,6 +49,7 @@ pub mod request_id;
 pub mod stats;
 mod sync;
 mod time_fmt;
+pub mod trace_context;
 
 pub use http_metrics::HttpMetricsLayer;
 pub use labels::{Dimensions, RouteTemplate};
