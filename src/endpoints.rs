@@ -28,6 +28,8 @@ use crate::Observer;
 
 /// Content type of the Prometheus text exposition format.
 pub const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
+/// Content type of the OpenMetrics text format, served when the client asks for it.
+pub const OPENMETRICS_TEXT: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// Default path of the Prometheus endpoint.
 pub const METRICS_PATH: &str = "/metrics";
@@ -65,7 +67,8 @@ impl ObserveEndpoints {
         self
     }
 
-    fn respond(&self, method: &Method, path: &str) -> Response<Full<Bytes>> {
+    fn respond(&self, req: &http::request::Parts) -> Response<Full<Bytes>> {
+        let (method, path) = (&req.method, req.uri.path());
         let endpoint = if path == self.metrics_path {
             Endpoint::Metrics
         } else if path == self.stats_path {
@@ -79,7 +82,7 @@ impl ObserveEndpoints {
                 .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
             return res;
         }
-        endpoint.respond(&self.observer)
+        endpoint.respond(&self.observer, req.headers.get(header::ACCEPT))
     }
 }
 
@@ -91,8 +94,22 @@ pub(crate) enum Endpoint {
 }
 
 impl Endpoint {
-    pub(crate) fn respond(self, observer: &Observer) -> Response<Full<Bytes>> {
+    pub(crate) fn respond(
+        self,
+        observer: &Observer,
+        accept: Option<&HeaderValue>,
+    ) -> Response<Full<Bytes>> {
         match self {
+            Endpoint::Metrics if accept.is_some_and(wants_openmetrics) => {
+                match observer
+                    .registry()
+                    .map(crate::registry::Registry::render_openmetrics)
+                {
+                    Some(text) => with_type(Bytes::from(text), OPENMETRICS_TEXT),
+                    // A renderer we do not own speaks Prometheus text only.
+                    None => Endpoint::Metrics.respond(observer, None),
+                }
+            }
             Endpoint::Metrics => match observer.render_metrics() {
                 Some(text) => with_type(Bytes::from(text), PROMETHEUS_TEXT),
                 None => plain(
@@ -110,6 +127,30 @@ impl Endpoint {
             },
         }
     }
+}
+
+/// Whether an `Accept` header prefers OpenMetrics to Prometheus text: an explicit
+/// `application/openmetrics-text` range with a q-value at least that of `text/plain` (as
+/// Prometheus sends it); `*/*` alone keeps the classic format.
+fn wants_openmetrics(accept: &HeaderValue) -> bool {
+    let Ok(accept) = accept.to_str() else {
+        return false;
+    };
+    let (mut openmetrics, mut text) = (0.0f32, 0.0f32);
+    for range in accept.split(',') {
+        let mut parts = range.split(';');
+        let media = parts.next().unwrap_or_default().trim().to_ascii_lowercase();
+        let q = parts
+            .filter_map(|p| p.trim().strip_prefix("q="))
+            .find_map(|q| q.trim().parse::<f32>().ok())
+            .unwrap_or(1.0);
+        match media.as_str() {
+            "application/openmetrics-text" => openmetrics = openmetrics.max(q),
+            "text/plain" | "text/*" | "*/*" => text = text.max(q),
+            _ => {}
+        }
+    }
+    openmetrics > 0.0 && openmetrics >= text
 }
 
 fn with_type(body: Bytes, content_type: &'static str) -> Response<Full<Bytes>> {
@@ -140,7 +181,8 @@ impl<B> Service<Request<B>> for ObserveEndpoints {
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        ready(Ok(self.respond(req.method(), req.uri().path())))
+        let (parts, _) = req.into_parts();
+        ready(Ok(self.respond(&parts)))
     }
 }
 
@@ -155,6 +197,7 @@ impl Observer {
 mod router {
     use axum::routing::get;
     use axum::Router;
+    use http::{header, HeaderMap};
 
     use super::{Endpoint, METRICS_PATH, STATS_PATH};
     use crate::Observer;
@@ -174,16 +217,18 @@ mod router {
             Router::new()
                 .route(
                     METRICS_PATH,
-                    get(move || {
+                    get(move |headers: HeaderMap| {
                         let observer = metrics.clone();
-                        async move { Endpoint::Metrics.respond(&observer) }
+                        async move {
+                            Endpoint::Metrics.respond(&observer, headers.get(header::ACCEPT))
+                        }
                     }),
                 )
                 .route(
                     STATS_PATH,
                     get(move || {
                         let observer = stats.clone();
-                        async move { Endpoint::Stats.respond(&observer) }
+                        async move { Endpoint::Stats.respond(&observer, None) }
                     }),
                 )
         }
@@ -217,6 +262,25 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(res.status(), 405);
+    }
+
+    #[test]
+    fn accept_negotiation() {
+        let prometheus_scraper = HeaderValue::from_static(
+            "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1",
+        );
+        assert!(wants_openmetrics(&prometheus_scraper));
+        assert!(!wants_openmetrics(&HeaderValue::from_static("*/*")));
+        assert!(!wants_openmetrics(&HeaderValue::from_static("text/plain")));
+        assert!(!wants_openmetrics(&HeaderValue::from_static(
+            "application/openmetrics-text;q=0.2, text/plain"
+        )));
+        assert!(!wants_openmetrics(&HeaderValue::from_static(
+            "application/openmetrics-text;q=0"
+        )));
+        assert!(wants_openmetrics(&HeaderValue::from_static(
+            "Application/OpenMetrics-Text"
+        )));
     }
 
     #[tokio::test]

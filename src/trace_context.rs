@@ -59,6 +59,34 @@ impl fmt::Display for ParseError {
 
 impl std::error::Error for ParseError {}
 
+/// The IDs of the span serving a request.
+///
+/// Put it in the request's (or the response's) extensions — the server span layer will, and
+/// until then your own tracing integration can — and the metrics layer attaches sampled ones as
+/// exemplars to `http_server_request_duration_seconds`, served on `/metrics` to clients that
+/// ask for OpenMetrics.
+///
+/// ```
+/// use tower_observe::trace_context::SpanIds;
+///
+/// let mut req = http::Request::new(());
+/// req.extensions_mut().insert(SpanIds {
+///     trace_id: [0x4b; 16],
+///     span_id: [0x7a; 8],
+///     sampled: true,
+/// });
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SpanIds {
+    /// The trace the span belongs to.
+    pub trace_id: [u8; 16],
+    /// The span itself.
+    pub span_id: [u8; 8],
+    /// Whether the trace is sampled (recorded by the tracing back end); only sampled spans
+    /// become exemplars, so an exemplar always leads to a trace that exists.
+    pub sampled: bool,
+}
+
 /// A parsed `traceparent`: who the caller is in which trace.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct TraceParent {

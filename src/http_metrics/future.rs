@@ -15,6 +15,7 @@ use crate::labels::{Dimensions, HttpMethod};
 use crate::names::{ERROR_ABORTED, ERROR_BODY, ERROR_SERVICE};
 use crate::observer::{ErrorType, HttpCompletion, Scheme};
 use crate::stats::Outcome;
+use crate::trace_context::SpanIds;
 
 /// What a request knows from its arrival until it is recorded.
 ///
@@ -32,11 +33,24 @@ pub(crate) struct InFlight {
     /// Boxed: rare, and keeps the state every request moves around small.
     pub(crate) dimensions: Option<Box<Dimensions>>,
     pub(crate) request_bytes: Option<Arc<AtomicU64>>,
+    /// The serving span, for an exemplar (from the request or response extensions).
+    pub(crate) span_ids: Option<SpanIds>,
     /// Known once the response headers are out.
     pub(crate) status: Option<u16>,
     pub(crate) failed_status: bool,
     pub(crate) response_bytes: u64,
     recorded: bool,
+}
+
+/// What is known of a request when it arrives.
+pub(crate) struct Arrival {
+    pub(crate) start: u64,
+    pub(crate) method: HttpMethod,
+    pub(crate) scheme: Scheme,
+    pub(crate) route: RouteLabel,
+    pub(crate) dimensions: Option<Box<Dimensions>>,
+    pub(crate) request_bytes: Option<Arc<AtomicU64>>,
+    pub(crate) span_ids: Option<SpanIds>,
 }
 
 /// How a request ended.
@@ -49,15 +63,16 @@ pub(crate) enum Finish {
 }
 
 impl InFlight {
-    pub(crate) fn new(
-        config: Arc<Config>,
-        start: u64,
-        method: HttpMethod,
-        scheme: Scheme,
-        route: RouteLabel,
-        dimensions: Option<Box<Dimensions>>,
-        request_bytes: Option<Arc<AtomicU64>>,
-    ) -> Self {
+    pub(crate) fn new(config: Arc<Config>, arrival: Arrival) -> Self {
+        let Arrival {
+            start,
+            method,
+            scheme,
+            route,
+            dimensions,
+            request_bytes,
+            span_ids,
+        } = arrival;
         Self {
             config,
             start,
@@ -66,6 +81,7 @@ impl InFlight {
             route,
             dimensions,
             request_bytes,
+            span_ids,
             status: None,
             failed_status: false,
             response_bytes: 0,
@@ -98,6 +114,7 @@ impl InFlight {
             end: observer.now_nanos(),
             request_bytes: self.request_bytes.as_ref().map_or(0, |c| c.load(Relaxed)),
             response_bytes: self.response_bytes,
+            exemplar: self.span_ids.filter(|ids| ids.sampled),
         });
     }
 
@@ -117,6 +134,9 @@ impl InFlight {
         self.failed_status = self.config.is_failure(parts.status);
         if self.route.is_unmatched() {
             self.route = RouteLabel::from_response(&parts.extensions);
+        }
+        if let Some(ids) = parts.extensions.get::<SpanIds>() {
+            self.span_ids = Some(*ids);
         }
         if self.config.observer.dimensions().is_empty() {
             return;

@@ -56,8 +56,9 @@ pub use future::ResponseFuture;
 
 use crate::labels::{Dimensions, HttpMethod};
 use crate::observer::Scheme;
+use crate::trace_context::SpanIds;
 use crate::Observer;
-use future::InFlight;
+use future::{Arrival, InFlight};
 
 type FailureFn = Arc<dyn Fn(StatusCode) -> bool + Send + Sync>;
 
@@ -223,18 +224,22 @@ where
     } else {
         req.extensions().get::<Dimensions>().cloned().map(Box::new)
     };
+    let span_ids = req.extensions().get::<SpanIds>().copied();
     let (parts, body) = req.into_parts();
     let (body, request_bytes) = RequestBody::wrap(body);
     observer.request_started(method, scheme);
     // Armed before the inner call: even a panic in it brings the active gauge back down.
     let in_flight = InFlight::new(
         config.clone(),
-        start,
-        method,
-        scheme,
-        route,
-        dimensions,
-        request_bytes,
+        Arrival {
+            start,
+            method,
+            scheme,
+            route,
+            dimensions,
+            request_bytes,
+            span_ids,
+        },
     );
     ResponseFuture::new(
         inner.call(Request::from_parts(parts, body)),

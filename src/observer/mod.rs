@@ -20,8 +20,10 @@ use metrics::{Counter, Key, Recorder};
 
 use crate::clock::Clock;
 use crate::labels::{is_valid_label_name, Dimensions, HttpMethod};
+use crate::registry::storage::Exemplar;
 use crate::registry::{Registry, RegistryBuilder, BODY_SIZE_BUCKETS, OTEL_DURATION_BUCKETS};
 use crate::stats::{Outcome, Stats, StatsSnapshot};
+use crate::trace_context::SpanIds;
 use crate::{names, time_fmt};
 pub use series::MAX_DIMENSIONS;
 use series::{Context, RecorderSource, SeriesCache, SeriesKeyRef};
@@ -120,6 +122,8 @@ pub(crate) struct HttpCompletion<'a> {
     pub(crate) end: u64,
     pub(crate) request_bytes: u64,
     pub(crate) response_bytes: u64,
+    /// A sampled serving span, attached to the duration as an exemplar.
+    pub(crate) exemplar: Option<SpanIds>,
 }
 
 impl Observer {
@@ -267,7 +271,22 @@ impl Observer {
         let duration = Duration::from_nanos(nanos);
         let second = c.end.saturating_sub(inner.started) / 1_000_000_000;
         inner.http.with_series(&key, &ctx, |series| {
-            series.handles.duration.record(duration.as_secs_f64());
+            match c.exemplar {
+                None => series.handles.duration.record(duration.as_secs_f64()),
+                Some(ids) => {
+                    let at = inner.started_wall
+                        + Duration::from_nanos(c.end.saturating_sub(inner.started));
+                    let exemplar = Exemplar {
+                        trace_id: ids.trace_id,
+                        span_id: ids.span_id,
+                        value: duration.as_secs_f64(),
+                        timestamp: at
+                            .duration_since(std::time::UNIX_EPOCH)
+                            .map_or(0.0, |d| d.as_secs_f64()),
+                    };
+                    series.handles.duration.record_with_exemplar(exemplar);
+                }
+            }
             series.handles.request_size.record(c.request_bytes as f64);
             series.handles.response_size.record(c.response_bytes as f64);
             series

@@ -15,6 +15,7 @@ use metrics::{Counter, Gauge, Histogram, Key, Label, Recorder};
 
 use crate::labels::{sanitize_label_value, HttpMethod, OTHER};
 use crate::names;
+use crate::registry::storage::Exemplar;
 use crate::registry::{AtomicGauge, AtomicHistogram, Registry};
 use crate::stats::{Stats, StatsCell};
 use crate::sync::{read, write};
@@ -110,6 +111,15 @@ impl HistogramHandle {
         match self {
             HistogramHandle::Builtin(h) => h.observe(value),
             HistogramHandle::Facade(h) => h.record(value),
+        }
+    }
+
+    /// Records `exemplar.value`, keeping the exemplar where the storage can (the `metrics`
+    /// facade has no place for one).
+    pub(crate) fn record_with_exemplar(&self, exemplar: Exemplar) {
+        match self {
+            HistogramHandle::Builtin(h) => h.observe_with_exemplar(exemplar.value, exemplar),
+            HistogramHandle::Facade(h) => h.record(exemplar.value),
         }
     }
 }

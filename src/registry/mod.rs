@@ -245,7 +245,15 @@ impl Registry {
 
     /// Renders into `out` (appending), reusing its capacity.
     pub fn render_into(&self, out: &mut String) {
-        render::render(self, out);
+        render::render(self, out, render::Format::Prometheus);
+    }
+
+    /// Renders every metric as OpenMetrics 1.0 text, with the latest exemplar of each
+    /// histogram bucket (`{trace_id, span_id}` of a sampled request) and the closing `# EOF`.
+    pub fn render_openmetrics(&self) -> String {
+        let mut out = String::new();
+        render::render(self, &mut out, render::Format::OpenMetrics);
+        out
     }
 
     /// Number of series registered under `name` (sanitised), the `_OTHER` overflow series included.

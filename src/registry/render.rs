@@ -11,6 +11,7 @@ use metrics::Label;
 
 use crate::sync::read;
 
+use super::storage::Exemplar;
 use super::{FamilyMeta, Kind, Registry, Series, Storage};
 
 #[derive(Debug, Default)]
@@ -21,7 +22,18 @@ pub(super) struct Scratch {
     last_len: usize,
 }
 
-pub(super) fn render(registry: &Registry, out: &mut String) {
+/// The two exposition formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Format {
+    /// Prometheus text 0.0.4: no exemplars.
+    Prometheus,
+    /// OpenMetrics 1.0 text: counters named `…_total`, exemplars on histogram buckets,
+    /// terminated by `# EOF`.
+    OpenMetrics,
+}
+
+pub(super) fn render(registry: &Registry, out: &mut String, format: Format) {
+    let open_metrics = format == Format::OpenMetrics;
     // A second concurrent scrape gets its own scratch rather than waiting for the first.
     let mut owned;
     let mut guard = registry.shared.scratch.try_lock().ok();
@@ -50,22 +62,30 @@ pub(super) fn render(registry: &Registry, out: &mut String) {
     let mut series = scratch.series.iter();
     for (meta, help, count) in &scratch.families {
         let name = meta.name.as_str();
+        // OpenMetrics names a counter family without `_total` and its sample with it.
+        let (family, counter_suffix) = match (open_metrics, meta.kind) {
+            (true, Kind::Counter) => match name.strip_suffix("_total") {
+                Some(base) => (base, "_total"),
+                None => (name, "_total"),
+            },
+            _ => (name, ""),
+        };
         if let Some(help) = help {
             out.push_str("# HELP ");
-            out.push_str(name);
+            out.push_str(family);
             out.push(' ');
-            push_escaped_help(out, help);
+            push_escaped_help(out, help, open_metrics);
             out.push('\n');
         }
         out.push_str("# TYPE ");
-        out.push_str(name);
+        out.push_str(family);
         out.push(' ');
         out.push_str(meta.kind.as_str());
         out.push('\n');
         for s in series.by_ref().take(*count) {
             match &s.storage {
                 Storage::Counter(c) => {
-                    push_sample_start(out, name, "", &s.labels);
+                    push_sample_start(out, family, counter_suffix, &s.labels);
                     push_u64(out, c.get());
                     out.push('\n');
                 }
@@ -89,6 +109,11 @@ pub(super) fn render(registry: &Registry, out: &mut String) {
                         out.push_str(les.get(i).map_or("+Inf", String::as_str));
                         out.push_str("\"} ");
                         push_u64(out, *count);
+                        if open_metrics {
+                            if let Some(exemplar) = h.exemplar(i) {
+                                push_exemplar(out, &exemplar);
+                            }
+                        }
                         out.push('\n');
                     }
                     push_sample_start(out, name, "_sum", &s.labels);
@@ -100,6 +125,9 @@ pub(super) fn render(registry: &Registry, out: &mut String) {
                 }
             }
         }
+    }
+    if open_metrics {
+        out.push_str("# EOF\n");
     }
     scratch.last_len = out.len() - start;
     scratch.families.clear();
@@ -135,14 +163,35 @@ pub(crate) fn push_f64(out: &mut String, v: f64) {
     }
 }
 
-fn push_escaped_help(out: &mut String, help: &str) {
+fn push_escaped_help(out: &mut String, help: &str, escape_quotes: bool) {
     for c in help.chars() {
         match c {
             '\\' => out.push_str("\\\\"),
             '\n' => out.push_str("\\n"),
+            '"' if escape_quotes => out.push_str("\\\""),
             c => out.push(c),
         }
     }
+}
+
+/// ` # {trace_id="…",span_id="…"} value timestamp`
+fn push_exemplar(out: &mut String, exemplar: &Exemplar) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let push_hex = |out: &mut String, bytes: &[u8]| {
+        for b in bytes {
+            out.push(HEX[usize::from(b >> 4)] as char);
+            out.push(HEX[usize::from(b & 0x0f)] as char);
+        }
+    };
+    out.push_str(" # {trace_id=\"");
+    push_hex(out, &exemplar.trace_id);
+    out.push_str("\",span_id=\"");
+    push_hex(out, &exemplar.span_id);
+    out.push_str("\"} ");
+    push_f64(out, exemplar.value);
+    out.push(' ');
+    // Millisecond precision, as Prometheus stores it.
+    out.push_str(ryu::Buffer::new().format_finite((exemplar.timestamp * 1e3).round() / 1e3));
 }
 
 /// `a="x",b="y"`, escaped, with later duplicates of a key dropped.

@@ -4,7 +4,7 @@
 //! so nothing grows between scrapes however rarely Prometheus comes by.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use metrics::{CounterFn, GaugeFn, HistogramFn};
 
@@ -87,6 +87,20 @@ impl Buckets {
     }
 }
 
+/// The trace of one observation, shown next to its bucket in OpenMetrics output.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Exemplar {
+    pub(crate) trace_id: [u8; 16],
+    pub(crate) span_id: [u8; 8],
+    pub(crate) value: f64,
+    /// Seconds since the Unix epoch.
+    pub(crate) timestamp: f64,
+}
+
+/// The latest exemplar of each bucket. Allocated on the first exemplar; written with
+/// `try_lock`, so a contended slot skips an exemplar rather than making a request wait.
+type ExemplarSlots = Box<[Mutex<Option<Exemplar>>]>;
+
 /// A fixed-bucket histogram: per-bucket counts (not cumulative) plus the sum.
 #[derive(Debug)]
 pub(crate) struct AtomicHistogram {
@@ -94,6 +108,7 @@ pub(crate) struct AtomicHistogram {
     /// One more than `buckets.bounds`: the last slot is the `+Inf` overflow.
     counts: Box<[AtomicU64]>,
     sum: AtomicU64,
+    exemplars: OnceLock<ExemplarSlots>,
 }
 
 impl AtomicHistogram {
@@ -105,17 +120,47 @@ impl AtomicHistogram {
             buckets,
             counts,
             sum: AtomicU64::new(0f64.to_bits()),
+            exemplars: OnceLock::new(),
         }
     }
 
     #[inline]
     pub(crate) fn observe(&self, value: f64) {
+        self.observe_at(value);
+    }
+
+    /// Records `value` and returns its bucket index (`None` for NaN, which is dropped).
+    #[inline]
+    fn observe_at(&self, value: f64) -> Option<usize> {
         if value.is_nan() {
-            return;
+            return None;
         }
         let index = self.buckets.bounds.partition_point(|b| *b < value);
         self.counts[index].fetch_add(1, Relaxed);
         add_f64(&self.sum, value);
+        Some(index)
+    }
+
+    /// Records `value` and keeps `exemplar` as its bucket's latest exemplar.
+    pub(crate) fn observe_with_exemplar(&self, value: f64, exemplar: Exemplar) {
+        let Some(index) = self.observe_at(value) else {
+            return;
+        };
+        let slots = self
+            .exemplars
+            .get_or_init(|| (0..self.counts.len()).map(|_| Mutex::new(None)).collect());
+        if let Some(Ok(mut slot)) = slots.get(index).map(Mutex::try_lock) {
+            *slot = Some(exemplar);
+        }
+    }
+
+    /// The latest exemplar of bucket `index`, if any.
+    pub(crate) fn exemplar(&self, index: usize) -> Option<Exemplar> {
+        let slot = self.exemplars.get()?.get(index)?;
+        match slot.lock() {
+            Ok(guard) => *guard,
+            Err(poisoned) => *poisoned.into_inner(),
+        }
     }
 
     /// Writes the cumulative count of each bucket (the last one is `+Inf`) and returns the sum.
@@ -150,6 +195,27 @@ mod tests {
         let sum = h.snapshot_into(&mut cum);
         assert_eq!(cum, vec![1, 3, 3, 4]);
         assert_eq!(sum, 5.2);
+    }
+
+    #[test]
+    fn exemplars_land_in_their_bucket_and_the_latest_wins() {
+        let h = AtomicHistogram::new(Arc::new(Buckets::new(&[0.1, 1.0])));
+        assert_eq!(h.exemplar(0), None);
+        let ex = |v: f64, n: u8| Exemplar {
+            trace_id: [n; 16],
+            span_id: [n; 8],
+            value: v,
+            timestamp: 1.5,
+        };
+        h.observe_with_exemplar(0.05, ex(0.05, 1));
+        h.observe_with_exemplar(0.07, ex(0.07, 2));
+        h.observe_with_exemplar(5.0, ex(5.0, 3));
+        assert_eq!(h.exemplar(0), Some(ex(0.07, 2)));
+        assert_eq!(h.exemplar(1), None);
+        assert_eq!(h.exemplar(2), Some(ex(5.0, 3)));
+        let mut cum = Vec::new();
+        h.snapshot_into(&mut cum);
+        assert_eq!(cum, vec![2, 2, 3]);
     }
 
     #[test]
