@@ -41,6 +41,9 @@ pub mod clock;
 pub mod endpoints;
 pub mod http_metrics;
 pub mod labels;
+#[cfg(feature = "logs")]
+#[cfg_attr(docsrs, doc(cfg(feature = "logs")))]
+pub mod logs;
 pub mod names;
 mod observe;
 mod observer;
