@@ -47,6 +47,7 @@ pub mod logs;
 pub mod names;
 mod observe;
 mod observer;
+pub mod propagation;
 pub mod registry;
 pub mod request_id;
 pub mod stats;

@@ -12,11 +12,14 @@ use http::{Request, Response};
 use tower_layer::Layer;
 use tower_service::Service;
 
+use crate::http_metrics::route::RouteLabel;
 use crate::http_metrics::{
     self, Config, HttpMetricsLayer, RequestBody, ResponseBody, ResponseFuture,
 };
+use crate::propagation::{TraceOptions, WithContext};
 use crate::request_id::RequestIdLayer;
 use crate::Observer;
+use tracing::instrument::{Instrument, Instrumented};
 
 /// Request IDs and HTTP metrics in one layer; made by [`Observer::layer`].
 ///
@@ -34,6 +37,7 @@ use crate::Observer;
 pub struct ObserveLayer {
     request_id: RequestIdLayer,
     metrics: HttpMetricsLayer,
+    traces: Option<TraceOptions>,
 }
 
 impl ObserveLayer {
@@ -48,6 +52,15 @@ impl ObserveLayer {
         self.metrics = layer;
         self
     }
+
+    /// Traces requests too: W3C context extraction, a `tracing` span per request (ending with
+    /// the response body, like the duration metric), the context kept current for
+    /// [`PropagateLayer`](crate::propagation::PropagateLayer), and exemplars for sampled
+    /// requests. See [`propagation`](crate::propagation).
+    pub fn traces(mut self, options: TraceOptions) -> Self {
+        self.traces = Some(options);
+        self
+    }
 }
 
 impl<S> Layer<S> for ObserveLayer {
@@ -59,6 +72,7 @@ impl<S> Layer<S> for ObserveLayer {
             shared: Arc::new(Shared {
                 metrics: self.metrics.config_echoing(self.request_id.header.clone()),
                 request_id: self.request_id.clone(),
+                traces: self.traces.clone(),
             }),
         }
     }
@@ -70,6 +84,7 @@ impl<S> Layer<S> for ObserveLayer {
 struct Shared {
     request_id: RequestIdLayer,
     metrics: Arc<Config>,
+    traces: Option<TraceOptions>,
 }
 
 /// The service made by [`ObserveLayer`].
@@ -94,7 +109,7 @@ where
 {
     type Response = Response<ResponseBody<ResBody>>;
     type Error = S::Error;
-    type Future = ResponseFuture<S::Future>;
+    type Future = ResponseFuture<Instrumented<WithContext<S::Future>>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -106,7 +121,24 @@ where
         // One clock reading serves both the ID's timestamp and the start of the measurement.
         let system_now = observer.clock().is_system().then_some(now);
         let echo = self.shared.request_id.assign_at(&mut req, system_now);
-        http_metrics::start(&self.shared.metrics, &mut self.inner, req, now, Some(echo))
+        let (context, span) = match &self.shared.traces {
+            Some(options) => {
+                let route = RouteLabel::from_request(&req);
+                let trace = options.start(&mut req, Some(route.as_str()), Some(&echo));
+                (Some(trace.context), Some(trace.span))
+            }
+            None => (None, None),
+        };
+        let instrument = span
+            .as_ref()
+            .map_or_else(tracing::Span::none, |s| s.0.clone());
+        let inner = &mut self.inner;
+        http_metrics::start(&self.shared.metrics, req, now, Some(echo), span, |req| {
+            // The handler runs in the request's span with its context current, from its first
+            // synchronous line to its last poll.
+            let future = instrument.in_scope(|| inner.call(req));
+            WithContext::new(future, context).instrument(instrument)
+        })
     }
 }
 
@@ -116,6 +148,7 @@ impl Observer {
         ObserveLayer {
             request_id: self.request_id_layer(),
             metrics: self.http_metrics_layer(),
+            traces: None,
         }
     }
 }

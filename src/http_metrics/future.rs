@@ -14,6 +14,7 @@ use super::{Config, ResponseBody};
 use crate::labels::{Dimensions, HttpMethod};
 use crate::names::{ERROR_ABORTED, ERROR_BODY, ERROR_SERVICE};
 use crate::observer::{ErrorType, HttpCompletion, Scheme};
+use crate::propagation::SpanHandle;
 use crate::stats::Outcome;
 use crate::trace_context::SpanIds;
 
@@ -35,6 +36,8 @@ pub(crate) struct InFlight {
     pub(crate) request_bytes: Option<Arc<AtomicU64>>,
     /// The serving span, for an exemplar (from the request or response extensions).
     pub(crate) span_ids: Option<SpanIds>,
+    /// The request's tracing span, closed when the request is recorded.
+    span: Option<SpanHandle>,
     /// Known once the response headers are out.
     pub(crate) status: Option<u16>,
     pub(crate) failed_status: bool,
@@ -51,6 +54,7 @@ pub(crate) struct Arrival {
     pub(crate) dimensions: Option<Box<Dimensions>>,
     pub(crate) request_bytes: Option<Arc<AtomicU64>>,
     pub(crate) span_ids: Option<SpanIds>,
+    pub(crate) span: Option<SpanHandle>,
 }
 
 /// How a request ended.
@@ -72,6 +76,7 @@ impl InFlight {
             dimensions,
             request_bytes,
             span_ids,
+            span,
         } = arrival;
         Self {
             config,
@@ -82,6 +87,7 @@ impl InFlight {
             dimensions,
             request_bytes,
             span_ids,
+            span,
             status: None,
             failed_status: false,
             response_bytes: 0,
@@ -116,6 +122,17 @@ impl InFlight {
             response_bytes: self.response_bytes,
             exemplar: self.span_ids.filter(|ids| ids.sampled),
         });
+        if let Some(span) = self.span.take() {
+            let status_text = self
+                .status
+                .map(|s| itoa::Buffer::new().format(s).to_owned());
+            let error_text = match error {
+                Some(ErrorType::Status) => status_text.as_deref(),
+                Some(ErrorType::Named(name)) => Some(name),
+                None => None,
+            };
+            span.close(self.status, error_text);
+        }
     }
 
     /// Whether this response carries no body on the wire (HEAD, 1xx, 204, 304, a successful

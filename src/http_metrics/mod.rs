@@ -41,7 +41,7 @@
 
 mod body;
 mod future;
-mod route;
+pub(crate) mod route;
 
 use std::fmt;
 use std::sync::Arc;
@@ -56,6 +56,7 @@ pub use future::ResponseFuture;
 
 use crate::labels::{Dimensions, HttpMethod};
 use crate::observer::Scheme;
+use crate::propagation::SpanHandle;
 use crate::trace_context::SpanIds;
 use crate::Observer;
 use future::{Arrival, InFlight};
@@ -193,22 +194,25 @@ where
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
         let now = self.layer.config.observer.now_nanos();
-        start(&self.layer.config, &mut self.inner, req, now, None)
+        let inner = &mut self.inner;
+        start(&self.layer.config, req, now, None, None, |req| {
+            inner.call(req)
+        })
     }
 }
 
 /// Starts measuring `req` (which arrived at `start`, an observer clock reading) and calls
 /// `inner` with it: the body of [`HttpMetrics::call`],
 /// shared with the fused [`ObserveLayer`](crate::ObserveLayer) service.
-pub(crate) fn start<S, ReqBody, ResBody>(
+pub(crate) fn start<ReqBody, Fut>(
     config: &Arc<Config>,
-    inner: &mut S,
     req: Request<ReqBody>,
     start: u64,
     echo: Option<http::HeaderValue>,
-) -> ResponseFuture<S::Future>
+    span: Option<SpanHandle>,
+    call: impl FnOnce(Request<RequestBody<ReqBody>>) -> Fut,
+) -> ResponseFuture<Fut>
 where
-    S: Service<Request<RequestBody<ReqBody>>, Response = Response<ResBody>>,
     ReqBody: http_body::Body,
 {
     let observer = &config.observer;
@@ -239,13 +243,10 @@ where
             dimensions,
             request_bytes,
             span_ids,
+            span,
         },
     );
-    ResponseFuture::new(
-        inner.call(Request::from_parts(parts, body)),
-        in_flight,
-        echo,
-    )
+    ResponseFuture::new(call(Request::from_parts(parts, body)), in_flight, echo)
 }
 
 impl Observer {

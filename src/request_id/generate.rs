@@ -83,6 +83,16 @@ impl Generator {
     }
 }
 
+/// 64 random bits from this thread's generator (for trace and span IDs).
+pub(crate) fn random_u64() -> u64 {
+    GENERATOR.with(|cell| {
+        let mut g = cell.get();
+        let r = g.next_random();
+        cell.set(g);
+        r
+    })
+}
+
 /// A fresh UUIDv7 in its 36-character text form (`0190…-7…-8…-…`), lower-case hex.
 pub fn new_uuid_v7() -> [u8; 36] {
     uuid_v7_at(crate::clock::system_nanos())

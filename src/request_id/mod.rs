@@ -38,6 +38,7 @@ use std::fmt;
 use http::HeaderValue;
 
 pub use generate::new_uuid_v7;
+pub(crate) use generate::random_u64;
 pub use layer::{RequestIdLayer, RequestIdService, ResponseFuture};
 
 /// Default header carrying the request ID.

@@ -1,0 +1,170 @@
+//! The trace context of the request being served, and how it stays current.
+
+use std::cell::RefCell;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use http::{HeaderMap, HeaderName};
+use pin_project_lite::pin_project;
+
+use super::{header_value, BAGGAGE, TRACEPARENT, TRACESTATE};
+use crate::request_id::RequestId;
+use crate::trace_context::{Baggage, SpanIds, TraceParent, TraceState};
+
+/// Where one request stands in its trace: the span serving it, its remote parent, and what
+/// travels with them.
+///
+/// The observe layer (with [`TraceOptions`](super::TraceOptions)) puts it in the request
+/// extensions and keeps it current while the handler runs, so [`TraceContext::current`] and
+/// [`PropagateLayer`](super::PropagateLayer) find it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TraceContext {
+    /// The span serving this request.
+    pub span: SpanIds,
+    /// The remote parent span, when the trace continues the caller's.
+    pub parent_span_id: Option<[u8; 8]>,
+    /// The caller's context when it was not trusted as a parent (kept as a link).
+    pub link: Option<TraceParent>,
+    /// The caller's `tracestate`, passed on unchanged.
+    pub trace_state: Option<TraceState>,
+    /// The caller's `baggage`, passed on unchanged.
+    pub baggage: Option<Baggage>,
+    /// The request's ID.
+    pub request_id: Option<RequestId>,
+    /// The `baggage` header as received (validated), for propagation.
+    pub(crate) baggage_header: Option<String>,
+}
+
+thread_local! {
+    static CURRENT: RefCell<Option<TraceContext>> = const { RefCell::new(None) };
+}
+
+impl TraceContext {
+    pub(crate) fn new(span: SpanIds) -> Self {
+        Self {
+            span,
+            parent_span_id: None,
+            link: None,
+            trace_state: None,
+            baggage: None,
+            request_id: None,
+            baggage_header: None,
+        }
+    }
+
+    /// The context of the request being served on this thread, if any.
+    ///
+    /// Current inside the handler's future (and anything it awaits). A task spawned from it
+    /// starts without one: carry it over with [`scope`](Self::scope).
+    pub fn current() -> Option<TraceContext> {
+        CURRENT
+            .try_with(|c| c.try_borrow().ok().and_then(|c| c.clone()))
+            .ok()
+            .flatten()
+    }
+
+    /// Runs `future` with this context current (for tasks spawned while serving a request).
+    ///
+    /// ```
+    /// # async fn demo(work: impl std::future::Future<Output = ()> + Send + 'static) {
+    /// use tower_observe::propagation::TraceContext;
+    /// if let Some(ctx) = TraceContext::current() {
+    ///     tokio::spawn(ctx.scope(work));
+    /// }
+    /// # }
+    /// ```
+    pub fn scope<F: Future>(self, future: F) -> WithContext<F> {
+        WithContext {
+            inner: future,
+            context: Some(self),
+        }
+    }
+
+    /// The `traceparent` to send downstream: same trace, this request's span as parent.
+    pub fn traceparent(&self) -> String {
+        TraceParent {
+            trace_id: self.span.trace_id,
+            parent_id: self.span.span_id,
+            flags: u8::from(self.span.sampled),
+        }
+        .to_string()
+    }
+
+    /// Writes `traceparent`, `tracestate`, `baggage` and the request ID into `headers`
+    /// (an existing request-ID header is left alone).
+    pub(crate) fn inject(&self, headers: &mut HeaderMap, request_id_header: &HeaderName) {
+        if let Some(v) = header_value(&self.traceparent()) {
+            headers.insert(TRACEPARENT, v);
+        }
+        if let Some(v) = self
+            .trace_state
+            .as_ref()
+            .and_then(|s| header_value(s.as_str()))
+        {
+            headers.insert(TRACESTATE, v);
+        }
+        if let Some(v) = self.baggage_header.as_deref().and_then(header_value) {
+            headers.insert(BAGGAGE, v);
+        }
+        if let Some(id) = &self.request_id {
+            if !headers.contains_key(request_id_header) {
+                headers.insert(request_id_header.clone(), id.header_value().clone());
+            }
+        }
+    }
+}
+
+pin_project! {
+    /// A future that runs with a [`TraceContext`] current; see [`TraceContext::scope`].
+    pub struct WithContext<F> {
+        #[pin]
+        inner: F,
+        context: Option<TraceContext>,
+    }
+}
+
+impl<F> WithContext<F> {
+    pub(crate) fn new(inner: F, context: Option<TraceContext>) -> Self {
+        Self { inner, context }
+    }
+}
+
+impl<F> std::fmt::Debug for WithContext<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WithContext")
+            .field("context", &self.context)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Swaps `slot` with the thread's current context (both ways), if the thread-local is usable.
+fn swap_current(slot: &mut Option<TraceContext>) {
+    let _ = CURRENT.try_with(|current| {
+        if let Ok(mut current) = current.try_borrow_mut() {
+            std::mem::swap(&mut *current, slot);
+        }
+    });
+}
+
+impl<F: Future> Future for WithContext<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        if this.context.is_none() {
+            return this.inner.poll(cx);
+        }
+        // Moved in for the poll and back out after, even if the inner future panics.
+        struct Restore<'a>(&'a mut Option<TraceContext>);
+        impl Drop for Restore<'_> {
+            fn drop(&mut self) {
+                swap_current(self.0);
+            }
+        }
+        swap_current(this.context);
+        let _restore = Restore(this.context);
+        this.inner.poll(cx)
+    }
+}

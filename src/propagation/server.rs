@@ -1,0 +1,242 @@
+//! The server side: extract the caller's context, open the request's span.
+
+use http::{HeaderMap, HeaderValue, Request};
+
+use super::{TraceContext, BAGGAGE, TRACEPARENT, TRACESTATE};
+use crate::labels::{Dimensions, HttpMethod, UNMATCHED_ROUTE};
+use crate::names::ERROR_ABORTED;
+use crate::request_id::{random_u64, RequestId};
+use crate::trace_context::{Baggage, SpanIds, TraceParent, TraceState};
+
+/// How the observe layer traces requests; see the [module docs](super).
+///
+/// ```
+/// use tower_observe::{propagation::TraceOptions, Observer};
+///
+/// let observer = Observer::builder().dimension("tenant").build().unwrap();
+/// let layer = observer.layer().traces(
+///     TraceOptions::new()
+///         .untrusted_parent(true)          // a public endpoint: link, don't parent
+///         .root_sample_ratio(0.1)          // sample 10 % of the traces we start
+///         .baggage_as_dimension("tenant"), // baggage `tenant=…` becomes a metric label
+/// );
+/// ```
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct TraceOptions {
+    untrusted_parent: bool,
+    root_sample_ratio: f64,
+    baggage_dimensions: Vec<String>,
+}
+
+impl Default for TraceOptions {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl TraceOptions {
+    /// Trust incoming parents, sample every trace this service starts, no baggage labels.
+    pub fn new() -> Self {
+        Self {
+            untrusted_parent: false,
+            root_sample_ratio: 1.0,
+            baggage_dimensions: Vec::new(),
+        }
+    }
+
+    /// Treat incoming context as untrusted (a public endpoint): every request starts a new
+    /// root trace, and a valid incoming `traceparent` is kept only as a link
+    /// (`link.trace_id` / `link.span_id` on the span). Its `tracestate` and `baggage` are
+    /// dropped.
+    pub fn untrusted_parent(mut self, untrusted: bool) -> Self {
+        self.untrusted_parent = untrusted;
+        self
+    }
+
+    /// The share (0.0–1.0) of the traces this service starts that are sampled. Continued
+    /// traces follow the caller's decision.
+    pub fn root_sample_ratio(mut self, ratio: f64) -> Self {
+        self.root_sample_ratio = if ratio.is_nan() {
+            1.0
+        } else {
+            ratio.clamp(0.0, 1.0)
+        };
+        self
+    }
+
+    /// Copies the baggage entry `key` into the request's [`Dimensions`], so it becomes a
+    /// metric label and a `/v1/stats` breakdown (the observer must be configured with the same
+    /// dimension; values are sanitised and bounded like any dimension).
+    pub fn baggage_as_dimension(mut self, key: impl Into<String>) -> Self {
+        self.baggage_dimensions.push(key.into());
+        self
+    }
+
+    /// The trace context of an incoming request: continued, linked or new.
+    pub(crate) fn extract(&self, headers: &HeaderMap) -> TraceContext {
+        let text = |name| {
+            headers
+                .get(name)
+                .and_then(|v: &HeaderValue| v.to_str().ok())
+        };
+        let incoming = text(TRACEPARENT).and_then(|v| TraceParent::parse(v).ok());
+        let span_id = non_zero_span_id();
+        match incoming {
+            Some(parent) if !self.untrusted_parent => {
+                let mut ctx = TraceContext::new(SpanIds {
+                    trace_id: parent.trace_id,
+                    span_id,
+                    sampled: parent.sampled(),
+                });
+                ctx.parent_span_id = Some(parent.parent_id);
+                ctx.trace_state = text(TRACESTATE).and_then(|v| TraceState::parse(v).ok());
+                if let Some(raw) = text(BAGGAGE) {
+                    if let Ok(baggage) = Baggage::parse(raw) {
+                        ctx.baggage = Some(baggage);
+                        ctx.baggage_header = Some(raw.to_owned());
+                    }
+                }
+                ctx
+            }
+            linked => {
+                let mut ctx = TraceContext::new(SpanIds {
+                    trace_id: new_trace_id(),
+                    span_id,
+                    sampled: self.sample_root(),
+                });
+                ctx.link = linked;
+                ctx
+            }
+        }
+    }
+
+    fn sample_root(&self) -> bool {
+        self.root_sample_ratio >= 1.0
+            || ((random_u64() >> 11) as f64 / (1u64 << 53) as f64) < self.root_sample_ratio
+    }
+
+    /// Starts tracing `req`: its context goes into the extensions (with the span IDs the
+    /// metrics layer turns into exemplars, and any baggage dimensions), and its span opens.
+    pub(crate) fn start<B>(
+        &self,
+        req: &mut Request<B>,
+        route: Option<&str>,
+        request_id: Option<&HeaderValue>,
+    ) -> ServerTrace {
+        let mut ctx = self.extract(req.headers());
+        ctx.request_id = req.extensions().get::<RequestId>().cloned();
+        if let Some(baggage) = &ctx.baggage {
+            let mut dims = Dimensions::new();
+            for key in &self.baggage_dimensions {
+                if let Some(value) = baggage.get(key) {
+                    dims.set(key.clone(), value.to_owned());
+                }
+            }
+            if !dims.is_empty() {
+                match req.extensions_mut().get_mut::<Dimensions>() {
+                    Some(existing) => existing.merge(&dims),
+                    None => {
+                        req.extensions_mut().insert(dims);
+                    }
+                }
+            }
+        }
+        let method = HttpMethod::from_method(req.method());
+        let span = open_span(req, &ctx, method, route, request_id);
+        req.extensions_mut().insert(ctx.span);
+        req.extensions_mut().insert(ctx.clone());
+        ServerTrace {
+            context: ctx,
+            span: SpanHandle(span),
+        }
+    }
+}
+
+fn non_zero_span_id() -> [u8; 8] {
+    random_u64().max(1).to_be_bytes()
+}
+
+fn new_trace_id() -> [u8; 16] {
+    let mut id = [0u8; 16];
+    id[..8].copy_from_slice(&random_u64().to_be_bytes());
+    id[8..].copy_from_slice(&random_u64().max(1).to_be_bytes());
+    id
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The request's span, with the OpenTelemetry HTTP server attributes that
+/// `tracing-opentelemetry` understands (`otel.name`, `otel.kind`, `otel.status_code`).
+fn open_span<B>(
+    req: &Request<B>,
+    ctx: &TraceContext,
+    method: HttpMethod,
+    route: Option<&str>,
+    request_id: Option<&HeaderValue>,
+) -> tracing::Span {
+    // The span name follows the conventions: `{method} {route}`, `HTTP` for unknown methods,
+    // never the raw path.
+    let method_name = match method {
+        HttpMethod::Other => "HTTP",
+        m => m.as_str(),
+    };
+    let route = route.filter(|r| *r != UNMATCHED_ROUTE);
+    let span = tracing::info_span!(
+        target: "tower_observe::http",
+        "HTTP request",
+        otel.name = %match route {
+            Some(route) => format!("{method_name} {route}"),
+            None => method_name.to_owned(),
+        },
+        otel.kind = "server",
+        http.request.method = method.as_str(),
+        http.request.method_original = tracing::field::Empty,
+        http.route = route,
+        url.path = req.uri().path(),
+        url.scheme = req.uri().scheme_str().unwrap_or("http"),
+        request_id = request_id.and_then(|v| v.to_str().ok()),
+        trace_id = %hex(&ctx.span.trace_id),
+        span_id = %hex(&ctx.span.span_id),
+        parent_span_id = ctx.parent_span_id.map(|p| hex(&p)),
+        link.trace_id = ctx.link.map(|l| hex(&l.trace_id)),
+        link.span_id = ctx.link.map(|l| hex(&l.parent_id)),
+        http.response.status_code = tracing::field::Empty,
+        error.type = tracing::field::Empty,
+        otel.status_code = tracing::field::Empty,
+    );
+    if method == HttpMethod::Other {
+        span.record("http.request.method_original", req.method().as_str());
+    }
+    span
+}
+
+/// A request being traced: its context and its span.
+#[derive(Debug)]
+pub(crate) struct ServerTrace {
+    pub(crate) context: TraceContext,
+    pub(crate) span: SpanHandle,
+}
+
+/// The request's span, closed when the request is recorded, so that the span's duration is
+/// the duration the metrics record.
+#[derive(Debug, Clone)]
+pub(crate) struct SpanHandle(pub(crate) tracing::Span);
+
+impl SpanHandle {
+    /// Records how the request ended and closes the span (when this is the last handle).
+    pub(crate) fn close(self, status: Option<u16>, error_type: Option<&str>) {
+        if let Some(status) = status {
+            self.0.record("http.response.status_code", status);
+        }
+        if let Some(error) = error_type {
+            self.0.record("error.type", error);
+            // A client going away is not a server error (OpenTelemetry HTTP span status).
+            if error != ERROR_ABORTED {
+                self.0.record("otel.status_code", "ERROR");
+            }
+        }
+    }
+}
