@@ -19,6 +19,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Router};
+use tower_observe::propagation::TraceOptions;
 use tower_observe::{Dimensions, HttpServerRecord, Observer, RecordSink, RequestId};
 
 const USAGE: &str = "usage: demo [--addr HOST:PORT] [--traffic] [--rps N] [--exit-after SECONDS]";
@@ -65,20 +66,14 @@ fn parse_args() -> Result<Args, String> {
     Ok(args)
 }
 
-/// Logs failed and slow requests: a `RecordSink` sees every request the metrics see.
-struct NotableRequests;
+/// Counts slow requests per route: a `RecordSink` sees every request the metrics see.
+struct SlowRequests;
 
-impl RecordSink for NotableRequests {
+impl RecordSink for SlowRequests {
     fn record_http_server(&self, r: &HttpServerRecord<'_>) {
-        if r.error_type.is_some() || r.duration > Duration::from_millis(350) {
-            tracing::warn!(
-                method = r.method,
-                route = r.route,
-                status = r.status,
-                error_type = r.error_type,
-                duration_ms = r.duration.as_secs_f64() * 1e3,
-                "notable request"
-            );
+        if r.duration > Duration::from_millis(350) {
+            metrics::counter!("demo_slow_requests_total", "http_route" => r.route.to_owned())
+                .increment(1);
         }
     }
 }
@@ -100,6 +95,7 @@ async fn search() -> &'static str {
 async fn checkout(body: Bytes) -> Response {
     sleep_ms(100..400).await;
     if fastrand::u8(0..100) < 5 {
+        tracing::error!(payment.provider = "acme-pay", "payment provider timed out");
         metrics::counter!("demo_checkouts_total", "result" => "failed").increment(1);
         return (StatusCode::INTERNAL_SERVER_ERROR, "payment provider failed").into_response();
     }
@@ -151,7 +147,11 @@ fn app(observer: &Observer) -> Router {
         .route("/api/chat/{model}", get(chat))
         .route("/api/stream", get(stream))
         .merge(observer.router())
-        .layer(observer.layer())
+        .layer(
+            observer
+                .layer()
+                .traces(TraceOptions::new().access_log(true)),
+        )
 }
 
 async fn index() -> &'static str {
@@ -211,18 +211,34 @@ async fn main() {
             std::process::exit(2);
         }
     };
-    tracing_subscriber::fmt().with_target(false).init();
+    // JSON logs (ECS) on stdout: the application's lines and failed requests' access-log
+    // lines, each carrying its request ID and trace ID.
+    {
+        use tracing_subscriber::filter::{LevelFilter, Targets};
+        use tracing_subscriber::layer::SubscriberExt;
+        let filter = Targets::new()
+            .with_default(LevelFilter::INFO)
+            .with_target("tower_observe::access", LevelFilter::WARN);
+        let subscriber = tracing_subscriber::registry()
+            .with(tower_observe::logs::EcsJsonLayer::new("demo"))
+            .with(filter);
+        let _ = tracing::subscriber::set_global_default(subscriber);
+    }
 
     let observer = Observer::builder()
         .dimension("backend")
         .dimension("model")
-        .sink(Arc::new(NotableRequests))
+        .sink(Arc::new(SlowRequests))
         .build()
         .expect("valid observer configuration");
     // The application's own `metrics::counter!` calls land on /metrics too.
     if let Some(registry) = observer.registry() {
         let _ = metrics::set_global_recorder(registry.clone());
         metrics::describe_counter!("demo_checkouts_total", "Checkouts, by result.");
+        metrics::describe_counter!(
+            "demo_slow_requests_total",
+            "Requests slower than 350 ms, by route."
+        );
     }
 
     let listener = match tokio::net::TcpListener::bind(args.addr).await {

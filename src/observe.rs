@@ -131,7 +131,7 @@ where
         };
         let instrument = span
             .as_ref()
-            .map_or_else(tracing::Span::none, |s| s.0.clone());
+            .map_or_else(tracing::Span::none, |s| s.span.clone());
         let inner = &mut self.inner;
         http_metrics::start(&self.shared.metrics, req, now, Some(echo), span, |req| {
             // The handler runs in the request's span with its context current, from its first

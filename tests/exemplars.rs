@@ -1,4 +1,5 @@
 //! OpenMetrics negotiation and exemplars, checked against a real Prometheus server.
+#![cfg(feature = "axum")]
 
 mod support;
 

@@ -1,6 +1,7 @@
 //! The observer's registry installed as the global `metrics` recorder: the application's own
 //! `metrics::counter!` calls show up on `/metrics` next to the HTTP metrics. (Its own test
 //! binary, because a global recorder can be installed once per process.)
+#![cfg(feature = "axum")]
 
 mod support;
 

@@ -1,4 +1,5 @@
 //! End to end through a real TCP server: request IDs, HTTP metrics, `/metrics`, `/v1/stats`.
+#![cfg(feature = "axum")]
 
 mod support;
 

@@ -1,5 +1,6 @@
 //! Without axum: a plain hyper server, a hand-written router that sets `RouteTemplate`, the
 //! observer's layer around it and its endpoints as a plain `tower::Service`.
+#![cfg(feature = "axum")]
 
 mod support;
 

@@ -1,4 +1,5 @@
 //! Recording through other recorders, and recording that fails.
+#![cfg(feature = "axum")]
 
 mod support;
 

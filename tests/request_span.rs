@@ -1,6 +1,7 @@
 //! The request span's fields, through a real server. Its own test binary: it installs a
 //! global subscriber, and `tracing` caches callsite interest process-wide, so a scoped
 //! subscriber here would race with other tests' threads.
+#![cfg(feature = "axum")]
 
 mod support;
 

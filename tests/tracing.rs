@@ -1,5 +1,6 @@
 //! Trace propagation through real servers: continuing, restarting and linking traces, the
 //! request span's fields, and passing the context on to a second service.
+#![cfg(feature = "axum")]
 
 mod support;
 

@@ -108,6 +108,7 @@ impl InFlight {
             Finish::ServiceError => (Some(ErrorType::Named(ERROR_SERVICE)), Outcome::Failure),
         };
         let observer = &self.config.observer;
+        let end = observer.now_nanos();
         observer.record_http(&HttpCompletion {
             method: self.method,
             route: self.route.as_str(),
@@ -117,7 +118,7 @@ impl InFlight {
             outcome,
             dimensions: self.dimensions.as_deref(),
             start: self.start,
-            end: observer.now_nanos(),
+            end,
             request_bytes: self.request_bytes.as_ref().map_or(0, |c| c.load(Relaxed)),
             response_bytes: self.response_bytes,
             exemplar: self.span_ids.filter(|ids| ids.sampled),
@@ -131,7 +132,7 @@ impl InFlight {
                 Some(ErrorType::Named(name)) => Some(name),
                 None => None,
             };
-            span.close(self.status, error_text);
+            span.close(self.status, error_text, end.saturating_sub(self.start));
         }
     }
 

@@ -27,6 +27,7 @@ pub struct TraceOptions {
     untrusted_parent: bool,
     root_sample_ratio: f64,
     baggage_dimensions: Vec<String>,
+    access_log: bool,
 }
 
 impl Default for TraceOptions {
@@ -42,7 +43,17 @@ impl TraceOptions {
             untrusted_parent: false,
             root_sample_ratio: 1.0,
             baggage_dimensions: Vec::new(),
+            access_log: false,
         }
+    }
+
+    /// Emits one `tracing` event per finished request, inside its span (so it carries the
+    /// request ID and trace ID), with target `tower_observe::access`, level `INFO` (or
+    /// `WARN` for failures), `http.response.status_code`, `error.type` and `event.duration`
+    /// in nanoseconds; the span adds `http.request.method`, `url.path` and `http.route`.
+    pub fn access_log(mut self, enabled: bool) -> Self {
+        self.access_log = enabled;
+        self
     }
 
     /// Treat incoming context as untrusted (a public endpoint): every request starts a new
@@ -148,7 +159,10 @@ impl TraceOptions {
         req.extensions_mut().insert(ctx.clone());
         ServerTrace {
             context: ctx,
-            span: SpanHandle(span),
+            span: SpanHandle {
+                span,
+                access_log: self.access_log,
+            },
         }
     }
 }
@@ -223,20 +237,45 @@ pub(crate) struct ServerTrace {
 /// The request's span, closed when the request is recorded, so that the span's duration is
 /// the duration the metrics record.
 #[derive(Debug, Clone)]
-pub(crate) struct SpanHandle(pub(crate) tracing::Span);
+pub(crate) struct SpanHandle {
+    pub(crate) span: tracing::Span,
+    access_log: bool,
+}
 
 impl SpanHandle {
-    /// Records how the request ended and closes the span (when this is the last handle).
-    pub(crate) fn close(self, status: Option<u16>, error_type: Option<&str>) {
+    /// Records how the request ended, writes the access-log line if enabled, and closes the
+    /// span (when this is the last handle).
+    pub(crate) fn close(self, status: Option<u16>, error_type: Option<&str>, duration_nanos: u64) {
+        let span = &self.span;
         if let Some(status) = status {
-            self.0.record("http.response.status_code", status);
+            span.record("http.response.status_code", status);
         }
         if let Some(error) = error_type {
-            self.0.record("error.type", error);
+            span.record("error.type", error);
             // A client going away is not a server error (OpenTelemetry HTTP span status).
             if error != ERROR_ABORTED {
-                self.0.record("otel.status_code", "ERROR");
+                span.record("otel.status_code", "ERROR");
             }
+        }
+        if self.access_log {
+            span.in_scope(|| match error_type {
+                None => tracing::event!(
+                    target: "tower_observe::access",
+                    tracing::Level::INFO,
+                    { "http.response.status_code" = status, "event.duration" = duration_nanos },
+                    "request completed"
+                ),
+                Some(error) => tracing::event!(
+                    target: "tower_observe::access",
+                    tracing::Level::WARN,
+                    {
+                        "http.response.status_code" = status,
+                        "error.type" = error,
+                        "event.duration" = duration_nanos,
+                    },
+                    "request failed"
+                ),
+            });
         }
     }
 }

@@ -1,0 +1,114 @@
+//! ECS JSON logs through a real server: every line written while serving a request carries
+//! its request ID and trace, and the access-log line carries the HTTP fields. Its own test
+//! binary, because it installs a global subscriber.
+#![cfg(all(feature = "logs", feature = "axum"))]
+
+mod support;
+
+use std::io::{self, Write};
+use std::sync::{Arc, Mutex};
+
+use axum::routing::get;
+use axum::Router;
+use serde_json::Value;
+use support::{eventually, serve};
+use tower_observe::logs::EcsJsonLayer;
+use tower_observe::propagation::TraceOptions;
+use tower_observe::Observer;
+use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::layer::SubscriberExt;
+
+#[derive(Clone, Default)]
+struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> MakeWriter<'a> for Capture {
+    type Writer = Capture;
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+impl Capture {
+    fn lines(&self) -> Vec<Value> {
+        String::from_utf8(self.0.lock().unwrap().clone())
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("each line is one JSON object"))
+            .collect()
+    }
+}
+
+#[tokio::test]
+async fn request_logs_carry_request_and_trace_ids() {
+    let capture = Capture::default();
+    tracing::subscriber::set_global_default(
+        tracing_subscriber::registry().with(EcsJsonLayer::new("shop").with_writer(capture.clone())),
+    )
+    .unwrap();
+
+    let observer = Observer::new();
+    let app = Router::new()
+        .route(
+            "/orders/{id}",
+            get(|| async {
+                tracing::info!(order.items = 3, "loading order");
+                "ok"
+            }),
+        )
+        .layer(
+            observer
+                .layer()
+                .traces(TraceOptions::new().access_log(true)),
+        );
+    let addr = serve(app).await;
+    reqwest::Client::new()
+        .get(format!("http://{addr}/orders/7?token=s3cr3t"))
+        .header(
+            "traceparent",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        )
+        .header("x-request-id", "req-77")
+        .header("authorization", "Bearer s3cr3t")
+        .send()
+        .await
+        .unwrap();
+    eventually(|| capture.lines().len() >= 2).await;
+
+    let lines = capture.lines();
+    let raw = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    assert!(!raw.contains("s3cr3t"), "no secret reaches the log: {raw}");
+    let handler = lines
+        .iter()
+        .find(|l| l["message"] == "loading order")
+        .unwrap();
+    let access = lines
+        .iter()
+        .find(|l| l["message"] == "request completed")
+        .unwrap();
+    for line in [handler, access] {
+        assert_eq!(line["http.request.id"], "req-77");
+        assert_eq!(line["trace.id"], "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(line["span.id"].as_str().unwrap().len(), 16);
+        assert_eq!(line["service.name"], "shop");
+        assert_eq!(line["ecs.version"], "8.11.0");
+        assert!(line["@timestamp"].as_str().unwrap().ends_with('Z'));
+    }
+    assert_eq!(handler["order.items"], 3);
+    assert_eq!(handler["log.level"], "info");
+    assert_eq!(access["log.logger"], "tower_observe::access");
+    assert_eq!(access["http.request.method"], "GET");
+    assert_eq!(access["url.path"], "/orders/7");
+    assert_eq!(access["http.route"], "/orders/{id}");
+    assert_eq!(access["http.response.status_code"], 200);
+    assert!(access["event.duration"].as_u64().unwrap() > 0);
+}
