@@ -155,6 +155,58 @@ fn bench_layers(c: &mut Criterion) {
         ready(base().layer(observer.layer())),
     );
     group.finish();
+
+    bench_spans(c, &rt, &observer);
+}
+
+/// The span part: our full stack with traces against tower-http's `TraceLayer`, first with no
+/// subscriber (tracing disabled), then with one installed (spans created and closed).
+fn bench_spans(c: &mut Criterion, rt: &tokio::runtime::Runtime, observer: &Observer) {
+    use tower_http::trace::TraceLayer;
+    use tower_observe::propagation::TraceOptions;
+
+    let traced = || ready(base().layer(observer.layer().traces(TraceOptions::new())));
+    let unsampled = || {
+        ready(
+            base().layer(
+                observer
+                    .layer()
+                    .traces(TraceOptions::new().root_sample_ratio(0.0)),
+            ),
+        )
+    };
+    for with_subscriber in [false, true] {
+        if with_subscriber {
+            // A subscriber that keeps span data, as any real one does, and writes nothing.
+            use tracing_subscriber::layer::SubscriberExt;
+            let subscriber = tracing_subscriber::registry()
+                .with(tracing_subscriber::fmt::layer().with_writer(std::io::sink));
+            let _ = tracing::subscriber::set_global_default(subscriber);
+        }
+        let name = if with_subscriber {
+            "spans_with_subscriber"
+        } else {
+            "spans_no_subscriber"
+        };
+        let mut group = c.benchmark_group(name);
+        group.measurement_time(Duration::from_secs(4));
+        bench_one(&mut group, rt, "bare_router", ready(base()));
+        bench_one(
+            &mut group,
+            rt,
+            "ours_full",
+            ready(base().layer(observer.layer())),
+        );
+        bench_one(&mut group, rt, "ours_full_traces_sampled", traced());
+        bench_one(&mut group, rt, "ours_full_traces_unsampled", unsampled());
+        bench_one(
+            &mut group,
+            rt,
+            "tower_http_trace_layer",
+            ready(base().layer(TraceLayer::new_for_http())),
+        );
+        group.finish();
+    }
 }
 
 criterion_group!(benches, bench_layers);

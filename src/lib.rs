@@ -57,7 +57,7 @@ pub mod trace_context;
 
 pub use http_metrics::HttpMetricsLayer;
 pub use labels::{Dimensions, RouteTemplate};
-pub use observe::{Observe, ObserveLayer};
+pub use observe::{MaybeTraced, Observe, ObserveLayer};
 pub use observer::{
     BuildError, HttpServerRecord, Observer, ObserverBuilder, RecordSink, MAX_DIMENSIONS,
 };

@@ -5,10 +5,13 @@
 //! both jobs in one service and one future, with the same behaviour as the two stacked
 //! (request-ID layer outermost).
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http::{Request, Response};
+use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
@@ -109,7 +112,7 @@ where
 {
     type Response = Response<ResponseBody<ResBody>>;
     type Error = S::Error;
-    type Future = ResponseFuture<Instrumented<WithContext<S::Future>>>;
+    type Future = ResponseFuture<MaybeTraced<S::Future>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -121,24 +124,80 @@ where
         // One clock reading serves both the ID's timestamp and the start of the measurement.
         let system_now = observer.clock().is_system().then_some(now);
         let echo = self.shared.request_id.assign_at(&mut req, system_now);
-        let (context, span) = match &self.shared.traces {
-            Some(options) => {
-                let route = RouteLabel::from_request(&req);
-                let trace = options.start(&mut req, Some(route.as_str()), Some(&echo));
-                (Some(trace.context), Some(trace.span))
-            }
-            None => (None, None),
+        let Some(options) = &self.shared.traces else {
+            let inner = &mut self.inner;
+            return http_metrics::start(
+                &self.shared.metrics,
+                req,
+                now,
+                Some(echo),
+                None,
+                None,
+                |req| MaybeTraced::Plain {
+                    inner: inner.call(req),
+                },
+            );
         };
-        let instrument = span
-            .as_ref()
-            .map_or_else(tracing::Span::none, |s| s.span.clone());
+        let route = RouteLabel::from_request(&req);
+        let trace = options.start(&mut req, Some(route.as_str()), Some(&echo));
+        let span_ids = Some(trace.context.span);
+        let instrument = trace.span.span.clone();
+        let (context, span) = (trace.context, trace.span);
         let inner = &mut self.inner;
-        http_metrics::start(&self.shared.metrics, req, now, Some(echo), span, |req| {
-            // The handler runs in the request's span with its context current, from its first
-            // synchronous line to its last poll.
-            let future = instrument.in_scope(|| inner.call(req));
-            WithContext::new(future, context).instrument(instrument)
+        http_metrics::start(
+            &self.shared.metrics,
+            req,
+            now,
+            Some(echo),
+            Some(span),
+            span_ids,
+            |req| {
+                // The handler runs in the request's span with its context current, from its first
+                // synchronous line to its last poll.
+                let future = instrument.in_scope(|| inner.call(req));
+                MaybeTraced::Traced {
+                    inner: Box::pin(WithContext::new(future, Some(context)).instrument(instrument)),
+                }
+            },
+        )
+    }
+}
+
+pin_project! {
+    /// The inner future of [`Observe`]: as is, or (boxed, so untraced requests keep a small
+    /// future) in the request's span with its trace context current.
+    #[project = MaybeTracedProj]
+    #[allow(missing_docs)] // variant fields: the handler's future (pin-project-lite takes no docs there)
+    pub enum MaybeTraced<F> {
+        /// Tracing is off.
+        Plain {
+            #[pin]
+            inner: F,
+        },
+        /// Tracing is on.
+        Traced {
+            inner: Pin<Box<Instrumented<WithContext<F>>>>,
+        },
+    }
+}
+
+impl<F> std::fmt::Debug for MaybeTraced<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            MaybeTraced::Plain { .. } => "MaybeTraced::Plain",
+            MaybeTraced::Traced { .. } => "MaybeTraced::Traced",
         })
+    }
+}
+
+impl<F: Future> Future for MaybeTraced<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        match self.project() {
+            MaybeTracedProj::Plain { inner } => inner.poll(cx),
+            MaybeTracedProj::Traced { inner } => inner.as_mut().poll(cx),
+        }
     }
 }
 

@@ -195,7 +195,7 @@ where
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
         let now = self.layer.config.observer.now_nanos();
         let inner = &mut self.inner;
-        start(&self.layer.config, req, now, None, None, |req| {
+        start(&self.layer.config, req, now, None, None, None, |req| {
             inner.call(req)
         })
     }
@@ -204,12 +204,14 @@ where
 /// Starts measuring `req` (which arrived at `start`, an observer clock reading) and calls
 /// `inner` with it: the body of [`HttpMetrics::call`],
 /// shared with the fused [`ObserveLayer`](crate::ObserveLayer) service.
+#[allow(clippy::too_many_arguments)] // one private call site per layer
 pub(crate) fn start<ReqBody, Fut>(
     config: &Arc<Config>,
     req: Request<ReqBody>,
     start: u64,
     echo: Option<http::HeaderValue>,
     span: Option<SpanHandle>,
+    span_ids: Option<SpanIds>,
     call: impl FnOnce(Request<RequestBody<ReqBody>>) -> Fut,
 ) -> ResponseFuture<Fut>
 where
@@ -228,7 +230,7 @@ where
     } else {
         req.extensions().get::<Dimensions>().cloned().map(Box::new)
     };
-    let span_ids = req.extensions().get::<SpanIds>().copied();
+    let span_ids = span_ids.or_else(|| req.extensions().get::<SpanIds>().copied());
     let (parts, body) = req.into_parts();
     let (body, request_bytes) = RequestBody::wrap(body);
     observer.request_started(method, scheme);

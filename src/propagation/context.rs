@@ -15,9 +15,10 @@ use crate::trace_context::{Baggage, SpanIds, TraceParent, TraceState};
 /// Where one request stands in its trace: the span serving it, its remote parent, and what
 /// travels with them.
 ///
-/// The observe layer (with [`TraceOptions`](super::TraceOptions)) puts it in the request
-/// extensions and keeps it current while the handler runs, so [`TraceContext::current`] and
-/// [`PropagateLayer`](super::PropagateLayer) find it.
+/// The observe layer (with [`TraceOptions`](super::TraceOptions)) keeps it current while the
+/// handler runs, so [`TraceContext::current`] and [`PropagateLayer`](super::PropagateLayer)
+/// find it. (It is not put in the request extensions: that would cost every traced request an
+/// allocation and usually a rehash of the extension map, for a value `current()` already gives.)
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct TraceContext {

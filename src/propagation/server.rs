@@ -127,8 +127,9 @@ impl TraceOptions {
             || ((random_u64() >> 11) as f64 / (1u64 << 53) as f64) < self.root_sample_ratio
     }
 
-    /// Starts tracing `req`: its context goes into the extensions (with the span IDs the
-    /// metrics layer turns into exemplars, and any baggage dimensions), and its span opens.
+    /// Starts tracing `req`: its context is extracted (baggage dimensions go into the
+    /// extensions) and its span opens. The caller makes the context current for the handler
+    /// and hands the span IDs to the metrics layer.
     pub(crate) fn start<B>(
         &self,
         req: &mut Request<B>,
@@ -155,8 +156,6 @@ impl TraceOptions {
         }
         let method = HttpMethod::from_method(req.method());
         let span = open_span(req, &ctx, method, route, request_id);
-        req.extensions_mut().insert(ctx.span);
-        req.extensions_mut().insert(ctx.clone());
         ServerTrace {
             context: ctx,
             span: SpanHandle {
@@ -178,8 +177,35 @@ fn new_trace_id() -> [u8; 16] {
     id
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+/// An ID printed as lower-case hex when (and only when) a subscriber records it.
+struct Hex<'a>(&'a [u8]);
+
+impl std::fmt::Display for Hex<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut buf = [0u8; 32];
+        let n = self.0.len().min(16);
+        for (i, b) in self.0[..n].iter().enumerate() {
+            buf[2 * i] = DIGITS[usize::from(b >> 4)];
+            buf[2 * i + 1] = DIGITS[usize::from(b & 0x0f)];
+        }
+        f.write_str(std::str::from_utf8(&buf[..2 * n]).unwrap_or_default())
+    }
+}
+
+/// The span name, `{method} {route}`, built only when recorded.
+struct SpanName<'a> {
+    method: &'a str,
+    route: Option<&'a str>,
+}
+
+impl std::fmt::Display for SpanName<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.route {
+            Some(route) => write!(f, "{} {route}", self.method),
+            None => f.write_str(self.method),
+        }
+    }
 }
 
 /// The request's span, with the OpenTelemetry HTTP server attributes that
@@ -198,13 +224,11 @@ fn open_span<B>(
         m => m.as_str(),
     };
     let route = route.filter(|r| *r != UNMATCHED_ROUTE);
+    // Field values are wrappers that format only when a subscriber records them.
     let span = tracing::info_span!(
         target: "tower_observe::http",
         "HTTP request",
-        otel.name = %match route {
-            Some(route) => format!("{method_name} {route}"),
-            None => method_name.to_owned(),
-        },
+        otel.name = %SpanName { method: method_name, route },
         otel.kind = "server",
         http.request.method = method.as_str(),
         http.request.method_original = tracing::field::Empty,
@@ -212,11 +236,11 @@ fn open_span<B>(
         url.path = req.uri().path(),
         url.scheme = req.uri().scheme_str().unwrap_or("http"),
         request_id = request_id.and_then(|v| v.to_str().ok()),
-        trace_id = %hex(&ctx.span.trace_id),
-        span_id = %hex(&ctx.span.span_id),
-        parent_span_id = ctx.parent_span_id.map(|p| hex(&p)),
-        link.trace_id = ctx.link.map(|l| hex(&l.trace_id)),
-        link.span_id = ctx.link.map(|l| hex(&l.parent_id)),
+        trace_id = %Hex(&ctx.span.trace_id),
+        span_id = %Hex(&ctx.span.span_id),
+        parent_span_id = ctx.parent_span_id.as_ref().map(|p| tracing::field::display(Hex(p))),
+        link.trace_id = ctx.link.as_ref().map(|l| tracing::field::display(Hex(&l.trace_id))),
+        link.span_id = ctx.link.as_ref().map(|l| tracing::field::display(Hex(&l.parent_id))),
         http.response.status_code = tracing::field::Empty,
         error.type = tracing::field::Empty,
         otel.status_code = tracing::field::Empty,
