@@ -27,6 +27,8 @@
 //! ```
 
 mod context;
+#[cfg(feature = "opentelemetry")]
+mod otel;
 mod server;
 
 pub use context::{TraceContext, WithContext};

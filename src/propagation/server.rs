@@ -156,6 +156,8 @@ impl TraceOptions {
         }
         let method = HttpMethod::from_method(req.method());
         let span = open_span(req, &ctx, method, route, request_id);
+        #[cfg(feature = "opentelemetry")]
+        super::otel::bridge(&span, &mut ctx);
         ServerTrace {
             context: ctx,
             span: SpanHandle {
@@ -178,7 +180,7 @@ fn new_trace_id() -> [u8; 16] {
 }
 
 /// An ID printed as lower-case hex when (and only when) a subscriber records it.
-struct Hex<'a>(&'a [u8]);
+pub(super) struct Hex<'a>(pub(super) &'a [u8]);
 
 impl std::fmt::Display for Hex<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

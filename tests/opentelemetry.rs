@@ -1,0 +1,122 @@
+//! With `tracing-opentelemetry` installed, request spans become OpenTelemetry spans: parented
+//! to the caller's context, named and attributed per the HTTP conventions, with the IDs used
+//! everywhere else (current context, exemplars). Checked with the SDK's in-memory exporter.
+//! Its own test binary, because it installs a global subscriber.
+#![cfg(all(feature = "opentelemetry", feature = "axum"))]
+
+mod support;
+
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::Router;
+use opentelemetry::trace::{SpanKind, Status, TracerProvider as _};
+use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider};
+use serde_json::{json, Value};
+use support::{eventually, serve};
+use tower_observe::propagation::{TraceContext, TraceOptions};
+use tower_observe::Observer;
+use tracing_subscriber::layer::SubscriberExt;
+
+const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+const PARENT_ID: &str = "00f067aa0ba902b7";
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[tokio::test]
+async fn request_spans_are_opentelemetry_spans_with_the_callers_parent() {
+    let exporter = InMemorySpanExporter::default();
+    let provider = SdkTracerProvider::builder()
+        .with_simple_exporter(exporter.clone())
+        .build();
+    tracing::subscriber::set_global_default(
+        tracing_subscriber::registry()
+            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test"))),
+    )
+    .unwrap();
+
+    let observer = Observer::new();
+    let app = Router::new()
+        .route(
+            "/items/{id}",
+            get(|| async {
+                let ctx = TraceContext::current().unwrap();
+                axum::Json(json!({ "trace_id": hex(&ctx.span.trace_id), "span_id": hex(&ctx.span.span_id) }))
+            }),
+        )
+        .route("/broken", get(|| async { StatusCode::INTERNAL_SERVER_ERROR }))
+        .layer(observer.layer().traces(TraceOptions::new()));
+    let addr = serve(app).await;
+    let client = reqwest::Client::new();
+    let seen: Value = client
+        .get(format!("http://{addr}/items/9"))
+        .header("traceparent", format!("00-{TRACE_ID}-{PARENT_ID}-01"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    client
+        .get(format!("http://{addr}/broken"))
+        .send()
+        .await
+        .unwrap();
+    eventually(|| exporter.get_finished_spans().unwrap().len() >= 2).await;
+
+    let spans = exporter.get_finished_spans().unwrap();
+    let item = spans
+        .iter()
+        .find(|s| s.name == "GET /items/{id}")
+        .expect("span named by route");
+    assert_eq!(item.span_kind, SpanKind::Server);
+    assert_eq!(
+        hex(&item.span_context.trace_id().to_bytes()),
+        TRACE_ID,
+        "continues the caller's trace"
+    );
+    assert_eq!(
+        hex(&item.parent_span_id.to_bytes()),
+        PARENT_ID,
+        "child of the caller's span"
+    );
+    assert!(item.parent_span_is_remote);
+    // The handler saw the exported span's IDs, not IDs of the layer's own.
+    assert_eq!(seen["trace_id"], TRACE_ID);
+    assert_eq!(
+        seen["span_id"],
+        hex(&item.span_context.span_id().to_bytes())
+    );
+    let attr = |span: &opentelemetry_sdk::trace::SpanData, key: &str| {
+        span.attributes
+            .iter()
+            .find(|kv| kv.key.as_str() == key)
+            .map(|kv| kv.value.to_string())
+    };
+    assert_eq!(attr(item, "http.route").as_deref(), Some("/items/{id}"));
+    assert_eq!(attr(item, "http.request.method").as_deref(), Some("GET"));
+    assert_eq!(
+        attr(item, "http.response.status_code").as_deref(),
+        Some("200")
+    );
+    assert_eq!(item.status, Status::Unset);
+
+    let broken = spans.iter().find(|s| s.name == "GET /broken").unwrap();
+    assert_eq!(
+        broken.parent_span_id,
+        opentelemetry::trace::SpanId::INVALID,
+        "a new root"
+    );
+    assert!(
+        matches!(broken.status, Status::Error { .. }),
+        "{:?}",
+        broken.status
+    );
+    assert_eq!(attr(broken, "error.type").as_deref(), Some("500"));
+
+    // The exemplar of the sampled request points at the exported span.
+    let text = observer.registry().unwrap().render_openmetrics();
+    let exported = hex(&item.span_context.span_id().to_bytes());
+    assert!(text.contains(&format!("span_id=\"{exported}\"")), "{text}");
+}
