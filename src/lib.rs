@@ -47,6 +47,9 @@ pub mod logs;
 pub mod names;
 mod observe;
 mod observer;
+#[cfg(feature = "otlp")]
+#[cfg_attr(docsrs, doc(cfg(feature = "otlp")))]
+pub mod otlp;
 pub mod propagation;
 pub mod registry;
 pub mod request_id;
