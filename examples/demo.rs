@@ -202,8 +202,49 @@ async fn drive_traffic(addr: SocketAddr, rps: u32) {
     }
 }
 
-#[tokio::main]
-async fn main() {
+/// JSON logs (ECS) on stdout — the application's lines and failed requests' access-log lines,
+/// each carrying its request ID and trace ID — and, with the `otlp` feature and
+/// `OTEL_EXPORTER_OTLP_ENDPOINT` set, spans to that collector.
+fn init_telemetry() -> Option<Box<dyn FnOnce()>> {
+    use tracing_subscriber::filter::{LevelFilter, Targets};
+    use tracing_subscriber::layer::SubscriberExt;
+    let filter = Targets::new()
+        .with_default(LevelFilter::INFO)
+        .with_target("tower_observe::access", LevelFilter::WARN);
+    let registry = tracing_subscriber::registry()
+        .with(tower_observe::logs::EcsJsonLayer::new("demo"))
+        .with(filter);
+
+    #[cfg(feature = "otlp")]
+    if let Some(otlp) = tower_observe::otlp::OtlpTraces::from_env("demo") {
+        use opentelemetry::trace::TracerProvider as _;
+        match otlp.build() {
+            Ok((provider, _stats)) => {
+                let tracer = provider.tracer("demo");
+                let subscriber = registry.with(tracing_opentelemetry::layer().with_tracer(tracer));
+                let _ = tracing::subscriber::set_global_default(subscriber);
+                println!(
+                    "  traces:   OTLP to {}",
+                    std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT").unwrap_or_default()
+                );
+                return Some(Box::new(move || {
+                    let _ = provider.shutdown();
+                }));
+            }
+            Err(e) => eprintln!("OTLP export disabled: {e}"),
+        }
+    }
+    #[cfg(not(feature = "otlp"))]
+    if std::env::var_os("OTEL_EXPORTER_OTLP_ENDPOINT").is_some() {
+        eprintln!(
+            "OTEL_EXPORTER_OTLP_ENDPOINT is set but the demo was built without the `otlp` feature"
+        );
+    }
+    let _ = tracing::subscriber::set_global_default(registry);
+    None
+}
+
+fn main() {
     let args = match parse_args() {
         Ok(args) => args,
         Err(message) => {
@@ -211,20 +252,23 @@ async fn main() {
             std::process::exit(2);
         }
     };
-    // JSON logs (ECS) on stdout: the application's lines and failed requests' access-log
-    // lines, each carrying its request ID and trace ID.
-    {
-        use tracing_subscriber::filter::{LevelFilter, Targets};
-        use tracing_subscriber::layer::SubscriberExt;
-        let filter = Targets::new()
-            .with_default(LevelFilter::INFO)
-            .with_target("tower_observe::access", LevelFilter::WARN);
-        let subscriber = tracing_subscriber::registry()
-            .with(tower_observe::logs::EcsJsonLayer::new("demo"))
-            .with(filter);
-        let _ = tracing::subscriber::set_global_default(subscriber);
+    // Before the async runtime: the OTLP exporter's HTTP client blocks.
+    let shutdown_telemetry = init_telemetry();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    runtime.block_on(run(args));
+    drop(runtime);
+    if let Some(shutdown) = shutdown_telemetry {
+        shutdown();
     }
+}
 
+async fn run(args: Args) {
     let observer = Observer::builder()
         .dimension("backend")
         .dimension("model")
