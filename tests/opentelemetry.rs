@@ -46,12 +46,13 @@ async fn request_spans_are_opentelemetry_spans_with_the_callers_parent() {
             }),
         )
         .route("/broken", get(|| async { StatusCode::INTERNAL_SERVER_ERROR }))
-        .layer(observer.layer().traces(TraceOptions::new()));
+        .layer(observer.layer().traces(TraceOptions::new().baggage_as_attribute("tenant")));
     let addr = serve(app).await;
     let client = reqwest::Client::new();
     let seen: Value = client
         .get(format!("http://{addr}/items/9"))
         .header("traceparent", format!("00-{TRACE_ID}-{PARENT_ID}-01"))
+        .header("baggage", "tenant=acme,secret=not-copied")
         .send()
         .await
         .unwrap()
@@ -101,6 +102,12 @@ async fn request_spans_are_opentelemetry_spans_with_the_callers_parent() {
         Some("200")
     );
     assert_eq!(item.status, Status::Unset);
+    assert_eq!(
+        attr(item, "baggage.tenant").as_deref(),
+        Some("acme"),
+        "allowlisted baggage"
+    );
+    assert_eq!(attr(item, "baggage.secret"), None, "only the allowlist");
 
     let broken = spans.iter().find(|s| s.name == "GET /broken").unwrap();
     assert_eq!(

@@ -28,7 +28,7 @@ fn remote(parent: &TraceParent, trace_state: Option<&str>) -> SpanContext {
 }
 
 /// Joins `span` to the OpenTelemetry trace and adopts the span's OpenTelemetry IDs in `ctx`.
-pub(crate) fn bridge(span: &tracing::Span, ctx: &mut TraceContext) {
+pub(crate) fn bridge(span: &tracing::Span, ctx: &mut TraceContext, baggage_attributes: &[String]) {
     if let Some(parent_id) = ctx.parent_span_id {
         let parent = TraceParent {
             trace_id: ctx.span.trace_id,
@@ -44,6 +44,13 @@ pub(crate) fn bridge(span: &tracing::Span, ctx: &mut TraceContext) {
     }
     if let Some(link) = &ctx.link {
         span.add_link(remote(link, None));
+    }
+    if let Some(baggage) = &ctx.baggage {
+        for key in baggage_attributes {
+            if let Some(value) = baggage.get(key) {
+                span.set_attribute(format!("baggage.{key}"), value.to_owned());
+            }
+        }
     }
     let cx = span.context();
     let otel = cx.span().span_context().clone();

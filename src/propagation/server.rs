@@ -27,6 +27,7 @@ pub struct TraceOptions {
     untrusted_parent: bool,
     root_sample_ratio: f64,
     baggage_dimensions: Vec<String>,
+    pub(super) baggage_attributes: Vec<String>,
     access_log: bool,
 }
 
@@ -43,8 +44,17 @@ impl TraceOptions {
             untrusted_parent: false,
             root_sample_ratio: 1.0,
             baggage_dimensions: Vec::new(),
+            baggage_attributes: Vec::new(),
             access_log: false,
         }
+    }
+
+    /// Adds the baggage entry `key` to the request's OpenTelemetry span as the attribute
+    /// `baggage.{key}` (feature `opentelemetry`; `tracing` spans cannot take field names
+    /// chosen at run time, so without that feature this does nothing).
+    pub fn baggage_as_attribute(mut self, key: impl Into<String>) -> Self {
+        self.baggage_attributes.push(key.into());
+        self
     }
 
     /// Emits one `tracing` event per finished request, inside its span (so it carries the
@@ -157,7 +167,7 @@ impl TraceOptions {
         let method = HttpMethod::from_method(req.method());
         let span = open_span(req, &ctx, method, route, request_id);
         #[cfg(feature = "opentelemetry")]
-        super::otel::bridge(&span, &mut ctx);
+        super::otel::bridge(&span, &mut ctx, &self.baggage_attributes);
         ServerTrace {
             context: ctx,
             span: SpanHandle {
