@@ -205,6 +205,16 @@ fn bench_spans(c: &mut Criterion, rt: &tokio::runtime::Runtime, observer: &Obser
             "tower_http_trace_layer",
             ready(base().layer(TraceLayer::new_for_http())),
         );
+        if !with_subscriber {
+            // The OpenTelemetry tower crate records through the OpenTelemetry API directly
+            // (global no-op providers here), not through `tracing`.
+            bench_one(
+                &mut group,
+                rt,
+                "opentelemetry_instrumentation_tower",
+                ready(base().layer(opentelemetry_instrumentation_tower::HTTPLayer::new())),
+            );
+        }
         group.finish();
     }
 }

@@ -106,6 +106,11 @@ async fn the_request_span_carries_the_http_attributes_and_closes_with_the_reques
     assert_eq!(ok["otel.kind"], "server");
     assert_eq!(ok["http.request.method"], "GET");
     assert_eq!(ok["url.path"], "/whoami");
+    assert_eq!(ok["network.protocol.version"], "1.1");
+    assert!(
+        !ok.contains_key("url.query"),
+        "queries may hold credentials: not recorded"
+    );
     assert_eq!(ok["request_id"], "req-42");
     assert_eq!(ok["trace_id"], TRACE_ID);
     assert_eq!(ok["parent_span_id"], PARENT_ID);

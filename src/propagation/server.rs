@@ -247,6 +247,11 @@ fn open_span<B>(
         http.route = route,
         url.path = req.uri().path(),
         url.scheme = req.uri().scheme_str().unwrap_or("http"),
+        network.protocol.version = protocol_version(req.version()),
+        user_agent.original = req
+            .headers()
+            .get(http::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok()),
         request_id = request_id.and_then(|v| v.to_str().ok()),
         trace_id = %Hex(&ctx.span.trace_id),
         span_id = %Hex(&ctx.span.span_id),
@@ -261,6 +266,17 @@ fn open_span<B>(
         span.record("http.request.method_original", req.method().as_str());
     }
     span
+}
+
+fn protocol_version(version: http::Version) -> &'static str {
+    match version {
+        http::Version::HTTP_09 => "0.9",
+        http::Version::HTTP_10 => "1.0",
+        http::Version::HTTP_11 => "1.1",
+        http::Version::HTTP_2 => "2",
+        http::Version::HTTP_3 => "3",
+        _ => "_OTHER",
+    }
 }
 
 /// A request being traced: its context and its span.
