@@ -26,6 +26,17 @@ use crate::trace_context::SpanIds;
 /// active-requests gauge always comes back down.
 pub(crate) struct InFlight {
     pub(crate) config: Arc<Config>,
+    /// Everything known when the request arrived.
+    pub(crate) arrival: Arrival,
+    /// Known once the response headers are out.
+    pub(crate) status: Option<u16>,
+    pub(crate) failed_status: bool,
+    pub(crate) response_bytes: u64,
+    recorded: bool,
+}
+
+/// What is known of a request when it arrives.
+pub(crate) struct Arrival {
     /// `Clock::now_nanos` at arrival.
     pub(crate) start: u64,
     pub(crate) method: HttpMethod,
@@ -37,23 +48,6 @@ pub(crate) struct InFlight {
     /// The serving span, for an exemplar (from the request or response extensions).
     pub(crate) span_ids: Option<SpanIds>,
     /// The request's tracing span, closed when the request is recorded.
-    span: Option<SpanHandle>,
-    /// Known once the response headers are out.
-    pub(crate) status: Option<u16>,
-    pub(crate) failed_status: bool,
-    pub(crate) response_bytes: u64,
-    recorded: bool,
-}
-
-/// What is known of a request when it arrives.
-pub(crate) struct Arrival {
-    pub(crate) start: u64,
-    pub(crate) method: HttpMethod,
-    pub(crate) scheme: Scheme,
-    pub(crate) route: RouteLabel,
-    pub(crate) dimensions: Option<Box<Dimensions>>,
-    pub(crate) request_bytes: Option<Arc<AtomicU64>>,
-    pub(crate) span_ids: Option<SpanIds>,
     pub(crate) span: Option<SpanHandle>,
 }
 
@@ -68,26 +62,9 @@ pub(crate) enum Finish {
 
 impl InFlight {
     pub(crate) fn new(config: Arc<Config>, arrival: Arrival) -> Self {
-        let Arrival {
-            start,
-            method,
-            scheme,
-            route,
-            dimensions,
-            request_bytes,
-            span_ids,
-            span,
-        } = arrival;
         Self {
             config,
-            start,
-            method,
-            scheme,
-            route,
-            dimensions,
-            request_bytes,
-            span_ids,
-            span,
+            arrival,
             status: None,
             failed_status: false,
             response_bytes: 0,
@@ -110,20 +87,24 @@ impl InFlight {
         let observer = &self.config.observer;
         let end = observer.now_nanos();
         observer.record_http(&HttpCompletion {
-            method: self.method,
-            route: self.route.as_str(),
-            scheme: self.scheme,
+            method: self.arrival.method,
+            route: self.arrival.route.as_str(),
+            scheme: self.arrival.scheme,
             status: self.status,
             error,
             outcome,
-            dimensions: self.dimensions.as_deref(),
-            start: self.start,
+            dimensions: self.arrival.dimensions.as_deref(),
+            start: self.arrival.start,
             end,
-            request_bytes: self.request_bytes.as_ref().map_or(0, |c| c.load(Relaxed)),
+            request_bytes: self
+                .arrival
+                .request_bytes
+                .as_ref()
+                .map_or(0, |c| c.load(Relaxed)),
             response_bytes: self.response_bytes,
-            exemplar: self.span_ids.filter(|ids| ids.sampled),
+            exemplar: self.arrival.span_ids.filter(|ids| ids.sampled),
         });
-        if let Some(span) = self.span.take() {
+        if let Some(span) = self.arrival.span.take() {
             let status_text = self
                 .status
                 .map(|s| itoa::Buffer::new().format(s).to_owned());
@@ -132,37 +113,41 @@ impl InFlight {
                 Some(ErrorType::Named(name)) => Some(name),
                 None => None,
             };
-            span.close(self.status, error_text, end.saturating_sub(self.start));
+            span.close(
+                self.status,
+                error_text,
+                end.saturating_sub(self.arrival.start),
+            );
         }
     }
 
     /// Whether this response carries no body on the wire (HEAD, 1xx, 204, 304, a successful
     /// CONNECT): servers drop such bodies unpolled, so the response is complete at its headers.
     fn is_bodiless(&self, status: http::StatusCode) -> bool {
-        self.method == HttpMethod::Head
+        self.arrival.method == HttpMethod::Head
             || status.is_informational()
             || status == http::StatusCode::NO_CONTENT
             || status == http::StatusCode::NOT_MODIFIED
-            || (self.method == HttpMethod::Connect && status.is_success())
+            || (self.arrival.method == HttpMethod::Connect && status.is_success())
     }
 
     /// Takes in what the response headers tell.
     fn on_response(&mut self, parts: &http::response::Parts) {
         self.status = Some(parts.status.as_u16());
         self.failed_status = self.config.is_failure(parts.status);
-        if self.route.is_unmatched() {
-            self.route = RouteLabel::from_response(&parts.extensions);
+        if self.arrival.route.is_unmatched() {
+            self.arrival.route = RouteLabel::from_response(&parts.extensions);
         }
         if let Some(ids) = parts.extensions.get::<SpanIds>() {
-            self.span_ids = Some(*ids);
+            self.arrival.span_ids = Some(*ids);
         }
         if self.config.observer.dimensions().is_empty() {
             return;
         }
         if let Some(extra) = parts.extensions.get::<Dimensions>() {
-            match &mut self.dimensions {
+            match &mut self.arrival.dimensions {
                 Some(dims) => dims.merge(extra),
-                None => self.dimensions = Some(Box::new(extra.clone())),
+                None => self.arrival.dimensions = Some(Box::new(extra.clone())),
             }
         }
     }
