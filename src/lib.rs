@@ -37,6 +37,8 @@
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+pub mod cache;
+pub mod client;
 pub mod clock;
 pub mod endpoints;
 pub mod http_metrics;
@@ -50,9 +52,11 @@ mod observer;
 #[cfg(feature = "otlp")]
 #[cfg_attr(docsrs, doc(cfg(feature = "otlp")))]
 pub mod otlp;
+pub mod pool;
 pub mod propagation;
 pub mod registry;
 pub mod request_id;
+pub mod retry;
 pub mod stats;
 mod sync;
 mod time_fmt;
@@ -62,6 +66,7 @@ pub use http_metrics::HttpMetricsLayer;
 pub use labels::{Dimensions, RouteTemplate};
 pub use observe::{MaybeTraced, Observe, ObserveLayer};
 pub use observer::{
-    BuildError, HttpServerRecord, Observer, ObserverBuilder, RecordSink, MAX_DIMENSIONS,
+    BuildError, HttpClientRecord, HttpServerRecord, Observer, ObserverBuilder, RecordSink,
+    MAX_DIMENSIONS,
 };
 pub use request_id::{RequestId, RequestIdLayer};

@@ -9,6 +9,30 @@ pub const HTTP_SERVER_ACTIVE_REQUESTS: &str = "http_server_active_requests";
 pub const HTTP_SERVER_REQUEST_BODY_SIZE: &str = "http_server_request_body_size_bytes";
 /// `http.server.response.body.size`: histogram of response body bytes actually sent.
 pub const HTTP_SERVER_RESPONSE_BODY_SIZE: &str = "http_server_response_body_size_bytes";
+/// `http.client.request.duration`: histogram, seconds, ends when the response headers arrive.
+pub const HTTP_CLIENT_REQUEST_DURATION: &str = "http_client_request_duration_seconds";
+/// `http.client.active_requests`: gauge of client requests waiting for their response.
+pub const HTTP_CLIENT_ACTIVE_REQUESTS: &str = "http_client_active_requests";
+/// `http.client.request.body.size`: histogram of request body bytes, when known.
+pub const HTTP_CLIENT_REQUEST_BODY_SIZE: &str = "http_client_request_body_size_bytes";
+/// `http.client.response.body.size`: histogram of announced response body bytes.
+pub const HTTP_CLIENT_RESPONSE_BODY_SIZE: &str = "http_client_response_body_size_bytes";
+/// Resends of a logical client request, by target and the reason for the resend.
+pub const CLIENT_RETRIES: &str = "client_retries_total";
+/// Logical client requests that still failed after at least one retry.
+pub const CLIENT_RETRY_EXHAUSTED: &str = "client_retry_exhausted_total";
+/// Attempts per logical client request (histogram; 1 = no retry).
+pub const CLIENT_REQUEST_ATTEMPTS: &str = "client_request_attempts";
+/// Switches of a logical request from one backend to another.
+pub const CLIENT_FAILOVERS: &str = "client_failovers_total";
+/// Cache lookups by cache and result (`hit`, `miss`, `stale`, `bypass`).
+pub const CACHE_REQUESTS: &str = "cache_requests_total";
+/// Backends of a pool by state (`healthy`, `unhealthy`).
+pub const BACKEND_POOL_MEMBERS: &str = "backend_pool_members";
+/// Share of a pool's backends that are healthy, 0 to 1.
+pub const BACKEND_POOL_HEALTH_RATIO: &str = "backend_pool_health_ratio";
+/// Duration of backend health checks, by pool and result.
+pub const BACKEND_HEALTH_CHECK_DURATION: &str = "backend_health_check_duration_seconds";
 /// Incoming request IDs that were invalid and replaced by a fresh one.
 pub const REQUEST_ID_REJECTED: &str = "tower_observe_request_id_rejected_total";
 /// Recordings folded into an `_OTHER` series by the cardinality limit.
@@ -22,6 +46,10 @@ pub const HTTP_ROUTE: &str = "http_route";
 pub const HTTP_RESPONSE_STATUS_CODE: &str = "http_response_status_code";
 /// `url.scheme`
 pub const URL_SCHEME: &str = "url_scheme";
+/// `server.address`
+pub const SERVER_ADDRESS: &str = "server_address";
+/// `server.port`
+pub const SERVER_PORT: &str = "server_port";
 /// `error.type`
 pub const ERROR_TYPE: &str = "error_type";
 

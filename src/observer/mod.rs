@@ -7,6 +7,8 @@
 //! consumers plug in there). A panic anywhere in that path, a user recorder's included, is
 //! caught and counted; it never reaches the request.
 
+mod client;
+pub(crate) mod family;
 mod series;
 mod sink;
 
@@ -22,14 +24,25 @@ use crate::clock::Clock;
 use crate::labels::{is_valid_label_name, Dimensions, HttpMethod};
 use crate::registry::storage::Exemplar;
 use crate::registry::{Registry, RegistryBuilder, BODY_SIZE_BUCKETS, OTEL_DURATION_BUCKETS};
+
+/// Buckets of `client_request_attempts`.
+const ATTEMPT_BUCKETS: [f64; 7] = [1.0, 2.0, 3.0, 4.0, 5.0, 7.0, 10.0];
 use crate::stats::{Outcome, Stats, StatsSnapshot};
 use crate::trace_context::SpanIds;
 use crate::{names, time_fmt};
+use client::ClientSeries;
+pub(crate) use client::{upstream_label, ClientCompletion, Endpoint};
 pub use series::MAX_DIMENSIONS;
-use series::{Context, RecorderSource, SeriesCache, SeriesKeyRef};
-pub(crate) use series::{ErrorType, Scheme};
+use series::{Context, SeriesCache, SeriesKeyRef};
+pub(crate) use series::{ErrorType, GaugeHandle, HistogramHandle, RecorderSource, Scheme};
 use sink::Sinks;
-pub use sink::{HttpServerRecord, RecordSink};
+pub use sink::{HttpClientRecord, HttpServerRecord, RecordSink};
+
+use crate::cache::CacheCounters;
+use crate::client::ClientLayer;
+use crate::pool::{BackendPool, PoolState};
+use crate::retry::{RetryTarget, RetryTracker};
+use family::Family;
 
 enum Backend {
     Registry(Registry),
@@ -54,6 +67,20 @@ impl RecorderSource for Backend {
     }
 }
 
+/// Most retry targets, caches and pools per observer; past it they share an `_OTHER` entry.
+const MAX_NAMED: usize = 256;
+
+/// Where registrations go when the recorder panicked: nowhere.
+struct NoRecorder;
+
+impl RecorderSource for NoRecorder {
+    fn with(&self, _: &mut dyn FnMut(&dyn Recorder)) {}
+
+    fn registry(&self) -> Option<&Registry> {
+        None
+    }
+}
+
 type Renderer = Arc<dyn Fn() -> String + Send + Sync>;
 
 struct Inner {
@@ -67,6 +94,10 @@ struct Inner {
     dimension_keys: Box<[Arc<str>]>,
     max_label_sets: usize,
     http: SeriesCache,
+    client: ClientSeries,
+    retry_targets: Family<RetryTarget>,
+    caches: Family<CacheCounters>,
+    pools: Family<PoolState>,
     sinks: Sinks,
     recording_failures: AtomicU64,
     request_id_rejected: OnceLock<Counter>,
@@ -168,9 +199,74 @@ impl Observer {
             .now_nanos()
             .saturating_sub(self.inner.started) as f64
             / 1e9;
-        self.inner
+        let mut snapshot = self
+            .inner
             .stats
-            .snapshot(elapsed, time_fmt::rfc3339(self.inner.started_wall))
+            .snapshot(elapsed, time_fmt::rfc3339(self.inner.started_wall));
+        let name = |values: Vec<String>| values.into_iter().next().unwrap_or_default();
+        snapshot.retries = (self.inner.retry_targets.entries().into_iter())
+            .map(|(k, v)| (name(k), v.entry()))
+            .collect();
+        snapshot.caches = (self.inner.caches.entries().into_iter())
+            .map(|(k, v)| (name(k), v.entry()))
+            .collect();
+        snapshot.pools = (self.inner.pools.entries().into_iter())
+            .map(|(k, v)| (name(k), v.entry()))
+            .collect();
+        snapshot
+    }
+
+    /// Instrumentation for an HTTP client (tower layer, or `reqwest-middleware` middleware);
+    /// see [`crate::client`].
+    pub fn client_layer(&self) -> ClientLayer {
+        ClientLayer::new(self.clone())
+    }
+
+    /// Retry and failover accounting for `target`; see [`crate::retry`].
+    pub fn retries(&self, target: &str) -> RetryTracker {
+        let mut entry = None;
+        self.with_source(|source| {
+            entry = Some(
+                self.inner
+                    .retry_targets
+                    .get(source, &[target], |v| RetryTarget::new(source, v[0])),
+            );
+        });
+        let entry = entry.unwrap_or_else(|| Arc::new(RetryTarget::new(&NoRecorder, target)));
+        RetryTracker::new(self.clone(), entry)
+    }
+
+    pub(crate) fn cache_counters(&self, name: &str) -> Arc<CacheCounters> {
+        let mut entry = None;
+        self.with_source(|source| {
+            entry = Some(
+                self.inner
+                    .caches
+                    .get(source, &[name], |v| CacheCounters::new(source, v[0])),
+            );
+        });
+        entry.unwrap_or_else(|| Arc::new(CacheCounters::new(&NoRecorder, name)))
+    }
+
+    /// The pool of backends called `name`, selected with `strategy` (`round_robin`,
+    /// `least_latency`, `random`, …); see [`crate::pool`]. The strategy is fixed by the first
+    /// call for a name.
+    pub fn backend_pool(&self, name: &str, strategy: &str) -> BackendPool {
+        let mut entry = None;
+        self.with_source(|source| {
+            entry = Some(
+                self.inner
+                    .pools
+                    .get(source, &[name], |v| PoolState::new(source, v[0], strategy)),
+            );
+        });
+        let entry = entry.unwrap_or_else(|| Arc::new(PoolState::new(&NoRecorder, name, strategy)));
+        BackendPool::new(self.clone(), entry)
+    }
+
+    /// Runs `f` with the recorder, guarded like every recording.
+    pub(crate) fn with_source(&self, f: impl FnOnce(&dyn RecorderSource)) {
+        self.guarded(|| f(&self.inner.backend));
     }
 
     /// How many times recording a request failed (a recorder or sink panicked). Those
@@ -490,6 +586,11 @@ impl ObserverBuilder {
                     .buckets_for(names::HTTP_SERVER_REQUEST_DURATION, &self.duration_buckets)
                     .buckets_for(names::HTTP_SERVER_REQUEST_BODY_SIZE, &BODY_SIZE_BUCKETS)
                     .buckets_for(names::HTTP_SERVER_RESPONSE_BODY_SIZE, &BODY_SIZE_BUCKETS)
+                    .buckets_for(names::HTTP_CLIENT_REQUEST_DURATION, &self.duration_buckets)
+                    .buckets_for(names::HTTP_CLIENT_REQUEST_BODY_SIZE, &BODY_SIZE_BUCKETS)
+                    .buckets_for(names::HTTP_CLIENT_RESPONSE_BODY_SIZE, &BODY_SIZE_BUCKETS)
+                    .buckets_for(names::CLIENT_REQUEST_ATTEMPTS, &ATTEMPT_BUCKETS)
+                    .buckets_for(names::BACKEND_HEALTH_CHECK_DURATION, &OTEL_DURATION_BUCKETS)
                     .build(),
             ),
             BackendChoice::Recorder(r) => Backend::Recorder(r),
@@ -509,6 +610,10 @@ impl ObserverBuilder {
                 dimension_keys: dimension_keys.into_boxed_slice(),
                 max_label_sets: self.max_label_sets,
                 http: SeriesCache::default(),
+                client: ClientSeries::new(self.max_label_sets),
+                retry_targets: Family::new(names::CLIENT_REQUEST_ATTEMPTS, MAX_NAMED),
+                caches: Family::new(names::CACHE_REQUESTS, MAX_NAMED),
+                pools: Family::new(names::BACKEND_POOL_HEALTH_RATIO, MAX_NAMED),
                 sinks: Sinks(self.sinks.into_boxed_slice()),
                 recording_failures: AtomicU64::new(0),
                 request_id_rejected: OnceLock::new(),

@@ -33,6 +33,35 @@ pub struct HttpServerRecord<'a> {
     pub response_body_bytes: u64,
 }
 
+/// One finished HTTP client call (one attempt, when retried), as every consumer of the
+/// recording path sees it.
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub struct HttpClientRecord<'a> {
+    /// `GET`, `POST`, …, or `_OTHER`.
+    pub method: &'static str,
+    /// `http` or `https`.
+    pub scheme: &'a str,
+    /// The upstream host (`_OTHER` past the cardinality limit).
+    pub server_address: &'a str,
+    /// The upstream port.
+    pub server_port: &'a str,
+    /// The response status, if a response arrived.
+    pub status: Option<u16>,
+    /// Set on failure: the status code for 4xx and 5xx, else `timeout`, `connection_refused`, …
+    pub error_type: Option<&'a str>,
+    /// 0 for the first attempt, 1 for the first resend, …
+    pub resend_count: u32,
+    /// From sending to the response headers (or the error).
+    pub duration: Duration,
+    /// When the call ended (wall clock).
+    pub end: SystemTime,
+    /// Request body bytes, when known before sending.
+    pub request_body_bytes: Option<u64>,
+    /// Response body bytes announced by `Content-Length`.
+    pub response_body_bytes: Option<u64>,
+}
+
 /// A consumer of finished requests, called once per request after the metrics and
 /// `/v1/stats` are updated.
 ///
@@ -60,6 +89,11 @@ pub struct HttpServerRecord<'a> {
 pub trait RecordSink: Send + Sync + 'static {
     /// Called once per finished HTTP server request.
     fn record_http_server(&self, record: &HttpServerRecord<'_>);
+
+    /// Called once per finished HTTP client call made through the client instrumentation.
+    fn record_http_client(&self, record: &HttpClientRecord<'_>) {
+        let _ = record;
+    }
 }
 
 pub(crate) struct Sinks(pub(crate) Box<[Arc<dyn RecordSink>]>);

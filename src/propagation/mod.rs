@@ -28,12 +28,12 @@
 
 mod context;
 #[cfg(feature = "opentelemetry")]
-mod otel;
+pub(crate) mod otel;
 mod server;
 
 pub use context::{TraceContext, WithContext};
-pub(crate) use server::SpanHandle;
 pub use server::TraceOptions;
+pub(crate) use server::{new_trace_id, non_zero_span_id, Hex, SpanHandle};
 
 use std::task::{Context, Poll};
 

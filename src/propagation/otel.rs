@@ -52,16 +52,22 @@ pub(crate) fn bridge(span: &tracing::Span, ctx: &mut TraceContext, baggage_attri
             }
         }
     }
+    adopt(span, &mut ctx.span);
+}
+
+/// Replaces `ids` with the OpenTelemetry IDs of `span`, when an OpenTelemetry layer gave it
+/// some, and records them on the span.
+pub(crate) fn adopt(span: &tracing::Span, ids: &mut SpanIds) {
     let cx = span.context();
     let otel = cx.span().span_context().clone();
     if !otel.is_valid() {
         return;
     }
-    ctx.span = SpanIds {
+    *ids = SpanIds {
         trace_id: otel.trace_id().to_bytes(),
         span_id: otel.span_id().to_bytes(),
         sampled: otel.is_sampled(),
     };
-    span.record("trace_id", tracing::field::display(Hex(&ctx.span.trace_id)));
-    span.record("span_id", tracing::field::display(Hex(&ctx.span.span_id)));
+    span.record("trace_id", tracing::field::display(Hex(&ids.trace_id)));
+    span.record("span_id", tracing::field::display(Hex(&ids.span_id)));
 }

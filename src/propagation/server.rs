@@ -178,11 +178,11 @@ impl TraceOptions {
     }
 }
 
-fn non_zero_span_id() -> [u8; 8] {
+pub(crate) fn non_zero_span_id() -> [u8; 8] {
     random_u64().max(1).to_be_bytes()
 }
 
-fn new_trace_id() -> [u8; 16] {
+pub(crate) fn new_trace_id() -> [u8; 16] {
     let mut id = [0u8; 16];
     id[..8].copy_from_slice(&random_u64().to_be_bytes());
     id[8..].copy_from_slice(&random_u64().max(1).to_be_bytes());
@@ -190,7 +190,7 @@ fn new_trace_id() -> [u8; 16] {
 }
 
 /// An ID printed as lower-case hex when (and only when) a subscriber records it.
-pub(super) struct Hex<'a>(pub(super) &'a [u8]);
+pub(crate) struct Hex<'a>(pub(crate) &'a [u8]);
 
 impl std::fmt::Display for Hex<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -268,7 +268,7 @@ fn open_span<B>(
     span
 }
 
-fn protocol_version(version: http::Version) -> &'static str {
+pub(crate) fn protocol_version(version: http::Version) -> &'static str {
     match version {
         http::Version::HTTP_09 => "0.9",
         http::Version::HTTP_10 => "1.0",

@@ -10,6 +10,7 @@
 mod rate;
 pub(crate) mod sketch;
 mod snapshot;
+mod upstream;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -17,6 +18,7 @@ use std::sync::{Arc, RwLock};
 
 pub use sketch::RELATIVE_ERROR as LATENCY_RELATIVE_ERROR;
 pub use snapshot::{BreakdownEntry, LatencyMs, RouteEntry, StatsSnapshot, StatusClasses, Totals};
+pub use upstream::{BackendEntry, CacheEntry, PoolEntry, RetryEntry};
 
 use crate::labels::HttpMethod;
 
@@ -116,6 +118,7 @@ type DimensionKey = (String, String);
 pub(crate) struct Stats {
     routes: RwLock<BTreeMap<RouteKey, Arc<StatsCell>>>,
     dimensions: RwLock<BTreeMap<DimensionKey, Arc<StatsCell>>>,
+    upstreams: RwLock<BTreeMap<String, Arc<StatsCell>>>,
 }
 
 impl Stats {
@@ -137,6 +140,16 @@ impl Stats {
         }
         crate::sync::write(&self.dimensions)
             .entry(k)
+            .or_default()
+            .clone()
+    }
+
+    pub(crate) fn upstream_cell(&self, upstream: &str) -> Arc<StatsCell> {
+        if let Some(cell) = crate::sync::read(&self.upstreams).get(upstream) {
+            return cell.clone();
+        }
+        crate::sync::write(&self.upstreams)
+            .entry(upstream.to_owned())
             .or_default()
             .clone()
     }
@@ -178,6 +191,14 @@ impl Stats {
                 .or_default()
                 .insert(value, cell.entry(elapsed));
         }
+        let cells: Vec<_> = crate::sync::read(&self.upstreams)
+            .iter()
+            .map(|(k, c)| (k.clone(), c.clone()))
+            .collect();
+        let upstreams = cells
+            .into_iter()
+            .map(|(k, c)| (k, c.entry(elapsed)))
+            .collect();
         StatsSnapshot {
             started_at,
             uptime_seconds: elapsed,
@@ -193,6 +214,10 @@ impl Stats {
             status_codes: global.status_codes,
             routes,
             dimensions,
+            upstreams,
+            retries: BTreeMap::new(),
+            caches: BTreeMap::new(),
+            pools: BTreeMap::new(),
         }
     }
 }

@@ -30,6 +30,15 @@ pub struct StatsSnapshot {
     pub routes: Vec<RouteEntry>,
     /// Per extra dimension (backend, model, …): one entry per value.
     pub dimensions: BTreeMap<String, BTreeMap<String, BreakdownEntry>>,
+    /// Calls made through the client instrumentation, per upstream `host:port` (one entry per
+    /// attempt; errors are transport failures and 5xx responses).
+    pub upstreams: BTreeMap<String, BreakdownEntry>,
+    /// Retry accounting per target.
+    pub retries: BTreeMap<String, super::RetryEntry>,
+    /// Cache results and hit ratio per cache.
+    pub caches: BTreeMap<String, super::CacheEntry>,
+    /// Backend pools: health and members.
+    pub pools: BTreeMap<String, super::PoolEntry>,
 }
 
 /// Request counts since start.

@@ -1,0 +1,311 @@
+//! What the client instrumentation reads from requests, responses and errors, for the client
+//! types it supports: `http::Request`/`http::Response` (hyper, tonic channels, any tower HTTP
+//! client) and, with the `reqwest` feature, `reqwest::Request`/`reqwest::Response`.
+
+use std::error::Error as StdError;
+use std::io;
+
+use http::{Extensions, HeaderMap, Method};
+
+/// `error_type` of a call whose deadline passed.
+pub const ERROR_TIMEOUT: &str = "timeout";
+/// `error_type` of a call whose connection was refused.
+pub const ERROR_CONNECTION_REFUSED: &str = "connection_refused";
+/// `error_type` of a call that could not connect for another reason (DNS, TLS, unreachable).
+pub const ERROR_CONNECT: &str = "connect";
+/// `error_type` of a call whose connection was reset or closed mid-exchange.
+pub const ERROR_CONNECTION_RESET: &str = "connection_reset";
+/// `error_type` of a call dropped by its caller before the response arrived.
+pub const ERROR_CANCELLED: &str = "cancelled";
+
+/// An outgoing request, as the client instrumentation reads it.
+pub trait ClientRequest {
+    /// The request method.
+    fn method(&self) -> &Method;
+    /// `url.scheme`, `server.address` and `server.port` (the scheme's default when the URL has
+    /// none); `None` when the request has no absolute URL.
+    fn server(&self) -> Option<(&str, &str, u16)>;
+    /// The path, for the span's `url.full` (the query is left out: it often carries secrets).
+    fn path(&self) -> &str;
+    /// The headers, to inject the trace context into.
+    fn headers_mut(&mut self) -> &mut HeaderMap;
+    /// The request's extensions, when the type has them.
+    fn extensions(&self) -> Option<&Extensions>;
+    /// The request's extensions, when the type has them.
+    fn extensions_mut(&mut self) -> Option<&mut Extensions>;
+    /// The body size, when known before sending.
+    fn body_size(&self) -> Option<u64>;
+}
+
+/// A response, as the client instrumentation reads it.
+pub trait ClientResponse {
+    /// The status code.
+    fn status_code(&self) -> u16;
+    /// The response headers (for cache classification).
+    fn response_headers(&self) -> &HeaderMap;
+    /// The response extensions (for a [`CacheStatus`](crate::cache::CacheStatus) set by an
+    /// inner layer).
+    fn response_extensions(&self) -> &Extensions;
+    /// The body size, when the response announces it.
+    fn body_size(&self) -> Option<u64>;
+}
+
+/// A client error, classified into a low-cardinality `error_type`.
+///
+/// Implemented for the error types of the clients tower-observe supports; implement it for
+/// your own client's error to get the same classification.
+pub trait ClientError {
+    /// `timeout`, `connection_refused`, `connect`, `connection_reset`, or another short,
+    /// fixed name; `_OTHER` when nothing more specific is known.
+    fn error_type(&self) -> &'static str;
+}
+
+fn default_port(scheme: &str) -> u16 {
+    match scheme {
+        "https" | "wss" => 443,
+        _ => 80,
+    }
+}
+
+impl<B: http_body::Body> ClientRequest for http::Request<B> {
+    fn method(&self) -> &Method {
+        self.method()
+    }
+
+    fn server(&self) -> Option<(&str, &str, u16)> {
+        let uri = self.uri();
+        let host = uri.host()?;
+        let scheme = uri.scheme_str().unwrap_or("http");
+        let port = uri.port_u16().unwrap_or_else(|| default_port(scheme));
+        Some((
+            scheme,
+            host.trim_start_matches('[').trim_end_matches(']'),
+            port,
+        ))
+    }
+
+    fn path(&self) -> &str {
+        self.uri().path()
+    }
+
+    fn headers_mut(&mut self) -> &mut HeaderMap {
+        self.headers_mut()
+    }
+
+    fn extensions(&self) -> Option<&Extensions> {
+        Some(self.extensions())
+    }
+
+    fn extensions_mut(&mut self) -> Option<&mut Extensions> {
+        Some(self.extensions_mut())
+    }
+
+    fn body_size(&self) -> Option<u64> {
+        self.body().size_hint().exact()
+    }
+}
+
+impl<B: http_body::Body> ClientResponse for http::Response<B> {
+    fn status_code(&self) -> u16 {
+        self.status().as_u16()
+    }
+
+    fn response_headers(&self) -> &HeaderMap {
+        self.headers()
+    }
+
+    fn response_extensions(&self) -> &Extensions {
+        self.extensions()
+    }
+
+    fn body_size(&self) -> Option<u64> {
+        self.body().size_hint().exact()
+    }
+}
+
+#[cfg(feature = "reqwest")]
+impl ClientRequest for reqwest::Request {
+    fn method(&self) -> &Method {
+        self.method()
+    }
+
+    fn server(&self) -> Option<(&str, &str, u16)> {
+        let url = self.url();
+        let host = url.host_str()?;
+        let port = url.port_or_known_default()?;
+        Some((
+            url.scheme(),
+            host.trim_start_matches('[').trim_end_matches(']'),
+            port,
+        ))
+    }
+
+    fn path(&self) -> &str {
+        self.url().path()
+    }
+
+    fn headers_mut(&mut self) -> &mut HeaderMap {
+        self.headers_mut()
+    }
+
+    fn extensions(&self) -> Option<&Extensions> {
+        None
+    }
+
+    fn extensions_mut(&mut self) -> Option<&mut Extensions> {
+        None
+    }
+
+    fn body_size(&self) -> Option<u64> {
+        self.body()
+            .and_then(|b| b.as_bytes())
+            .map(|b| b.len() as u64)
+    }
+}
+
+#[cfg(feature = "reqwest")]
+impl ClientResponse for reqwest::Response {
+    fn status_code(&self) -> u16 {
+        self.status().as_u16()
+    }
+
+    fn response_headers(&self) -> &HeaderMap {
+        self.headers()
+    }
+
+    fn response_extensions(&self) -> &Extensions {
+        self.extensions()
+    }
+
+    fn body_size(&self) -> Option<u64> {
+        self.content_length()
+    }
+}
+
+/// Classifies by walking an error's source chain for I/O errors (and, where compiled in,
+/// tower timeouts and reqwest errors).
+pub fn classify_error_chain(error: &(dyn StdError + 'static)) -> &'static str {
+    let mut current: Option<&(dyn StdError + 'static)> = Some(error);
+    while let Some(e) = current {
+        if let Some(io) = e.downcast_ref::<io::Error>() {
+            if let Some(kind) = classify_io(io.kind()) {
+                return kind;
+            }
+        }
+        #[cfg(feature = "tower-retry")]
+        if e.is::<tower::timeout::error::Elapsed>() {
+            return ERROR_TIMEOUT;
+        }
+        #[cfg(feature = "reqwest")]
+        if let Some(r) = e.downcast_ref::<reqwest::Error>() {
+            return classify_reqwest(r);
+        }
+        current = e.source();
+    }
+    crate::labels::OTHER
+}
+
+fn classify_io(kind: io::ErrorKind) -> Option<&'static str> {
+    use io::ErrorKind::*;
+    Some(match kind {
+        TimedOut => ERROR_TIMEOUT,
+        ConnectionRefused => ERROR_CONNECTION_REFUSED,
+        ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof => ERROR_CONNECTION_RESET,
+        NotConnected | AddrNotAvailable => ERROR_CONNECT,
+        _ => return None,
+    })
+}
+
+impl ClientError for io::Error {
+    fn error_type(&self) -> &'static str {
+        classify_error_chain(self)
+    }
+}
+
+impl ClientError for Box<dyn StdError + Send + Sync> {
+    fn error_type(&self) -> &'static str {
+        classify_error_chain(&**self)
+    }
+}
+
+impl ClientError for std::convert::Infallible {
+    fn error_type(&self) -> &'static str {
+        match *self {}
+    }
+}
+
+#[cfg(feature = "reqwest")]
+fn classify_reqwest(e: &reqwest::Error) -> &'static str {
+    if e.is_timeout() {
+        return ERROR_TIMEOUT;
+    }
+    // The I/O error inside says more than `is_connect` (refused vs. DNS vs. reset).
+    let mut source = StdError::source(e);
+    while let Some(s) = source {
+        if let Some(io) = s.downcast_ref::<io::Error>() {
+            if let Some(kind) = classify_io(io.kind()) {
+                return kind;
+            }
+        }
+        source = s.source();
+    }
+    if e.is_connect() {
+        ERROR_CONNECT
+    } else if e.is_redirect() {
+        "redirect"
+    } else if e.is_body() || e.is_decode() {
+        "body"
+    } else if e.is_request() {
+        "request"
+    } else {
+        crate::labels::OTHER
+    }
+}
+
+#[cfg(feature = "reqwest")]
+impl ClientError for reqwest::Error {
+    fn error_type(&self) -> &'static str {
+        classify_reqwest(self)
+    }
+}
+
+#[cfg(feature = "reqwest-middleware")]
+impl ClientError for reqwest_middleware::Error {
+    fn error_type(&self) -> &'static str {
+        match self {
+            reqwest_middleware::Error::Reqwest(e) => classify_reqwest(e),
+            reqwest_middleware::Error::Middleware(e) => classify_error_chain(e.as_ref()),
+        }
+    }
+}
+
+/// A short label for a status that ended an attempt: `"503"`.
+pub(crate) fn status_label(status: u16) -> String {
+    itoa::Buffer::new().format(status).to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn io_errors_are_classified_through_the_chain() {
+        let refused = io::Error::new(io::ErrorKind::ConnectionRefused, "no");
+        assert_eq!(refused.error_type(), ERROR_CONNECTION_REFUSED);
+        let boxed: Box<dyn StdError + Send + Sync> =
+            Box::new(io::Error::new(io::ErrorKind::TimedOut, "slow"));
+        assert_eq!(boxed.error_type(), ERROR_TIMEOUT);
+        let other: Box<dyn StdError + Send + Sync> = "weird".into();
+        assert_eq!(other.error_type(), "_OTHER");
+    }
+
+    #[test]
+    fn http_request_server_parts() {
+        let req = http::Request::get("https://[::1]/v1/x?q=secret")
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .unwrap();
+        assert_eq!(ClientRequest::server(&req), Some(("https", "::1", 443)));
+        assert_eq!(ClientRequest::path(&req), "/v1/x");
+        assert_eq!(ClientRequest::body_size(&req), Some(0));
+    }
+}

@@ -1,0 +1,146 @@
+//! The `reqwest-middleware` form of the client instrumentation and retry accounting.
+//!
+//! `reqwest-retry` runs every attempt of a logical request through the rest of the chain with
+//! the same `Extensions`, so the instrumentation, placed after it, keeps an attempt log there:
+//! each attempt after the first is a resend (counted, with the previous attempt's failure as
+//! reason), and a change of upstream between attempts is a failover. Placed before it,
+//! [`RetryAccountingMiddleware`] closes the log when the logical request ends (attempts,
+//! exhaustion).
+
+use http::Extensions;
+use reqwest::{Request, Response};
+use reqwest_middleware::{Middleware, Next, Result};
+
+use super::{ClientCall, ClientError, ClientLayer};
+use crate::retry::{failure_reason, RetryTracker};
+
+/// Instruments each attempt made through a `reqwest_middleware::ClientWithMiddleware`; made
+/// by [`ClientLayer::middleware`].
+///
+/// ```
+/// use reqwest_middleware::ClientBuilder;
+/// use reqwest_retry::{policies::ExponentialBackoff, RetryTransientMiddleware};
+/// use tower_observe::Observer;
+///
+/// let observer = Observer::new();
+/// let upstream = observer.retries("upstream");
+/// let client = ClientBuilder::new(reqwest::Client::new())
+///     .with(upstream.reqwest_middleware()) // logical requests: attempts, exhaustion
+///     .with(RetryTransientMiddleware::new_with_policy(
+///         ExponentialBackoff::builder().build_with_max_retries(2),
+///     ))
+///     .with(observer.client_layer().target("upstream").middleware()) // every attempt
+///     .build();
+/// # let _ = client;
+/// ```
+#[derive(Debug, Clone)]
+pub struct ClientMiddleware {
+    layer: ClientLayer,
+}
+
+impl ClientLayer {
+    /// This instrumentation as `reqwest-middleware` middleware (feature `reqwest-middleware`).
+    pub fn middleware(self) -> ClientMiddleware {
+        ClientMiddleware { layer: self }
+    }
+}
+
+/// What the attempts of one logical request left in its `Extensions`.
+#[derive(Debug, Clone, Default)]
+struct AttemptLog {
+    attempts: u32,
+    last_failure: Option<String>,
+    last_backend: Option<String>,
+    /// Set by [`RetryAccountingMiddleware`]; resends count there, else under the
+    /// instrumentation's own target.
+    tracker: Option<RetryTracker>,
+}
+
+#[async_trait::async_trait]
+impl Middleware for ClientMiddleware {
+    async fn handle(
+        &self,
+        mut req: Request,
+        extensions: &mut Extensions,
+        next: Next<'_>,
+    ) -> Result<Response> {
+        let observer = &self.layer.observer;
+        let log = extensions.get_or_insert_default::<AttemptLog>();
+        let resend_count = log.attempts;
+        log.attempts = log.attempts.saturating_add(1);
+        let this_backend = reqwest_backend(&req);
+        if resend_count > 0 {
+            let tracker = log
+                .tracker
+                .clone()
+                .unwrap_or_else(|| observer.retries(&self.layer.options.target));
+            tracker.count_retry(log.last_failure.as_deref().unwrap_or(crate::labels::OTHER));
+            if let (Some(from), Some(to)) = (&log.last_backend, &this_backend) {
+                if from != to {
+                    tracker.count_failover(from, to);
+                }
+            }
+        }
+        let call = ClientCall::start(observer, &self.layer.options, &mut req, Some(resend_count));
+        let result =
+            tracing::Instrument::instrument(next.run(req, extensions), call.span.clone()).await;
+        let end = match &result {
+            Ok(res) => call.finish_response(res),
+            Err(e) => call.finish_error(e.error_type()),
+        };
+        let log = extensions.get_or_insert_default::<AttemptLog>();
+        log.last_failure = end.failure;
+        log.last_backend = end.backend.or(this_backend);
+        result
+    }
+}
+
+fn reqwest_backend(req: &Request) -> Option<String> {
+    let url = req.url();
+    let port = url.port_or_known_default()?;
+    Some(crate::observer::upstream_label(
+        url.host_str()?
+            .trim_start_matches('[')
+            .trim_end_matches(']'),
+        itoa::Buffer::new().format(port),
+    ))
+}
+
+/// Closes the books on each logical request; made by [`RetryTracker::reqwest_middleware`].
+/// Put it before the retry middleware.
+#[derive(Debug, Clone)]
+pub struct RetryAccountingMiddleware {
+    tracker: RetryTracker,
+}
+
+impl RetryTracker {
+    /// Retry accounting as `reqwest-middleware` middleware, to put before `reqwest-retry`'s
+    /// `RetryTransientMiddleware` (feature `reqwest-middleware`); see [`ClientMiddleware`].
+    pub fn reqwest_middleware(&self) -> RetryAccountingMiddleware {
+        RetryAccountingMiddleware {
+            tracker: self.clone(),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Middleware for RetryAccountingMiddleware {
+    async fn handle(
+        &self,
+        req: Request,
+        extensions: &mut Extensions,
+        next: Next<'_>,
+    ) -> Result<Response> {
+        extensions.insert(AttemptLog {
+            tracker: Some(self.tracker.clone()),
+            ..AttemptLog::default()
+        });
+        let result = next.run(req, extensions).await;
+        let attempts = extensions
+            .remove::<AttemptLog>()
+            .map_or(1, |log| log.attempts.max(1));
+        self.tracker
+            .finish(attempts, failure_reason(&result).is_some());
+        result
+    }
+}

@@ -1,0 +1,346 @@
+//! Client-side instrumentation: metrics, spans and trace propagation for outgoing HTTP calls.
+//!
+//! Every call made through it records `http_client_request_duration_seconds` (from sending to
+//! the response headers, as the OpenTelemetry client conventions allow, labelled
+//! `http_request_method`, `url_scheme`, `server_address`, `server_port`,
+//! `http_response_status_code` and, on failure, `error_type` = the status code for 4xx/5xx or
+//! `timeout`, `connection_refused`, `connect`, `connection_reset`, `cancelled`, …), the
+//! request and response body sizes when known, and `http_client_active_requests`; the call
+//! shows under `upstreams` in `/v1/stats`. It opens a client span
+//! (`otel.kind = "client"`, `http.request.resend_count` on resends) as a child of the request
+//! being served, and sends `traceparent` (with the client span as parent), `tracestate`,
+//! `baggage` and `x-request-id` upstream. Upstream hosts come from outside the code, so every
+//! label set is capped like the server's (`_OTHER` past the limit).
+//!
+//! It comes in the shapes clients are composed in:
+//!
+//! - a tower layer, [`ClientLayer`], over any `tower::Service<http::Request<B>>` (hyper-util's
+//!   client, a tonic channel) and, with feature `reqwest`, over `reqwest::Client`, which is a
+//!   `tower::Service<reqwest::Request>`;
+//! - with feature `reqwest-middleware`, a `reqwest_middleware::Middleware`
+//!   ([`ClientLayer::middleware`]).
+//!
+//! ```
+//! # #[cfg(feature = "reqwest")]
+//! # async fn demo() -> Result<(), reqwest::Error> {
+//! use tower::{Service, ServiceBuilder, ServiceExt};
+//! use tower_observe::Observer;
+//!
+//! let observer = Observer::new();
+//! let mut client = ServiceBuilder::new()
+//!     .layer(observer.client_layer())
+//!     .service(reqwest::Client::new());
+//! let request = reqwest::Request::new(http::Method::GET, "http://127.0.0.1:1/".parse().unwrap());
+//! let _ = client.ready().await?.call(request).await;
+//! # Ok(()) }
+//! ```
+//!
+//! With `reqwest::Client` as the tower service, a resend's span cannot carry
+//! `http.request.resend_count` (reqwest 0.13 requests have no extensions); retries are still
+//! counted by [`RetryTracker::policy`](crate::retry::RetryTracker::policy).
+
+mod classify;
+#[cfg(feature = "reqwest-middleware")]
+mod middleware;
+mod service;
+
+use std::sync::Arc;
+
+use http::HeaderName;
+
+pub(crate) use classify::status_label;
+pub use classify::{
+    classify_error_chain, ClientError, ClientRequest, ClientResponse, ERROR_CANCELLED,
+    ERROR_CONNECT, ERROR_CONNECTION_REFUSED, ERROR_CONNECTION_RESET, ERROR_TIMEOUT,
+};
+#[cfg(feature = "reqwest-middleware")]
+pub use middleware::{ClientMiddleware, RetryAccountingMiddleware};
+pub use service::{ClientFuture, ObserveClient};
+
+use crate::cache::{CacheHandle, CacheStatus};
+use crate::labels::HttpMethod;
+use crate::observer::{Endpoint, Observer};
+use crate::propagation::{Hex, TraceContext};
+use crate::stats::Outcome;
+use crate::trace_context::SpanIds;
+
+/// Instruments an HTTP client; see the [module docs](self). Made by
+/// [`Observer::client_layer`].
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct ClientLayer {
+    pub(crate) observer: Observer,
+    pub(crate) options: Arc<ClientOptions>,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct ClientOptions {
+    pub(crate) target: Arc<str>,
+    propagate: bool,
+    request_id_header: HeaderName,
+    cache: Option<CacheHandle>,
+}
+
+impl ClientLayer {
+    pub(crate) fn new(observer: Observer) -> Self {
+        Self {
+            observer,
+            options: Arc::new(ClientOptions {
+                target: Arc::from("default"),
+                propagate: true,
+                request_id_header: HeaderName::from_static(crate::request_id::X_REQUEST_ID),
+                cache: None,
+            }),
+        }
+    }
+
+    fn options_mut(&mut self) -> &mut ClientOptions {
+        Arc::make_mut(&mut self.options)
+    }
+
+    /// The retry target resends through this client are counted under (default `"default"`;
+    /// see [`crate::retry`]).
+    pub fn target(mut self, name: &str) -> Self {
+        self.options_mut().target = Arc::from(name);
+        self
+    }
+
+    /// Whether to send `traceparent`, `tracestate`, `baggage` and the request ID upstream
+    /// (default `true`). Turn it off for third-party APIs that should not see your trace IDs.
+    pub fn propagate(mut self, propagate: bool) -> Self {
+        self.options_mut().propagate = propagate;
+        self
+    }
+
+    /// The header that carries the request ID upstream (default `x-request-id`).
+    pub fn request_id_header(mut self, header: HeaderName) -> Self {
+        self.options_mut().request_id_header = header;
+        self
+    }
+
+    /// Classifies every response into `cache` as hit, miss, stale or bypass, from a
+    /// [`CacheStatus`] extension or the `Cache-Status`, `X-Cache` and `Age` headers (see
+    /// [`crate::cache`]). Responses that say nothing about caching are not counted.
+    pub fn cache(mut self, cache: CacheHandle) -> Self {
+        self.options_mut().cache = Some(cache);
+        self
+    }
+}
+
+/// How one attempt ended, for retry accounting.
+#[derive(Debug)]
+pub(crate) struct AttemptEnd {
+    /// Why it is worth retrying (`503`, `timeout`), when it failed.
+    pub(crate) failure: Option<String>,
+    /// `host:port` of the upstream.
+    pub(crate) backend: Option<String>,
+}
+
+/// One outgoing call being measured: started before sending, finished with the response or
+/// the error, recorded as `cancelled` if dropped before either.
+#[derive(Debug)]
+pub(crate) struct ClientCall {
+    observer: Observer,
+    endpoint: Option<Arc<Endpoint>>,
+    cache: Option<CacheHandle>,
+    method: HttpMethod,
+    start: u64,
+    request_bytes: Option<u64>,
+    resend_count: u32,
+    span: tracing::Span,
+    ids: SpanIds,
+    done: bool,
+}
+
+impl ClientCall {
+    pub(crate) fn start<R: ClientRequest>(
+        observer: &Observer,
+        options: &ClientOptions,
+        req: &mut R,
+        resend_count: Option<u32>,
+    ) -> Self {
+        let resend_count = resend_count
+            .or_else(|| {
+                req.extensions()
+                    .and_then(|e| e.get::<crate::retry::ResendCount>())
+                    .map(|r| r.0)
+            })
+            .unwrap_or(0);
+        let method = HttpMethod::from_method(req.method());
+        let parent = req
+            .extensions()
+            .and_then(|e| e.get::<TraceContext>().cloned())
+            .or_else(TraceContext::current);
+        let mut ids = SpanIds {
+            trace_id: parent
+                .as_ref()
+                .map_or_else(crate::propagation::new_trace_id, |p| p.span.trace_id),
+            span_id: crate::propagation::non_zero_span_id(),
+            sampled: parent.as_ref().map_or(true, |p| p.span.sampled),
+        };
+        let server = req.server();
+        let span = open_span(req, method, server, resend_count, &ids, parent.as_ref());
+        #[cfg(feature = "opentelemetry")]
+        crate::propagation::otel::adopt(&span, &mut ids);
+        let endpoint =
+            server.map(|(scheme, host, port)| observer.client_started(scheme, host, port));
+        let request_bytes = req.body_size();
+        if options.propagate {
+            let mut ctx = parent.unwrap_or_else(|| TraceContext::new(ids));
+            ctx.span = ids;
+            ctx.inject(req.headers_mut(), &options.request_id_header);
+        }
+        Self {
+            observer: observer.clone(),
+            endpoint,
+            cache: options.cache.clone(),
+            method,
+            start: observer.now_nanos(),
+            request_bytes,
+            resend_count,
+            span,
+            ids,
+            done: false,
+        }
+    }
+
+    /// Records a response.
+    pub(crate) fn finish_response<Res: ClientResponse>(mut self, res: &Res) -> AttemptEnd {
+        let status = res.status_code();
+        if let Some(cache) = &self.cache {
+            if let Some(result) =
+                CacheStatus::classify(res.response_headers(), res.response_extensions())
+            {
+                cache.record(result);
+            }
+        }
+        let error = (status >= 400).then(|| status_label(status));
+        let outcome = if status >= 500 {
+            Outcome::Failure
+        } else {
+            Outcome::Success
+        };
+        self.record(Some(status), error.as_deref(), outcome, res.body_size());
+        AttemptEnd {
+            failure: (status >= 500 || status == 429 || status == 408)
+                .then(|| status_label(status)),
+            backend: self.backend(),
+        }
+    }
+
+    /// Records a transport error.
+    pub(crate) fn finish_error(mut self, error_type: &'static str) -> AttemptEnd {
+        self.record(None, Some(error_type), Outcome::Failure, None);
+        AttemptEnd {
+            failure: Some(error_type.to_owned()),
+            backend: self.backend(),
+        }
+    }
+
+    fn backend(&self) -> Option<String> {
+        self.endpoint
+            .as_ref()
+            .map(|e| crate::observer::upstream_label(&e.address, &e.port))
+    }
+
+    fn record(
+        &mut self,
+        status: Option<u16>,
+        error_type: Option<&str>,
+        outcome: Outcome,
+        response_bytes: Option<u64>,
+    ) {
+        self.done = true;
+        let end = self.observer.now_nanos();
+        if let Some(status) = status {
+            self.span.record("http.response.status_code", status);
+        }
+        if let Some(error) = error_type {
+            self.span.record("error.type", error);
+            if error != ERROR_CANCELLED {
+                self.span.record("otel.status_code", "ERROR");
+            }
+        }
+        if let Some(endpoint) = &self.endpoint {
+            self.observer
+                .record_client(&crate::observer::ClientCompletion {
+                    endpoint,
+                    method: self.method,
+                    status,
+                    error_type,
+                    outcome,
+                    start: self.start,
+                    end,
+                    request_bytes: self.request_bytes,
+                    response_bytes,
+                    resend_count: self.resend_count,
+                    exemplar: Some(self.ids),
+                });
+        }
+    }
+}
+
+impl Drop for ClientCall {
+    fn drop(&mut self) {
+        if !self.done {
+            self.record(None, Some(ERROR_CANCELLED), Outcome::Aborted, None);
+        }
+    }
+}
+
+/// The client span, with the OpenTelemetry HTTP client attributes. `url.full` leaves out the
+/// query and any user info (credentials).
+fn open_span<R: ClientRequest>(
+    req: &R,
+    method: HttpMethod,
+    server: Option<(&str, &str, u16)>,
+    resend_count: u32,
+    ids: &SpanIds,
+    parent: Option<&TraceContext>,
+) -> tracing::Span {
+    let name = match method {
+        HttpMethod::Other => "HTTP",
+        m => m.as_str(),
+    };
+    let (scheme, host, port) = server.unwrap_or(("", "", 0));
+    let span = tracing::info_span!(
+        target: "tower_observe::http_client",
+        "HTTP client request",
+        otel.name = name,
+        otel.kind = "client",
+        http.request.method = method.as_str(),
+        http.request.method_original = tracing::field::Empty,
+        server.address = host,
+        server.port = port,
+        url.full = %UrlFull { scheme, host, port, path: req.path() },
+        http.request.resend_count = (resend_count > 0).then_some(resend_count),
+        trace_id = %Hex(&ids.trace_id),
+        span_id = %Hex(&ids.span_id),
+        parent_span_id = parent.map(|p| tracing::field::display(Hex(&p.span.span_id))),
+        http.response.status_code = tracing::field::Empty,
+        error.type = tracing::field::Empty,
+        otel.status_code = tracing::field::Empty,
+    );
+    if method == HttpMethod::Other {
+        span.record("http.request.method_original", req.method().as_str());
+    }
+    span
+}
+
+struct UrlFull<'a> {
+    scheme: &'a str,
+    host: &'a str,
+    port: u16,
+    path: &'a str,
+}
+
+impl std::fmt::Display for UrlFull<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let host = self.host;
+        if host.contains(':') {
+            write!(f, "{}://[{host}]:{}{}", self.scheme, self.port, self.path)
+        } else {
+            write!(f, "{}://{host}:{}{}", self.scheme, self.port, self.path)
+        }
+    }
+}

@@ -1,0 +1,233 @@
+//! The client side of the recording path: upstream calls made through the client
+//! instrumentation, recorded once each into the `http_client_*` metrics, the `/v1/stats`
+//! upstream breakdown and the record sinks.
+
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, SystemTime};
+
+use metrics::Unit;
+
+use super::family::{self, Family};
+use super::series::{GaugeHandle, HistogramHandle, RecorderSource};
+use super::{HttpClientRecord, Observer};
+use crate::labels::HttpMethod;
+use crate::names;
+use crate::registry::storage::Exemplar;
+use crate::stats::{Outcome, StatsCell};
+use crate::trace_context::SpanIds;
+
+/// One upstream endpoint (`url.scheme`, `server.address`, `server.port`).
+#[derive(Debug)]
+pub(crate) struct Endpoint {
+    pub(crate) scheme: Box<str>,
+    pub(crate) address: Box<str>,
+    pub(crate) port: Box<str>,
+    active: GaugeHandle,
+    stats: Arc<StatsCell>,
+}
+
+#[derive(Debug)]
+struct ClientHandles {
+    duration: HistogramHandle,
+    request_size: HistogramHandle,
+    response_size: HistogramHandle,
+    error_type: Option<Box<str>>,
+}
+
+#[derive(Debug)]
+pub(crate) struct ClientSeries {
+    endpoints: Family<Endpoint>,
+    series: Family<ClientHandles>,
+    described: OnceLock<()>,
+}
+
+impl ClientSeries {
+    pub(crate) fn new(limit: usize) -> Self {
+        Self {
+            endpoints: Family::new(names::HTTP_CLIENT_ACTIVE_REQUESTS, limit),
+            series: Family::new(names::HTTP_CLIENT_REQUEST_DURATION, limit),
+            described: OnceLock::new(),
+        }
+    }
+}
+
+/// The inputs of one finished client call.
+pub(crate) struct ClientCompletion<'a> {
+    pub(crate) endpoint: &'a Endpoint,
+    pub(crate) method: HttpMethod,
+    pub(crate) status: Option<u16>,
+    /// Set on failure: the status code for 4xx/5xx (client conventions), else the error kind.
+    pub(crate) error_type: Option<&'a str>,
+    pub(crate) outcome: Outcome,
+    pub(crate) start: u64,
+    pub(crate) end: u64,
+    pub(crate) request_bytes: Option<u64>,
+    pub(crate) response_bytes: Option<u64>,
+    pub(crate) resend_count: u32,
+    pub(crate) exemplar: Option<SpanIds>,
+}
+
+fn describe(source: &dyn RecorderSource) {
+    family::describe(source, |r| {
+        r.describe_histogram(
+            names::HTTP_CLIENT_REQUEST_DURATION.into(),
+            Some(Unit::Seconds),
+            "Duration of HTTP client requests, from sending to the response headers.".into(),
+        );
+        r.describe_histogram(
+            names::HTTP_CLIENT_REQUEST_BODY_SIZE.into(),
+            Some(Unit::Bytes),
+            "Size of HTTP client request bodies, when known before sending.".into(),
+        );
+        r.describe_histogram(
+            names::HTTP_CLIENT_RESPONSE_BODY_SIZE.into(),
+            Some(Unit::Bytes),
+            "Size of HTTP client response bodies, as announced by Content-Length.".into(),
+        );
+        r.describe_gauge(
+            names::HTTP_CLIENT_ACTIVE_REQUESTS.into(),
+            None,
+            "Number of HTTP client requests waiting for their response.".into(),
+        );
+    });
+}
+
+impl Observer {
+    /// The endpoint of an outgoing call, with its in-flight gauge raised.
+    pub(crate) fn client_started(&self, scheme: &str, address: &str, port: u16) -> Arc<Endpoint> {
+        let inner = &*self.inner;
+        let source: &dyn RecorderSource = &inner.backend;
+        let client = &inner.client;
+        client.described.get_or_init(|| describe(source));
+        let mut port_buf = itoa::Buffer::new();
+        let port = port_buf.format(port);
+        let mut endpoint = None;
+        self.guarded(|| {
+            let e = client.endpoints.get(source, &[scheme, address, port], |v| {
+                let (scheme, address, port) = (v[0], v[1], v[2]);
+                Endpoint {
+                    scheme: scheme.into(),
+                    address: address.into(),
+                    port: port.into(),
+                    active: family::gauge(
+                        source,
+                        &family::key(
+                            names::HTTP_CLIENT_ACTIVE_REQUESTS,
+                            &[
+                                (names::SERVER_ADDRESS, address),
+                                (names::SERVER_PORT, port),
+                                (names::URL_SCHEME, scheme),
+                            ],
+                        ),
+                    ),
+                    stats: inner.stats.upstream_cell(&upstream_label(address, port)),
+                }
+            });
+            e.active.add(1.0);
+            endpoint = Some(e);
+        });
+        endpoint.unwrap_or_else(|| {
+            Arc::new(Endpoint {
+                scheme: scheme.into(),
+                address: address.into(),
+                port: port.into(),
+                active: GaugeHandle::Facade(metrics::Gauge::noop()),
+                stats: Arc::default(),
+            })
+        })
+    }
+
+    /// The one recording path for a finished client call.
+    pub(crate) fn record_client(&self, c: &ClientCompletion<'_>) {
+        self.guarded(|| self.record_client_unguarded(c));
+    }
+
+    fn record_client_unguarded(&self, c: &ClientCompletion<'_>) {
+        let inner = &*self.inner;
+        let source: &dyn RecorderSource = &inner.backend;
+        let e = c.endpoint;
+        e.active.add(-1.0);
+        let mut status_buf = itoa::Buffer::new();
+        let status = c.status.map_or("", |s| status_buf.format(s));
+        let error = c.error_type.unwrap_or("");
+        let values = [
+            c.method.as_str(),
+            &*e.scheme,
+            &*e.address,
+            &*e.port,
+            status,
+            error,
+        ];
+        let handles = inner.client.series.get(source, &values, |v| {
+            let mut labels = vec![
+                (names::HTTP_REQUEST_METHOD, v[0]),
+                (names::URL_SCHEME, v[1]),
+                (names::SERVER_ADDRESS, v[2]),
+                (names::SERVER_PORT, v[3]),
+            ];
+            if !v[4].is_empty() {
+                labels.push((names::HTTP_RESPONSE_STATUS_CODE, v[4]));
+            }
+            if !v[5].is_empty() {
+                labels.push((names::ERROR_TYPE, v[5]));
+            }
+            let h = |name| family::histogram(source, &family::key(name, &labels));
+            ClientHandles {
+                duration: h(names::HTTP_CLIENT_REQUEST_DURATION),
+                request_size: h(names::HTTP_CLIENT_REQUEST_BODY_SIZE),
+                response_size: h(names::HTTP_CLIENT_RESPONSE_BODY_SIZE),
+                error_type: (!v[5].is_empty()).then(|| v[5].into()),
+            }
+        });
+        let nanos = c.end.saturating_sub(c.start);
+        let duration = Duration::from_nanos(nanos);
+        let end_wall =
+            inner.started_wall + Duration::from_nanos(c.end.saturating_sub(inner.started));
+        match c.exemplar {
+            Some(ids) if ids.sampled => handles.duration.record_with_exemplar(Exemplar {
+                trace_id: ids.trace_id,
+                span_id: ids.span_id,
+                value: duration.as_secs_f64(),
+                timestamp: end_wall
+                    .duration_since(SystemTime::UNIX_EPOCH)
+                    .map_or(0.0, |d| d.as_secs_f64()),
+            }),
+            _ => handles.duration.record(duration.as_secs_f64()),
+        }
+        if let Some(bytes) = c.request_bytes {
+            handles.request_size.record(bytes as f64);
+        }
+        if let Some(bytes) = c.response_bytes {
+            handles.response_size.record(bytes as f64);
+        }
+        let second = c.end.saturating_sub(inner.started) / 1_000_000_000;
+        e.stats.record(nanos, second, c.status, c.outcome);
+        if !inner.sinks.0.is_empty() {
+            let record = HttpClientRecord {
+                method: c.method.as_str(),
+                scheme: &e.scheme,
+                server_address: &e.address,
+                server_port: &e.port,
+                status: c.status,
+                error_type: handles.error_type.as_deref(),
+                resend_count: c.resend_count,
+                duration,
+                end: end_wall,
+                request_body_bytes: c.request_bytes,
+                response_body_bytes: c.response_bytes,
+            };
+            for sink in inner.sinks.0.iter() {
+                sink.record_http_client(&record);
+            }
+        }
+    }
+}
+
+/// How an upstream is named in `/v1/stats` and in failover counts: `host:port`.
+pub(crate) fn upstream_label(address: &str, port: &str) -> String {
+    if address.contains(':') {
+        format!("[{address}]:{port}")
+    } else {
+        format!("{address}:{port}")
+    }
+}

@@ -1,0 +1,254 @@
+//! Backend pool health: which backends (upstreams, proxies, model servers) are usable, as the
+//! application's own health checks or circuit breakers report them.
+//!
+//! Gauges `backend_pool_members{pool, strategy, state}` (healthy / unhealthy) and
+//! `backend_pool_health_ratio{pool, strategy}` (0 to 1), a histogram
+//! `backend_health_check_duration_seconds{pool, strategy, result}`, and a `pools` section in
+//! `/v1/stats` with every backend's state. The selection strategy (`round_robin`,
+//! `least_latency`, …) is a label, so pools run with different strategies can be compared.
+//! Per-backend request, error and latency figures come from the client instrumentation
+//! (`upstreams` in `/v1/stats`).
+//!
+//! ```
+//! use std::time::Duration;
+//! use tower_observe::Observer;
+//!
+//! let observer = Observer::new();
+//! let pool = observer.backend_pool("llm", "round_robin");
+//! pool.set_healthy("10.0.0.1:8000", true);
+//! pool.health_check("10.0.0.2:8000", Duration::from_millis(3), false);
+//! assert_eq!(pool.health_percent(), Some(50.0));
+//! ```
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use metrics::{Counter, Unit};
+
+use crate::names;
+use crate::observer::family;
+use crate::observer::{GaugeHandle, HistogramHandle, Observer, RecorderSource};
+use crate::stats::{BackendEntry, PoolEntry};
+
+/// Most backends one pool tracks; reports about further backends are ignored and counted in
+/// `tower_observe_cardinality_overflow_total{metric="backend_pool_members"}`.
+pub const MAX_BACKENDS_PER_POOL: usize = 1024;
+
+#[derive(Debug, Default)]
+struct BackendState {
+    healthy: bool,
+    checks: u64,
+    failed_checks: u64,
+    last_check: Option<Duration>,
+}
+
+#[derive(Debug)]
+pub(crate) struct PoolState {
+    name: Box<str>,
+    strategy: Box<str>,
+    backends: Mutex<BTreeMap<Box<str>, BackendState>>,
+    healthy_gauge: GaugeHandle,
+    unhealthy_gauge: GaugeHandle,
+    ratio_gauge: GaugeHandle,
+    check_ok: HistogramHandle,
+    check_failed: HistogramHandle,
+    overflow: OnceLock<Counter>,
+}
+
+impl PoolState {
+    pub(crate) fn new(source: &dyn RecorderSource, name: &str, strategy: &str) -> Self {
+        family::describe(source, |r| {
+            r.describe_gauge(
+                names::BACKEND_POOL_MEMBERS.into(),
+                None,
+                "Backends of a pool by reported state (healthy, unhealthy).".into(),
+            );
+            r.describe_gauge(
+                names::BACKEND_POOL_HEALTH_RATIO.into(),
+                None,
+                "Share of a pool's backends that are healthy, 0 to 1.".into(),
+            );
+            r.describe_histogram(
+                names::BACKEND_HEALTH_CHECK_DURATION.into(),
+                Some(Unit::Seconds),
+                "Duration of backend health checks, by pool and result.".into(),
+            );
+        });
+        let labels = [("pool", name), ("strategy", strategy)];
+        let members = |state: &str| {
+            family::gauge(
+                source,
+                &family::key(
+                    names::BACKEND_POOL_MEMBERS,
+                    &[labels[0], labels[1], ("state", state)],
+                ),
+            )
+        };
+        let check = |result: &str| {
+            family::histogram(
+                source,
+                &family::key(
+                    names::BACKEND_HEALTH_CHECK_DURATION,
+                    &[labels[0], labels[1], ("result", result)],
+                ),
+            )
+        };
+        Self {
+            name: name.into(),
+            strategy: strategy.into(),
+            backends: Mutex::new(BTreeMap::new()),
+            healthy_gauge: members("healthy"),
+            unhealthy_gauge: members("unhealthy"),
+            ratio_gauge: family::gauge(
+                source,
+                &family::key(names::BACKEND_POOL_HEALTH_RATIO, &labels),
+            ),
+            check_ok: check("ok"),
+            check_failed: check("failed"),
+            overflow: OnceLock::new(),
+        }
+    }
+
+    fn update(
+        &self,
+        source: &dyn RecorderSource,
+        backend: &str,
+        f: impl FnOnce(&mut BackendState),
+    ) {
+        let mut backends = self.backends.lock().unwrap_or_else(|e| e.into_inner());
+        if !backends.contains_key(backend) && backends.len() >= MAX_BACKENDS_PER_POOL {
+            drop(backends);
+            self.overflow
+                .get_or_init(|| {
+                    family::counter(
+                        source,
+                        &family::key(
+                            names::CARDINALITY_OVERFLOW,
+                            &[("metric", names::BACKEND_POOL_MEMBERS)],
+                        ),
+                    )
+                })
+                .increment(1);
+            return;
+        }
+        let name = crate::labels::sanitize_label_value(backend);
+        f(backends.entry(Box::from(&*name)).or_default());
+        self.publish(&backends);
+    }
+
+    /// Sets the gauges from the backends' states (called with the lock held, so concurrent
+    /// reports cannot publish out of order).
+    fn publish(&self, backends: &BTreeMap<Box<str>, BackendState>) {
+        let healthy = backends.values().filter(|b| b.healthy).count();
+        let total = backends.len();
+        set(&self.healthy_gauge, healthy as f64);
+        set(&self.unhealthy_gauge, (total - healthy) as f64);
+        set(&self.ratio_gauge, healthy as f64 / total.max(1) as f64);
+    }
+
+    pub(crate) fn entry(&self) -> PoolEntry {
+        let backends = self.backends.lock().unwrap_or_else(|e| e.into_inner());
+        let healthy = backends.values().filter(|b| b.healthy).count() as u64;
+        let total = backends.len() as u64;
+        PoolEntry {
+            strategy: self.strategy.to_string(),
+            healthy,
+            unhealthy: total - healthy,
+            health_percent: (total > 0).then(|| 100.0 * healthy as f64 / total as f64),
+            backends: backends
+                .iter()
+                .map(|(k, b)| {
+                    (
+                        k.to_string(),
+                        BackendEntry {
+                            healthy: b.healthy,
+                            checks: b.checks,
+                            failed_checks: b.failed_checks,
+                            last_check_ms: b.last_check.map(|d| d.as_secs_f64() * 1e3),
+                        },
+                    )
+                })
+                .collect(),
+        }
+    }
+}
+
+fn set(gauge: &GaugeHandle, value: f64) {
+    match gauge {
+        GaugeHandle::Builtin(g) => metrics::GaugeFn::set(&**g, value),
+        GaugeHandle::Facade(g) => g.set(value),
+    }
+}
+
+/// A pool of backends whose health the application reports; made by
+/// [`Observer::backend_pool`]. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct BackendPool {
+    observer: Observer,
+    state: Arc<PoolState>,
+}
+
+impl BackendPool {
+    pub(crate) fn new(observer: Observer, state: Arc<PoolState>) -> Self {
+        Self { observer, state }
+    }
+
+    /// The pool's name, as it appears in labels.
+    pub fn name(&self) -> &str {
+        &self.state.name
+    }
+
+    /// Reports `backend` as healthy or not (adding it to the pool on first report).
+    pub fn set_healthy(&self, backend: &str, healthy: bool) {
+        let state = &self.state;
+        self.observer.with_source(|source| {
+            state.update(source, backend, |b| b.healthy = healthy);
+        });
+    }
+
+    /// Records a health check of `backend` that took `duration` and passed or not; the
+    /// backend's state follows the result.
+    pub fn health_check(&self, backend: &str, duration: Duration, passed: bool) {
+        let state = &self.state;
+        self.observer.with_source(|source| {
+            let histogram = if passed {
+                &state.check_ok
+            } else {
+                &state.check_failed
+            };
+            histogram.record(duration.as_secs_f64());
+            state.update(source, backend, |b| {
+                b.healthy = passed;
+                b.checks += 1;
+                b.failed_checks += u64::from(!passed);
+                b.last_check = Some(duration);
+            });
+        });
+    }
+
+    /// Removes `backend` from the pool (it was decommissioned, not failed).
+    pub fn remove(&self, backend: &str) {
+        let state = &self.state;
+        let mut backends = state.backends.lock().unwrap_or_else(|e| e.into_inner());
+        backends.remove(&*crate::labels::sanitize_label_value(backend));
+        state.publish(&backends);
+    }
+
+    /// `100 × healthy / backends`; `None` while the pool is empty.
+    pub fn health_percent(&self) -> Option<f64> {
+        self.state.entry().health_percent
+    }
+
+    /// Whether `backend` was last reported healthy (`None` if never reported).
+    pub fn is_healthy(&self, backend: &str) -> Option<bool> {
+        let backends = self
+            .state
+            .backends
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        backends
+            .get(&*crate::labels::sanitize_label_value(backend))
+            .map(|b| b.healthy)
+    }
+}

@@ -1,0 +1,71 @@
+//! The `/v1/stats` sections about what a service calls: retries, caches, backend pools.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+/// Retry accounting of one target (see [`crate::retry`]).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[non_exhaustive]
+pub struct RetryEntry {
+    /// Logical requests that finished (each may have made several attempts).
+    pub logical_requests: u64,
+    /// Attempts made by those logical requests.
+    pub attempts: u64,
+    /// Average attempts per finished logical request; `null` before the first.
+    pub attempts_avg: Option<f64>,
+    /// Resends, in all.
+    pub retries: u64,
+    /// Resends per reason (`503`, `timeout`, `connection_refused`, …).
+    pub retries_by_reason: BTreeMap<String, u64>,
+    /// Logical requests that still failed after at least one retry.
+    pub exhausted: u64,
+    /// Switches from one backend to another, keyed `"from -> to"`.
+    pub failovers: BTreeMap<String, u64>,
+}
+
+/// Results of one cache (see [`crate::cache`]).
+#[derive(Debug, Clone, Copy, Serialize, PartialEq)]
+#[non_exhaustive]
+pub struct CacheEntry {
+    /// Served from the cache.
+    pub hit: u64,
+    /// Not in the cache; fetched.
+    pub miss: u64,
+    /// Served stale or revalidated.
+    pub stale: u64,
+    /// The cache was not consulted.
+    pub bypass: u64,
+    /// `hit / (hit + miss + stale)`; bypasses are not lookups. `null` before the first lookup.
+    pub hit_ratio: Option<f64>,
+}
+
+/// One backend pool (see [`crate::pool`]).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[non_exhaustive]
+pub struct PoolEntry {
+    /// The selection strategy the pool was registered with (`round_robin`, …).
+    pub strategy: String,
+    /// Backends currently healthy.
+    pub healthy: u64,
+    /// Backends currently unhealthy.
+    pub unhealthy: u64,
+    /// `100 × healthy / (healthy + unhealthy)`; `null` for an empty pool.
+    pub health_percent: Option<f64>,
+    /// Every backend of the pool.
+    pub backends: BTreeMap<String, BackendEntry>,
+}
+
+/// One backend of a pool.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[non_exhaustive]
+pub struct BackendEntry {
+    /// The last reported state.
+    pub healthy: bool,
+    /// Health checks recorded.
+    pub checks: u64,
+    /// Health checks that failed.
+    pub failed_checks: u64,
+    /// Duration of the last health check, in milliseconds.
+    pub last_check_ms: Option<f64>,
+}
