@@ -200,6 +200,16 @@ pub fn classify_error_chain(error: &(dyn StdError + 'static)) -> &'static str {
         if let Some(r) = e.downcast_ref::<reqwest::Error>() {
             return classify_reqwest(r);
         }
+        // Its variants are `#[error(transparent)]`: their `source()` skips the wrapped error.
+        #[cfg(feature = "reqwest-middleware")]
+        if let Some(m) = e.downcast_ref::<reqwest_middleware::Error>() {
+            return match m {
+                reqwest_middleware::Error::Reqwest(r) => classify_reqwest(r),
+                reqwest_middleware::Error::Middleware(inner) => {
+                    classify_error_chain(inner.as_ref())
+                }
+            };
+        }
         current = e.source();
     }
     crate::labels::OTHER
@@ -216,21 +226,12 @@ fn classify_io(kind: io::ErrorKind) -> Option<&'static str> {
     })
 }
 
-impl ClientError for io::Error {
+/// Every error type is classified by its source chain: I/O error kinds, reqwest's and
+/// tower's timeouts. (A `Box<dyn Error>` is not an `Error` itself: a stack whose error is
+/// `tower::BoxError` should map it, or have the instrumentation inside the boxing layer.)
+impl<E: StdError + 'static> ClientError for E {
     fn error_type(&self) -> &'static str {
         classify_error_chain(self)
-    }
-}
-
-impl ClientError for Box<dyn StdError + Send + Sync> {
-    fn error_type(&self) -> &'static str {
-        classify_error_chain(&**self)
-    }
-}
-
-impl ClientError for std::convert::Infallible {
-    fn error_type(&self) -> &'static str {
-        match *self {}
     }
 }
 
@@ -262,23 +263,6 @@ fn classify_reqwest(e: &reqwest::Error) -> &'static str {
     }
 }
 
-#[cfg(feature = "reqwest")]
-impl ClientError for reqwest::Error {
-    fn error_type(&self) -> &'static str {
-        classify_reqwest(self)
-    }
-}
-
-#[cfg(feature = "reqwest-middleware")]
-impl ClientError for reqwest_middleware::Error {
-    fn error_type(&self) -> &'static str {
-        match self {
-            reqwest_middleware::Error::Reqwest(e) => classify_reqwest(e),
-            reqwest_middleware::Error::Middleware(e) => classify_error_chain(e.as_ref()),
-        }
-    }
-}
-
 /// A short label for a status that ended an attempt: `"503"`.
 pub(crate) fn status_label(status: u16) -> String {
     itoa::Buffer::new().format(status).to_owned()
@@ -294,9 +278,9 @@ mod tests {
         assert_eq!(refused.error_type(), ERROR_CONNECTION_REFUSED);
         let boxed: Box<dyn StdError + Send + Sync> =
             Box::new(io::Error::new(io::ErrorKind::TimedOut, "slow"));
-        assert_eq!(boxed.error_type(), ERROR_TIMEOUT);
+        assert_eq!(classify_error_chain(&*boxed), ERROR_TIMEOUT);
         let other: Box<dyn StdError + Send + Sync> = "weird".into();
-        assert_eq!(other.error_type(), "_OTHER");
+        assert_eq!(classify_error_chain(&*other), "_OTHER");
     }
 
     #[test]
