@@ -171,6 +171,7 @@ impl ClientCall {
             .extensions()
             .and_then(|e| e.get::<TraceContext>().cloned())
             .or_else(TraceContext::current);
+        #[cfg_attr(not(feature = "opentelemetry"), allow(unused_mut))]
         let mut ids = SpanIds {
             trace_id: parent
                 .as_ref()
