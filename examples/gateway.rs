@@ -89,9 +89,9 @@ async fn start_upstream(failure_percent: u8, latency: Duration) -> SocketAddr {
         }
     };
     let app = Router::new()
-        .route("/complete/{model}", get(move || answer()))
-        .route("/models", get(move || answer()))
-        .route("/health", get(move || answer()));
+        .route("/complete/{model}", get(answer))
+        .route("/models", get(answer))
+        .route("/health", get(answer));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind upstream");
