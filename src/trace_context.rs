@@ -158,6 +158,26 @@ impl TraceParent {
     }
 }
 
+impl TraceParent {
+    /// The header value, written without formatting machinery (one per outgoing call).
+    pub(crate) fn header_bytes(&self) -> [u8; 55] {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut out = [b'-'; 55];
+        out[0] = b'0';
+        out[1] = b'0';
+        let mut put = |at: usize, bytes: &[u8]| {
+            for (i, b) in bytes.iter().enumerate() {
+                out[at + 2 * i] = DIGITS[usize::from(b >> 4)];
+                out[at + 2 * i + 1] = DIGITS[usize::from(b & 0x0f)];
+            }
+        };
+        put(3, &self.trace_id);
+        put(36, &self.parent_id);
+        put(53, &[self.flags]);
+        out
+    }
+}
+
 impl fmt::Display for TraceParent {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
@@ -356,6 +376,16 @@ mod tests {
     use super::*;
 
     const GOOD: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+    #[test]
+    fn header_bytes_match_display() {
+        let tp = TraceParent {
+            trace_id: [0xab; 16],
+            parent_id: [0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef],
+            flags: 1,
+        };
+        assert_eq!(tp.header_bytes().as_slice(), tp.to_string().as_bytes());
+    }
 
     #[test]
     fn parses_and_formats_the_spec_example() {

@@ -7,11 +7,14 @@
 //! [`RetryAccountingMiddleware`] closes the log when the logical request ends (attempts,
 //! exhaustion).
 
+use std::sync::Arc;
+
 use http::Extensions;
 use reqwest::{Request, Response};
 use reqwest_middleware::{Middleware, Next, Result};
 
-use super::{ClientCall, ClientError, ClientLayer};
+use super::{ClientCall, ClientError, ClientLayer, Failure};
+use crate::observer::Endpoint;
 use crate::retry::{failure_reason, RetryTracker};
 
 /// Instruments each attempt made through a `reqwest_middleware::ClientWithMiddleware`; made
@@ -49,8 +52,8 @@ impl ClientLayer {
 #[derive(Debug, Clone, Default)]
 struct AttemptLog {
     attempts: u32,
-    last_failure: Option<String>,
-    last_backend: Option<String>,
+    last_failure: Option<Failure>,
+    last_endpoint: Option<Arc<Endpoint>>,
     /// Set by [`RetryAccountingMiddleware`]; resends count there, else under the
     /// instrumentation's own target.
     tracker: Option<RetryTracker>,
@@ -68,20 +71,23 @@ impl Middleware for ClientMiddleware {
         let log = extensions.get_or_insert_default::<AttemptLog>();
         let resend_count = log.attempts;
         log.attempts = log.attempts.saturating_add(1);
-        let this_backend = reqwest_backend(&req);
-        if resend_count > 0 {
+        let previous = (resend_count > 0).then(|| {
             let tracker = log
                 .tracker
                 .clone()
                 .unwrap_or_else(|| observer.retries(&self.layer.options.target));
-            tracker.count_retry(log.last_failure.as_deref().unwrap_or(crate::labels::OTHER));
-            if let (Some(from), Some(to)) = (&log.last_backend, &this_backend) {
-                if from != to {
-                    tracker.count_failover(from, to);
+            let reason = log.last_failure.map(Failure::label);
+            tracker.count_retry(reason.as_deref().unwrap_or(crate::labels::OTHER));
+            (tracker, log.last_endpoint.clone())
+        });
+        let call = ClientCall::start(observer, &self.layer.options, &mut req, Some(resend_count));
+        if let Some((tracker, Some(from))) = previous {
+            if let Some(to) = &call.endpoint {
+                if !Arc::ptr_eq(&from, to) {
+                    tracker.count_failover(&from.label(), &to.label());
                 }
             }
         }
-        let call = ClientCall::start(observer, &self.layer.options, &mut req, Some(resend_count));
         let result =
             tracing::Instrument::instrument(next.run(req, extensions), call.span.clone()).await;
         let end = match &result {
@@ -90,20 +96,9 @@ impl Middleware for ClientMiddleware {
         };
         let log = extensions.get_or_insert_default::<AttemptLog>();
         log.last_failure = end.failure;
-        log.last_backend = end.backend.or(this_backend);
+        log.last_endpoint = end.endpoint;
         result
     }
-}
-
-fn reqwest_backend(req: &Request) -> Option<String> {
-    let url = req.url();
-    let port = url.port_or_known_default()?;
-    Some(crate::observer::upstream_label(
-        url.host_str()?
-            .trim_start_matches('[')
-            .trim_end_matches(']'),
-        itoa::Buffer::new().format(port),
-    ))
 }
 
 /// Closes the books on each logical request; made by [`RetryTracker::reqwest_middleware`].

@@ -18,7 +18,7 @@
 //!   client, a tonic channel) and, with feature `reqwest`, over `reqwest::Client`, which is a
 //!   `tower::Service<reqwest::Request>`;
 //! - with feature `reqwest-middleware`, a `reqwest_middleware::Middleware`
-//!   ([`ClientLayer::middleware`]).
+//!   (`ClientLayer::middleware`).
 //!
 //! ```
 //! # #[cfg(feature = "reqwest")]
@@ -37,7 +37,7 @@
 //!
 //! With `reqwest::Client` as the tower service, a resend's span cannot carry
 //! `http.request.resend_count` (reqwest 0.13 requests have no extensions); retries are still
-//! counted by [`RetryTracker::policy`](crate::retry::RetryTracker::policy).
+//! counted by `RetryTracker::policy` (feature `tower-retry`).
 
 mod classify;
 #[cfg(feature = "reqwest-middleware")]
@@ -127,13 +127,33 @@ impl ClientLayer {
     }
 }
 
+/// Why an attempt is worth retrying.
+#[derive(Debug, Clone, Copy)]
+#[cfg_attr(not(feature = "reqwest-middleware"), allow(dead_code))]
+pub(crate) enum Failure {
+    /// 5xx, 429 or 408.
+    Status(u16),
+    Error(&'static str),
+}
+
+impl Failure {
+    #[cfg_attr(not(feature = "reqwest-middleware"), allow(dead_code))]
+    /// The `reason` label.
+    pub(crate) fn label(self) -> std::borrow::Cow<'static, str> {
+        match self {
+            Failure::Status(s) => status_label(s).into(),
+            Failure::Error(e) => e.into(),
+        }
+    }
+}
+
 /// How one attempt ended, for retry accounting.
 #[derive(Debug)]
+#[cfg_attr(not(feature = "reqwest-middleware"), allow(dead_code))]
 pub(crate) struct AttemptEnd {
-    /// Why it is worth retrying (`503`, `timeout`), when it failed.
-    pub(crate) failure: Option<String>,
-    /// `host:port` of the upstream.
-    pub(crate) backend: Option<String>,
+    pub(crate) failure: Option<Failure>,
+    /// The upstream it went to.
+    pub(crate) endpoint: Option<Arc<Endpoint>>,
 }
 
 /// One outgoing call being measured: started before sending, finished with the response or
@@ -141,7 +161,7 @@ pub(crate) struct AttemptEnd {
 #[derive(Debug)]
 pub(crate) struct ClientCall {
     observer: Observer,
-    endpoint: Option<Arc<Endpoint>>,
+    pub(crate) endpoint: Option<Arc<Endpoint>>,
     cache: Option<CacheHandle>,
     method: HttpMethod,
     start: u64,
@@ -224,8 +244,8 @@ impl ClientCall {
         self.record(Some(status), error.as_deref(), outcome, res.body_size());
         AttemptEnd {
             failure: (status >= 500 || status == 429 || status == 408)
-                .then(|| status_label(status)),
-            backend: self.backend(),
+                .then_some(Failure::Status(status)),
+            endpoint: self.endpoint.clone(),
         }
     }
 
@@ -233,15 +253,9 @@ impl ClientCall {
     pub(crate) fn finish_error(mut self, error_type: &'static str) -> AttemptEnd {
         self.record(None, Some(error_type), Outcome::Failure, None);
         AttemptEnd {
-            failure: Some(error_type.to_owned()),
-            backend: self.backend(),
+            failure: Some(Failure::Error(error_type)),
+            endpoint: self.endpoint.clone(),
         }
-    }
-
-    fn backend(&self) -> Option<String> {
-        self.endpoint
-            .as_ref()
-            .map(|e| crate::observer::upstream_label(&e.address, &e.port))
     }
 
     fn record(
@@ -315,9 +329,10 @@ fn open_span<R: ClientRequest>(
         server.port = port,
         url.full = %UrlFull { scheme, host, port, path: req.path() },
         http.request.resend_count = (resend_count > 0).then_some(resend_count),
-        trace_id = %Hex(&ids.trace_id),
+        // Inside a served request the trace ID is the server span's (log layers read the
+        // whole scope), so only a root client span records its own.
+        trace_id = parent.is_none().then(|| tracing::field::display(Hex(&ids.trace_id))),
         span_id = %Hex(&ids.span_id),
-        parent_span_id = parent.map(|p| tracing::field::display(Hex(&p.span.span_id))),
         http.response.status_code = tracing::field::Empty,
         error.type = tracing::field::Empty,
         otel.status_code = tracing::field::Empty,

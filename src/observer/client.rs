@@ -26,6 +26,14 @@ pub(crate) struct Endpoint {
     stats: Arc<StatsCell>,
 }
 
+impl Endpoint {
+    /// `host:port`, as upstreams are named in `/v1/stats` and failover counts.
+    #[cfg_attr(not(feature = "reqwest-middleware"), allow(dead_code))]
+    pub(crate) fn label(&self) -> String {
+        upstream_label(&self.address, &self.port)
+    }
+}
+
 #[derive(Debug)]
 struct ClientHandles {
     duration: HistogramHandle,

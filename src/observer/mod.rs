@@ -30,8 +30,10 @@ const ATTEMPT_BUCKETS: [f64; 7] = [1.0, 2.0, 3.0, 4.0, 5.0, 7.0, 10.0];
 use crate::stats::{Outcome, Stats, StatsSnapshot};
 use crate::trace_context::SpanIds;
 use crate::{names, time_fmt};
+#[cfg(feature = "tower-retry")]
+pub(crate) use client::upstream_label;
 use client::ClientSeries;
-pub(crate) use client::{upstream_label, ClientCompletion, Endpoint};
+pub(crate) use client::{ClientCompletion, Endpoint};
 pub use series::MAX_DIMENSIONS;
 use series::{Context, SeriesCache, SeriesKeyRef};
 pub(crate) use series::{ErrorType, GaugeHandle, HistogramHandle, RecorderSource, Scheme};

@@ -96,7 +96,13 @@ impl TraceContext {
     /// Writes `traceparent`, `tracestate`, `baggage` and the request ID into `headers`
     /// (an existing request-ID header is left alone).
     pub(crate) fn inject(&self, headers: &mut HeaderMap, request_id_header: &HeaderName) {
-        if let Some(v) = header_value(&self.traceparent()) {
+        let traceparent = TraceParent {
+            trace_id: self.span.trace_id,
+            parent_id: self.span.span_id,
+            flags: u8::from(self.span.sampled),
+        }
+        .header_bytes();
+        if let Ok(v) = http::HeaderValue::from_bytes(&traceparent) {
             headers.insert(TRACEPARENT, v);
         }
         if let Some(v) = self

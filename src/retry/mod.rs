@@ -203,6 +203,10 @@ fn describe(source: &dyn RecorderSource) {
     });
 }
 
+#[cfg_attr(
+    not(any(feature = "reqwest-middleware", feature = "tower-retry")),
+    allow(dead_code)
+)]
 /// Whether an attempt's result is worth retrying, and why: transport errors, 5xx, 429 and 408.
 pub(crate) fn failure_reason<Res: ClientResponse, E: ClientError>(
     result: &Result<Res, E>,
@@ -289,7 +293,7 @@ impl LogicalCall {
 
     /// Counts a resend because the previous attempt failed with `reason` (a status code such
     /// as `"503"`, or an error kind such as `"timeout"`; see
-    /// [`ClientError`](crate::client::ClientError) to classify errors).
+    /// [`ClientError`] to classify errors).
     pub fn retry(&mut self, reason: &str) {
         self.attempts = self.attempts.saturating_add(1);
         self.tracker.count_retry(reason);
