@@ -126,4 +126,82 @@ async fn request_spans_are_opentelemetry_spans_with_the_callers_parent() {
     let text = observer.registry().unwrap().render_openmetrics();
     let exported = hex(&item.span_context.span_id().to_bytes());
     assert!(text.contains(&format!("span_id=\"{exported}\"")), "{text}");
+
+    // Outgoing calls: the client span is a child of the serving span, and the upstream gets
+    // the client span's OpenTelemetry ID as its parent.
+    let upstream = Router::new().route(
+        "/echo",
+        get(|headers: axum::http::HeaderMap| async move {
+            headers
+                .get("traceparent")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned()
+        }),
+    );
+    let upstream_addr = serve(upstream).await;
+    let instrumented = tower::ServiceBuilder::new()
+        .layer(observer.client_layer())
+        .service(reqwest::Client::new());
+    let app = Router::new()
+        .route(
+            "/fanout",
+            get(move || {
+                let mut client = instrumented.clone();
+                async move {
+                    use tower::{Service, ServiceExt};
+                    let req = reqwest::Request::new(
+                        http::Method::GET,
+                        format!("http://{upstream_addr}/echo").parse().unwrap(),
+                    );
+                    let res = client.ready().await.unwrap().call(req).await.unwrap();
+                    res.text().await.unwrap()
+                }
+            }),
+        )
+        .layer(observer.layer().traces(TraceOptions::new()));
+    let addr = serve(app).await;
+    let sent = client
+        .get(format!("http://{addr}/fanout"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    eventually(|| {
+        exporter
+            .get_finished_spans()
+            .unwrap()
+            .iter()
+            .any(|s| s.name == "GET /fanout")
+    })
+    .await;
+    let spans = exporter.get_finished_spans().unwrap();
+    let server = spans.iter().find(|s| s.name == "GET /fanout").unwrap();
+    let outgoing = spans
+        .iter()
+        .find(|s| s.span_kind == SpanKind::Client)
+        .expect("a client span");
+    assert_eq!(outgoing.name, "GET");
+    assert_eq!(
+        outgoing.parent_span_id,
+        server.span_context.span_id(),
+        "child of the serving span"
+    );
+    assert_eq!(
+        outgoing.span_context.trace_id(),
+        server.span_context.trace_id()
+    );
+    assert_eq!(
+        attr(outgoing, "server.port").as_deref(),
+        Some(upstream_addr.port().to_string().as_str())
+    );
+    let parts: Vec<&str> = sent.split('-').collect();
+    assert_eq!(parts[1], hex(&server.span_context.trace_id().to_bytes()));
+    assert_eq!(
+        parts[2],
+        hex(&outgoing.span_context.span_id().to_bytes()),
+        "the upstream's parent is the exported client span"
+    );
 }
