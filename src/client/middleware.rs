@@ -68,18 +68,25 @@ impl Middleware for ClientMiddleware {
         next: Next<'_>,
     ) -> Result<Response> {
         let observer = &self.layer.observer;
-        let log = extensions.get_or_insert_default::<AttemptLog>();
-        let resend_count = log.attempts;
-        log.attempts = log.attempts.saturating_add(1);
-        let previous = (resend_count > 0).then(|| {
-            let tracker = log
-                .tracker
-                .clone()
-                .unwrap_or_else(|| observer.retries(&self.layer.options.target));
-            let reason = log.last_failure.map(Failure::label);
-            tracker.count_retry(reason.as_deref().unwrap_or(crate::labels::OTHER));
-            (tracker, log.last_endpoint.clone())
-        });
+        // Most calls succeed at the first attempt: the log is only created once one fails
+        // (or by the accounting middleware), sparing every other call an allocation.
+        let (resend_count, previous) = match extensions.get_mut::<AttemptLog>() {
+            None => (0, None),
+            Some(log) => {
+                let resend_count = log.attempts;
+                log.attempts = log.attempts.saturating_add(1);
+                let previous = (resend_count > 0).then(|| {
+                    let tracker = log
+                        .tracker
+                        .clone()
+                        .unwrap_or_else(|| observer.retries(&self.layer.options.target));
+                    let reason = log.last_failure.map(Failure::label);
+                    tracker.count_retry(reason.as_deref().unwrap_or(crate::labels::OTHER));
+                    (tracker, log.last_endpoint.clone())
+                });
+                (resend_count, previous)
+            }
+        };
         let call = ClientCall::start(observer, &self.layer.options, &mut req, Some(resend_count));
         if let Some((tracker, Some(from))) = previous {
             if let Some(to) = &call.endpoint {
@@ -94,9 +101,21 @@ impl Middleware for ClientMiddleware {
             Ok(res) => call.finish_response(res),
             Err(e) => call.finish_error(e.error_type()),
         };
-        let log = extensions.get_or_insert_default::<AttemptLog>();
-        log.last_failure = end.failure;
-        log.last_endpoint = end.endpoint;
+        match extensions.get_mut::<AttemptLog>() {
+            Some(log) => {
+                log.last_failure = end.failure;
+                log.last_endpoint = end.endpoint;
+            }
+            None if end.failure.is_some() => {
+                extensions.insert(AttemptLog {
+                    attempts: 1,
+                    last_failure: end.failure,
+                    last_endpoint: end.endpoint,
+                    tracker: None,
+                });
+            }
+            None => {}
+        }
         result
     }
 }
