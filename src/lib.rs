@@ -41,6 +41,9 @@ pub mod cache;
 pub mod client;
 pub mod clock;
 pub mod endpoints;
+#[cfg(feature = "tonic")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tonic")))]
+pub mod grpc;
 pub mod http_metrics;
 pub mod labels;
 #[cfg(feature = "logs")]

@@ -33,6 +33,16 @@ pub const BACKEND_POOL_MEMBERS: &str = "backend_pool_members";
 pub const BACKEND_POOL_HEALTH_RATIO: &str = "backend_pool_health_ratio";
 /// Duration of backend health checks, by pool and result.
 pub const BACKEND_HEALTH_CHECK_DURATION: &str = "backend_health_check_duration_seconds";
+/// `rpc.server.call.duration`: histogram, seconds, to the end of the response stream.
+pub const RPC_SERVER_CALL_DURATION: &str = "rpc_server_call_duration_seconds";
+/// `rpc.client.call.duration`: histogram, seconds, to the end of the response stream.
+pub const RPC_CLIENT_CALL_DURATION: &str = "rpc_client_call_duration_seconds";
+/// `rpc.server.requests_per_rpc`: request messages per call served.
+pub const RPC_SERVER_REQUESTS_PER_RPC: &str = "rpc_server_requests_per_rpc";
+/// `rpc.server.responses_per_rpc`: response messages per call served.
+pub const RPC_SERVER_RESPONSES_PER_RPC: &str = "rpc_server_responses_per_rpc";
+/// `rpc.client.responses_per_rpc`: response messages per call made.
+pub const RPC_CLIENT_RESPONSES_PER_RPC: &str = "rpc_client_responses_per_rpc";
 /// Incoming request IDs that were invalid and replaced by a fresh one.
 pub const REQUEST_ID_REJECTED: &str = "tower_observe_request_id_rejected_total";
 /// Recordings folded into an `_OTHER` series by the cardinality limit.
@@ -46,6 +56,12 @@ pub const HTTP_ROUTE: &str = "http_route";
 pub const HTTP_RESPONSE_STATUS_CODE: &str = "http_response_status_code";
 /// `url.scheme`
 pub const URL_SCHEME: &str = "url_scheme";
+/// `rpc.system.name`
+pub const RPC_SYSTEM_NAME: &str = "rpc_system_name";
+/// `rpc.method`
+pub const RPC_METHOD: &str = "rpc_method";
+/// `rpc.status_code`
+pub const RPC_STATUS_CODE: &str = "rpc_status_code";
 /// `server.address`
 pub const SERVER_ADDRESS: &str = "server_address";
 /// `server.port`

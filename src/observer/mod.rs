@@ -9,6 +9,8 @@
 
 mod client;
 pub(crate) mod family;
+#[cfg(feature = "tonic")]
+mod grpc;
 mod series;
 mod sink;
 
@@ -27,6 +29,11 @@ use crate::registry::{Registry, RegistryBuilder, BODY_SIZE_BUCKETS, OTEL_DURATIO
 
 /// Buckets of `client_request_attempts`.
 const ATTEMPT_BUCKETS: [f64; 7] = [1.0, 2.0, 3.0, 4.0, 5.0, 7.0, 10.0];
+
+/// Buckets of the gRPC messages-per-call histograms.
+const MESSAGE_BUCKETS: [f64; 11] = [
+    0.0, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 512.0, 2048.0,
+];
 use crate::stats::{Outcome, Stats, StatsSnapshot};
 use crate::trace_context::SpanIds;
 use crate::{names, time_fmt};
@@ -34,6 +41,8 @@ use crate::{names, time_fmt};
 pub(crate) use client::upstream_label;
 use client::ClientSeries;
 pub(crate) use client::{ClientCompletion, Endpoint};
+#[cfg(feature = "tonic")]
+pub(crate) use grpc::GrpcCompletion;
 pub use series::MAX_DIMENSIONS;
 use series::{Context, SeriesCache, SeriesKeyRef};
 pub(crate) use series::{ErrorType, GaugeHandle, HistogramHandle, RecorderSource, Scheme};
@@ -100,6 +109,8 @@ struct Inner {
     retry_targets: Family<RetryTarget>,
     caches: Family<CacheCounters>,
     pools: Family<PoolState>,
+    #[cfg(feature = "tonic")]
+    grpc: grpc::GrpcSeries,
     sinks: Sinks,
     recording_failures: AtomicU64,
     request_id_rejected: OnceLock<Counter>,
@@ -215,6 +226,20 @@ impl Observer {
         snapshot.pools = (self.inner.pools.entries().into_iter())
             .map(|(k, v)| (name(k), v.entry()))
             .collect();
+        #[cfg(feature = "tonic")]
+        {
+            use crate::grpc::Side;
+            let entries = |side| {
+                self.inner
+                    .grpc
+                    .cells(side)
+                    .into_iter()
+                    .map(|(k, v)| (k, v.entry(elapsed)))
+                    .collect()
+            };
+            snapshot.grpc.server = entries(Side::Server);
+            snapshot.grpc.client = entries(Side::Client);
+        }
         snapshot
     }
 
@@ -592,6 +617,11 @@ impl ObserverBuilder {
                     .buckets_for(names::HTTP_CLIENT_REQUEST_BODY_SIZE, &BODY_SIZE_BUCKETS)
                     .buckets_for(names::HTTP_CLIENT_RESPONSE_BODY_SIZE, &BODY_SIZE_BUCKETS)
                     .buckets_for(names::CLIENT_REQUEST_ATTEMPTS, &ATTEMPT_BUCKETS)
+                    .buckets_for(names::RPC_SERVER_CALL_DURATION, &self.duration_buckets)
+                    .buckets_for(names::RPC_CLIENT_CALL_DURATION, &self.duration_buckets)
+                    .buckets_for(names::RPC_SERVER_REQUESTS_PER_RPC, &MESSAGE_BUCKETS)
+                    .buckets_for(names::RPC_SERVER_RESPONSES_PER_RPC, &MESSAGE_BUCKETS)
+                    .buckets_for(names::RPC_CLIENT_RESPONSES_PER_RPC, &MESSAGE_BUCKETS)
                     .buckets_for(names::BACKEND_HEALTH_CHECK_DURATION, &OTEL_DURATION_BUCKETS)
                     .build(),
             ),
@@ -616,6 +646,8 @@ impl ObserverBuilder {
                 retry_targets: Family::new(names::CLIENT_REQUEST_ATTEMPTS, MAX_NAMED),
                 caches: Family::new(names::CACHE_REQUESTS, MAX_NAMED),
                 pools: Family::new(names::BACKEND_POOL_HEALTH_RATIO, MAX_NAMED),
+                #[cfg(feature = "tonic")]
+                grpc: grpc::GrpcSeries::new(self.max_label_sets),
                 sinks: Sinks(self.sinks.into_boxed_slice()),
                 recording_failures: AtomicU64::new(0),
                 request_id_rejected: OnceLock::new(),

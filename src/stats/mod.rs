@@ -7,6 +7,8 @@
 //! memory depends on the number of routes and dimension values (which the cardinality limit
 //! bounds), never on the number of requests. The JSON schema is in `docs/stats-api.md`.
 
+#[cfg(feature = "tonic")]
+mod grpc;
 mod rate;
 pub(crate) mod sketch;
 mod snapshot;
@@ -16,6 +18,10 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, RwLock};
 
+#[cfg(feature = "tonic")]
+pub(crate) use grpc::GrpcCell;
+#[cfg(feature = "tonic")]
+pub use grpc::{GrpcMethodEntry, GrpcStats};
 pub use sketch::RELATIVE_ERROR as LATENCY_RELATIVE_ERROR;
 pub use snapshot::{BreakdownEntry, LatencyMs, RouteEntry, StatsSnapshot, StatusClasses, Totals};
 pub use upstream::{BackendEntry, CacheEntry, PoolEntry, RetryEntry};
@@ -218,6 +224,8 @@ impl Stats {
             retries: BTreeMap::new(),
             caches: BTreeMap::new(),
             pools: BTreeMap::new(),
+            #[cfg(feature = "tonic")]
+            grpc: GrpcStats::default(),
         }
     }
 }

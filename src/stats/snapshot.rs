@@ -39,6 +39,9 @@ pub struct StatsSnapshot {
     pub caches: BTreeMap<String, super::CacheEntry>,
     /// Backend pools: health and members.
     pub pools: BTreeMap<String, super::PoolEntry>,
+    /// gRPC calls per method, served and made (feature `tonic`).
+    #[cfg(feature = "tonic")]
+    pub grpc: super::GrpcStats,
 }
 
 /// Request counts since start.

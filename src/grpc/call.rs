@@ -1,0 +1,91 @@
+//! One gRPC call being measured, from the request to the end of the response stream.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+
+use super::{Code, Side};
+use crate::labels::OTHER;
+use crate::observer::GrpcCompletion;
+use crate::stats::Outcome;
+use crate::trace_context::SpanIds;
+use crate::Observer;
+
+#[derive(Debug)]
+pub(crate) struct GrpcCall {
+    pub(crate) observer: Observer,
+    pub(crate) side: Side,
+    /// `pkg.Service/Method` as requested, or `None` when the path is not a gRPC method.
+    pub(crate) method: Option<Box<str>>,
+    /// Whether the method's service is one the server declared (always true when it declared
+    /// none, and on the client side).
+    pub(crate) known_service: bool,
+    pub(crate) start: u64,
+    /// The status of a trailers-only response, or the one inferred from a non-200 HTTP status.
+    pub(crate) header_status: Option<Code>,
+    /// Request messages read by the handler (server side).
+    pub(crate) requests: Option<Arc<AtomicU64>>,
+    pub(crate) span: tracing::Span,
+    pub(crate) ids: Option<SpanIds>,
+}
+
+impl GrpcCall {
+    pub(crate) fn header_status(&self) -> Option<Code> {
+        self.header_status
+    }
+
+    /// The `rpc_method` label: the method, or `_OTHER` when it is not a method this server
+    /// serves (an undeclared service, or `UNIMPLEMENTED` on the server side).
+    fn method_label(&self, code: Code) -> &str {
+        match &self.method {
+            Some(m)
+                if self.known_service
+                    && !(self.side == Side::Server && code == Code::Unimplemented) =>
+            {
+                m
+            }
+            _ => OTHER,
+        }
+    }
+
+    /// Records the call. `dropped`: the stream was dropped before its end.
+    pub(crate) fn finish(self, code: Code, responses: u64, dropped: bool) {
+        let error = match self.side {
+            Side::Server => code.is_server_error(),
+            Side::Client => code != Code::Ok,
+        };
+        let outcome = if dropped {
+            Outcome::Aborted
+        } else if error {
+            Outcome::Failure
+        } else {
+            Outcome::Success
+        };
+        let method = self.method_label(code);
+        let span = &self.span;
+        if method == OTHER {
+            span.record("otel.name", "grpc");
+            span.record("rpc.method", OTHER);
+            if let Some(original) = &self.method {
+                span.record("rpc.method_original", &**original);
+            }
+        }
+        span.record("rpc.status_code", code.as_str());
+        if error {
+            span.record("error.type", code.as_str());
+            span.record("otel.status_code", "ERROR");
+        }
+        let end = self.observer.now_nanos();
+        self.observer.record_grpc(&GrpcCompletion {
+            side: self.side,
+            method,
+            code,
+            error,
+            outcome,
+            start: self.start,
+            end,
+            requests: self.requests.as_ref().map(|r| r.load(Relaxed)),
+            responses,
+            exemplar: self.ids,
+        });
+    }
+}

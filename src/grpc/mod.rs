@@ -1,0 +1,185 @@
+//! gRPC servers and clients (tonic or any HTTP/2 gRPC stack): metrics with the gRPC status
+//! read where it really is — the trailers at the end of the stream.
+//!
+//! A gRPC response is HTTP 200 whose status arrives in the `grpc-status` trailer after the
+//! last message; only "trailers-only" responses (errors without a body) carry it in the
+//! headers. Reading the status from the headers or the HTTP status, as most instrumentation
+//! does, counts almost every failed call as `OK`. These layers wrap the response body, read
+//! the trailers, and record the call when the stream ends:
+//!
+//! - `rpc_server_call_duration_seconds` / `rpc_client_call_duration_seconds` (to the end of
+//!   the stream, so server-streaming calls are timed whole), labelled `rpc_system_name="grpc"`,
+//!   `rpc_method` (`pkg.Service/Method`, or `_OTHER` for methods the server does not serve),
+//!   `rpc_status_code` (`OK`, `NOT_FOUND`, …) and, on error, `error_type` (on the server only the
+//!   codes that are the server's fault: `UNKNOWN`, `DEADLINE_EXCEEDED`, `UNIMPLEMENTED`,
+//!   `INTERNAL`, `UNAVAILABLE`, `DATA_LOSS`; on the client every non-`OK` code);
+//! - `rpc_server_requests_per_rpc` / `rpc_server_responses_per_rpc` (and `rpc_client_…`):
+//!   messages per call;
+//! - a `grpc` section in `/v1/stats`, per method, with the status mix.
+//!
+//! A stream that ends without a status is `UNKNOWN`; a response stream dropped before its end
+//! (the client cancelled, or the caller dropped the call) is `CANCELLED`.
+//!
+//! ```
+//! use tower_observe::Observer;
+//!
+//! let observer = Observer::new();
+//! // Server: tonic::transport::Server::builder().layer(server_layer).add_service(…)
+//! let server_layer = observer.grpc_server_layer().service("echo.v1.Echo");
+//! // Client: tower::ServiceBuilder::new().layer(client_layer).service(channel)
+//! let client_layer = observer.grpc_client_layer();
+//! # let _ = (server_layer, client_layer);
+//! ```
+//!
+//! The server layer also assigns request IDs and, with [`GrpcServerLayer::traces`], continues
+//! the caller's trace (`traceparent` metadata) in a server span named after the method; the
+//! client layer opens a client span and sends `traceparent`, `tracestate`, `baggage` and the
+//! request ID as metadata.
+
+mod body;
+mod call;
+mod code;
+mod service;
+
+pub use body::{GrpcRequestBody, GrpcResponseBody};
+pub use code::Code;
+pub use service::{GrpcClient, GrpcClientFuture, GrpcServer, GrpcServerFuture};
+
+use std::sync::Arc;
+
+use http::HeaderName;
+
+use crate::propagation::TraceOptions;
+use crate::request_id::RequestIdLayer;
+use crate::Observer;
+
+/// Which end of a call is recording.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) enum Side {
+    Server,
+    Client,
+}
+
+/// Instruments a gRPC server; made by [`Observer::grpc_server_layer`].
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct GrpcServerLayer {
+    pub(crate) observer: Observer,
+    pub(crate) services: Arc<[Box<str>]>,
+    pub(crate) request_id: Option<RequestIdLayer>,
+    pub(crate) traces: Option<TraceOptions>,
+}
+
+impl GrpcServerLayer {
+    /// Declares a service the server serves (`"echo.v1.Echo"`; tonic's generated servers
+    /// have it as `NAME`). Once any is declared, calls to other services are labelled
+    /// `_OTHER`. Either way, a call answered `UNIMPLEMENTED` is labelled `_OTHER` (the
+    /// method is not served), so scanners cannot mint series.
+    pub fn service(mut self, name: &str) -> Self {
+        let mut services: Vec<Box<str>> = self.services.iter().cloned().collect();
+        services.push(name.into());
+        self.services = services.into();
+        self
+    }
+
+    /// Replaces the request-ID settings (IDs are assigned by default; `x-request-id`
+    /// metadata).
+    pub fn request_id(mut self, layer: RequestIdLayer) -> Self {
+        self.request_id = Some(layer);
+        self
+    }
+
+    /// Leaves request IDs alone.
+    pub fn without_request_id(mut self) -> Self {
+        self.request_id = None;
+        self
+    }
+
+    /// Traces calls: W3C context from the metadata, a server span per call (named
+    /// `pkg.Service/Method`, ending with the stream), the context current in the handler.
+    pub fn traces(mut self, options: TraceOptions) -> Self {
+        self.traces = Some(options);
+        self
+    }
+
+    pub(crate) fn knows(&self, method: &str) -> bool {
+        self.services.is_empty()
+            || method
+                .split_once('/')
+                .is_some_and(|(service, _)| self.services.iter().any(|s| **s == *service))
+    }
+}
+
+/// Instruments a gRPC client (a tonic `Channel`, or any gRPC `tower::Service`); made by
+/// [`Observer::grpc_client_layer`].
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct GrpcClientLayer {
+    pub(crate) observer: Observer,
+    pub(crate) propagate: bool,
+    pub(crate) request_id_header: HeaderName,
+}
+
+impl GrpcClientLayer {
+    /// Whether to send `traceparent`, `tracestate`, `baggage` and the request ID as metadata
+    /// (default `true`).
+    pub fn propagate(mut self, propagate: bool) -> Self {
+        self.propagate = propagate;
+        self
+    }
+
+    /// The metadata key that carries the request ID (default `x-request-id`).
+    pub fn request_id_header(mut self, header: HeaderName) -> Self {
+        self.request_id_header = header;
+        self
+    }
+}
+
+impl Observer {
+    /// Instruments a gRPC server; see [`crate::grpc`].
+    pub fn grpc_server_layer(&self) -> GrpcServerLayer {
+        GrpcServerLayer {
+            observer: self.clone(),
+            services: Arc::from(Vec::new()),
+            request_id: Some(self.request_id_layer()),
+            traces: None,
+        }
+    }
+
+    /// Instruments a gRPC client; see [`crate::grpc`].
+    pub fn grpc_client_layer(&self) -> GrpcClientLayer {
+        GrpcClientLayer {
+            observer: self.clone(),
+            propagate: true,
+            request_id_header: HeaderName::from_static(crate::request_id::X_REQUEST_ID),
+        }
+    }
+}
+
+/// `pkg.Service/Method` from a gRPC request path (`/pkg.Service/Method`); `None` for paths
+/// of any other shape.
+pub(crate) fn method_of(path: &str) -> Option<&str> {
+    let method = path.strip_prefix('/')?;
+    let (service, name) = method.split_once('/')?;
+    let valid = |s: &str| {
+        !s.is_empty()
+            && s.len() <= 200
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.')
+    };
+    (valid(service) && valid(name)).then_some(method)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn method_paths() {
+        assert_eq!(method_of("/echo.v1.Echo/Say"), Some("echo.v1.Echo/Say"));
+        assert_eq!(method_of("/echo.v1.Echo/"), None);
+        assert_eq!(method_of("/Say"), None);
+        assert_eq!(method_of("/a/b/c"), None);
+        assert_eq!(method_of("/wp-admin/x"), None);
+    }
+}

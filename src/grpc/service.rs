@@ -1,0 +1,325 @@
+//! The server and client services of the gRPC layers.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+
+use http::{HeaderName, HeaderValue, Request, Response};
+use pin_project_lite::pin_project;
+use tower_layer::Layer;
+use tower_service::Service;
+use tracing::instrument::{Instrument, Instrumented};
+
+use super::body::{complete_at_headers, header_status, GrpcRequestBody, GrpcResponseBody};
+use super::call::GrpcCall;
+use super::{method_of, Code, GrpcClientLayer, GrpcServerLayer, Side};
+use crate::propagation::{Hex, TraceContext, WithContext};
+use crate::trace_context::SpanIds;
+
+impl<S> Layer<S> for GrpcServerLayer {
+    type Service = GrpcServer<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        GrpcServer {
+            inner,
+            layer: Arc::new(self.clone()),
+        }
+    }
+}
+
+/// The service made by [`GrpcServerLayer`].
+#[derive(Debug, Clone)]
+pub struct GrpcServer<S> {
+    inner: S,
+    layer: Arc<GrpcServerLayer>,
+}
+
+/// The span name and `rpc.method` before the status is known.
+fn span_method(method: Option<&str>, known: bool) -> &str {
+    match method {
+        Some(m) if known => m,
+        _ => crate::labels::OTHER,
+    }
+}
+
+impl<S, B, RB> Service<Request<B>> for GrpcServer<S>
+where
+    S: Service<Request<GrpcRequestBody<B>>, Response = Response<RB>>,
+    RB: http_body::Body,
+{
+    type Response = Response<GrpcResponseBody<RB>>;
+    type Error = S::Error;
+    type Future = GrpcServerFuture<Instrumented<WithContext<S::Future>>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<B>) -> Self::Future {
+        let layer = &*self.layer;
+        let start = layer.observer.now_nanos();
+        let echo = layer
+            .request_id
+            .as_ref()
+            .map(|r| (r.header.clone(), r.assign(&mut req)));
+        let method = method_of(req.uri().path());
+        let known = method.is_some_and(|m| layer.knows(m));
+        let (context, span, ids) = match &layer.traces {
+            None => (None, tracing::Span::none(), None),
+            Some(options) => {
+                #[cfg_attr(not(feature = "opentelemetry"), allow(unused_mut))]
+                let mut ctx = options.extract(req.headers());
+                ctx.request_id = req
+                    .extensions()
+                    .get::<crate::request_id::RequestId>()
+                    .cloned();
+                let name = span_method(method, known);
+                let span = tracing::info_span!(
+                    target: "tower_observe::grpc",
+                    "gRPC request",
+                    otel.name = if name == crate::labels::OTHER { "grpc" } else { name },
+                    otel.kind = "server",
+                    rpc.system.name = "grpc",
+                    rpc.method = name,
+                    rpc.method_original = tracing::field::Empty,
+                    rpc.status_code = tracing::field::Empty,
+                    request_id = ctx.request_id.as_ref().map(|r| r.as_str()),
+                    trace_id = %Hex(&ctx.span.trace_id),
+                    span_id = %Hex(&ctx.span.span_id),
+                    parent_span_id = ctx.parent_span_id.as_ref().map(|p| tracing::field::display(Hex(p))),
+                    error.type = tracing::field::Empty,
+                    otel.status_code = tracing::field::Empty,
+                );
+                #[cfg(feature = "opentelemetry")]
+                crate::propagation::otel::bridge(&span, &mut ctx, &[]);
+                let ids = ctx.span;
+                (Some(ctx), span, Some(ids))
+            }
+        };
+        let requests = Arc::new(AtomicU64::new(0));
+        let call = GrpcCall {
+            observer: layer.observer.clone(),
+            side: Side::Server,
+            method: method.map(Into::into),
+            known_service: known,
+            start,
+            header_status: None,
+            requests: Some(requests.clone()),
+            span: span.clone(),
+            ids,
+        };
+        let req = req.map(|body| GrpcRequestBody::new(body, requests));
+        let inner = span.in_scope(|| self.inner.call(req));
+        GrpcServerFuture {
+            inner: WithContext::new(inner, context).instrument(span),
+            call: Some(call),
+            echo,
+        }
+    }
+}
+
+pin_project! {
+    /// The response future of [`GrpcServer`].
+    pub struct GrpcServerFuture<F> {
+        #[pin]
+        inner: F,
+        call: Option<GrpcCall>,
+        echo: Option<(HeaderName, HeaderValue)>,
+    }
+}
+
+impl<F> std::fmt::Debug for GrpcServerFuture<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GrpcServerFuture").finish_non_exhaustive()
+    }
+}
+
+/// Wraps the response body once the headers are in, noting a status carried in them; a
+/// trailers-only response is recorded right away.
+fn wrap<RB: http_body::Body>(
+    mut call: GrpcCall,
+    res: Response<RB>,
+) -> Response<GrpcResponseBody<RB>> {
+    let status = res.status().as_u16();
+    call.header_status = header_status(res.headers())
+        .or_else(|| (status != 200).then(|| Code::from_http_status(status)));
+    if complete_at_headers(res.body(), &call) {
+        let code = call.header_status().unwrap_or(Code::Unknown);
+        call.finish(code, 0, false);
+        return res.map(GrpcResponseBody::new_unrecorded);
+    }
+    res.map(|body| GrpcResponseBody::new(body, call))
+}
+
+impl<F, RB, E> Future for GrpcServerFuture<F>
+where
+    F: Future<Output = Result<Response<RB>, E>>,
+    RB: http_body::Body,
+{
+    type Output = Result<Response<GrpcResponseBody<RB>>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let result = ready!(this.inner.poll(cx));
+        let Some(call) = this.call.take() else {
+            // Polled after completion: a contract violation by the caller; answer, never panic.
+            return Poll::Ready(result.map(|res| res.map(|b| GrpcResponseBody::new_unrecorded(b))));
+        };
+        Poll::Ready(match result {
+            Ok(mut res) => {
+                if let Some((name, value)) = this.echo.take() {
+                    res.headers_mut().entry(name).or_insert(value);
+                }
+                Ok(wrap(call, res))
+            }
+            Err(e) => {
+                call.finish(Code::Unknown, 0, false);
+                Err(e)
+            }
+        })
+    }
+}
+
+impl<S> Layer<S> for GrpcClientLayer {
+    type Service = GrpcClient<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        GrpcClient {
+            inner,
+            layer: Arc::new(self.clone()),
+        }
+    }
+}
+
+/// The service made by [`GrpcClientLayer`].
+#[derive(Debug, Clone)]
+pub struct GrpcClient<S> {
+    inner: S,
+    layer: Arc<GrpcClientLayer>,
+}
+
+impl<S, B, RB> Service<Request<B>> for GrpcClient<S>
+where
+    S: Service<Request<B>, Response = Response<RB>>,
+    RB: http_body::Body,
+{
+    type Response = Response<GrpcResponseBody<RB>>;
+    type Error = S::Error;
+    type Future = GrpcClientFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<B>) -> Self::Future {
+        let layer = &*self.layer;
+        let start = layer.observer.now_nanos();
+        let method: Option<Box<str>> = method_of(req.uri().path()).map(Into::into);
+        let parent = req
+            .extensions()
+            .get::<TraceContext>()
+            .cloned()
+            .or_else(TraceContext::current);
+        #[cfg_attr(not(feature = "opentelemetry"), allow(unused_mut))]
+        let mut ids = SpanIds {
+            trace_id: parent
+                .as_ref()
+                .map_or_else(crate::propagation::new_trace_id, |p| p.span.trace_id),
+            span_id: crate::propagation::non_zero_span_id(),
+            sampled: parent.as_ref().map_or(true, |p| p.span.sampled),
+        };
+        let name = method.as_deref().unwrap_or(crate::labels::OTHER);
+        let span = tracing::info_span!(
+            target: "tower_observe::grpc",
+            "gRPC client request",
+            otel.name = if method.is_some() { name } else { "grpc" },
+            otel.kind = "client",
+            rpc.system.name = "grpc",
+            rpc.method = name,
+            rpc.method_original = tracing::field::Empty,
+            rpc.status_code = tracing::field::Empty,
+            server.address = req.uri().host(),
+            server.port = req.uri().port_u16(),
+            trace_id = parent.is_none().then(|| tracing::field::display(Hex(&ids.trace_id))),
+            span_id = %Hex(&ids.span_id),
+            error.type = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty,
+        );
+        #[cfg(feature = "opentelemetry")]
+        crate::propagation::otel::adopt(&span, &mut ids);
+        if layer.propagate {
+            let mut ctx = parent.unwrap_or_else(|| TraceContext::new(ids));
+            ctx.span = ids;
+            ctx.inject(req.headers_mut(), &layer.request_id_header);
+        }
+        let call = GrpcCall {
+            observer: layer.observer.clone(),
+            side: Side::Client,
+            method,
+            known_service: true,
+            start,
+            header_status: None,
+            requests: None,
+            span: span.clone(),
+            ids: Some(ids),
+        };
+        let inner = span.in_scope(|| self.inner.call(req));
+        GrpcClientFuture {
+            inner,
+            call: Some(call),
+        }
+    }
+}
+
+pin_project! {
+    /// The response future of [`GrpcClient`]. Dropped before the response (the caller gave
+    /// up), the call is recorded as `CANCELLED`.
+    pub struct GrpcClientFuture<F> {
+        #[pin]
+        inner: F,
+        call: Option<GrpcCall>,
+    }
+
+    impl<F> PinnedDrop for GrpcClientFuture<F> {
+        fn drop(this: Pin<&mut Self>) {
+            if let Some(call) = this.project().call.take() {
+                call.finish(Code::Cancelled, 0, true);
+            }
+        }
+    }
+}
+
+impl<F> std::fmt::Debug for GrpcClientFuture<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GrpcClientFuture").finish_non_exhaustive()
+    }
+}
+
+impl<F, RB, E> Future for GrpcClientFuture<F>
+where
+    F: Future<Output = Result<Response<RB>, E>>,
+    RB: http_body::Body,
+{
+    type Output = Result<Response<GrpcResponseBody<RB>>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let result = {
+            let _entered = this.call.as_ref().map(|c| c.span.enter());
+            ready!(this.inner.poll(cx))
+        };
+        let Some(call) = this.call.take() else {
+            return Poll::Ready(result.map(|res| res.map(GrpcResponseBody::new_unrecorded)));
+        };
+        Poll::Ready(match result {
+            Ok(res) => Ok(wrap(call, res)),
+            Err(e) => {
+                // No response: the transport failed (what tonic reports as UNAVAILABLE).
+                call.finish(Code::Unavailable, 0, false);
+                Err(e)
+            }
+        })
+    }
+}
