@@ -183,6 +183,13 @@ impl CacheCounters {
         }
     }
 
+    /// Zeroes the `/v1/stats` counts (not the metrics).
+    pub(crate) fn reset(&self) {
+        for c in &self.counts {
+            c.store(0, Relaxed);
+        }
+    }
+
     pub(crate) fn entry(&self) -> CacheEntry {
         let [hit, miss, stale, bypass] = self.counts.each_ref().map(|c| c.load(Relaxed));
         let lookups = hit + miss + stale;

@@ -1,5 +1,6 @@
-//! `GET /metrics` and `GET /v1/stats`, as an axum router fragment or a plain
-//! `tower::Service` for hyper (or any Tower server) without axum.
+//! `GET /metrics`, `GET /v1/stats`, `GET /health`, `GET /health/live` and (with a reset
+//! token) `POST /v1/stats/reset`, as an axum router fragment or a plain `tower::Service` for
+//! hyper (or any Tower server) without axum.
 //!
 //! ```
 //! use tower_observe::{endpoints::ObserveEndpoints, Observer};
@@ -16,7 +17,8 @@
 //! ```
 
 use std::convert::Infallible;
-use std::future::{ready, Ready};
+use std::future::Future;
+use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -35,6 +37,12 @@ pub const OPENMETRICS_TEXT: &str = "application/openmetrics-text; version=1.0.0;
 pub const METRICS_PATH: &str = "/metrics";
 /// Default path of the JSON statistics endpoint.
 pub const STATS_PATH: &str = "/v1/stats";
+/// Path of the readiness endpoint (error rate, dependency checks).
+pub const HEALTH_PATH: &str = "/health";
+/// Path of the liveness endpoint.
+pub const LIVE_PATH: &str = "/health/live";
+/// Path of the statistics reset (`POST`, bearer token), present only with a reset token.
+pub const RESET_PATH: &str = "/v1/stats/reset";
 
 /// Serves the observer's endpoints on their paths and answers 404 elsewhere.
 #[derive(Debug, Clone)]
@@ -67,22 +75,75 @@ impl ObserveEndpoints {
         self
     }
 
-    fn respond(&self, req: &http::request::Parts) -> Response<Full<Bytes>> {
-        let (method, path) = (&req.method, req.uri.path());
-        let endpoint = if path == self.metrics_path {
+    fn route(&self, path: &str) -> Option<Endpoint> {
+        Some(if path == self.metrics_path {
             Endpoint::Metrics
         } else if path == self.stats_path {
             Endpoint::Stats
+        } else if path == HEALTH_PATH && self.observer.health_enabled() {
+            Endpoint::Health
+        } else if path == LIVE_PATH && self.observer.health_enabled() {
+            Endpoint::Live
+        } else if path == RESET_PATH && self.observer.reset_enabled() {
+            Endpoint::Reset
         } else {
-            return plain(StatusCode::NOT_FOUND, "not found");
-        };
-        if method != Method::GET && method != Method::HEAD {
-            let mut res = plain(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
+            return None;
+        })
+    }
+}
+
+fn method_not_allowed(allow: &'static str) -> Response<Full<Bytes>> {
+    let mut res = plain(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
+    res.headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static(allow));
+    res
+}
+
+/// `GET /health`.
+pub(crate) async fn health_response(observer: &Observer) -> Response<Full<Bytes>> {
+    let report = observer.health().await;
+    let mut res = json(&report);
+    if res.status() == StatusCode::OK {
+        *res.status_mut() = report.http_status();
+    }
+    res
+}
+
+/// `POST /v1/stats/reset`.
+pub(crate) fn reset_response(
+    observer: &Observer,
+    authorization: Option<&HeaderValue>,
+) -> Response<Full<Bytes>> {
+    use crate::health::ResetAuth;
+    match observer.authorize_reset(authorization.map(HeaderValue::as_bytes)) {
+        None => plain(StatusCode::NOT_FOUND, "not found"),
+        Some(ResetAuth::Missing) => {
+            let mut res = plain(
+                StatusCode::UNAUTHORIZED,
+                "a bearer token is required: Authorization: Bearer <token>",
+            );
             res.headers_mut()
-                .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
-            return res;
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            res
         }
-        endpoint.respond(&self.observer, req.headers.get(header::ACCEPT))
+        Some(ResetAuth::Invalid) => plain(StatusCode::FORBIDDEN, "invalid token"),
+        Some(ResetAuth::Granted) => {
+            observer.reset_stats();
+            json(&serde_json::json!({
+                "reset": true,
+                "at": crate::time_fmt::rfc3339(observer.clock().wall()),
+            }))
+        }
+    }
+}
+
+fn json<T: serde::Serialize>(value: &T) -> Response<Full<Bytes>> {
+    match serde_json::to_vec(value) {
+        Ok(body) => with_type(Bytes::from(body), "application/json"),
+        Err(e) => plain(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &format!("could not encode the response: {e}"),
+        ),
     }
 }
 
@@ -91,6 +152,9 @@ impl ObserveEndpoints {
 pub(crate) enum Endpoint {
     Metrics,
     Stats,
+    Health,
+    Live,
+    Reset,
 }
 
 impl Endpoint {
@@ -118,13 +182,10 @@ impl Endpoint {
                      configure one with ObserverBuilder::renderer",
                 ),
             },
-            Endpoint::Stats => match serde_json::to_vec(&observer.stats()) {
-                Ok(json) => with_type(Bytes::from(json), "application/json"),
-                Err(e) => plain(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    &format!("could not encode statistics: {e}"),
-                ),
-            },
+            Endpoint::Stats => json(&observer.stats()),
+            Endpoint::Live => json(&serde_json::json!({ "status": "alive" })),
+            // Asynchronous (checks) or with a body of their own: answered by their callers.
+            Endpoint::Health | Endpoint::Reset => plain(StatusCode::NOT_FOUND, "not found"),
         }
     }
 }
@@ -171,10 +232,14 @@ fn plain(status: StatusCode, message: &str) -> Response<Full<Bytes>> {
     res
 }
 
+/// The response future of [`ObserveEndpoints`].
+pub type EndpointFuture =
+    Pin<Box<dyn Future<Output = Result<Response<Full<Bytes>>, Infallible>> + Send>>;
+
 impl<B> Service<Request<B>> for ObserveEndpoints {
     type Response = Response<Full<Bytes>>;
     type Error = Infallible;
-    type Future = Ready<Result<Self::Response, Infallible>>;
+    type Future = EndpointFuture;
 
     fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         Poll::Ready(Ok(()))
@@ -182,7 +247,21 @@ impl<B> Service<Request<B>> for ObserveEndpoints {
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let (parts, _) = req.into_parts();
-        ready(Ok(self.respond(&parts)))
+        let observer = self.observer.clone();
+        let endpoint = self.route(parts.uri.path());
+        Box::pin(async move {
+            let get = parts.method == Method::GET || parts.method == Method::HEAD;
+            Ok(match endpoint {
+                None => plain(StatusCode::NOT_FOUND, "not found"),
+                Some(Endpoint::Reset) if parts.method == Method::POST => {
+                    reset_response(&observer, parts.headers.get(header::AUTHORIZATION))
+                }
+                Some(Endpoint::Reset) => method_not_allowed("POST"),
+                Some(_) if !get => method_not_allowed("GET, HEAD"),
+                Some(Endpoint::Health) => health_response(&observer).await,
+                Some(e) => e.respond(&observer, parts.headers.get(header::ACCEPT)),
+            })
+        })
     }
 }
 
@@ -195,16 +274,20 @@ impl Observer {
 
 #[cfg(feature = "axum")]
 mod router {
-    use axum::routing::get;
+    use axum::routing::{get, post};
     use axum::Router;
     use http::{header, HeaderMap};
 
-    use super::{Endpoint, METRICS_PATH, STATS_PATH};
+    use super::{
+        health_response, reset_response, Endpoint, HEALTH_PATH, LIVE_PATH, METRICS_PATH,
+        RESET_PATH, STATS_PATH,
+    };
     use crate::Observer;
 
     impl Observer {
-        /// An axum router fragment serving `GET /metrics` and `GET /v1/stats`; merge it into
-        /// your app with `Router::merge`.
+        /// An axum router fragment serving `GET /metrics`, `GET /v1/stats`, `GET /health`,
+        /// `GET /health/live` and, when a reset token is configured, `POST /v1/stats/reset`;
+        /// merge it into your app with `Router::merge`.
         ///
         /// ```
         /// use axum::Router;
@@ -214,23 +297,54 @@ mod router {
         pub fn router<S: Clone + Send + Sync + 'static>(&self) -> Router<S> {
             let metrics = self.clone();
             let stats = self.clone();
-            Router::new()
-                .route(
-                    METRICS_PATH,
-                    get(move |headers: HeaderMap| {
-                        let observer = metrics.clone();
-                        async move {
-                            Endpoint::Metrics.respond(&observer, headers.get(header::ACCEPT))
-                        }
-                    }),
-                )
-                .route(
-                    STATS_PATH,
-                    get(move || {
-                        let observer = stats.clone();
-                        async move { Endpoint::Stats.respond(&observer, None) }
-                    }),
-                )
+            let health = self.clone();
+            let live = self.clone();
+            let mut router =
+                Router::new()
+                    .route(
+                        METRICS_PATH,
+                        get(move |headers: HeaderMap| {
+                            let observer = metrics.clone();
+                            async move {
+                                Endpoint::Metrics.respond(&observer, headers.get(header::ACCEPT))
+                            }
+                        }),
+                    )
+                    .route(
+                        STATS_PATH,
+                        get(move || {
+                            let observer = stats.clone();
+                            async move { Endpoint::Stats.respond(&observer, None) }
+                        }),
+                    );
+            if self.health_enabled() {
+                router = router
+                    .route(
+                        HEALTH_PATH,
+                        get(move || {
+                            let observer = health.clone();
+                            async move { health_response(&observer).await }
+                        }),
+                    )
+                    .route(
+                        LIVE_PATH,
+                        get(move || {
+                            let observer = live.clone();
+                            async move { Endpoint::Live.respond(&observer, None) }
+                        }),
+                    );
+            }
+            if !self.reset_enabled() {
+                return router;
+            }
+            let reset = self.clone();
+            router.route(
+                RESET_PATH,
+                post(move |headers: HeaderMap| {
+                    let observer = reset.clone();
+                    async move { reset_response(&observer, headers.get(header::AUTHORIZATION)) }
+                }),
+            )
         }
     }
 }

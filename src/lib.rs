@@ -44,6 +44,7 @@ pub mod endpoints;
 #[cfg(feature = "tonic")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tonic")))]
 pub mod grpc;
+pub mod health;
 pub mod http_metrics;
 pub mod labels;
 #[cfg(feature = "logs")]

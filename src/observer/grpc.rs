@@ -58,6 +58,14 @@ impl GrpcSeries {
         }
     }
 
+    pub(crate) fn reset(&self) {
+        for family in [&self.server_cells, &self.client_cells] {
+            for (_, cell) in family.entries() {
+                cell.reset();
+            }
+        }
+    }
+
     pub(crate) fn cells(&self, side: Side) -> Vec<(String, Arc<GrpcCell>)> {
         let family = match side {
             Side::Server => &self.server_cells,

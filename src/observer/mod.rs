@@ -11,6 +11,7 @@ mod client;
 pub(crate) mod family;
 #[cfg(feature = "tonic")]
 mod grpc;
+mod health;
 mod series;
 mod sink;
 
@@ -112,6 +113,9 @@ struct Inner {
     #[cfg(feature = "tonic")]
     grpc: grpc::GrpcSeries,
     sinks: Sinks,
+    health: crate::health::HealthOptions,
+    service_version: Option<String>,
+    reset_token: Option<String>,
     recording_failures: AtomicU64,
     request_id_rejected: OnceLock<Counter>,
 }
@@ -204,14 +208,28 @@ impl Observer {
         self.registry().map(Registry::render)
     }
 
-    /// The statistics served at `/v1/stats`, as of now.
-    pub fn stats(&self) -> StatsSnapshot {
-        let elapsed = self
-            .inner
+    /// Seconds since the observer started.
+    pub(crate) fn elapsed_seconds(&self) -> f64 {
+        self.inner
             .clock
             .now_nanos()
             .saturating_sub(self.inner.started) as f64
-            / 1e9;
+            / 1e9
+    }
+
+    /// Whether `/health` and `/health/live` are served.
+    pub(crate) fn health_enabled(&self) -> bool {
+        self.inner.health.enabled
+    }
+
+    /// Whether `POST /v1/stats/reset` is enabled.
+    pub(crate) fn reset_enabled(&self) -> bool {
+        self.inner.reset_token.is_some()
+    }
+
+    /// The statistics served at `/v1/stats`, as of now.
+    pub fn stats(&self) -> StatsSnapshot {
+        let elapsed = self.elapsed_seconds();
         let mut snapshot = self
             .inner
             .stats
@@ -489,6 +507,9 @@ pub struct ObserverBuilder {
     dimensions: Vec<String>,
     max_label_sets: usize,
     sinks: Vec<Arc<dyn RecordSink>>,
+    health: crate::health::HealthOptions,
+    service_version: Option<String>,
+    reset_token: Option<String>,
 }
 
 impl fmt::Debug for ObserverBuilder {
@@ -511,6 +532,9 @@ impl Default for ObserverBuilder {
             dimensions: Vec::new(),
             max_label_sets: crate::registry::DEFAULT_MAX_LABEL_SETS,
             sinks: Vec::new(),
+            health: crate::health::HealthOptions::new(),
+            service_version: None,
+            reset_token: None,
         }
     }
 }
@@ -573,6 +597,26 @@ impl ObserverBuilder {
     /// The time source (a [`ManualClock`](crate::clock::ManualClock) in tests).
     pub fn clock(mut self, clock: impl Into<Clock>) -> Self {
         self.clock = clock.into();
+        self
+    }
+
+    /// Health thresholds and dependency checks for `GET /health`.
+    pub fn health(mut self, options: crate::health::HealthOptions) -> Self {
+        self.health = options;
+        self
+    }
+
+    /// The service's version, reported by `GET /health` (e.g. `env!("CARGO_PKG_VERSION")`).
+    pub fn service_version(mut self, version: impl Into<String>) -> Self {
+        self.service_version = Some(version.into());
+        self
+    }
+
+    /// Enables `POST /v1/stats/reset`, allowed only with `Authorization: Bearer <token>`.
+    /// Without a token the route does not exist. An empty token is ignored.
+    pub fn reset_token(mut self, token: impl Into<String>) -> Self {
+        let token = token.into();
+        self.reset_token = (!token.is_empty()).then_some(token);
         self
     }
 
@@ -649,6 +693,9 @@ impl ObserverBuilder {
                 #[cfg(feature = "tonic")]
                 grpc: grpc::GrpcSeries::new(self.max_label_sets),
                 sinks: Sinks(self.sinks.into_boxed_slice()),
+                health: self.health,
+                service_version: self.service_version,
+                reset_token: self.reset_token,
                 recording_failures: AtomicU64::new(0),
                 request_id_rejected: OnceLock::new(),
             }),

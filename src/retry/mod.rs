@@ -152,6 +152,19 @@ impl RetryTarget {
         }
     }
 
+    /// Zeroes the `/v1/stats` counts (not the metrics).
+    pub(crate) fn reset(&self) {
+        self.logical.store(0, Relaxed);
+        self.attempts.store(0, Relaxed);
+        self.exhausted.count.store(0, Relaxed);
+        for (_, c) in self.reasons.entries() {
+            c.count.store(0, Relaxed);
+        }
+        for (_, c) in self.failovers.entries() {
+            c.count.store(0, Relaxed);
+        }
+    }
+
     pub(crate) fn entry(&self) -> RetryEntry {
         let logical = self.logical.load(Relaxed);
         let attempts = self.attempts.load(Relaxed);

@@ -21,6 +21,13 @@ impl GrpcCell {
         self.codes[code as usize].fetch_add(1, Relaxed);
     }
 
+    pub(crate) fn reset(&self) {
+        self.cell.reset();
+        for c in &self.codes {
+            c.store(0, Relaxed);
+        }
+    }
+
     pub(crate) fn entry(&self, elapsed: f64) -> GrpcMethodEntry {
         let mut data = CellData::default();
         self.cell.read_into(&mut data, elapsed);

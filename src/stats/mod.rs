@@ -45,6 +45,8 @@ pub(crate) struct StatsCell {
     aborted: AtomicU64,
     status_classes: [AtomicU64; 5],
     rate: rate::RateWindow,
+    /// Failures only, for the recent error rate of `/health` (successes cost nothing extra).
+    failure_rate: rate::RateWindow,
 }
 
 impl StatsCell {
@@ -55,6 +57,7 @@ impl StatsCell {
             Outcome::Success => {}
             Outcome::Failure => {
                 self.errors.fetch_add(1, Relaxed);
+                self.failure_rate.record(second);
             }
             Outcome::Aborted => {
                 self.aborted.fetch_add(1, Relaxed);
@@ -65,6 +68,18 @@ impl StatsCell {
                 c.fetch_add(1, Relaxed);
             }
         }
+    }
+
+    /// Zeroes the cell in place (series caches keep their handles to it).
+    pub(crate) fn reset(&self) {
+        self.latency.reset();
+        self.errors.store(0, Relaxed);
+        self.aborted.store(0, Relaxed);
+        for c in &self.status_classes {
+            c.store(0, Relaxed);
+        }
+        self.rate.reset();
+        self.failure_rate.reset();
     }
 
     /// Adds this cell's current contents to `data`.
@@ -158,6 +173,31 @@ impl Stats {
             .entry(upstream.to_owned())
             .or_default()
             .clone()
+    }
+
+    /// Requests and failures of the last minute, over every route.
+    pub(crate) fn recent(&self, elapsed: f64) -> (u64, u64) {
+        crate::sync::read(&self.routes)
+            .values()
+            .fold((0, 0), |(all, failed), cell| {
+                (
+                    all + cell.rate.total(elapsed),
+                    failed + cell.failure_rate.total(elapsed),
+                )
+            })
+    }
+
+    /// Zeroes every route, dimension and upstream cell.
+    pub(crate) fn reset(&self) {
+        for cell in crate::sync::read(&self.routes).values() {
+            cell.reset();
+        }
+        for cell in crate::sync::read(&self.dimensions).values() {
+            cell.reset();
+        }
+        for cell in crate::sync::read(&self.upstreams).values() {
+            cell.reset();
+        }
     }
 
     pub(crate) fn snapshot(&self, elapsed: f64, started_at: String) -> StatsSnapshot {

@@ -40,6 +40,25 @@ impl RateWindow {
 
     /// Events per second over the last minute (or since start, if that is shorter).
     /// `elapsed` is the time since the observer started, in seconds.
+    /// Empties the window.
+    pub(crate) fn reset(&self) {
+        for slot in &self.slots {
+            slot.store(u64::MAX, Relaxed);
+        }
+    }
+
+    /// Events in the last [`WINDOW_SECS`] seconds (including the current one).
+    pub(crate) fn total(&self, elapsed: f64) -> u64 {
+        let now = elapsed.max(0.0) as u64;
+        let oldest = now.saturating_sub(WINDOW_SECS - 1);
+        self.slots
+            .iter()
+            .map(|slot| slot.load(Relaxed))
+            .filter(|v| *v != u64::MAX && (oldest..=now).contains(&(v >> 32)))
+            .map(|v| v & 0xFFFF_FFFF)
+            .sum()
+    }
+
     pub(crate) fn per_second(&self, elapsed: f64) -> f64 {
         let now = elapsed.max(0.0) as u64;
         let oldest = now.saturating_sub(WINDOW_SECS - 1);

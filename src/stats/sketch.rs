@@ -63,6 +63,19 @@ fn representative(slot: usize, sub: usize) -> f64 {
 }
 
 impl LatencySketch {
+    /// Empties the sketch in place (handles to it stay valid). A recording racing with the
+    /// reset may survive it in part (its bucket but not its sum); that is the only skew.
+    pub(crate) fn reset(&self) {
+        self.sum_micros.store(0, Relaxed);
+        self.min_nanos.store(u64::MAX, Relaxed);
+        self.max_nanos.store(0, Relaxed);
+        for octave in self.slots.iter().filter_map(OnceLock::get) {
+            for c in octave.iter() {
+                c.store(0, Relaxed);
+            }
+        }
+    }
+
     #[inline]
     pub(crate) fn record(&self, nanos: u64) {
         self.sum_micros.fetch_add((nanos + 500) / 1000, Relaxed);
