@@ -41,6 +41,8 @@ pub const STATS_PATH: &str = "/v1/stats";
 pub const HEALTH_PATH: &str = "/health";
 /// Path of the liveness endpoint.
 pub const LIVE_PATH: &str = "/health/live";
+/// Path of the history query (feature `history`, when configured).
+pub const HISTORY_PATH: &str = "/v1/stats/history";
 /// Path of the statistics reset (`POST`, bearer token), present only with a reset token.
 pub const RESET_PATH: &str = "/v1/stats/reset";
 
@@ -86,6 +88,8 @@ impl ObserveEndpoints {
             Endpoint::Live
         } else if path == RESET_PATH && self.observer.reset_enabled() {
             Endpoint::Reset
+        } else if path == HISTORY_PATH && history_enabled(&self.observer) {
+            Endpoint::History
         } else {
             return None;
         })
@@ -137,6 +141,44 @@ pub(crate) fn reset_response(
     }
 }
 
+fn history_enabled(observer: &Observer) -> bool {
+    #[cfg(feature = "history")]
+    return observer.history().is_some();
+    #[cfg(not(feature = "history"))]
+    {
+        let _ = observer;
+        false
+    }
+}
+
+/// `GET /v1/stats/history`: JSON, or CSV with `format=csv` or `Accept: text/csv`.
+pub(crate) fn history_response(
+    observer: &Observer,
+    query: Option<&str>,
+    accept: Option<&HeaderValue>,
+) -> Response<Full<Bytes>> {
+    #[cfg(feature = "history")]
+    if let Some(history) = observer.history() {
+        let wants_csv = accept
+            .and_then(|a| a.to_str().ok())
+            .is_some_and(|a| a.to_ascii_lowercase().contains("text/csv"));
+        return match history.query_str(query, wants_csv) {
+            Ok(answer) if answer.csv => with_type(
+                Bytes::from(answer.response.to_csv()),
+                "text/csv; charset=utf-8",
+            ),
+            Ok(answer) => json(&answer.response),
+            Err(crate::history::QueryError::Storage(e)) => plain(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &format!("history unavailable: {e}"),
+            ),
+            Err(e) => plain(StatusCode::BAD_REQUEST, &e.to_string()),
+        };
+    }
+    let _ = (observer, query, accept);
+    plain(StatusCode::NOT_FOUND, "not found")
+}
+
 fn json<T: serde::Serialize>(value: &T) -> Response<Full<Bytes>> {
     match serde_json::to_vec(value) {
         Ok(body) => with_type(Bytes::from(body), "application/json"),
@@ -155,6 +197,7 @@ pub(crate) enum Endpoint {
     Health,
     Live,
     Reset,
+    History,
 }
 
 impl Endpoint {
@@ -185,7 +228,9 @@ impl Endpoint {
             Endpoint::Stats => json(&observer.stats()),
             Endpoint::Live => json(&serde_json::json!({ "status": "alive" })),
             // Asynchronous (checks) or with a body of their own: answered by their callers.
-            Endpoint::Health | Endpoint::Reset => plain(StatusCode::NOT_FOUND, "not found"),
+            Endpoint::Health | Endpoint::Reset | Endpoint::History => {
+                plain(StatusCode::NOT_FOUND, "not found")
+            }
         }
     }
 }
@@ -259,6 +304,11 @@ impl<B> Service<Request<B>> for ObserveEndpoints {
                 Some(Endpoint::Reset) => method_not_allowed("POST"),
                 Some(_) if !get => method_not_allowed("GET, HEAD"),
                 Some(Endpoint::Health) => health_response(&observer).await,
+                Some(Endpoint::History) => history_response(
+                    &observer,
+                    parts.uri.query(),
+                    parts.headers.get(header::ACCEPT),
+                ),
                 Some(e) => e.respond(&observer, parts.headers.get(header::ACCEPT)),
             })
         })
@@ -279,8 +329,8 @@ mod router {
     use http::{header, HeaderMap};
 
     use super::{
-        health_response, reset_response, Endpoint, HEALTH_PATH, LIVE_PATH, METRICS_PATH,
-        RESET_PATH, STATS_PATH,
+        health_response, history_enabled, history_response, reset_response, Endpoint, HEALTH_PATH,
+        HISTORY_PATH, LIVE_PATH, METRICS_PATH, RESET_PATH, STATS_PATH,
     };
     use crate::Observer;
 
@@ -333,6 +383,18 @@ mod router {
                             async move { Endpoint::Live.respond(&observer, None) }
                         }),
                     );
+            }
+            if history_enabled(self) {
+                let history = self.clone();
+                router = router.route(
+                    HISTORY_PATH,
+                    get(move |uri: http::Uri, headers: HeaderMap| {
+                        let observer = history.clone();
+                        async move {
+                            history_response(&observer, uri.query(), headers.get(header::ACCEPT))
+                        }
+                    }),
+                );
             }
             if !self.reset_enabled() {
                 return router;

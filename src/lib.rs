@@ -45,6 +45,9 @@ pub mod endpoints;
 #[cfg_attr(docsrs, doc(cfg(feature = "tonic")))]
 pub mod grpc;
 pub mod health;
+#[cfg(feature = "history")]
+#[cfg_attr(docsrs, doc(cfg(feature = "history")))]
+pub mod history;
 pub mod http_metrics;
 pub mod labels;
 #[cfg(feature = "logs")]

@@ -45,6 +45,8 @@ pub const RPC_SERVER_RESPONSES_PER_RPC: &str = "rpc_server_responses_per_rpc";
 pub const RPC_CLIENT_RESPONSES_PER_RPC: &str = "rpc_client_responses_per_rpc";
 /// `POST /v1/stats/reset` requests refused, by reason (`missing`, `invalid` token).
 pub const STATS_RESET_REJECTED: &str = "tower_observe_stats_reset_rejected_total";
+/// History writes that failed (the data is kept in memory and retried).
+pub const HISTORY_WRITE_ERRORS: &str = "tower_observe_history_write_errors_total";
 /// Incoming request IDs that were invalid and replaced by a fresh one.
 pub const REQUEST_ID_REJECTED: &str = "tower_observe_request_id_rejected_total";
 /// Recordings folded into an `_OTHER` series by the cardinality limit.

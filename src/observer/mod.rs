@@ -116,6 +116,8 @@ struct Inner {
     health: crate::health::HealthOptions,
     service_version: Option<String>,
     reset_token: Option<String>,
+    #[cfg(feature = "history")]
+    history: Option<crate::history::History>,
     recording_failures: AtomicU64,
     request_id_rejected: OnceLock<Counter>,
 }
@@ -215,6 +217,12 @@ impl Observer {
             .now_nanos()
             .saturating_sub(self.inner.started) as f64
             / 1e9
+    }
+
+    /// The request history, when configured (feature `history`).
+    #[cfg(feature = "history")]
+    pub fn history(&self) -> Option<&crate::history::History> {
+        self.inner.history.as_ref()
     }
 
     /// Whether `/health` and `/health/live` are served.
@@ -510,6 +518,8 @@ pub struct ObserverBuilder {
     health: crate::health::HealthOptions,
     service_version: Option<String>,
     reset_token: Option<String>,
+    #[cfg(feature = "history")]
+    history: Option<crate::history::HistoryOptions>,
 }
 
 impl fmt::Debug for ObserverBuilder {
@@ -535,6 +545,8 @@ impl Default for ObserverBuilder {
             health: crate::health::HealthOptions::new(),
             service_version: None,
             reset_token: None,
+            #[cfg(feature = "history")]
+            history: None,
         }
     }
 }
@@ -620,6 +632,14 @@ impl ObserverBuilder {
         self
     }
 
+    /// Keeps request history with rollups and retention, served at `GET /v1/stats/history`
+    /// (feature `history`; see [`crate::history`]).
+    #[cfg(feature = "history")]
+    pub fn history(mut self, options: crate::history::HistoryOptions) -> Self {
+        self.history = Some(options);
+        self
+    }
+
     /// Adds a consumer of finished requests.
     pub fn sink(mut self, sink: Arc<dyn RecordSink>) -> Self {
         self.sinks.push(sink);
@@ -627,7 +647,8 @@ impl ObserverBuilder {
     }
 
     /// Builds the observer.
-    pub fn build(self) -> Result<Observer, BuildError> {
+    #[cfg_attr(not(feature = "history"), allow(unused_mut))]
+    pub fn build(mut self) -> Result<Observer, BuildError> {
         const RESERVED: [&str; 5] = [
             names::HTTP_REQUEST_METHOD,
             names::HTTP_ROUTE,
@@ -672,10 +693,20 @@ impl ObserverBuilder {
             BackendChoice::Recorder(r) => Backend::Recorder(r),
             BackendChoice::Global => Backend::Global,
         };
+        #[cfg(feature = "history")]
+        let history = self.history.map(|options| {
+            let history = crate::history::History::open(
+                options,
+                self.clock.clone(),
+                dimension_keys.clone().into_boxed_slice(),
+            );
+            self.sinks.push(Arc::new(history.clone()));
+            history
+        });
         self.clock.warm_up();
         let started = self.clock.now_nanos();
         let started_wall = self.clock.wall();
-        Ok(Observer {
+        let observer = Observer {
             inner: Arc::new(Inner {
                 backend,
                 renderer: self.renderer,
@@ -696,10 +727,29 @@ impl ObserverBuilder {
                 health: self.health,
                 service_version: self.service_version,
                 reset_token: self.reset_token,
+                #[cfg(feature = "history")]
+                history,
                 recording_failures: AtomicU64::new(0),
                 request_id_rejected: OnceLock::new(),
             }),
-        })
+        };
+        #[cfg(feature = "history")]
+        if let Some(history) = observer.history() {
+            observer.with_source(|source| {
+                source.with(&mut |r| {
+                    r.describe_counter(
+                        names::HISTORY_WRITE_ERRORS.into(),
+                        None,
+                        "History writes that failed (kept in memory and retried).".into(),
+                    );
+                });
+                history.set_error_counter(family::counter(
+                    source,
+                    &Key::from_name(names::HISTORY_WRITE_ERRORS),
+                ));
+            });
+        }
+        Ok(observer)
     }
 }
 

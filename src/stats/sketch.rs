@@ -139,7 +139,64 @@ impl Default for SketchData {
     }
 }
 
+// Single-threaded recording and the byte encoding serve the history store.
+#[cfg_attr(not(feature = "history"), allow(dead_code))]
 impl SketchData {
+    /// Adds one value (for single-threaded aggregation, such as history rollups).
+    pub(crate) fn record(&mut self, nanos: u64) {
+        self.count += 1;
+        self.sum_micros += (nanos + 500) / 1000;
+        self.min_nanos = self.min_nanos.min(nanos);
+        self.max_nanos = self.max_nanos.max(nanos);
+        let (slot, sub) = position(nanos);
+        *self.buckets.entry((slot * SUB + sub) as u16).or_default() += 1;
+    }
+
+    /// Values recorded.
+    pub(crate) fn count(&self) -> u64 {
+        self.count
+    }
+
+    /// Appends a compact encoding (LEB128 varints; bucket indexes delta-coded).
+    pub(crate) fn encode(&self, out: &mut Vec<u8>) {
+        for v in [
+            self.count,
+            self.sum_micros,
+            self.min_nanos,
+            self.max_nanos,
+            self.buckets.len() as u64,
+        ] {
+            put_varint(out, v);
+        }
+        let mut previous = 0u16;
+        for (&index, &count) in &self.buckets {
+            put_varint(out, u64::from(index - previous));
+            put_varint(out, count);
+            previous = index;
+        }
+    }
+
+    /// Reads what [`encode`](Self::encode) wrote, advancing `input`; `None` if malformed.
+    pub(crate) fn decode(input: &mut &[u8]) -> Option<Self> {
+        let mut next = || get_varint(input);
+        let (count, sum_micros, min_nanos, max_nanos, n) =
+            (next()?, next()?, next()?, next()?, next()?);
+        let mut buckets = std::collections::BTreeMap::new();
+        let mut index = 0u64;
+        for _ in 0..n.min(SLOTS as u64 * SUB as u64) {
+            index += get_varint(input)?;
+            let count = get_varint(input)?;
+            buckets.insert(u16::try_from(index).ok()?, count);
+        }
+        Some(Self {
+            count,
+            sum_micros,
+            min_nanos,
+            max_nanos,
+            buckets,
+        })
+    }
+
     /// Merges `other` into `self`.
     pub(crate) fn merge(&mut self, other: &SketchData) {
         self.count += other.count;
@@ -187,6 +244,29 @@ impl SketchData {
     }
 }
 
+#[cfg_attr(not(feature = "history"), allow(dead_code))]
+pub(crate) fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+#[cfg_attr(not(feature = "history"), allow(dead_code))]
+pub(crate) fn get_varint(input: &mut &[u8]) -> Option<u64> {
+    let mut v = 0u64;
+    for shift in (0..64).step_by(7) {
+        let (&b, rest) = input.split_first()?;
+        *input = rest;
+        v |= u64::from(b & 0x7f) << shift;
+        if b < 0x80 {
+            return Some(v);
+        }
+    }
+    None
+}
+
 /// One read of a [`LatencySketch`].
 #[derive(Debug, Clone)]
 pub(crate) struct Summary {
@@ -200,6 +280,25 @@ pub(crate) struct Summary {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn encoding_round_trips_and_merges() {
+        let mut a = SketchData::default();
+        for v in [0u64, 63, 64, 1_000, 12_345_678, u64::MAX / 3] {
+            a.record(v);
+        }
+        let mut bytes = Vec::new();
+        a.encode(&mut bytes);
+        let mut input = &bytes[..];
+        let b = SketchData::decode(&mut input).unwrap();
+        assert!(input.is_empty());
+        assert_eq!(
+            (b.count, b.sum_micros, b.min_nanos, b.max_nanos),
+            (a.count, a.sum_micros, a.min_nanos, a.max_nanos)
+        );
+        assert_eq!(b.buckets, a.buckets);
+        assert!(SketchData::decode(&mut &bytes[..bytes.len() - 1]).is_none());
+    }
 
     fn exact_quantile(sorted: &[u64], q: f64) -> f64 {
         let rank = ((q * sorted.len() as f64).ceil() as usize).max(1);

@@ -1,0 +1,446 @@
+//! `GET /v1/stats/history`: parameters, limits, and the JSON and CSV answers.
+
+use std::collections::BTreeMap;
+use std::fmt::{self, Write as _};
+use std::time::{Duration, UNIX_EPOCH};
+
+use serde::Serialize;
+
+use super::{lock, split_series, Agg, History, Resolution};
+use crate::stats::LatencyMs;
+
+/// A parsed history query.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct HistoryQuery {
+    /// Start (Unix seconds, inclusive; rounded down to the step).
+    pub from: u64,
+    /// End (Unix seconds, exclusive).
+    pub to: u64,
+    /// Bucket width.
+    pub step: Resolution,
+    /// Only this route template.
+    pub route: Option<String>,
+    /// Only this method.
+    pub method: Option<String>,
+    /// Only this status class (`2xx`, …, `none`).
+    pub status_class: Option<String>,
+    /// Only these dimension values.
+    pub dimensions: Vec<(String, String)>,
+    /// CSV instead of JSON.
+    pub csv: bool,
+}
+
+/// Why a query was refused (a 400, with this text).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum QueryError {
+    /// A parameter could not be parsed.
+    BadParameter(String),
+    /// A parameter that is neither a filter nor a configured dimension.
+    UnknownParameter(String),
+    /// The range holds more points than allowed.
+    TooManyPoints {
+        /// Points the range and step would give.
+        requested: u64,
+        /// The limit.
+        limit: usize,
+    },
+    /// The store could not be read.
+    Storage(String),
+}
+
+impl fmt::Display for QueryError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            QueryError::BadParameter(m) => f.write_str(m),
+            QueryError::UnknownParameter(p) => write!(
+                f,
+                "unknown parameter {p:?}: use from, to, step, route, method, status_class, format or a configured dimension"
+            ),
+            QueryError::TooManyPoints { requested, limit } => write!(
+                f,
+                "the range holds {requested} points at this step; the limit is {limit}: use a coarser step (1m, 5m, 1h, 1d) or a shorter range"
+            ),
+            QueryError::Storage(e) => write!(f, "history could not be read: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for QueryError {}
+
+/// Decodes `application/x-www-form-urlencoded` text (`+` and `%XX`); `None` if malformed.
+fn decode(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 2;
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).ok()
+}
+
+/// Unix seconds from an RFC 3339 timestamp (`2026-11-23T10:00:00Z`, offsets and fractions
+/// allowed) or an integer.
+pub(crate) fn parse_time(text: &str) -> Option<u64> {
+    if let Ok(secs) = text.parse::<u64>() {
+        return Some(secs);
+    }
+    let b = text.as_bytes();
+    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<i64> {
+        let s = text.get(r)?;
+        s.bytes()
+            .all(|c| c.is_ascii_digit())
+            .then(|| s.parse().ok())?
+    };
+    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if b[13] != b':'
+        || b[16] != b':'
+        || !(1..=12).contains(&month)
+        || !(1..=31).contains(&day)
+        || hour > 23
+        || minute > 59
+        || second > 60
+    {
+        return None;
+    }
+    let mut rest = &text[19..];
+    if let Some(frac) = rest.strip_prefix('.') {
+        let digits = frac.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 {
+            return None;
+        }
+        rest = &frac[digits..];
+    }
+    let offset = match rest {
+        "Z" | "z" => 0,
+        _ => {
+            let sign = match rest.as_bytes().first()? {
+                b'+' => 1,
+                b'-' => -1,
+                _ => return None,
+            };
+            let o = rest.get(1..)?;
+            if o.len() != 5 || o.as_bytes()[2] != b':' {
+                return None;
+            }
+            let (h, m): (i64, i64) = (o[..2].parse().ok()?, o[3..].parse().ok()?);
+            sign * (h * 3600 + m * 60)
+        }
+    };
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs = days * 86_400 + hour * 3600 + minute * 60 + second - offset;
+    u64::try_from(secs).ok()
+}
+
+impl HistoryQuery {
+    /// Parses a query string. Defaults: `to` = now, `from` = `to` − 1 h, `step` = `1m`.
+    pub(crate) fn parse(
+        query: Option<&str>,
+        wants_csv: bool,
+        now: u64,
+        dimension_keys: &[std::sync::Arc<str>],
+        max_points: usize,
+    ) -> Result<HistoryQuery, QueryError> {
+        let (mut from, mut to, mut step) = (None, None, Resolution::Minute);
+        let mut q = HistoryQuery {
+            from: 0,
+            to: 0,
+            step,
+            route: None,
+            method: None,
+            status_class: None,
+            dimensions: Vec::new(),
+            csv: wants_csv,
+        };
+        for pair in query
+            .unwrap_or_default()
+            .split('&')
+            .filter(|p| !p.is_empty())
+        {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            let bad = || QueryError::BadParameter(format!("{k}: cannot decode {v:?}"));
+            let (k, v) = (decode(k).ok_or_else(bad)?, decode(v).ok_or_else(bad)?);
+            let time = |v: &str| {
+                parse_time(v).ok_or_else(|| {
+                    QueryError::BadParameter(format!(
+                        "{k}={v:?}: expected RFC 3339 (2026-11-23T10:00:00Z) or Unix seconds"
+                    ))
+                })
+            };
+            match k.as_str() {
+                "from" => from = Some(time(&v)?),
+                "to" => to = Some(time(&v)?),
+                "step" => {
+                    step = Resolution::parse(&v).ok_or_else(|| {
+                        QueryError::BadParameter(format!("step={v:?}: expected 1m, 5m, 1h or 1d"))
+                    })?
+                }
+                "route" => q.route = Some(v),
+                "method" => q.method = Some(v.to_ascii_uppercase()),
+                "status_class" => q.status_class = Some(v.to_ascii_lowercase()),
+                "format" => match v.as_str() {
+                    "csv" => q.csv = true,
+                    "json" => q.csv = false,
+                    _ => {
+                        return Err(QueryError::BadParameter(format!(
+                            "format={v:?}: expected json or csv"
+                        )))
+                    }
+                },
+                key if dimension_keys.iter().any(|d| **d == *key) => {
+                    q.dimensions.push((k.clone(), v))
+                }
+                _ => return Err(QueryError::UnknownParameter(k)),
+            }
+        }
+        let to = to.unwrap_or(now + 1);
+        let from = from.unwrap_or(to.saturating_sub(3600));
+        if from >= to {
+            return Err(QueryError::BadParameter(format!(
+                "from ({from}) must be before to ({to})"
+            )));
+        }
+        let from = from - from % step.seconds();
+        let requested = (to - from).div_ceil(step.seconds());
+        if requested > max_points as u64 {
+            return Err(QueryError::TooManyPoints {
+                requested,
+                limit: max_points,
+            });
+        }
+        q.from = from;
+        q.to = to;
+        q.step = step;
+        Ok(q)
+    }
+
+    fn matches(&self, series: &str) -> bool {
+        let Some(parts) = split_series(series) else {
+            return false;
+        };
+        allows(self.route.as_deref(), parts.route)
+            && allows(self.method.as_deref(), parts.method)
+            && allows(self.status_class.as_deref(), parts.status_class)
+            && self
+                .dimensions
+                .iter()
+                .all(|(k, v)| parts.dims.iter().any(|(dk, dv)| dk == k && dv == v))
+    }
+}
+
+/// A filter passes `value` when absent or equal.
+fn allows(filter: Option<&str>, value: &str) -> bool {
+    filter.map_or(true, |f| f == value)
+}
+
+/// One bucket of a history answer: all matching series merged.
+#[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
+pub struct HistoryPoint {
+    /// Bucket start, RFC 3339.
+    pub time: String,
+    /// Bucket start, Unix seconds.
+    pub unix: u64,
+    /// Requests in the bucket.
+    pub requests: u64,
+    /// Failed requests.
+    pub errors: u64,
+    /// `errors / requests`.
+    pub error_rate: f64,
+    /// Latency: exact min, avg, max; percentiles within the sketch's error.
+    pub latency_ms: Option<LatencyMs>,
+}
+
+/// The answer to a history query (JSON form).
+#[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
+pub struct HistoryResponse {
+    /// Range start (RFC 3339), rounded down to the step.
+    pub from: String,
+    /// Range end (RFC 3339, exclusive).
+    pub to: String,
+    /// `1m`, `5m`, `1h` or `1d`.
+    pub step: &'static str,
+    /// Bound on the percentiles' relative error.
+    pub latency_relative_error: f64,
+    /// Buckets that hold requests, oldest first (empty buckets are left out).
+    pub points: Vec<HistoryPoint>,
+}
+
+fn rfc3339(secs: u64) -> String {
+    crate::time_fmt::rfc3339(UNIX_EPOCH + Duration::from_secs(secs))
+}
+
+impl HistoryResponse {
+    /// CSV with a header line: `time,unix,requests,errors,error_rate,min_ms,avg_ms,p50_ms,p95_ms,p99_ms,max_ms`.
+    pub fn to_csv(&self) -> String {
+        let mut out = String::from(
+            "time,unix,requests,errors,error_rate,min_ms,avg_ms,p50_ms,p95_ms,p99_ms,max_ms\n",
+        );
+        for p in &self.points {
+            let _ = write!(
+                out,
+                "{},{},{},{},{}",
+                p.time, p.unix, p.requests, p.errors, p.error_rate
+            );
+            match &p.latency_ms {
+                Some(l) => {
+                    for v in [l.min, l.avg, l.p50, l.p95, l.p99, l.max] {
+                        let _ = write!(out, ",{v}");
+                    }
+                }
+                None => out.push_str(",,,,,,"),
+            }
+            out.push('\n');
+        }
+        out
+    }
+}
+
+impl History {
+    /// Answers a parsed query from the stored buckets and the minutes not yet flushed.
+    pub fn query(&self, q: &HistoryQuery) -> Result<HistoryResponse, QueryError> {
+        let mut buckets: BTreeMap<u64, Agg> = BTreeMap::new();
+        lock(&self.shared.store)
+            .scan(q.step, q.from, q.to, |bucket, series, agg| {
+                if q.matches(series) {
+                    buckets.entry(bucket).or_default().merge(&agg);
+                }
+            })
+            .map_err(|e| QueryError::Storage(e.to_string()))?;
+        for ((minute, series), agg) in lock(&self.shared.pending).iter() {
+            let bucket = minute - minute % q.step.seconds();
+            if (q.from..q.to).contains(&bucket) && q.matches(series) {
+                buckets.entry(bucket).or_default().merge(agg);
+            }
+        }
+        let points = buckets
+            .into_iter()
+            .filter(|(_, agg)| agg.requests() > 0)
+            .map(|(unix, agg)| {
+                let requests = agg.requests();
+                HistoryPoint {
+                    time: rfc3339(unix),
+                    unix,
+                    requests,
+                    errors: agg.errors,
+                    error_rate: agg.errors as f64 / requests as f64,
+                    latency_ms: agg
+                        .latency
+                        .summary(&[0.5, 0.95, 0.99])
+                        .map(|s| LatencyMs::from_summary(&s)),
+                }
+            })
+            .collect();
+        Ok(HistoryResponse {
+            from: rfc3339(q.from),
+            to: rfc3339(q.to),
+            step: q.step.as_str(),
+            latency_relative_error: crate::stats::LATENCY_RELATIVE_ERROR,
+            points,
+        })
+    }
+
+    /// Parses and answers a query string (what the endpoint does).
+    pub fn query_str(
+        &self,
+        query: Option<&str>,
+        wants_csv: bool,
+    ) -> Result<HistoryQueryAnswer, QueryError> {
+        let q = HistoryQuery::parse(
+            query,
+            wants_csv,
+            self.shared.now_seconds(),
+            self.dimension_keys(),
+            self.shared.options.max_points,
+        )?;
+        Ok(HistoryQueryAnswer {
+            csv: q.csv,
+            response: self.query(&q)?,
+        })
+    }
+}
+
+/// A query's answer and the format it asked for.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct HistoryQueryAnswer {
+    /// Render as CSV.
+    pub csv: bool,
+    /// The data.
+    pub response: HistoryResponse,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times() {
+        assert_eq!(parse_time("1700000000"), Some(1_700_000_000));
+        assert_eq!(parse_time("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(parse_time("2026-11-23T10:00:00Z"), Some(1_795_428_000));
+        assert_eq!(
+            parse_time("2026-11-23T11:30:00.250+01:30"),
+            Some(1_795_428_000)
+        );
+        assert_eq!(parse_time("2000-02-29T12:00:00Z"), Some(951_825_600));
+        for bad in [
+            "",
+            "yesterday",
+            "2026-13-01T00:00:00Z",
+            "2026-11-23",
+            "2026-11-23T10:00:00",
+            "2026-11-23T10:00:00+1",
+        ] {
+            assert_eq!(parse_time(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn limits_and_errors() {
+        let dims: Vec<std::sync::Arc<str>> = vec!["model".into()];
+        let parse = |q: &str| HistoryQuery::parse(Some(q), false, 1_800_000_000, &dims, 10_000);
+        assert!(matches!(
+            parse("from=0&to=1800000000&step=1m"),
+            Err(QueryError::TooManyPoints { limit: 10_000, .. })
+        ));
+        assert!(parse("from=1000000000&to=1800000000&step=1d").is_ok());
+        assert!(matches!(parse("step=2m"), Err(QueryError::BadParameter(_))));
+        assert!(matches!(
+            parse("colour=red"),
+            Err(QueryError::UnknownParameter(_))
+        ));
+        assert!(matches!(
+            parse("from=10&to=5"),
+            Err(QueryError::BadParameter(_))
+        ));
+        let q = parse("route=%2Fusers%2F%7Bid%7D&model=gpt&format=csv&method=get").unwrap();
+        assert_eq!(q.route.as_deref(), Some("/users/{id}"));
+        assert_eq!(q.method.as_deref(), Some("GET"));
+        assert_eq!(q.dimensions, vec![("model".to_owned(), "gpt".to_owned())]);
+        assert!(q.csv);
+        assert_eq!((q.from, q.to), (1_799_996_400, 1_800_000_001));
+    }
+}
