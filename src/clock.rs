@@ -58,7 +58,7 @@ impl Clock {
     }
 
     /// The current wall-clock time.
-    pub(crate) fn wall(&self) -> SystemTime {
+    pub fn wall(&self) -> SystemTime {
         match &self.manual {
             None => SystemTime::now(),
             Some(m) => m.shared.wall_base + Duration::from_nanos(m.elapsed_nanos()),
