@@ -158,6 +158,18 @@ impl HistoryOptions {
     }
 }
 
+/// Buckets stored at one resolution; see [`History::storage_stats`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StorageStats {
+    /// The resolution.
+    pub resolution: Resolution,
+    /// Buckets (series × periods).
+    pub buckets: u64,
+    /// Their key and encoded value bytes (the file adds B-tree pages and free space).
+    pub bytes: u64,
+}
+
 /// The history of one observer; see the [module docs](self). Cheap to clone.
 #[derive(Clone)]
 pub struct History {
@@ -244,6 +256,21 @@ impl History {
     /// does this every flush interval; call it before shutting down, or in tests).
     pub fn flush(&self) {
         self.shared.flush();
+    }
+
+    /// What the store holds, per resolution (for capacity planning; reads every bucket).
+    pub fn storage_stats(&self) -> Result<Vec<StorageStats>, QueryError> {
+        let measured = store::measure(&lock(&self.shared.store))
+            .map_err(|e| QueryError::Storage(e.to_string()))?;
+        Ok(Resolution::ALL
+            .iter()
+            .zip(measured)
+            .map(|(r, (buckets, bytes))| StorageStats {
+                resolution: *r,
+                buckets,
+                bytes,
+            })
+            .collect())
     }
 
     pub(crate) fn set_error_counter(&self, counter: Counter) {

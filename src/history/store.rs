@@ -124,6 +124,21 @@ impl Store {
     }
 }
 
+/// Buckets and bytes (key + encoded value) per resolution.
+pub(crate) fn measure(store: &Store) -> Result<[(u64, u64); 4], redb::Error> {
+    let mut out = [(0u64, 0u64); 4];
+    for r in Resolution::ALL {
+        let slot = &mut out[r as usize - 1];
+        store.scan(r, 0, u64::MAX, |_, series, agg| {
+            let mut bytes = Vec::new();
+            agg.encode(&mut bytes);
+            slot.0 += 1;
+            slot.1 += (9 + series.len() + bytes.len()) as u64;
+        })?;
+    }
+    Ok(out)
+}
+
 fn merge_into(into: &mut BTreeMap<Vec<u8>, Agg>, from: BTreeMap<Vec<u8>, Agg>) {
     for (k, agg) in from {
         into.entry(k).or_default().merge(&agg);
