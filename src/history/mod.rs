@@ -188,13 +188,18 @@ impl std::fmt::Debug for History {
 struct Shared {
     options: HistoryOptions,
     clock: Clock,
-    /// (minute start, series) → aggregate, not yet flushed.
-    pending: Mutex<HashMap<(u64, Box<str>), Agg>>,
+    /// (minute start, series) → aggregate, not yet flushed; sharded by series so that
+    /// requests of different series rarely wait on one another.
+    pending: Box<[Mutex<Pending>]>,
     store: Mutex<Store>,
     write_errors: AtomicU64,
     write_error_counter: OnceLock<Counter>,
     dimension_keys: Box<[Arc<str>]>,
 }
+
+type Pending = HashMap<(u64, Box<str>), Agg>;
+
+const PENDING_SHARDS: usize = 16;
 
 /// The series key: fields joined by U+001F (sanitised label values never contain controls).
 const SEP: char = '\u{1f}';
@@ -231,7 +236,9 @@ impl History {
         let shared = Arc::new(Shared {
             options,
             clock,
-            pending: Mutex::new(HashMap::new()),
+            pending: (0..PENDING_SHARDS)
+                .map(|_| Mutex::new(Pending::new()))
+                .collect(),
             store: Mutex::new(store),
             write_errors: AtomicU64::new(0),
             write_error_counter: OnceLock::new(),
@@ -302,6 +309,21 @@ fn spawn_flusher(shared: Weak<Shared>, every: Duration) {
 }
 
 impl Shared {
+    fn shard_of(&self, series: &str) -> &Mutex<Pending> {
+        use std::hash::BuildHasher;
+        let hash = hashbrown::DefaultHashBuilder::default().hash_one(series);
+        &self.pending[(hash as usize) % self.pending.len()]
+    }
+
+    /// Every pending aggregate, shard by shard.
+    pub(crate) fn for_each_pending(&self, mut f: impl FnMut(u64, &str, &Agg)) {
+        for shard in self.pending.iter() {
+            for ((minute, series), agg) in lock(shard).iter() {
+                f(*minute, series, agg);
+            }
+        }
+    }
+
     fn now_seconds(&self) -> u64 {
         self.clock
             .wall()
@@ -324,9 +346,13 @@ impl Shared {
 
     /// Moves the pending minutes into every resolution's buckets, in one store write.
     fn flush(&self) {
-        let pending = std::mem::take(&mut *lock(&self.pending));
+        let pending: Vec<Pending> = self
+            .pending
+            .iter()
+            .map(|shard| std::mem::take(&mut *lock(shard)))
+            .collect();
         let mut batch: BTreeMap<Vec<u8>, Agg> = BTreeMap::new();
-        for ((minute, series), agg) in pending {
+        for ((minute, series), agg) in pending.into_iter().flatten() {
             for r in Resolution::ALL {
                 let bucket = minute - minute % r.seconds();
                 batch
@@ -352,6 +378,13 @@ impl Shared {
     }
 }
 
+impl Drop for Shared {
+    /// The last clone going away (a graceful shutdown) writes what is pending.
+    fn drop(&mut self) {
+        self.flush();
+    }
+}
+
 impl RecordSink for History {
     fn record_http_server(&self, r: &HttpServerRecord<'_>) {
         let end = r.end.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
@@ -370,7 +403,8 @@ impl RecordSink for History {
         }
         let error = matches!(r.error_type, Some(e) if e != crate::names::ERROR_ABORTED);
         let nanos = u64::try_from(r.duration.as_nanos()).unwrap_or(u64::MAX);
-        lock(&self.shared.pending)
+        let shard = self.shared.shard_of(&series);
+        lock(shard)
             .entry((minute, series.into_boxed_str()))
             .or_default()
             .record(nanos, error);

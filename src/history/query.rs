@@ -329,12 +329,12 @@ impl History {
                 }
             })
             .map_err(|e| QueryError::Storage(e.to_string()))?;
-        for ((minute, series), agg) in lock(&self.shared.pending).iter() {
+        self.shared.for_each_pending(|minute, series, agg| {
             let bucket = minute - minute % q.step.seconds();
             if (q.from..q.to).contains(&bucket) && q.matches(series) {
                 buckets.entry(bucket).or_default().merge(agg);
             }
-        }
+        });
         let points = buckets
             .into_iter()
             .filter(|(_, agg)| agg.requests() > 0)
