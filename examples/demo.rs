@@ -269,12 +269,15 @@ fn main() {
 }
 
 async fn run(args: Args) {
-    let observer = Observer::builder()
+    let builder = Observer::builder()
         .dimension("backend")
         .dimension("model")
-        .sink(Arc::new(SlowRequests))
-        .build()
-        .expect("valid observer configuration");
+        .service_version(env!("CARGO_PKG_VERSION"))
+        .sink(Arc::new(SlowRequests));
+    // With `--features history` (or `--all-features`): history kept in memory for the demo.
+    #[cfg(feature = "history")]
+    let builder = builder.history(tower_observe::history::HistoryOptions::in_memory());
+    let observer = builder.build().expect("valid observer configuration");
     // The application's own `metrics::counter!` calls land on /metrics too.
     if let Some(registry) = observer.registry() {
         let _ = metrics::set_global_recorder(registry.clone());
@@ -296,6 +299,10 @@ async fn run(args: Args) {
     println!("tower-observe demo listening on http://{addr}");
     println!("  metrics:  http://{addr}/metrics");
     println!("  stats:    http://{addr}/v1/stats");
+    println!("  health:   http://{addr}/health");
+    if cfg!(feature = "history") {
+        println!("  history:  http://{addr}/v1/stats/history?step=1m (add &format=csv)");
+    }
     println!("  routes:   http://{addr}/");
     if args.traffic {
         println!("  traffic:  {} requests/s to http://{addr}", args.rps);
