@@ -187,18 +187,9 @@ impl ClientCall {
             })
             .unwrap_or(0);
         let method = HttpMethod::from_method(req.method());
-        let parent = req
-            .extensions()
-            .and_then(|e| e.get::<TraceContext>().cloned())
-            .or_else(TraceContext::current);
+        let parent = TraceContext::for_outgoing(req.extensions());
         #[cfg_attr(not(feature = "opentelemetry"), allow(unused_mut))]
-        let mut ids = SpanIds {
-            trace_id: parent
-                .as_ref()
-                .map_or_else(crate::propagation::new_trace_id, |p| p.span.trace_id),
-            span_id: crate::propagation::non_zero_span_id(),
-            sampled: parent.as_ref().map_or(true, |p| p.span.sampled),
-        };
+        let mut ids = TraceContext::client_span_ids(parent.as_ref());
         let server = req.server();
         let span = open_span(req, method, server, resend_count, &ids, parent.as_ref());
         #[cfg(feature = "opentelemetry")]
@@ -207,9 +198,12 @@ impl ClientCall {
             server.map(|(scheme, host, port)| observer.client_started(scheme, host, port));
         let request_bytes = req.body_size();
         if options.propagate {
-            let mut ctx = parent.unwrap_or_else(|| TraceContext::new(ids));
-            ctx.span = ids;
-            ctx.inject(req.headers_mut(), &options.request_id_header);
+            TraceContext::inject_as_client(
+                parent,
+                ids,
+                req.headers_mut(),
+                &options.request_id_header,
+            );
         }
         Self {
             observer: observer.clone(),

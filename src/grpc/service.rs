@@ -16,7 +16,6 @@ use super::body::{complete_at_headers, header_status, GrpcRequestBody, GrpcRespo
 use super::call::GrpcCall;
 use super::{method_of, Code, GrpcClientLayer, GrpcServerLayer, Side};
 use crate::propagation::{Hex, TraceContext, WithContext};
-use crate::trace_context::SpanIds;
 
 impl<S> Layer<S> for GrpcServerLayer {
     type Service = GrpcServer<S>;
@@ -217,19 +216,9 @@ where
         let layer = &*self.layer;
         let start = layer.observer.now_nanos();
         let method: Option<Box<str>> = method_of(req.uri().path()).map(Into::into);
-        let parent = req
-            .extensions()
-            .get::<TraceContext>()
-            .cloned()
-            .or_else(TraceContext::current);
+        let parent = TraceContext::for_outgoing(Some(req.extensions()));
         #[cfg_attr(not(feature = "opentelemetry"), allow(unused_mut))]
-        let mut ids = SpanIds {
-            trace_id: parent
-                .as_ref()
-                .map_or_else(crate::propagation::new_trace_id, |p| p.span.trace_id),
-            span_id: crate::propagation::non_zero_span_id(),
-            sampled: parent.as_ref().map_or(true, |p| p.span.sampled),
-        };
+        let mut ids = TraceContext::client_span_ids(parent.as_ref());
         let name = method.as_deref().unwrap_or(crate::labels::OTHER);
         let span = tracing::info_span!(
             target: "tower_observe::grpc",
@@ -250,9 +239,12 @@ where
         #[cfg(feature = "opentelemetry")]
         crate::propagation::otel::adopt(&span, &mut ids);
         if layer.propagate {
-            let mut ctx = parent.unwrap_or_else(|| TraceContext::new(ids));
-            ctx.span = ids;
-            ctx.inject(req.headers_mut(), &layer.request_id_header);
+            TraceContext::inject_as_client(
+                parent,
+                ids,
+                req.headers_mut(),
+                &layer.request_id_header,
+            );
         }
         let call = GrpcCall {
             observer: layer.observer.clone(),

@@ -3,7 +3,7 @@
 //! upstream breakdown and the record sinks.
 
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use metrics::Unit;
 
@@ -12,7 +12,6 @@ use super::series::{GaugeHandle, HistogramHandle, RecorderSource};
 use super::{HttpClientRecord, Observer};
 use crate::labels::HttpMethod;
 use crate::names;
-use crate::registry::storage::Exemplar;
 use crate::stats::{Outcome, StatsCell};
 use crate::trace_context::SpanIds;
 
@@ -189,19 +188,8 @@ impl Observer {
         });
         let nanos = c.end.saturating_sub(c.start);
         let duration = Duration::from_nanos(nanos);
-        let end_wall =
-            inner.started_wall + Duration::from_nanos(c.end.saturating_sub(inner.started));
-        match c.exemplar {
-            Some(ids) if ids.sampled => handles.duration.record_with_exemplar(Exemplar {
-                trace_id: ids.trace_id,
-                span_id: ids.span_id,
-                value: duration.as_secs_f64(),
-                timestamp: end_wall
-                    .duration_since(SystemTime::UNIX_EPOCH)
-                    .map_or(0.0, |d| d.as_secs_f64()),
-            }),
-            _ => handles.duration.record(duration.as_secs_f64()),
-        }
+        let end_wall = inner.wall_at(c.end);
+        inner.record_duration(&handles.duration, duration, c.end, c.exemplar);
         if let Some(bytes) = c.request_bytes {
             handles.request_size.record(bytes as f64);
         }

@@ -1,7 +1,7 @@
 //! The gRPC side of the recording path.
 
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use metrics::Unit;
 
@@ -10,7 +10,6 @@ use super::series::{HistogramHandle, RecorderSource};
 use super::Observer;
 use crate::grpc::{Code, Side};
 use crate::names;
-use crate::registry::storage::Exemplar;
 use crate::stats::{GrpcCell, Outcome};
 use crate::trace_context::SpanIds;
 
@@ -161,21 +160,7 @@ impl Observer {
         });
         let nanos = c.end.saturating_sub(c.start);
         let duration = Duration::from_nanos(nanos);
-        match c.exemplar {
-            Some(ids) if ids.sampled => {
-                let end =
-                    inner.started_wall + Duration::from_nanos(c.end.saturating_sub(inner.started));
-                handles.duration.record_with_exemplar(Exemplar {
-                    trace_id: ids.trace_id,
-                    span_id: ids.span_id,
-                    value: duration.as_secs_f64(),
-                    timestamp: end
-                        .duration_since(SystemTime::UNIX_EPOCH)
-                        .map_or(0.0, |d| d.as_secs_f64()),
-                });
-            }
-            _ => handles.duration.record(duration.as_secs_f64()),
-        }
+        inner.record_duration(&handles.duration, duration, c.end, c.exemplar);
         if let (Some(h), Some(requests)) = (&handles.requests, c.requests) {
             h.record(requests as f64);
         }

@@ -420,22 +420,7 @@ impl Observer {
         let duration = Duration::from_nanos(nanos);
         let second = c.end.saturating_sub(inner.started) / 1_000_000_000;
         inner.http.with_series(&key, &ctx, |series| {
-            match c.exemplar {
-                None => series.handles.duration.record(duration.as_secs_f64()),
-                Some(ids) => {
-                    let at = inner.started_wall
-                        + Duration::from_nanos(c.end.saturating_sub(inner.started));
-                    let exemplar = Exemplar {
-                        trace_id: ids.trace_id,
-                        span_id: ids.span_id,
-                        value: duration.as_secs_f64(),
-                        timestamp: at
-                            .duration_since(std::time::UNIX_EPOCH)
-                            .map_or(0.0, |d| d.as_secs_f64()),
-                    };
-                    series.handles.duration.record_with_exemplar(exemplar);
-                }
-            }
+            inner.record_duration(&series.handles.duration, duration, c.end, c.exemplar);
             series.handles.request_size.record(c.request_bytes as f64);
             series.handles.response_size.record(c.response_bytes as f64);
             series
@@ -453,8 +438,7 @@ impl Observer {
                     error_type: series.error_type.as_deref(),
                     dimensions: &series.dims,
                     duration,
-                    end: inner.started_wall
-                        + Duration::from_nanos(c.end.saturating_sub(inner.started)),
+                    end: inner.wall_at(c.end),
                     request_body_bytes: c.request_bytes,
                     response_body_bytes: c.response_bytes,
                 };
@@ -463,6 +447,36 @@ impl Observer {
                 }
             }
         });
+    }
+}
+
+impl Inner {
+    /// The wall-clock time of a `Clock::now_nanos` reading.
+    fn wall_at(&self, nanos: u64) -> SystemTime {
+        self.started_wall + Duration::from_nanos(nanos.saturating_sub(self.started))
+    }
+
+    /// Records a duration, with the span of a sampled trace as its exemplar (where the storage
+    /// keeps exemplars). `end` is the `Clock::now_nanos` reading at the end.
+    fn record_duration(
+        &self,
+        handle: &HistogramHandle,
+        duration: Duration,
+        end: u64,
+        exemplar: Option<SpanIds>,
+    ) {
+        match exemplar {
+            Some(ids) if ids.sampled => handle.record_with_exemplar(Exemplar {
+                trace_id: ids.trace_id,
+                span_id: ids.span_id,
+                value: duration.as_secs_f64(),
+                timestamp: self
+                    .wall_at(end)
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0.0, |d| d.as_secs_f64()),
+            }),
+            _ => handle.record(duration.as_secs_f64()),
+        }
     }
 }
 

@@ -83,6 +83,35 @@ impl TraceContext {
         }
     }
 
+    /// The context an outgoing request continues: one set on the request, else the current.
+    pub(crate) fn for_outgoing(extensions: Option<&http::Extensions>) -> Option<TraceContext> {
+        extensions
+            .and_then(|e| e.get::<TraceContext>().cloned())
+            .or_else(TraceContext::current)
+    }
+
+    /// IDs for a client span: a child of `parent` (same trace, the parent's sampling
+    /// decision), or the root of a new, sampled trace.
+    pub(crate) fn client_span_ids(parent: Option<&TraceContext>) -> SpanIds {
+        SpanIds {
+            trace_id: parent.map_or_else(super::new_trace_id, |p| p.span.trace_id),
+            span_id: super::non_zero_span_id(),
+            sampled: parent.map_or(true, |p| p.span.sampled),
+        }
+    }
+
+    /// Sends `parent`'s trace upstream with `client` (the client span) as the parent span.
+    pub(crate) fn inject_as_client(
+        parent: Option<TraceContext>,
+        client: SpanIds,
+        headers: &mut HeaderMap,
+        request_id_header: &HeaderName,
+    ) {
+        let mut ctx = parent.unwrap_or_else(|| TraceContext::new(client));
+        ctx.span = client;
+        ctx.inject(headers, request_id_header);
+    }
+
     /// The `traceparent` to send downstream: same trace, this request's span as parent.
     pub fn traceparent(&self) -> String {
         TraceParent {
