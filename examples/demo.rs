@@ -22,49 +22,15 @@ use axum::{Extension, Router};
 use tower_observe::propagation::TraceOptions;
 use tower_observe::{Dimensions, HttpServerRecord, Observer, RecordSink, RequestId};
 
-const USAGE: &str = "usage: demo [--addr HOST:PORT] [--traffic] [--rps N] [--exit-after SECONDS]";
+mod common;
 
-struct Args {
-    addr: SocketAddr,
-    traffic: bool,
-    rps: u32,
-    exit_after: Option<Duration>,
-}
-
-fn parse_args() -> Result<Args, String> {
-    let mut args = Args {
-        addr: ([127, 0, 0, 1], 3000).into(),
-        traffic: false,
-        rps: 40,
-        exit_after: None,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(arg) = it.next() {
-        let mut value = |name: &str| it.next().ok_or_else(|| format!("{name} needs a value"));
-        match arg.as_str() {
-            "--addr" => {
-                let v = value("--addr")?;
-                args.addr = v.parse().map_err(|e| format!("--addr {v}: {e}"))?;
-            }
-            "--traffic" => args.traffic = true,
-            "--rps" => {
-                let v = value("--rps")?;
-                args.rps = v.parse().map_err(|e| format!("--rps {v}: {e}"))?;
-                if !(1..=2000).contains(&args.rps) {
-                    return Err("--rps must be between 1 and 2000".into());
-                }
-            }
-            "--exit-after" => {
-                let v = value("--exit-after")?;
-                let secs: u64 = v.parse().map_err(|e| format!("--exit-after {v}: {e}"))?;
-                args.exit_after = Some(Duration::from_secs(secs));
-            }
-            "-h" | "--help" => return Err(USAGE.into()),
-            other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
-        }
-    }
-    Ok(args)
-}
+const SPEC: common::Spec = common::Spec {
+    name: "demo",
+    default_addr: SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 3000),
+    default_rps: 40,
+    max_rps: 2000,
+    extra: &[],
+};
 
 /// Counts slow requests per route: a `RecordSink` sees every request the metrics see.
 struct SlowRequests;
@@ -166,15 +132,8 @@ async fn drive_traffic(addr: SocketAddr, rps: u32) {
         .timeout(Duration::from_secs(5))
         .build()
         .expect("reqwest client");
-    let limit = Arc::new(tokio::sync::Semaphore::new(64));
-    let mut tick = tokio::time::interval(Duration::from_secs(1) / rps);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let base = format!("http://{addr}");
-    loop {
-        tick.tick().await;
-        let Ok(permit) = limit.clone().try_acquire_owned() else {
-            continue; // the server is saturated: skip rather than queue without bound
-        };
+    common::drive(rps, 64, move || {
         let request = match fastrand::u8(0..100) {
             0..=39 => client.get(format!("{base}/api/users/{}", fastrand::u32(1..500))),
             40..=59 => client.get(format!("{base}/api/search")),
@@ -193,13 +152,13 @@ async fn drive_traffic(addr: SocketAddr, rps: u32) {
                 .get(format!("{base}/api/users/7"))
                 .header("x-request-id", "bad id\twith tab"),
         };
-        tokio::spawn(async move {
+        async move {
             if let Ok(res) = request.send().await {
                 let _ = res.bytes().await;
             }
-            drop(permit);
-        });
-    }
+        }
+    })
+    .await;
 }
 
 /// JSON logs (ECS) on stdout — the application's lines and failed requests' access-log lines,
@@ -245,13 +204,7 @@ fn init_telemetry() -> Option<Box<dyn FnOnce()>> {
 }
 
 fn main() {
-    let args = match parse_args() {
-        Ok(args) => args,
-        Err(message) => {
-            eprintln!("{message}");
-            std::process::exit(2);
-        }
-    };
+    let args = SPEC.parse();
     // Before the async runtime: the OTLP exporter's HTTP client blocks.
     let shutdown_telemetry = init_telemetry();
     let runtime = match tokio::runtime::Runtime::new() {
@@ -268,7 +221,7 @@ fn main() {
     }
 }
 
-async fn run(args: Args) {
+async fn run(args: common::Args) {
     let builder = Observer::builder()
         .dimension("backend")
         .dimension("model")
@@ -288,13 +241,7 @@ async fn run(args: Args) {
         );
     }
 
-    let listener = match tokio::net::TcpListener::bind(args.addr).await {
-        Ok(listener) => listener,
-        Err(e) => {
-            eprintln!("cannot listen on {}: {e}", args.addr);
-            std::process::exit(1);
-        }
-    };
+    let listener = common::bind(args.addr).await;
     let addr = listener.local_addr().expect("bound address");
     println!("tower-observe demo listening on http://{addr}");
     println!("  metrics:  http://{addr}/metrics");
@@ -309,19 +256,5 @@ async fn run(args: Args) {
         tokio::spawn(drive_traffic(addr, args.rps));
     }
 
-    let shutdown = async move {
-        match args.exit_after {
-            Some(after) => tokio::time::sleep(after).await,
-            None => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    };
-    if let Err(e) = axum::serve(listener, app(&observer))
-        .with_graceful_shutdown(shutdown)
-        .await
-    {
-        eprintln!("server error: {e}");
-        std::process::exit(1);
-    }
+    common::serve(listener, app(&observer), args.exit_after).await;
 }

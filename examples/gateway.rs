@@ -31,50 +31,15 @@ use tower_observe::pool::BackendPool;
 use tower_observe::retry::RetryTracker;
 use tower_observe::{Dimensions, Observer};
 
-const USAGE: &str =
-    "usage: gateway [--addr HOST:PORT] [--traffic] [--rps N] [--exit-after SECONDS]";
+mod common;
 
-struct Args {
-    addr: SocketAddr,
-    traffic: bool,
-    rps: u32,
-    exit_after: Option<Duration>,
-}
-
-fn parse_args() -> Result<Args, String> {
-    let mut args = Args {
-        addr: ([127, 0, 0, 1], 3001).into(),
-        traffic: false,
-        rps: 30,
-        exit_after: None,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(arg) = it.next() {
-        let mut value = |name: &str| it.next().ok_or_else(|| format!("{name} needs a value"));
-        match arg.as_str() {
-            "--addr" => {
-                let v = value("--addr")?;
-                args.addr = v.parse().map_err(|e| format!("--addr {v}: {e}"))?;
-            }
-            "--traffic" => args.traffic = true,
-            "--rps" => {
-                let v = value("--rps")?;
-                args.rps = v.parse().map_err(|e| format!("--rps {v}: {e}"))?;
-                if !(1..=500).contains(&args.rps) {
-                    return Err("--rps must be between 1 and 500".into());
-                }
-            }
-            "--exit-after" => {
-                let v = value("--exit-after")?;
-                let secs: u64 = v.parse().map_err(|e| format!("--exit-after {v}: {e}"))?;
-                args.exit_after = Some(Duration::from_secs(secs));
-            }
-            "-h" | "--help" => return Err(USAGE.into()),
-            other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
-        }
-    }
-    Ok(args)
-}
+const SPEC: common::Spec = common::Spec {
+    name: "gateway",
+    default_addr: SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 3001),
+    default_rps: 30,
+    max_rps: 500,
+    extra: &[],
+};
 
 /// An upstream on an ephemeral loopback port: `failure_percent` of answers are 503 and each
 /// takes `latency` plus up to 50 % jitter.
@@ -218,38 +183,25 @@ async fn drive_traffic(addr: SocketAddr, rps: u32) {
         .timeout(Duration::from_secs(5))
         .build()
         .expect("reqwest client");
-    let limit = Arc::new(tokio::sync::Semaphore::new(64));
-    let mut tick = tokio::time::interval(Duration::from_secs(1) / rps);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let models = ["small", "large", "vision"];
-    loop {
-        tick.tick().await;
-        let Ok(permit) = limit.clone().try_acquire_owned() else {
-            continue;
-        };
+    common::drive(rps, 64, move || {
         let url = if fastrand::u8(0..100) < 75 {
             format!("http://{addr}/v1/complete/{}", models[fastrand::usize(..3)])
         } else {
             format!("http://{addr}/v1/models")
         };
         let client = client.clone();
-        tokio::spawn(async move {
+        async move {
             if let Ok(res) = client.get(url).send().await {
                 let _ = res.bytes().await;
             }
-            drop(permit);
-        });
-    }
+        }
+    })
+    .await;
 }
 
 fn main() {
-    let args = match parse_args() {
-        Ok(args) => args,
-        Err(message) => {
-            eprintln!("{message}");
-            std::process::exit(2);
-        }
-    };
+    let args = SPEC.parse();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -257,7 +209,7 @@ fn main() {
     runtime.block_on(run(args));
 }
 
-async fn run(args: Args) {
+async fn run(args: common::Args) {
     let observer = match Observer::builder()
         .dimension("backend")
         .dimension("model")
@@ -312,13 +264,7 @@ async fn run(args: Args) {
         .merge(observer.router())
         .layer(observer.layer());
 
-    let listener = match tokio::net::TcpListener::bind(args.addr).await {
-        Ok(listener) => listener,
-        Err(e) => {
-            eprintln!("cannot listen on {}: {e}", args.addr);
-            std::process::exit(1);
-        }
-    };
+    let listener = common::bind(args.addr).await;
     let addr = listener.local_addr().expect("bound address");
     println!("tower-observe gateway listening on http://{addr}");
     println!("  upstreams: flaky http://{flaky}, slow http://{slow}");
@@ -329,19 +275,5 @@ async fn run(args: Args) {
         println!("  traffic:   {} requests/s to http://{addr}", args.rps);
         tokio::spawn(drive_traffic(addr, args.rps));
     }
-    let shutdown = async move {
-        match args.exit_after {
-            Some(after) => tokio::time::sleep(after).await,
-            None => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    };
-    if let Err(e) = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
-    {
-        eprintln!("server error: {e}");
-        std::process::exit(1);
-    }
+    common::serve(listener, app, args.exit_after).await;
 }

@@ -29,53 +29,15 @@ use tower_observe::grpc::GrpcClient;
 use tower_observe::propagation::TraceOptions;
 use tower_observe::Observer;
 
-const USAGE: &str =
-    "usage: grpc [--addr HOST:PORT] [--grpc-addr HOST:PORT] [--rps N] [--exit-after SECONDS]";
+mod common;
 
-struct Args {
-    addr: SocketAddr,
-    grpc_addr: SocketAddr,
-    rps: u32,
-    exit_after: Option<Duration>,
-}
-
-fn parse_args() -> Result<Args, String> {
-    let mut args = Args {
-        addr: ([127, 0, 0, 1], 3002).into(),
-        grpc_addr: ([127, 0, 0, 1], 50051).into(),
-        rps: 20,
-        exit_after: None,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(arg) = it.next() {
-        let mut value = |name: &str| it.next().ok_or_else(|| format!("{name} needs a value"));
-        match arg.as_str() {
-            "--addr" => {
-                let v = value("--addr")?;
-                args.addr = v.parse().map_err(|e| format!("--addr {v}: {e}"))?;
-            }
-            "--grpc-addr" => {
-                let v = value("--grpc-addr")?;
-                args.grpc_addr = v.parse().map_err(|e| format!("--grpc-addr {v}: {e}"))?;
-            }
-            "--rps" => {
-                let v = value("--rps")?;
-                args.rps = v.parse().map_err(|e| format!("--rps {v}: {e}"))?;
-                if !(1..=500).contains(&args.rps) {
-                    return Err("--rps must be between 1 and 500".into());
-                }
-            }
-            "--exit-after" => {
-                let v = value("--exit-after")?;
-                let secs: u64 = v.parse().map_err(|e| format!("--exit-after {v}: {e}"))?;
-                args.exit_after = Some(Duration::from_secs(secs));
-            }
-            "-h" | "--help" => return Err(USAGE.into()),
-            other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
-        }
-    }
-    Ok(args)
-}
+const SPEC: common::Spec = common::Spec {
+    name: "grpc",
+    default_addr: SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 3002),
+    default_rps: 20,
+    max_rps: 500,
+    extra: &[("--grpc-addr", "HOST:PORT")],
+};
 
 struct EchoService;
 
@@ -187,31 +149,16 @@ async fn drive_client(observer: Observer, grpc_addr: SocketAddr, rps: u32) {
     let service = tower::ServiceBuilder::new()
         .layer(observer.grpc_client_layer())
         .service(channel.clone());
-    let limit = std::sync::Arc::new(tokio::sync::Semaphore::new(32));
-    let mut tick = tokio::time::interval(Duration::from_secs(1) / rps);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        let Ok(permit) = limit.clone().try_acquire_owned() else {
-            continue;
-        };
+    common::drive(rps, 32, move || {
         let mut client = EchoClient::new(service.clone());
         let channel = channel.clone();
-        tokio::spawn(async move {
-            call_once(&mut client, &channel).await;
-            drop(permit);
-        });
-    }
+        async move { call_once(&mut client, &channel).await }
+    })
+    .await;
 }
 
 fn main() {
-    let args = match parse_args() {
-        Ok(args) => args,
-        Err(message) => {
-            eprintln!("{message}");
-            std::process::exit(2);
-        }
-    };
+    let args = SPEC.parse();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -219,17 +166,19 @@ fn main() {
     runtime.block_on(run(args));
 }
 
-async fn run(args: Args) {
+async fn run(args: common::Args) {
     // One observer for both sides: server calls under `grpc.server`, client calls under
     // `grpc.client` in /v1/stats.
     let observer = Observer::new();
-    let grpc_listener = match tokio::net::TcpListener::bind(args.grpc_addr).await {
-        Ok(listener) => listener,
-        Err(e) => {
-            eprintln!("cannot listen on {}: {e}", args.grpc_addr);
-            std::process::exit(1);
+    let grpc_addr: SocketAddr = match args.extra.get("--grpc-addr").map(|v| v.parse()) {
+        None => ([127, 0, 0, 1], 50051).into(),
+        Some(Ok(addr)) => addr,
+        Some(Err(e)) => {
+            eprintln!("--grpc-addr: {e}");
+            std::process::exit(2);
         }
     };
+    let grpc_listener = common::bind(grpc_addr).await;
     let grpc_addr = grpc_listener.local_addr().expect("bound address");
     let server = Server::builder()
         .layer(
@@ -248,13 +197,7 @@ async fn run(args: Args) {
         }
     });
 
-    let listener = match tokio::net::TcpListener::bind(args.addr).await {
-        Ok(listener) => listener,
-        Err(e) => {
-            eprintln!("cannot listen on {}: {e}", args.addr);
-            std::process::exit(1);
-        }
-    };
+    let listener = common::bind(args.addr).await;
     let addr = listener.local_addr().expect("bound address");
     println!("tower-observe gRPC example");
     println!("  gRPC:     http://{grpc_addr} (echo.v1.Echo: Say, Count)");
@@ -263,19 +206,5 @@ async fn run(args: Args) {
     println!("  client:   {} calls/s", args.rps);
     tokio::spawn(drive_client(observer.clone(), grpc_addr, args.rps));
 
-    let shutdown = async move {
-        match args.exit_after {
-            Some(after) => tokio::time::sleep(after).await,
-            None => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    };
-    if let Err(e) = axum::serve(listener, observer.router())
-        .with_graceful_shutdown(shutdown)
-        .await
-    {
-        eprintln!("server error: {e}");
-        std::process::exit(1);
-    }
+    common::serve(listener, observer.router(), args.exit_after).await;
 }
