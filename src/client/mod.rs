@@ -59,7 +59,7 @@ pub use service::{ClientFuture, ObserveClient};
 
 use crate::cache::{CacheHandle, CacheStatus};
 use crate::labels::HttpMethod;
-use crate::observer::{Endpoint, Observer};
+use crate::observer::{Endpoint, EndpointCache, Observer};
 use crate::propagation::{Hex, TraceContext};
 use crate::stats::Outcome;
 use crate::trace_context::SpanIds;
@@ -79,6 +79,8 @@ pub(crate) struct ClientOptions {
     propagate: bool,
     request_id_header: HeaderName,
     cache: Option<CacheHandle>,
+    /// Shared by the clones of one layer.
+    endpoint_cache: Arc<EndpointCache>,
 }
 
 impl ClientLayer {
@@ -90,6 +92,7 @@ impl ClientLayer {
                 propagate: true,
                 request_id_header: HeaderName::from_static(crate::request_id::X_REQUEST_ID),
                 cache: None,
+                endpoint_cache: Arc::default(),
             }),
         }
     }
@@ -194,8 +197,9 @@ impl ClientCall {
         let span = open_span(req, method, server, resend_count, &ids, parent.as_ref());
         #[cfg(feature = "opentelemetry")]
         crate::propagation::otel::adopt(&span, &mut ids);
-        let endpoint =
-            server.map(|(scheme, host, port)| observer.client_started(scheme, host, port));
+        let endpoint = server.map(|(scheme, host, port)| {
+            observer.client_started(&options.endpoint_cache, scheme, host, port)
+        });
         let request_bytes = req.body_size();
         if options.propagate {
             TraceContext::inject_as_client(

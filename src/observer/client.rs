@@ -5,6 +5,7 @@
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use arc_swap::ArcSwapOption;
 use metrics::Unit;
 
 use super::family::{self, Family};
@@ -23,6 +24,29 @@ pub(crate) struct Endpoint {
     pub(crate) port: Box<str>,
     active: GaugeHandle,
     stats: Arc<StatsCell>,
+    /// The handles of the last successful call's (method, status): most calls to an
+    /// upstream are the same kind, and this spares them the label-set lookup.
+    last_ok: ArcSwapOption<LastOk>,
+}
+
+#[derive(Debug)]
+struct LastOk {
+    method: HttpMethod,
+    status: u16,
+    handles: Arc<ClientHandles>,
+}
+
+/// A client's last endpoint, by the values it was requested with (a client mostly calls one
+/// upstream, and this spares it the endpoint lookup).
+#[derive(Debug, Default)]
+pub(crate) struct EndpointCache(ArcSwapOption<CachedEndpoint>);
+
+#[derive(Debug)]
+struct CachedEndpoint {
+    scheme: Box<str>,
+    host: Box<str>,
+    port: u16,
+    endpoint: Arc<Endpoint>,
 }
 
 impl Endpoint {
@@ -101,7 +125,31 @@ fn describe(source: &dyn RecorderSource) {
 
 impl Observer {
     /// The endpoint of an outgoing call, with its in-flight gauge raised.
-    pub(crate) fn client_started(&self, scheme: &str, address: &str, port: u16) -> Arc<Endpoint> {
+    pub(crate) fn client_started(
+        &self,
+        cache: &EndpointCache,
+        scheme: &str,
+        address: &str,
+        port: u16,
+    ) -> Arc<Endpoint> {
+        if let Some(cached) = &*cache.0.load() {
+            if cached.port == port && *cached.host == *address && *cached.scheme == *scheme {
+                let endpoint = cached.endpoint.clone();
+                self.guarded(|| endpoint.active.add(1.0));
+                return endpoint;
+            }
+        }
+        let endpoint = self.client_endpoint(scheme, address, port);
+        cache.0.store(Some(Arc::new(CachedEndpoint {
+            scheme: scheme.into(),
+            host: address.into(),
+            port,
+            endpoint: endpoint.clone(),
+        })));
+        endpoint
+    }
+
+    fn client_endpoint(&self, scheme: &str, address: &str, port: u16) -> Arc<Endpoint> {
         let inner = &*self.inner;
         let source: &dyn RecorderSource = &inner.backend;
         let client = &inner.client;
@@ -128,6 +176,7 @@ impl Observer {
                         ),
                     ),
                     stats: inner.stats.upstream_cell(&upstream_label(address, port)),
+                    last_ok: ArcSwapOption::empty(),
                 }
             });
             e.active.add(1.0);
@@ -140,6 +189,7 @@ impl Observer {
                 port: port.into(),
                 active: GaugeHandle::Facade(metrics::Gauge::noop()),
                 stats: Arc::default(),
+                last_ok: ArcSwapOption::empty(),
             })
         })
     }
@@ -151,41 +201,31 @@ impl Observer {
 
     fn record_client_unguarded(&self, c: &ClientCompletion<'_>) {
         let inner = &*self.inner;
-        let source: &dyn RecorderSource = &inner.backend;
         let e = c.endpoint;
         e.active.add(-1.0);
-        let mut status_buf = itoa::Buffer::new();
-        let status = c.status.map_or("", |s| status_buf.format(s));
-        let error = c.error_type.unwrap_or("");
-        let values = [
-            c.method.as_str(),
-            &*e.scheme,
-            &*e.address,
-            &*e.port,
-            status,
-            error,
-        ];
-        let handles = inner.client.series.get(source, &values, |v| {
-            let mut labels = vec![
-                (names::HTTP_REQUEST_METHOD, v[0]),
-                (names::URL_SCHEME, v[1]),
-                (names::SERVER_ADDRESS, v[2]),
-                (names::SERVER_PORT, v[3]),
-            ];
-            if !v[4].is_empty() {
-                labels.push((names::HTTP_RESPONSE_STATUS_CODE, v[4]));
+        let cached = match (c.status, c.error_type) {
+            (Some(status), None) => e
+                .last_ok
+                .load()
+                .as_ref()
+                .filter(|l| l.method == c.method && l.status == status)
+                .map(|l| l.handles.clone()),
+            _ => None,
+        };
+        let handles = match cached {
+            Some(handles) => handles,
+            None => {
+                let handles = self.client_handles(e, c);
+                if let (Some(status), None) = (c.status, c.error_type) {
+                    e.last_ok.store(Some(Arc::new(LastOk {
+                        method: c.method,
+                        status,
+                        handles: handles.clone(),
+                    })));
+                }
+                handles
             }
-            if !v[5].is_empty() {
-                labels.push((names::ERROR_TYPE, v[5]));
-            }
-            let h = |name| family::histogram(source, &family::key(name, &labels));
-            ClientHandles {
-                duration: h(names::HTTP_CLIENT_REQUEST_DURATION),
-                request_size: h(names::HTTP_CLIENT_REQUEST_BODY_SIZE),
-                response_size: h(names::HTTP_CLIENT_RESPONSE_BODY_SIZE),
-                error_type: (!v[5].is_empty()).then(|| v[5].into()),
-            }
-        });
+        };
         let nanos = c.end.saturating_sub(c.start);
         let duration = Duration::from_nanos(nanos);
         let end_wall = inner.wall_at(c.end);
@@ -216,6 +256,46 @@ impl Observer {
                 sink.record_http_client(&record);
             }
         }
+    }
+}
+
+impl Observer {
+    /// The handles of a call's label set, registered on first use.
+    fn client_handles(&self, e: &Endpoint, c: &ClientCompletion<'_>) -> Arc<ClientHandles> {
+        let inner = &*self.inner;
+        let source: &dyn RecorderSource = &inner.backend;
+        let mut status_buf = itoa::Buffer::new();
+        let status = c.status.map_or("", |s| status_buf.format(s));
+        let error = c.error_type.unwrap_or("");
+        let values = [
+            c.method.as_str(),
+            &*e.scheme,
+            &*e.address,
+            &*e.port,
+            status,
+            error,
+        ];
+        inner.client.series.get(source, &values, |v| {
+            let mut labels = vec![
+                (names::HTTP_REQUEST_METHOD, v[0]),
+                (names::URL_SCHEME, v[1]),
+                (names::SERVER_ADDRESS, v[2]),
+                (names::SERVER_PORT, v[3]),
+            ];
+            if !v[4].is_empty() {
+                labels.push((names::HTTP_RESPONSE_STATUS_CODE, v[4]));
+            }
+            if !v[5].is_empty() {
+                labels.push((names::ERROR_TYPE, v[5]));
+            }
+            let h = |name| family::histogram(source, &family::key(name, &labels));
+            ClientHandles {
+                duration: h(names::HTTP_CLIENT_REQUEST_DURATION),
+                request_size: h(names::HTTP_CLIENT_REQUEST_BODY_SIZE),
+                response_size: h(names::HTTP_CLIENT_RESPONSE_BODY_SIZE),
+                error_type: (!v[5].is_empty()).then(|| v[5].into()),
+            }
+        })
     }
 }
 

@@ -41,7 +41,7 @@ use crate::{names, time_fmt};
 #[cfg(feature = "tower-retry")]
 pub(crate) use client::upstream_label;
 use client::ClientSeries;
-pub(crate) use client::{ClientCompletion, Endpoint};
+pub(crate) use client::{ClientCompletion, Endpoint, EndpointCache};
 #[cfg(feature = "tonic")]
 pub(crate) use grpc::GrpcCompletion;
 pub use series::MAX_DIMENSIONS;
