@@ -267,7 +267,7 @@ impl History {
 
     /// What the store holds, per resolution (for capacity planning; reads every bucket).
     pub fn storage_stats(&self) -> Result<Vec<StorageStats>, QueryError> {
-        let measured = store::measure(&lock(&self.shared.store))
+        let measured = store::measure(&mut lock(&self.shared.store))
             .map_err(|e| QueryError::Storage(e.to_string()))?;
         Ok(Resolution::ALL
             .iter()

@@ -276,6 +276,12 @@ pub struct HistoryPoint {
 #[derive(Debug, Clone, Serialize)]
 #[non_exhaustive]
 pub struct HistoryResponse {
+    /// False when the history file could not be read and only data held in memory is
+    /// included (a failing disk; see `warning`).
+    pub complete: bool,
+    /// Why the answer is incomplete.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warning: Option<String>,
     /// Range start (RFC 3339), rounded down to the step.
     pub from: String,
     /// Range end (RFC 3339, exclusive).
@@ -322,13 +328,15 @@ impl History {
     /// Answers a parsed query from the stored buckets and the minutes not yet flushed.
     pub fn query(&self, q: &HistoryQuery) -> Result<HistoryResponse, QueryError> {
         let mut buckets: BTreeMap<u64, Agg> = BTreeMap::new();
-        lock(&self.shared.store)
-            .scan(q.step, q.from, q.to, |bucket, series, agg| {
-                if q.matches(series) {
-                    buckets.entry(bucket).or_default().merge(&agg);
-                }
-            })
-            .map_err(|e| QueryError::Storage(e.to_string()))?;
+        let scanned = lock(&self.shared.store).scan(q.step, q.from, q.to, |bucket, series, agg| {
+            if q.matches(series) {
+                buckets.entry(bucket).or_default().merge(&agg);
+            }
+        });
+        let warning = scanned.err().map(|e| {
+            tracing::warn!(target: "tower_observe::history", error = %e, "history file unreadable; answering from memory");
+            format!("the history file could not be read ({e}); only the data held in memory is included")
+        });
         self.shared.for_each_pending(|minute, series, agg| {
             let bucket = minute - minute % q.step.seconds();
             if (q.from..q.to).contains(&bucket) && q.matches(series) {
@@ -354,6 +362,8 @@ impl History {
             })
             .collect();
         Ok(HistoryResponse {
+            complete: warning.is_none(),
+            warning,
             from: rfc3339(q.from),
             to: rfc3339(q.to),
             step: q.step.as_str(),
