@@ -344,7 +344,19 @@ fn kill_9_during_writes_leaves_a_readable_store() {
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
-        std::thread::sleep(Duration::from_millis(700));
+        // Kill it in the middle of its writes: once the file has changed a few times.
+        let modified = || std::fs::metadata(&path).and_then(|m| m.modified()).ok();
+        let mut changes = 0;
+        let mut last = modified();
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while changes < 5 && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(15));
+            let now = modified();
+            if now != last {
+                changes += 1;
+                last = now;
+            }
+        }
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
 
