@@ -395,6 +395,19 @@ mod tests {
     }
 
     #[test]
+    fn arbitrary_header_values_never_panic() {
+        let alphabet = b"abcHITMISxs;,=- \"0123456789fwdtl";
+        for _ in 0..20_000 {
+            let len = fastrand::usize(0..30);
+            let text: String = (0..len)
+                .map(|_| char::from(alphabet[fastrand::usize(..alphabet.len())]))
+                .collect();
+            let _ = from_cache_status(&text);
+            let _ = from_x_cache(&text);
+        }
+    }
+
+    #[test]
     fn age_and_extension() {
         assert_eq!(classify("age", "12"), Some(CacheStatus::Hit));
         assert_eq!(classify("age", "0"), Some(CacheStatus::Miss));

@@ -429,6 +429,22 @@ mod tests {
     }
 
     #[test]
+    fn arbitrary_input_never_panics() {
+        let dims: Vec<std::sync::Arc<str>> = vec!["model".into()];
+        let alphabet = b"0123456789-:T.Z+z %&=ab/{}\xff";
+        for _ in 0..20_000 {
+            let len = fastrand::usize(0..40);
+            let bytes: Vec<u8> = (0..len)
+                .map(|_| alphabet[fastrand::usize(..alphabet.len())])
+                .collect();
+            let text = String::from_utf8_lossy(&bytes);
+            let _ = parse_time(&text);
+            let _ = decode(&text);
+            let _ = HistoryQuery::parse(Some(&text), false, 1_800_000_000, &dims, 10_000);
+        }
+    }
+
+    #[test]
     fn limits_and_errors() {
         let dims: Vec<std::sync::Arc<str>> = vec!["model".into()];
         let parse = |q: &str| HistoryQuery::parse(Some(q), false, 1_800_000_000, &dims, 10_000);
