@@ -137,6 +137,18 @@ impl GrpcClientLayer {
 
 impl Observer {
     /// Instruments a gRPC server; see [`crate::grpc`].
+    ///
+    /// ```
+    /// use tower_observe::{propagation::TraceOptions, Observer};
+    ///
+    /// let observer = Observer::new();
+    /// let layer = observer
+    ///     .grpc_server_layer()
+    ///     .service("helloworld.Greeter") // calls to other services are `_OTHER`
+    ///     .traces(TraceOptions::new());
+    /// // tonic::transport::Server::builder().layer(layer).add_service(…)
+    /// # let _ = layer;
+    /// ```
     pub fn grpc_server_layer(&self) -> GrpcServerLayer {
         GrpcServerLayer {
             observer: self.clone(),
@@ -147,6 +159,14 @@ impl Observer {
     }
 
     /// Instruments a gRPC client; see [`crate::grpc`].
+    ///
+    /// ```
+    /// let observer = tower_observe::Observer::new();
+    /// let layer = observer.grpc_client_layer();
+    /// // let channel = tower::ServiceBuilder::new().layer(layer).service(channel);
+    /// // let client = GreeterClient::new(channel);
+    /// # let _ = layer;
+    /// ```
     pub fn grpc_client_layer(&self) -> GrpcClientLayer {
         GrpcClientLayer {
             observer: self.clone(),

@@ -5,6 +5,16 @@ use crate::health::{constant_time_eq, run_checks, HealthReport, ResetAuth, Statu
 
 impl Observer {
     /// The health report, as `GET /health` serves it (runs the dependency checks).
+    ///
+    /// ```
+    /// # async fn demo() {
+    /// let observer = tower_observe::Observer::new();
+    /// let report = observer.health().await;
+    /// assert_eq!(report.status, tower_observe::health::Status::Green); // no traffic yet
+    /// assert_eq!(report.http_status(), 200);
+    /// # }
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(demo());
+    /// ```
     pub async fn health(&self) -> HealthReport {
         let options = &self.inner.health;
         let snapshot_elapsed = self.elapsed_seconds();

@@ -271,11 +271,33 @@ impl Observer {
 
     /// Instrumentation for an HTTP client (tower layer, or `reqwest-middleware` middleware);
     /// see [`crate::client`].
+    ///
+    /// ```
+    /// use tower::ServiceBuilder;
+    /// use tower_observe::Observer;
+    ///
+    /// let observer = Observer::new();
+    /// // Any tower HTTP client; here one that answers 204 to everything.
+    /// let client = ServiceBuilder::new()
+    ///     .layer(observer.client_layer().propagate(false))
+    ///     .service(tower::service_fn(|_req: http::Request<String>| async {
+    ///         Ok::<_, std::io::Error>(http::Response::builder().status(204).body(String::new()).unwrap())
+    ///     }));
+    /// # let _ = client;
+    /// ```
     pub fn client_layer(&self) -> ClientLayer {
         ClientLayer::new(self.clone())
     }
 
     /// Retry and failover accounting for `target`; see [`crate::retry`].
+    ///
+    /// ```
+    /// let observer = tower_observe::Observer::new();
+    /// let mut call = observer.retries("search").call();
+    /// call.retry("timeout");
+    /// call.failed(); // still failing after a retry: exhausted
+    /// assert_eq!(observer.stats().retries["search"].exhausted, 1);
+    /// ```
     pub fn retries(&self, target: &str) -> RetryTracker {
         let mut entry = None;
         self.with_source(|source| {
