@@ -211,6 +211,10 @@ async fn statuses_come_from_trailers_and_trailers_only_responses() {
     assert_eq!(say_stats.status_codes["OK"], 1);
     assert_eq!(say_stats.status_codes["NOT_FOUND"], 1);
     assert_eq!(client_observer.stats().grpc.client[SAY].errors, 2);
+    // /health counts gRPC calls served: 2 of 4 failed with server-fault codes.
+    let health = server_observer.health().await;
+    assert_eq!(health.requests_last_minute, 4);
+    assert_eq!(health.error_rate, Some(0.5));
 }
 
 #[tokio::test]

@@ -57,6 +57,17 @@ impl GrpcSeries {
         }
     }
 
+    /// Calls served and failed in the last minute (for `/health`).
+    pub(crate) fn recent_server(&self, elapsed: f64) -> (u64, u64) {
+        self.server_cells
+            .entries()
+            .iter()
+            .fold((0, 0), |(all, failed), (_, cell)| {
+                let (a, f) = cell.recent(elapsed);
+                (all + a, failed + f)
+            })
+    }
+
     pub(crate) fn reset(&self) {
         for family in [&self.server_cells, &self.client_cells] {
             for (_, cell) in family.entries() {

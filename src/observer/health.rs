@@ -18,7 +18,14 @@ impl Observer {
     pub async fn health(&self) -> HealthReport {
         let options = &self.inner.health;
         let snapshot_elapsed = self.elapsed_seconds();
-        let (requests, failed) = self.inner.stats.recent(snapshot_elapsed);
+        #[cfg_attr(not(feature = "tonic"), allow(unused_mut))]
+        let (mut requests, mut failed) = self.inner.stats.recent(snapshot_elapsed);
+        #[cfg(feature = "tonic")]
+        {
+            let (calls, failed_calls) = self.inner.grpc.recent_server(snapshot_elapsed);
+            requests += calls;
+            failed += failed_calls;
+        }
         let error_rate = (requests > 0).then(|| failed as f64 / requests as f64);
         let mut status = match error_rate {
             Some(rate) if requests >= options.min_requests => {

@@ -21,6 +21,11 @@ impl GrpcCell {
         self.codes[code as usize].fetch_add(1, Relaxed);
     }
 
+    /// Calls and failed calls of the last minute.
+    pub(crate) fn recent(&self, elapsed: f64) -> (u64, u64) {
+        self.cell.recent(elapsed)
+    }
+
     pub(crate) fn reset(&self) {
         self.cell.reset();
         for c in &self.codes {

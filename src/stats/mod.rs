@@ -70,6 +70,11 @@ impl StatsCell {
         }
     }
 
+    /// Requests and failures of the last minute.
+    pub(crate) fn recent(&self, elapsed: f64) -> (u64, u64) {
+        (self.rate.total(elapsed), self.failure_rate.total(elapsed))
+    }
+
     /// Zeroes the cell in place (series caches keep their handles to it).
     pub(crate) fn reset(&self) {
         self.latency.reset();
@@ -180,10 +185,8 @@ impl Stats {
         crate::sync::read(&self.routes)
             .values()
             .fold((0, 0), |(all, failed), cell| {
-                (
-                    all + cell.rate.total(elapsed),
-                    failed + cell.failure_rate.total(elapsed),
-                )
+                let (a, f) = cell.recent(elapsed);
+                (all + a, failed + f)
             })
     }
 
