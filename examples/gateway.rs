@@ -242,7 +242,14 @@ async fn run(args: common::Args) {
         next: Arc::default(),
         pool,
         client: ClientBuilder::new(plain())
-            .with(observer.client_layer().target("complete").middleware())
+            .with(
+                observer
+                    .client_layer()
+                    .target("complete")
+                    .label("strategy", "round_robin")
+                    .expect("a valid label")
+                    .middleware(),
+            )
             .build(),
         complete_retries: observer.retries("complete"),
         models_client: ClientBuilder::new(plain())

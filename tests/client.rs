@@ -669,3 +669,35 @@ async fn labels_from_user_input_stay_bounded() {
         20
     );
 }
+
+#[tokio::test]
+async fn constant_labels_separate_clients_for_comparison() {
+    let (addr, _) = upstream().await;
+    let observer = Observer::new();
+    let client = |strategy: &str| {
+        ClientBuilder::new(reqwest::Client::new())
+            .with(
+                observer
+                    .client_layer()
+                    .label("strategy", strategy)
+                    .unwrap()
+                    .middleware(),
+            )
+            .build()
+    };
+    let (rr, ll) = (client("round_robin"), client("least_latency"));
+    for _ in 0..3 {
+        rr.get(format!("http://{addr}/ok")).send().await.unwrap();
+    }
+    ll.get(format!("http://{addr}/ok")).send().await.unwrap();
+    let text = metrics(&observer);
+    let count = |s| sample(&text, CLIENT_COUNT, &[("strategy", s)]);
+    assert_eq!(
+        (count("round_robin"), count("least_latency")),
+        (Some(3.0), Some(1.0)),
+        "{text}"
+    );
+    assert!(text.contains(r#"http_client_active_requests{server_address="127.0.0.1""#));
+    assert!(observer.client_layer().label("error_type", "x").is_err());
+    assert!(observer.client_layer().label("bad-name", "x").is_err());
+}

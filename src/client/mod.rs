@@ -79,7 +79,9 @@ pub(crate) struct ClientOptions {
     propagate: bool,
     request_id_header: HeaderName,
     cache: Option<CacheHandle>,
-    /// Shared by the clones of one layer.
+    /// Constant labels on every client metric of this layer.
+    labels: Arc<[(Arc<str>, Arc<str>)]>,
+    /// Shared by the clones of one layer (and reset when a setting changes).
     endpoint_cache: Arc<EndpointCache>,
 }
 
@@ -92,13 +94,57 @@ impl ClientLayer {
                 propagate: true,
                 request_id_header: HeaderName::from_static(crate::request_id::X_REQUEST_ID),
                 cache: None,
+                labels: Arc::from(Vec::new()),
                 endpoint_cache: Arc::default(),
             }),
         }
     }
 
     fn options_mut(&mut self) -> &mut ClientOptions {
-        Arc::make_mut(&mut self.options)
+        let options = Arc::make_mut(&mut self.options);
+        // The cached endpoint belongs to the settings it was made with.
+        options.endpoint_cache = Arc::default();
+        options
+    }
+
+    /// Adds a constant label to every client metric of this layer, for comparing clients:
+    /// `strategy="round_robin"` against `strategy="least_latency"`, or `upstream="billing"`.
+    /// The name must be a valid label name that is not one of the client labels.
+    ///
+    /// ```
+    /// use tower_observe::Observer;
+    ///
+    /// let observer = Observer::new();
+    /// let layer = observer.client_layer().label("strategy", "round_robin").unwrap();
+    /// assert!(observer.client_layer().label("server_port", "1").is_err());
+    /// # let _ = layer;
+    /// ```
+    pub fn label(mut self, name: &str, value: &str) -> Result<Self, crate::BuildError> {
+        use crate::names;
+        const RESERVED: [&str; 6] = [
+            names::HTTP_REQUEST_METHOD,
+            names::URL_SCHEME,
+            names::SERVER_ADDRESS,
+            names::SERVER_PORT,
+            names::HTTP_RESPONSE_STATUS_CODE,
+            names::ERROR_TYPE,
+        ];
+        if !crate::labels::is_valid_label_name(name) {
+            return Err(crate::BuildError::InvalidDimension(name.to_owned()));
+        }
+        if RESERVED.contains(&name) || name.starts_with("__") || name == "le" {
+            return Err(crate::BuildError::ReservedDimension(name.to_owned()));
+        }
+        let options = self.options_mut();
+        let mut labels: Vec<(Arc<str>, Arc<str>)> = options
+            .labels
+            .iter()
+            .filter(|(k, _)| **k != *name)
+            .cloned()
+            .collect();
+        labels.push((Arc::from(name), Arc::from(value)));
+        options.labels = labels.into();
+        Ok(self)
     }
 
     /// The retry target resends through this client are counted under (default `"default"`;
@@ -198,7 +244,7 @@ impl ClientCall {
         #[cfg(feature = "opentelemetry")]
         crate::propagation::otel::adopt(&span, &mut ids);
         let endpoint = server.map(|(scheme, host, port)| {
-            observer.client_started(&options.endpoint_cache, scheme, host, port)
+            observer.client_started(&options.endpoint_cache, &options.labels, scheme, host, port)
         });
         let request_bytes = req.body_size();
         if options.propagate {

@@ -22,6 +22,8 @@ pub(crate) struct Endpoint {
     pub(crate) scheme: Box<str>,
     pub(crate) address: Box<str>,
     pub(crate) port: Box<str>,
+    /// The client's constant labels (`strategy`, …), values as recorded.
+    labels: Box<[(Arc<str>, Box<str>)]>,
     active: GaugeHandle,
     stats: Arc<StatsCell>,
     /// The handles of the last successful call's (method, status): most calls to an
@@ -128,6 +130,7 @@ impl Observer {
     pub(crate) fn client_started(
         &self,
         cache: &EndpointCache,
+        labels: &[(Arc<str>, Arc<str>)],
         scheme: &str,
         address: &str,
         port: u16,
@@ -139,7 +142,7 @@ impl Observer {
                 return endpoint;
             }
         }
-        let endpoint = self.client_endpoint(scheme, address, port);
+        let endpoint = self.client_endpoint(labels, scheme, address, port);
         cache.0.store(Some(Arc::new(CachedEndpoint {
             scheme: scheme.into(),
             host: address.into(),
@@ -149,7 +152,13 @@ impl Observer {
         endpoint
     }
 
-    fn client_endpoint(&self, scheme: &str, address: &str, port: u16) -> Arc<Endpoint> {
+    fn client_endpoint(
+        &self,
+        labels: &[(Arc<str>, Arc<str>)],
+        scheme: &str,
+        address: &str,
+        port: u16,
+    ) -> Arc<Endpoint> {
         let inner = &*self.inner;
         let source: &dyn RecorderSource = &inner.backend;
         let client = &inner.client;
@@ -157,26 +166,38 @@ impl Observer {
         let mut port_buf = itoa::Buffer::new();
         let port = port_buf.format(port);
         let mut endpoint = None;
+        let mut values: Vec<&str> = vec![scheme, address, port];
+        for (k, v) in labels {
+            values.push(k);
+            values.push(v);
+        }
         self.guarded(|| {
-            let e = client.endpoints.get(source, &[scheme, address, port], |v| {
+            let e = client.endpoints.get(source, &values, |v| {
                 let (scheme, address, port) = (v[0], v[1], v[2]);
+                // Label names come from the layer (validated there); values as recorded.
+                let labels: Box<[(Arc<str>, Box<str>)]> = labels
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (k, _))| (k.clone(), Box::from(v[4 + 2 * i])))
+                    .collect();
+                let mut gauge_labels = vec![
+                    (names::SERVER_ADDRESS, address),
+                    (names::SERVER_PORT, port),
+                    (names::URL_SCHEME, scheme),
+                ];
+                let extra = family::extra_labels(&labels);
+                gauge_labels.extend(extra.iter().map(|(k, v)| (*k, *v)));
                 Endpoint {
                     scheme: scheme.into(),
                     address: address.into(),
                     port: port.into(),
                     active: family::gauge(
                         source,
-                        &family::key(
-                            names::HTTP_CLIENT_ACTIVE_REQUESTS,
-                            &[
-                                (names::SERVER_ADDRESS, address),
-                                (names::SERVER_PORT, port),
-                                (names::URL_SCHEME, scheme),
-                            ],
-                        ),
+                        &family::key_owned(names::HTTP_CLIENT_ACTIVE_REQUESTS, &gauge_labels),
                     ),
                     stats: inner.stats.upstream_cell(&upstream_label(address, port)),
                     last_ok: ArcSwapOption::empty(),
+                    labels,
                 }
             });
             e.active.add(1.0);
@@ -187,6 +208,7 @@ impl Observer {
                 scheme: scheme.into(),
                 address: address.into(),
                 port: port.into(),
+                labels: Box::default(),
                 active: GaugeHandle::Facade(metrics::Gauge::noop()),
                 stats: Arc::default(),
                 last_ok: ArcSwapOption::empty(),
@@ -267,14 +289,18 @@ impl Observer {
         let mut status_buf = itoa::Buffer::new();
         let status = c.status.map_or("", |s| status_buf.format(s));
         let error = c.error_type.unwrap_or("");
-        let values = [
+        let mut values: Vec<&str> = vec![
             c.method.as_str(),
-            &*e.scheme,
-            &*e.address,
-            &*e.port,
+            &e.scheme,
+            &e.address,
+            &e.port,
             status,
             error,
         ];
+        for (k, v) in e.labels.iter() {
+            values.push(k);
+            values.push(v);
+        }
         inner.client.series.get(source, &values, |v| {
             let mut labels = vec![
                 (names::HTTP_REQUEST_METHOD, v[0]),
@@ -288,7 +314,14 @@ impl Observer {
             if !v[5].is_empty() {
                 labels.push((names::ERROR_TYPE, v[5]));
             }
-            let h = |name| family::histogram(source, &family::key(name, &labels));
+            let extra: Vec<(&str, &str)> = e
+                .labels
+                .iter()
+                .enumerate()
+                .map(|(i, (k, _))| (&**k, v[7 + 2 * i]))
+                .collect();
+            labels.extend(extra.iter().copied());
+            let h = |name| family::histogram(source, &family::key_owned(name, &labels));
             ClientHandles {
                 duration: h(names::HTTP_CLIENT_REQUEST_DURATION),
                 request_size: h(names::HTTP_CLIENT_REQUEST_BODY_SIZE),

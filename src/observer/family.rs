@@ -132,6 +132,22 @@ pub(crate) fn key(name: &'static str, labels: &[(&'static str, &str)]) -> Key {
     )
 }
 
+/// A metric key whose label names need not be static (constant labels configured at run time).
+pub(crate) fn key_owned(name: &'static str, labels: &[(&str, &str)]) -> Key {
+    Key::from_parts(
+        name,
+        labels
+            .iter()
+            .map(|(k, v)| Label::new((*k).to_owned(), (*v).to_owned()))
+            .collect::<Vec<_>>(),
+    )
+}
+
+/// Borrowed `(name, value)` pairs of constant labels.
+pub(crate) fn extra_labels<'a>(labels: &'a [(Arc<str>, Box<str>)]) -> Vec<(&'a str, &'a str)> {
+    labels.iter().map(|(k, v)| (&**k, &**v)).collect()
+}
+
 /// Registers a histogram, on our own storage when the recorder is our registry.
 pub(crate) fn histogram(source: &dyn RecorderSource, key: &Key) -> HistogramHandle {
     if let Some(storage) = source.registry().and_then(|reg| reg.histogram_storage(key)) {
