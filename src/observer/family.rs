@@ -144,7 +144,7 @@ pub(crate) fn key_owned(name: &'static str, labels: &[(&str, &str)]) -> Key {
 }
 
 /// Borrowed `(name, value)` pairs of constant labels.
-pub(crate) fn extra_labels<'a>(labels: &'a [(Arc<str>, Box<str>)]) -> Vec<(&'a str, &'a str)> {
+pub(crate) fn extra_labels(labels: &[(Arc<str>, Box<str>)]) -> Vec<(&str, &str)> {
     labels.iter().map(|(k, v)| (&**k, &**v)).collect()
 }
 
