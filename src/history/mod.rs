@@ -39,7 +39,8 @@ mod store;
 
 pub use query::{HistoryPoint, HistoryQuery, HistoryResponse, QueryError};
 
-use std::collections::{BTreeMap, HashMap};
+use std::cell::RefCell;
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
@@ -197,7 +198,22 @@ struct Shared {
     dimension_keys: Box<[Arc<str>]>,
 }
 
-type Pending = HashMap<(u64, Box<str>), Agg>;
+type Pending = hashbrown::HashMap<(u64, Box<str>), Agg>;
+
+/// The borrowed form of a pending key; hashes like `(u64, Box<str>)` (fields in order).
+#[derive(Hash)]
+struct PendingKey<'a>(u64, &'a str);
+
+impl hashbrown::Equivalent<(u64, Box<str>)> for PendingKey<'_> {
+    fn equivalent(&self, key: &(u64, Box<str>)) -> bool {
+        self.0 == key.0 && self.1 == &*key.1
+    }
+}
+
+thread_local! {
+    /// The series key is built here, so a request of a known series allocates nothing.
+    static SERIES_KEY: RefCell<String> = const { RefCell::new(String::new()) };
+}
 
 const PENDING_SHARDS: usize = 16;
 
@@ -237,7 +253,7 @@ impl History {
             options,
             clock,
             pending: (0..PENDING_SHARDS)
-                .map(|_| Mutex::new(Pending::new()))
+                .map(|_| Mutex::new(Pending::default()))
                 .collect(),
             store: Mutex::new(store),
             write_errors: AtomicU64::new(0),
@@ -389,25 +405,45 @@ impl RecordSink for History {
     fn record_http_server(&self, r: &HttpServerRecord<'_>) {
         let end = r.end.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
         let minute = end - end % 60;
-        let mut series = String::with_capacity(64);
-        series.push_str(r.method);
-        series.push(SEP);
-        series.push_str(r.route);
-        series.push(SEP);
-        series.push_str(status_class(r.status));
-        for (k, v) in r.dimensions {
-            series.push(SEP);
-            series.push_str(k);
-            series.push('=');
-            series.push_str(v);
-        }
         let error = matches!(r.error_type, Some(e) if e != crate::names::ERROR_ABORTED);
         let nanos = u64::try_from(r.duration.as_nanos()).unwrap_or(u64::MAX);
-        let shard = self.shared.shard_of(&series);
-        lock(shard)
-            .entry((minute, series.into_boxed_str()))
-            .or_default()
-            .record(nanos, error);
+        let record = |series: &str| {
+            let mut pending = lock(self.shared.shard_of(series));
+            match pending.get_mut(&PendingKey(minute, series)) {
+                Some(agg) => agg.record(nanos, error),
+                None => pending
+                    .entry((minute, Box::from(series)))
+                    .or_default()
+                    .record(nanos, error),
+            }
+        };
+        let build = |series: &mut String| {
+            series.clear();
+            series.push_str(r.method);
+            series.push(SEP);
+            series.push_str(r.route);
+            series.push(SEP);
+            series.push_str(status_class(r.status));
+            for (k, v) in r.dimensions {
+                series.push(SEP);
+                series.push_str(k);
+                series.push('=');
+                series.push_str(v);
+            }
+        };
+        let reused = SERIES_KEY.try_with(|buf| match buf.try_borrow_mut() {
+            Ok(mut series) => {
+                build(&mut series);
+                record(&series);
+                true
+            }
+            Err(_) => false,
+        });
+        if reused != Ok(true) {
+            let mut series = String::new();
+            build(&mut series);
+            record(&series);
+        }
     }
 }
 
@@ -431,4 +467,19 @@ pub(crate) fn split_series(series: &str) -> Option<SeriesParts<'_>> {
         status_class,
         dims,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::hash::BuildHasher;
+
+    #[test]
+    fn borrowed_pending_keys_hash_like_owned_ones() {
+        let owned: (u64, Box<str>) = (120, Box::from("GET\u{1f}/x\u{1f}2xx"));
+        let borrowed = PendingKey(120, "GET\u{1f}/x\u{1f}2xx");
+        let s = hashbrown::DefaultHashBuilder::default();
+        assert_eq!(s.hash_one(&owned), s.hash_one(&borrowed));
+        assert!(hashbrown::Equivalent::equivalent(&borrowed, &owned));
+    }
 }
