@@ -10,8 +10,8 @@
 //! range merges buckets without losing accuracy. Memory and disk grow with the number of
 //! series and the retention, never with the number of requests.
 //!
-//! Requests are aggregated in memory on the request path (one short lock per series) and
-//! written behind it: a background thread flushes every [`HistoryOptions::flush_interval`]
+//! Requests are aggregated in memory on the request path (one short lock on one of 16 shards)
+//! and written behind it: a background thread flushes every [`HistoryOptions::flush_interval`]
 //! (default 5 s) in one durable transaction, so a crash (even `kill -9`) loses at most one
 //! interval and never corrupts the file. A write that fails (disk full, I/O error) keeps the
 //! data in memory, retries with the next flush, counts
