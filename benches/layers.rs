@@ -4,6 +4,7 @@
 //!
 //! ```text
 //! cargo bench --bench layers
+//! cargo bench --bench layers --all-features -- history   # what the history adds
 //! ```
 //!
 //! Read the results as "added cost" = variant − `bare_router`, and compare the added costs:
@@ -157,6 +158,37 @@ fn bench_layers(c: &mut Criterion) {
     group.finish();
 
     bench_spans(c, &rt, &observer);
+    #[cfg(feature = "history")]
+    bench_history(c, &rt);
+}
+
+/// What the history adds to a request (feature `history`; run with `--all-features`): the
+/// full stack without and with an in-memory history (the flush thread runs as in production).
+#[cfg(feature = "history")]
+fn bench_history(c: &mut Criterion, rt: &tokio::runtime::Runtime) {
+    use tower_observe::history::HistoryOptions;
+
+    let plain = Observer::new();
+    let with_history = Observer::builder()
+        .history(HistoryOptions::in_memory())
+        .build()
+        .unwrap();
+    let mut group = c.benchmark_group("history");
+    group.measurement_time(Duration::from_secs(4));
+    bench_one(&mut group, rt, "bare_router", ready(base()));
+    bench_one(
+        &mut group,
+        rt,
+        "ours_full",
+        ready(base().layer(plain.layer())),
+    );
+    bench_one(
+        &mut group,
+        rt,
+        "ours_full_with_history",
+        ready(base().layer(with_history.layer())),
+    );
+    group.finish();
 }
 
 /// The span part: our full stack with traces against tower-http's `TraceLayer`, first with no
