@@ -227,6 +227,20 @@ async fn csv_round_trips_filters_and_limits() {
         .unwrap()
         .is_empty());
 
+    // The plain endpoints service (hyper without axum) serves it too, CSV on `Accept`.
+    let res = observer
+        .endpoints()
+        .oneshot(
+            http::Request::get("/v1/stats/history?route=/work")
+                .header("accept", "text/csv")
+                .body(())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["content-type"], "text/csv; charset=utf-8");
+
     for (q, needle) in [
         ("from=0&step=1m", "the limit is 10000"),
         ("step=2m", "expected 1m, 5m, 1h or 1d"),
