@@ -65,6 +65,10 @@ fn bench_in_process(c: &mut Criterion, rt: &tokio::runtime::Runtime, observer: &
             chain(&|b| b.with(observer.client_layer().middleware())),
         ),
         (
+            "ours_without_propagation",
+            chain(&|b| b.with(observer.client_layer().propagate(false).middleware())),
+        ),
+        (
             "ours_with_retry_accounting",
             chain(&|b| {
                 b.with(observer.retries("bench").reqwest_middleware())
