@@ -8,6 +8,8 @@
 //! # Quick start (axum)
 //!
 //! ```
+//! # #[cfg(feature = "axum")]
+//! # fn main() {
 //! use axum::{routing::get, Router};
 //! use tower_observe::Observer;
 //!
@@ -17,6 +19,9 @@
 //!     .merge(observer.router())   // GET /metrics, GET /v1/stats
 //!     .layer(observer.layer());   // request IDs + HTTP metrics
 //! # let _ = app;
+//! # }
+//! # #[cfg(not(feature = "axum"))]
+//! # fn main() {}
 //! ```
 //!
 //! # Pieces

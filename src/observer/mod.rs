@@ -127,6 +127,8 @@ struct Inner {
 /// Cheap to clone. Make the layers and the endpoints from the same observer:
 ///
 /// ```
+/// # #[cfg(feature = "axum")]
+/// # fn main() {
 /// use axum::{routing::get, Router};
 /// use tower_observe::Observer;
 ///
@@ -135,6 +137,9 @@ struct Inner {
 ///     .route("/users/{id}", get(|| async { "user" }))
 ///     .merge(observer.router()) // GET /metrics and GET /v1/stats
 ///     .layer(observer.layer()); // request IDs + HTTP metrics
+/// # }
+/// # #[cfg(not(feature = "axum"))]
+/// # fn main() {}
 /// ```
 #[derive(Clone)]
 pub struct Observer {

@@ -18,6 +18,8 @@
 //!   span declares one (`request_id = tracing::field::Empty`).
 //!
 //! ```
+//! # #[cfg(feature = "axum")]
+//! # fn main() {
 //! use axum::{routing::get, Router};
 //! use tower_observe::request_id::{RequestId, RequestIdLayer};
 //!
@@ -28,6 +30,9 @@
 //! let app: Router = Router::new()
 //!     .route("/", get(handler))
 //!     .layer(RequestIdLayer::new());
+//! # }
+//! # #[cfg(not(feature = "axum"))]
+//! # fn main() {}
 //! ```
 
 mod generate;

@@ -15,8 +15,8 @@
 //!
 //! Three ways in, for the retry tools people already use:
 //!
-//! - `tower::retry`: wrap your `Policy` with [`RetryTracker::policy`] (feature `tower-retry`);
-//! - `reqwest-retry`: put [`RetryTracker::reqwest_middleware`] before `RetryTransientMiddleware`
+//! - `tower::retry`: wrap your `Policy` with `RetryTracker::policy` (feature `tower-retry`);
+//! - `reqwest-retry`: put `RetryTracker::reqwest_middleware` before `RetryTransientMiddleware`
 //!   and the client instrumentation after it (feature `reqwest-middleware`);
 //! - a loop of your own: [`RetryTracker::call`] gives a [`LogicalCall`] to report to.
 //!
