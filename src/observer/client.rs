@@ -185,15 +185,14 @@ impl Observer {
                     (names::SERVER_PORT, port),
                     (names::URL_SCHEME, scheme),
                 ];
-                let extra = family::extra_labels(&labels);
-                gauge_labels.extend(extra.iter().map(|(k, v)| (*k, *v)));
+                gauge_labels.extend(labels.iter().map(|(k, v)| (&**k, &**v)));
                 Endpoint {
                     scheme: scheme.into(),
                     address: address.into(),
                     port: port.into(),
                     active: family::gauge(
                         source,
-                        &family::key_owned(names::HTTP_CLIENT_ACTIVE_REQUESTS, &gauge_labels),
+                        &family::key(names::HTTP_CLIENT_ACTIVE_REQUESTS, &gauge_labels),
                     ),
                     stats: inner.stats.upstream_cell(&upstream_label(address, port)),
                     last_ok: ArcSwapOption::empty(),
@@ -314,14 +313,13 @@ impl Observer {
             if !v[5].is_empty() {
                 labels.push((names::ERROR_TYPE, v[5]));
             }
-            let extra: Vec<(&str, &str)> = e
-                .labels
-                .iter()
-                .enumerate()
-                .map(|(i, (k, _))| (&**k, v[7 + 2 * i]))
-                .collect();
-            labels.extend(extra.iter().copied());
-            let h = |name| family::histogram(source, &family::key_owned(name, &labels));
+            labels.extend(
+                e.labels
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (k, _))| (&**k, v[7 + 2 * i])),
+            );
+            let h = |name| family::histogram(source, &family::key(name, &labels));
             ClientHandles {
                 duration: h(names::HTTP_CLIENT_REQUEST_DURATION),
                 request_size: h(names::HTTP_CLIENT_REQUEST_BODY_SIZE),

@@ -121,19 +121,8 @@ pub(crate) fn metadata() -> metrics::Metadata<'static> {
     metrics::Metadata::new(module_path!(), metrics::Level::INFO, Some(module_path!()))
 }
 
-/// A metric key from static label names and the given values.
-pub(crate) fn key(name: &'static str, labels: &[(&'static str, &str)]) -> Key {
-    Key::from_parts(
-        name,
-        labels
-            .iter()
-            .map(|(k, v)| Label::new(*k, (*v).to_owned()))
-            .collect::<Vec<_>>(),
-    )
-}
-
-/// A metric key whose label names need not be static (constant labels configured at run time).
-pub(crate) fn key_owned(name: &'static str, labels: &[(&str, &str)]) -> Key {
+/// A metric key from label names and values (registration only, so owning them is free).
+pub(crate) fn key(name: &'static str, labels: &[(&str, &str)]) -> Key {
     Key::from_parts(
         name,
         labels
@@ -141,11 +130,6 @@ pub(crate) fn key_owned(name: &'static str, labels: &[(&str, &str)]) -> Key {
             .map(|(k, v)| Label::new((*k).to_owned(), (*v).to_owned()))
             .collect::<Vec<_>>(),
     )
-}
-
-/// Borrowed `(name, value)` pairs of constant labels.
-pub(crate) fn extra_labels(labels: &[(Arc<str>, Box<str>)]) -> Vec<(&str, &str)> {
-    labels.iter().map(|(k, v)| (&**k, &**v)).collect()
 }
 
 /// Registers a histogram, on our own storage when the recorder is our registry.
