@@ -186,6 +186,11 @@ pub(crate) enum Failure {
 }
 
 impl Failure {
+    /// A status worth retrying: 5xx, 429 (rate limited) and 408 (request timeout).
+    pub(crate) fn of_status(status: u16) -> Option<Failure> {
+        (status >= 500 || status == 429 || status == 408).then_some(Failure::Status(status))
+    }
+
     #[cfg_attr(not(feature = "reqwest-middleware"), allow(dead_code))]
     /// The `reason` label.
     pub(crate) fn label(self) -> std::borrow::Cow<'static, str> {
@@ -287,8 +292,7 @@ impl ClientCall {
         };
         self.record(Some(status), error.as_deref(), outcome, res.body_size());
         AttemptEnd {
-            failure: (status >= 500 || status == 429 || status == 408)
-                .then_some(Failure::Status(status)),
+            failure: Failure::of_status(status),
             endpoint: self.endpoint.clone(),
         }
     }

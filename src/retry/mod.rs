@@ -44,7 +44,7 @@ use std::sync::Arc;
 
 use metrics::Counter;
 
-use crate::client::{ClientError, ClientResponse};
+use crate::client::{ClientError, ClientResponse, Failure};
 use crate::names;
 use crate::observer::family::{self, Family};
 use crate::observer::{HistogramHandle, Observer, RecorderSource};
@@ -223,14 +223,10 @@ fn describe(source: &dyn RecorderSource) {
 /// Whether an attempt's result is worth retrying, and why: transport errors, 5xx, 429 and 408.
 pub(crate) fn failure_reason<Res: ClientResponse, E: ClientError>(
     result: &Result<Res, E>,
-) -> Option<String> {
+) -> Option<Failure> {
     match result {
-        Ok(res) => {
-            let status = res.status_code();
-            (status >= 500 || status == 429 || status == 408)
-                .then(|| crate::client::status_label(status))
-        }
-        Err(e) => Some(e.error_type().to_owned()),
+        Ok(res) => Failure::of_status(res.status_code()),
+        Err(e) => Some(Failure::Error(e.error_type())),
     }
 }
 

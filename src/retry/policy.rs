@@ -85,7 +85,7 @@ where
     type Future = P::Future;
 
     fn retry(&mut self, req: &mut Req, result: &mut Result<Res, E>) -> Option<Self::Future> {
-        let reason = failure_reason(result);
+        let reason = failure_reason(result).map(|f| f.label());
         let from = backend(req);
         match self.inner.retry(req, result) {
             Some(wait) => {
