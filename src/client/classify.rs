@@ -215,6 +215,21 @@ pub fn classify_error_chain(error: &(dyn StdError + 'static)) -> &'static str {
     crate::labels::OTHER
 }
 
+/// The class of the first classifiable I/O error in a source chain.
+#[cfg(feature = "reqwest")]
+fn io_class_in_chain(mut current: Option<&(dyn StdError + 'static)>) -> Option<&'static str> {
+    while let Some(e) = current {
+        if let Some(kind) = e
+            .downcast_ref::<io::Error>()
+            .and_then(|io| classify_io(io.kind()))
+        {
+            return Some(kind);
+        }
+        current = e.source();
+    }
+    None
+}
+
 fn classify_io(kind: io::ErrorKind) -> Option<&'static str> {
     use io::ErrorKind::*;
     Some(match kind {
@@ -241,14 +256,8 @@ fn classify_reqwest(e: &reqwest::Error) -> &'static str {
         return ERROR_TIMEOUT;
     }
     // The I/O error inside says more than `is_connect` (refused vs. DNS vs. reset).
-    let mut source = StdError::source(e);
-    while let Some(s) = source {
-        if let Some(io) = s.downcast_ref::<io::Error>() {
-            if let Some(kind) = classify_io(io.kind()) {
-                return kind;
-            }
-        }
-        source = s.source();
+    if let Some(kind) = io_class_in_chain(StdError::source(e)) {
+        return kind;
     }
     if e.is_connect() {
         ERROR_CONNECT
