@@ -304,44 +304,38 @@ impl Observer {
     /// assert_eq!(observer.stats().retries["search"].exhausted, 1);
     /// ```
     pub fn retries(&self, target: &str) -> RetryTracker {
-        let mut entry = None;
-        self.with_source(|source| {
-            entry = Some(
-                self.inner
-                    .retry_targets
-                    .get(source, &[target], |v| RetryTarget::new(source, v[0])),
-            );
-        });
-        let entry = entry.unwrap_or_else(|| Arc::new(RetryTarget::new(&NoRecorder, target)));
+        let entry = self.named(&self.inner.retry_targets, target, RetryTarget::new);
         RetryTracker::new(self.clone(), entry)
     }
 
     pub(crate) fn cache_counters(&self, name: &str) -> Arc<CacheCounters> {
-        let mut entry = None;
-        self.with_source(|source| {
-            entry = Some(
-                self.inner
-                    .caches
-                    .get(source, &[name], |v| CacheCounters::new(source, v[0])),
-            );
-        });
-        entry.unwrap_or_else(|| Arc::new(CacheCounters::new(&NoRecorder, name)))
+        self.named(&self.inner.caches, name, CacheCounters::new)
     }
 
     /// The pool of backends called `name`, selected with `strategy` (`round_robin`,
     /// `least_latency`, `random`, …); see [`crate::pool`]. The strategy is fixed by the first
     /// call for a name.
     pub fn backend_pool(&self, name: &str, strategy: &str) -> BackendPool {
+        let entry = self.named(&self.inner.pools, name, |source, name| {
+            PoolState::new(source, name, strategy)
+        });
+        BackendPool::new(self.clone(), entry)
+    }
+
+    /// The entry called `name` of a family of named things (retry targets, caches, pools),
+    /// made with the recorder on first use — or, should the recorder panic, a detached entry
+    /// that records nowhere.
+    fn named<T>(
+        &self,
+        family: &Family<T>,
+        name: &str,
+        make: impl Fn(&dyn RecorderSource, &str) -> T,
+    ) -> Arc<T> {
         let mut entry = None;
         self.with_source(|source| {
-            entry = Some(
-                self.inner
-                    .pools
-                    .get(source, &[name], |v| PoolState::new(source, v[0], strategy)),
-            );
+            entry = Some(family.get(source, &[name], |v| make(source, v[0])));
         });
-        let entry = entry.unwrap_or_else(|| Arc::new(PoolState::new(&NoRecorder, name, strategy)));
-        BackendPool::new(self.clone(), entry)
+        entry.unwrap_or_else(|| Arc::new(make(&NoRecorder, name)))
     }
 
     /// Runs `f` with the recorder, guarded like every recording.
@@ -372,7 +366,7 @@ impl Observer {
     }
 
     /// Runs `f`, and counts instead of propagating a panic from a user recorder or sink.
-    fn guarded(&self, f: impl FnOnce()) {
+    pub(crate) fn guarded(&self, f: impl FnOnce()) {
         if catch_unwind(AssertUnwindSafe(f)).is_err() {
             self.inner.recording_failures.fetch_add(1, Relaxed);
         }

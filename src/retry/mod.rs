@@ -270,8 +270,7 @@ impl RetryTracker {
 
     pub(crate) fn finish(&self, attempts: u32, failed: bool) {
         let target = &self.target;
-        self.observer
-            .with_source(|_| target.finish(attempts, failed));
+        self.observer.guarded(|| target.finish(attempts, failed));
     }
 }
 
