@@ -237,7 +237,13 @@ impl BackendPool {
 
     /// `100 × healthy / backends`; `None` while the pool is empty.
     pub fn health_percent(&self) -> Option<f64> {
-        self.state.entry().health_percent
+        let backends = self
+            .state
+            .backends
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let healthy = backends.values().filter(|b| b.healthy).count();
+        (!backends.is_empty()).then(|| 100.0 * healthy as f64 / backends.len() as f64)
     }
 
     /// Whether `backend` was last reported healthy (`None` if never reported).

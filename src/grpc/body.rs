@@ -130,7 +130,7 @@ pin_project! {
 /// A trailers-only response (the status in the headers, an empty body) is complete as soon
 /// as it is sent: servers never poll its body, so it is recorded here, at the headers.
 pub(crate) fn complete_at_headers<B: Body>(body: &B, call: &GrpcCall) -> bool {
-    call.header_status().is_some() && body.is_end_stream()
+    call.header_status.is_some() && body.is_end_stream()
 }
 
 impl<B> std::fmt::Debug for GrpcResponseBody<B> {
@@ -195,7 +195,7 @@ impl<B: Body> Body for GrpcResponseBody<B> {
             }
             None => {
                 if let Some(call) = this.call.take() {
-                    let code = call.header_status().unwrap_or(Code::Unknown);
+                    let code = call.header_status.unwrap_or(Code::Unknown);
                     call.finish(code, this.counter.messages, false);
                 }
             }

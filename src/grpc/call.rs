@@ -29,10 +29,6 @@ pub(crate) struct GrpcCall {
 }
 
 impl GrpcCall {
-    pub(crate) fn header_status(&self) -> Option<Code> {
-        self.header_status
-    }
-
     /// The `rpc_method` label: the method, or `_OTHER` when it is not a method this server
     /// serves (an undeclared service, or `UNIMPLEMENTED` on the server side).
     fn method_label(&self, code: Code) -> &str {

@@ -145,7 +145,7 @@ fn wrap<RB: http_body::Body>(
     call.header_status = header_status(res.headers())
         .or_else(|| (status != 200).then(|| Code::from_http_status(status)));
     if complete_at_headers(res.body(), &call) {
-        let code = call.header_status().unwrap_or(Code::Unknown);
+        let code = call.header_status.unwrap_or(Code::Unknown);
         call.finish(code, 0, false);
         return res.map(GrpcResponseBody::new_unrecorded);
     }
