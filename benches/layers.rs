@@ -195,7 +195,7 @@ fn bench_history(c: &mut Criterion, rt: &tokio::runtime::Runtime) {
 /// subscriber (tracing disabled), then with one installed (spans created and closed).
 fn bench_spans(c: &mut Criterion, rt: &tokio::runtime::Runtime, observer: &Observer) {
     use tower_http::trace::TraceLayer;
-    use tower_observe::propagation::TraceOptions;
+    use tower_observe::trace::TraceOptions;
 
     let traced = || ready(base().layer(observer.layer().traces(TraceOptions::new())));
     let unsampled = || {

@@ -19,7 +19,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Router};
-use tower_observe::propagation::TraceOptions;
+use tower_observe::trace::TraceOptions;
 use tower_observe::{Dimensions, HttpServerRecord, Observer, RecordSink, RequestId};
 
 mod common;

@@ -26,7 +26,7 @@ use tokio_stream::{Stream, StreamExt};
 use tonic::transport::{Channel, Server};
 use tonic::{Request, Response, Status};
 use tower_observe::grpc::GrpcClient;
-use tower_observe::propagation::TraceOptions;
+use tower_observe::trace::TraceOptions;
 use tower_observe::Observer;
 
 mod common;

@@ -50,6 +50,7 @@ pub mod endpoints;
 #[cfg_attr(docsrs, doc(cfg(feature = "tonic")))]
 pub mod grpc;
 pub mod health;
+mod hex;
 #[cfg(feature = "history")]
 #[cfg_attr(docsrs, doc(cfg(feature = "history")))]
 pub mod history;
@@ -65,14 +66,13 @@ mod observer;
 #[cfg_attr(docsrs, doc(cfg(feature = "otlp")))]
 pub mod otlp;
 pub mod pool;
-pub mod propagation;
 pub mod registry;
 pub mod request_id;
 pub mod retry;
 pub mod stats;
 mod sync;
 mod time_fmt;
-pub mod trace_context;
+pub mod trace;
 
 pub use http_metrics::HttpMetricsLayer;
 pub use labels::{Dimensions, RouteTemplate};

@@ -19,8 +19,8 @@ use crate::http_metrics::route::RouteLabel;
 use crate::http_metrics::{
     self, Config, HttpMetricsLayer, RequestBody, ResponseBody, ResponseFuture,
 };
-use crate::propagation::{TraceOptions, WithContext};
 use crate::request_id::RequestIdLayer;
+use crate::trace::{TraceOptions, WithContext};
 use crate::Observer;
 use tracing::instrument::{Instrument, Instrumented};
 
@@ -58,8 +58,8 @@ impl ObserveLayer {
 
     /// Traces requests too: W3C context extraction, a `tracing` span per request (ending with
     /// the response body, like the duration metric), the context kept current for
-    /// [`PropagateLayer`](crate::propagation::PropagateLayer), and exemplars for sampled
-    /// requests. See [`propagation`](crate::propagation).
+    /// [`PropagateLayer`](crate::trace::PropagateLayer), and exemplars for sampled
+    /// requests. See [`trace`](crate::trace).
     pub fn traces(mut self, options: TraceOptions) -> Self {
         self.traces = Some(options);
         self

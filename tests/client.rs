@@ -32,7 +32,7 @@ use support::{sample, series_count, serve};
 use tower::retry::{Policy, RetryLayer};
 use tower::{Service, ServiceBuilder, ServiceExt};
 use tower_observe::cache::{CacheLayer, CacheStatus};
-use tower_observe::propagation::TraceOptions;
+use tower_observe::trace::TraceOptions;
 use tower_observe::{HttpClientRecord, HttpServerRecord, Observer, RecordSink};
 
 const CLIENT_COUNT: &str = "http_client_request_duration_seconds_count";

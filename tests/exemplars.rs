@@ -10,7 +10,7 @@ use axum::routing::get;
 use axum::{Extension, Router};
 use serde_json::Value;
 use support::{eventually, serve};
-use tower_observe::trace_context::SpanIds;
+use tower_observe::trace::SpanIds;
 use tower_observe::Observer;
 
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";

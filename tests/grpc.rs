@@ -21,7 +21,7 @@ use tokio_stream::{Stream, StreamExt};
 use tonic::transport::{Channel, Server};
 use tonic::{Request, Response, Status};
 use tower_observe::grpc::GrpcClient;
-use tower_observe::propagation::{TraceContext, TraceOptions};
+use tower_observe::trace::{TraceContext, TraceOptions};
 use tower_observe::Observer;
 
 const SERVER_COUNT: &str = "rpc_server_call_duration_seconds_count";

@@ -13,7 +13,7 @@ use axum::Router;
 use serde_json::Value;
 use support::{eventually, serve};
 use tower_observe::logs::EcsJsonLayer;
-use tower_observe::propagation::TraceOptions;
+use tower_observe::trace::TraceOptions;
 use tower_observe::Observer;
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt;

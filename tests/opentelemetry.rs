@@ -13,7 +13,7 @@ use opentelemetry::trace::{SpanKind, Status, TracerProvider as _};
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider};
 use serde_json::{json, Value};
 use support::{eventually, serve};
-use tower_observe::propagation::{TraceContext, TraceOptions};
+use tower_observe::trace::{TraceContext, TraceOptions};
 use tower_observe::Observer;
 use tracing_subscriber::layer::SubscriberExt;
 

@@ -18,7 +18,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 use prost::Message;
 use support::serve;
 use tower_observe::otlp::OtlpTraces;
-use tower_observe::propagation::TraceOptions;
+use tower_observe::trace::TraceOptions;
 use tower_observe::Observer;
 use tracing_subscriber::layer::SubscriberExt;
 

@@ -12,7 +12,7 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use axum::Router;
 use support::{eventually, serve};
-use tower_observe::propagation::TraceOptions;
+use tower_observe::trace::TraceOptions;
 use tower_observe::Observer;
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};

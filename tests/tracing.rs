@@ -10,7 +10,7 @@ use axum::Router;
 use serde_json::{json, Value};
 use support::{eventually, serve};
 use tower::{Service, ServiceBuilder, ServiceExt};
-use tower_observe::propagation::{PropagateLayer, TraceContext, TraceOptions};
+use tower_observe::trace::{PropagateLayer, TraceContext, TraceOptions};
 use tower_observe::Observer;
 
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";

@@ -58,11 +58,12 @@ pub use middleware::{ClientMiddleware, RetryAccountingMiddleware};
 pub use service::{ClientFuture, ObserveClient};
 
 use crate::cache::{CacheHandle, CacheStatus};
+use crate::hex::Hex;
 use crate::labels::HttpMethod;
 use crate::observer::{Endpoint, EndpointCache, Observer};
-use crate::propagation::{Hex, TraceContext};
 use crate::stats::Outcome;
-use crate::trace_context::SpanIds;
+use crate::trace::SpanIds;
+use crate::trace::TraceContext;
 
 /// Instruments an HTTP client; see the [module docs](self). Made by
 /// [`Observer::client_layer`].
@@ -247,7 +248,7 @@ impl ClientCall {
         let server = req.server();
         let span = open_span(req, method, server, resend_count, &ids, parent.as_ref());
         #[cfg(feature = "opentelemetry")]
-        crate::propagation::otel::adopt(&span, &mut ids);
+        crate::trace::otel::adopt(&span, &mut ids);
         let endpoint = server.map(|(scheme, host, port)| {
             observer.client_started(&options.endpoint_cache, &options.labels, scheme, host, port)
         });

@@ -7,7 +7,7 @@ use super::{Code, Side};
 use crate::labels::OTHER;
 use crate::observer::GrpcCompletion;
 use crate::stats::Outcome;
-use crate::trace_context::SpanIds;
+use crate::trace::SpanIds;
 use crate::Observer;
 
 #[derive(Debug)]

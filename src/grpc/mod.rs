@@ -49,8 +49,8 @@ use std::sync::Arc;
 
 use http::HeaderName;
 
-use crate::propagation::TraceOptions;
 use crate::request_id::RequestIdLayer;
+use crate::trace::TraceOptions;
 use crate::Observer;
 
 /// Which end of a call is recording.
@@ -139,7 +139,7 @@ impl Observer {
     /// Instruments a gRPC server; see [`crate::grpc`].
     ///
     /// ```
-    /// use tower_observe::{propagation::TraceOptions, Observer};
+    /// use tower_observe::{trace::TraceOptions, Observer};
     ///
     /// let observer = Observer::new();
     /// let layer = observer

@@ -15,7 +15,8 @@ use tracing::instrument::{Instrument, Instrumented};
 use super::body::{complete_at_headers, header_status, GrpcRequestBody, GrpcResponseBody};
 use super::call::GrpcCall;
 use super::{method_of, Code, GrpcClientLayer, GrpcServerLayer, Side};
-use crate::propagation::{Hex, TraceContext, WithContext};
+use crate::hex::Hex;
+use crate::trace::{TraceContext, WithContext};
 
 impl<S> Layer<S> for GrpcServerLayer {
     type Service = GrpcServer<S>;
@@ -92,7 +93,7 @@ where
                     otel.status_code = tracing::field::Empty,
                 );
                 #[cfg(feature = "opentelemetry")]
-                crate::propagation::otel::bridge(&span, &mut ctx, &[]);
+                crate::trace::otel::bridge(&span, &mut ctx, &[]);
                 let ids = ctx.span;
                 (Some(ctx), span, Some(ids))
             }
@@ -237,7 +238,7 @@ where
             otel.status_code = tracing::field::Empty,
         );
         #[cfg(feature = "opentelemetry")]
-        crate::propagation::otel::adopt(&span, &mut ids);
+        crate::trace::otel::adopt(&span, &mut ids);
         if layer.propagate {
             TraceContext::inject_as_client(
                 parent,

@@ -14,9 +14,9 @@ use super::{Config, ResponseBody};
 use crate::labels::{Dimensions, HttpMethod};
 use crate::names::{ERROR_ABORTED, ERROR_BODY, ERROR_SERVICE};
 use crate::observer::{ErrorType, HttpCompletion, Scheme};
-use crate::propagation::SpanHandle;
 use crate::stats::Outcome;
-use crate::trace_context::SpanIds;
+use crate::trace::SpanHandle;
+use crate::trace::SpanIds;
 
 /// What a request knows from its arrival until it is recorded.
 ///

@@ -56,8 +56,8 @@ pub use future::ResponseFuture;
 
 use crate::labels::{Dimensions, HttpMethod};
 use crate::observer::Scheme;
-use crate::propagation::SpanHandle;
-use crate::trace_context::SpanIds;
+use crate::trace::SpanHandle;
+use crate::trace::SpanIds;
 use crate::Observer;
 use future::{Arrival, InFlight};
 

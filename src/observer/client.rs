@@ -14,7 +14,7 @@ use super::{HttpClientRecord, Observer};
 use crate::labels::HttpMethod;
 use crate::names;
 use crate::stats::{Outcome, StatsCell};
-use crate::trace_context::SpanIds;
+use crate::trace::SpanIds;
 
 /// One upstream endpoint (`url.scheme`, `server.address`, `server.port`).
 #[derive(Debug)]

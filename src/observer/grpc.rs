@@ -11,7 +11,7 @@ use super::Observer;
 use crate::grpc::{Code, Side};
 use crate::names;
 use crate::stats::{GrpcCell, Outcome};
-use crate::trace_context::SpanIds;
+use crate::trace::SpanIds;
 
 /// The inputs of one finished gRPC call.
 pub(crate) struct GrpcCompletion<'a> {

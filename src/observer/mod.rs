@@ -36,7 +36,7 @@ const MESSAGE_BUCKETS: [f64; 11] = [
     0.0, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 512.0, 2048.0,
 ];
 use crate::stats::{Outcome, Stats, StatsSnapshot};
-use crate::trace_context::SpanIds;
+use crate::trace::SpanIds;
 use crate::{names, time_fmt};
 #[cfg(feature = "tower-retry")]
 pub(crate) use client::upstream_label;

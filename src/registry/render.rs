@@ -176,17 +176,10 @@ fn push_escaped_help(out: &mut String, help: &str, escape_quotes: bool) {
 
 /// ` # {trace_id="…",span_id="…"} value timestamp`
 fn push_exemplar(out: &mut String, exemplar: &Exemplar) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let push_hex = |out: &mut String, bytes: &[u8]| {
-        for b in bytes {
-            out.push(HEX[usize::from(b >> 4)] as char);
-            out.push(HEX[usize::from(b & 0x0f)] as char);
-        }
-    };
     out.push_str(" # {trace_id=\"");
-    push_hex(out, &exemplar.trace_id);
+    crate::hex::push(out, &exemplar.trace_id);
     out.push_str("\",span_id=\"");
-    push_hex(out, &exemplar.span_id);
+    crate::hex::push(out, &exemplar.span_id);
     out.push_str("\"} ");
     push_f64(out, exemplar.value);
     out.push(' ');

@@ -2,16 +2,17 @@
 
 use http::{HeaderMap, HeaderValue, Request};
 
-use super::{TraceContext, BAGGAGE, TRACEPARENT, TRACESTATE};
+use super::w3c::{Baggage, TraceParent, TraceState, BAGGAGE, TRACEPARENT, TRACESTATE};
+use super::{new_trace_id, non_zero_span_id, SpanIds, TraceContext};
+use crate::hex::Hex;
 use crate::labels::{Dimensions, HttpMethod, UNMATCHED_ROUTE};
 use crate::names::ERROR_ABORTED;
 use crate::request_id::{random_u64, RequestId};
-use crate::trace_context::{Baggage, SpanIds, TraceParent, TraceState};
 
 /// How the observe layer traces requests; see the [module docs](super).
 ///
 /// ```
-/// use tower_observe::{propagation::TraceOptions, Observer};
+/// use tower_observe::{trace::TraceOptions, Observer};
 ///
 /// let observer = Observer::builder().dimension("tenant").build().unwrap();
 /// let layer = observer.layer().traces(
@@ -175,33 +176,6 @@ impl TraceOptions {
                 access_log: self.access_log,
             },
         }
-    }
-}
-
-pub(crate) fn non_zero_span_id() -> [u8; 8] {
-    random_u64().max(1).to_be_bytes()
-}
-
-pub(crate) fn new_trace_id() -> [u8; 16] {
-    let mut id = [0u8; 16];
-    id[..8].copy_from_slice(&random_u64().to_be_bytes());
-    id[8..].copy_from_slice(&random_u64().max(1).to_be_bytes());
-    id
-}
-
-/// An ID printed as lower-case hex when (and only when) a subscriber records it.
-pub(crate) struct Hex<'a>(pub(crate) &'a [u8]);
-
-impl std::fmt::Display for Hex<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        const DIGITS: &[u8; 16] = b"0123456789abcdef";
-        let mut buf = [0u8; 32];
-        let n = self.0.len().min(16);
-        for (i, b) in self.0[..n].iter().enumerate() {
-            buf[2 * i] = DIGITS[usize::from(b >> 4)];
-            buf[2 * i + 1] = DIGITS[usize::from(b & 0x0f)];
-        }
-        f.write_str(std::str::from_utf8(&buf[..2 * n]).unwrap_or_default())
     }
 }
 

@@ -7,7 +7,7 @@
 //! instead, and the bad value never reaches a response, a log or a label.
 //!
 //! ```
-//! use tower_observe::trace_context::TraceParent;
+//! use tower_observe::trace::w3c::TraceParent;
 //!
 //! let tp = TraceParent::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01").unwrap();
 //! assert!(tp.sampled());
@@ -16,6 +16,17 @@
 //! ```
 
 use std::fmt;
+
+use http::HeaderName;
+
+use crate::hex;
+
+/// `traceparent`
+pub const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+/// `tracestate`
+pub const TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
+/// `baggage`
+pub const BAGGAGE: HeaderName = HeaderName::from_static("baggage");
 
 /// Longest `traceparent` accepted: version 00 is 55 characters; later versions may append
 /// fields, but nothing legitimate comes close to this.
@@ -59,34 +70,6 @@ impl fmt::Display for ParseError {
 
 impl std::error::Error for ParseError {}
 
-/// The IDs of the span serving a request.
-///
-/// Put it in the request's (or the response's) extensions — the server span layer will, and
-/// until then your own tracing integration can — and the metrics layer attaches sampled ones as
-/// exemplars to `http_server_request_duration_seconds`, served on `/metrics` to clients that
-/// ask for OpenMetrics.
-///
-/// ```
-/// use tower_observe::trace_context::SpanIds;
-///
-/// let mut req = http::Request::new(());
-/// req.extensions_mut().insert(SpanIds {
-///     trace_id: [0x4b; 16],
-///     span_id: [0x7a; 8],
-///     sampled: true,
-/// });
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct SpanIds {
-    /// The trace the span belongs to.
-    pub trace_id: [u8; 16],
-    /// The span itself.
-    pub span_id: [u8; 8],
-    /// Whether the trace is sampled (recorded by the tracing back end); only sampled spans
-    /// become exemplars, so an exemplar always leads to a trace that exists.
-    pub sampled: bool,
-}
-
 /// A parsed `traceparent`: who the caller is in which trace.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct TraceParent {
@@ -109,7 +92,7 @@ impl TraceParent {
         if b.len() < 55 || b[2] != b'-' || b[35] != b'-' || b[52] != b'-' {
             return Err(ParseError::Malformed);
         }
-        let version = hex_byte(&b[0..2]).ok_or(ParseError::Malformed)?;
+        let version = hex::byte(&b[0..2]).ok_or(ParseError::Malformed)?;
         if version == 0xff {
             return Err(ParseError::InvalidVersion);
         }
@@ -118,10 +101,14 @@ impl TraceParent {
             return Err(ParseError::Malformed);
         }
         let mut trace_id = [0u8; 16];
-        decode_hex(&b[3..35], &mut trace_id)?;
+        if !hex::decode_into(&b[3..35], &mut trace_id) {
+            return Err(ParseError::Malformed);
+        }
         let mut parent_id = [0u8; 8];
-        decode_hex(&b[36..52], &mut parent_id)?;
-        let flags = hex_byte(&b[53..55]).ok_or(ParseError::Malformed)?;
+        if !hex::decode_into(&b[36..52], &mut parent_id) {
+            return Err(ParseError::Malformed);
+        }
+        let flags = hex::byte(&b[53..55]).ok_or(ParseError::Malformed)?;
         if trace_id == [0; 16] || parent_id == [0; 8] {
             return Err(ParseError::ZeroId);
         }
@@ -139,20 +126,20 @@ impl TraceParent {
 
     /// The trace ID as 32 lower-case hex digits.
     pub fn trace_id_hex(&self) -> String {
-        hex(&self.trace_id)
+        hex::to_string(&self.trace_id)
     }
 
     /// The parent span ID as 16 lower-case hex digits.
     pub fn parent_id_hex(&self) -> String {
-        hex(&self.parent_id)
+        hex::to_string(&self.parent_id)
     }
 
     /// The header value for a child span `span_id` of the same trace (version 00).
     pub fn child_header(&self, span_id: [u8; 8]) -> String {
         format!(
             "00-{}-{}-{:02x}",
-            hex(&self.trace_id),
-            hex(&span_id),
+            hex::to_string(&self.trace_id),
+            hex::to_string(&span_id),
             self.flags & 1
         )
     }
@@ -161,19 +148,12 @@ impl TraceParent {
 impl TraceParent {
     /// The header value, written without formatting machinery (one per outgoing call).
     pub(crate) fn header_bytes(&self) -> [u8; 55] {
-        const DIGITS: &[u8; 16] = b"0123456789abcdef";
         let mut out = [b'-'; 55];
         out[0] = b'0';
         out[1] = b'0';
-        let mut put = |at: usize, bytes: &[u8]| {
-            for (i, b) in bytes.iter().enumerate() {
-                out[at + 2 * i] = DIGITS[usize::from(b >> 4)];
-                out[at + 2 * i + 1] = DIGITS[usize::from(b & 0x0f)];
-            }
-        };
-        put(3, &self.trace_id);
-        put(36, &self.parent_id);
-        put(53, &[self.flags]);
+        hex::encode_into(&self.trace_id, &mut out[3..35]);
+        hex::encode_into(&self.parent_id, &mut out[36..52]);
+        hex::encode_into(&[self.flags], &mut out[53..55]);
         out
     }
 }
@@ -183,8 +163,8 @@ impl fmt::Display for TraceParent {
         write!(
             f,
             "00-{}-{}-{:02x}",
-            hex(&self.trace_id),
-            hex(&self.parent_id),
+            hex::to_string(&self.trace_id),
+            hex::to_string(&self.parent_id),
             self.flags
         )
     }
@@ -318,11 +298,11 @@ fn percent_decode(value: &str) -> Result<String, ParseError> {
     while i < b.len() {
         match b[i] {
             b'%' => {
-                // Percent-encoding may use either case; trace IDs may not (see `hex_val`).
+                // Percent-encoding may use either case; trace IDs may not (see `crate::hex`).
                 let byte = b
                     .get(i + 1..i + 3)
                     .map(|p| p.to_ascii_lowercase())
-                    .and_then(|p| hex_byte(&p))
+                    .and_then(|p| hex::byte(&p))
                     .ok_or(ParseError::Malformed)?;
                 out.push(byte);
                 i += 3;
@@ -336,39 +316,6 @@ fn percent_decode(value: &str) -> Result<String, ParseError> {
         }
     }
     String::from_utf8(out).map_err(|_| ParseError::Malformed)
-}
-
-fn hex_val(c: u8) -> Option<u8> {
-    // The spec allows lower-case hex only.
-    match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        _ => None,
-    }
-}
-
-fn hex_byte(two: &[u8]) -> Option<u8> {
-    match two {
-        [hi, lo] => Some(hex_val(*hi)? << 4 | hex_val(*lo)?),
-        _ => None,
-    }
-}
-
-fn decode_hex(src: &[u8], out: &mut [u8]) -> Result<(), ParseError> {
-    for (byte, pair) in out.iter_mut().zip(src.chunks_exact(2)) {
-        *byte = hex_byte(pair).ok_or(ParseError::Malformed)?;
-    }
-    Ok(())
-}
-
-fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(DIGITS[usize::from(b >> 4)] as char);
-        s.push(DIGITS[usize::from(b & 0x0f)] as char);
-    }
-    s
 }
 
 #[cfg(test)]

@@ -11,9 +11,9 @@ use opentelemetry::trace::{
 };
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-use super::server::Hex;
-use super::TraceContext;
-use crate::trace_context::{SpanIds, TraceParent};
+use super::w3c::TraceParent;
+use super::{SpanIds, TraceContext};
+use crate::hex::Hex;
 
 fn remote(parent: &TraceParent, trace_state: Option<&str>) -> SpanContext {
     SpanContext::new(

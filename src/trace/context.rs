@@ -8,9 +8,36 @@ use std::task::{Context, Poll};
 use http::{HeaderMap, HeaderName};
 use pin_project_lite::pin_project;
 
-use super::{header_value, BAGGAGE, TRACEPARENT, TRACESTATE};
-use crate::request_id::RequestId;
-use crate::trace_context::{Baggage, SpanIds, TraceParent, TraceState};
+use super::w3c::{Baggage, TraceParent, TraceState, BAGGAGE, TRACEPARENT, TRACESTATE};
+use crate::request_id::{random_u64, RequestId};
+
+/// The IDs of the span serving a request.
+///
+/// Put it in the request's (or the response's) extensions — the server span layer will, and
+/// until then your own tracing integration can — and the metrics layer attaches sampled ones as
+/// exemplars to `http_server_request_duration_seconds`, served on `/metrics` to clients that
+/// ask for OpenMetrics.
+///
+/// ```
+/// use tower_observe::trace::SpanIds;
+///
+/// let mut req = http::Request::new(());
+/// req.extensions_mut().insert(SpanIds {
+///     trace_id: [0x4b; 16],
+///     span_id: [0x7a; 8],
+///     sampled: true,
+/// });
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SpanIds {
+    /// The trace the span belongs to.
+    pub trace_id: [u8; 16],
+    /// The span itself.
+    pub span_id: [u8; 8],
+    /// Whether the trace is sampled (recorded by the tracing back end); only sampled spans
+    /// become exemplars, so an exemplar always leads to a trace that exists.
+    pub sampled: bool,
+}
 
 /// Where one request stands in its trace: the span serving it, its remote parent, and what
 /// travels with them.
@@ -36,6 +63,24 @@ pub struct TraceContext {
     pub request_id: Option<RequestId>,
     /// The `baggage` header as received (validated), for propagation.
     pub(crate) baggage_header: Option<String>,
+}
+
+/// A random span ID (never all zeros, which W3C reserves for "none").
+pub(crate) fn non_zero_span_id() -> [u8; 8] {
+    random_u64().max(1).to_be_bytes()
+}
+
+/// A random trace ID (never all zeros).
+pub(crate) fn new_trace_id() -> [u8; 16] {
+    let mut id = [0u8; 16];
+    id[..8].copy_from_slice(&random_u64().to_be_bytes());
+    id[8..].copy_from_slice(&random_u64().max(1).to_be_bytes());
+    id
+}
+
+/// A header value we built ourselves from validated parts.
+fn header_value(text: &str) -> Option<http::HeaderValue> {
+    http::HeaderValue::from_str(text).ok()
 }
 
 thread_local! {
@@ -70,7 +115,7 @@ impl TraceContext {
     ///
     /// ```
     /// # async fn demo(work: impl std::future::Future<Output = ()> + Send + 'static) {
-    /// use tower_observe::propagation::TraceContext;
+    /// use tower_observe::trace::TraceContext;
     /// if let Some(ctx) = TraceContext::current() {
     ///     tokio::spawn(ctx.scope(work));
     /// }
@@ -94,8 +139,8 @@ impl TraceContext {
     /// decision), or the root of a new, sampled trace.
     pub(crate) fn client_span_ids(parent: Option<&TraceContext>) -> SpanIds {
         SpanIds {
-            trace_id: parent.map_or_else(super::new_trace_id, |p| p.span.trace_id),
-            span_id: super::non_zero_span_id(),
+            trace_id: parent.map_or_else(new_trace_id, |p| p.span.trace_id),
+            span_id: non_zero_span_id(),
             sampled: parent.map_or(true, |p| p.span.sampled),
         }
     }
