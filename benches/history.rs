@@ -69,7 +69,7 @@ fn main() {
     let rss_before = rss_bytes();
     let day = Duration::from_secs(86_400);
     let tick = day / requests as u32;
-    let history = observer.history().unwrap().clone();
+    let history = observer.history().unwrap();
     let started = Instant::now();
     rt.block_on(async {
         for i in 0..requests {

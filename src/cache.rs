@@ -36,9 +36,10 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::names;
-use crate::observer::family;
-use crate::observer::{Observer, RecorderSource};
-use crate::stats::CacheEntry;
+use crate::observer::family::Family;
+use crate::observer::handles;
+use crate::observer::{Observer, Part, RecorderSource};
+use crate::stats::{CacheEntry, StatsSnapshot};
 
 /// How a cache answered one lookup.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -161,19 +162,12 @@ pub(crate) struct CacheCounters {
 
 impl CacheCounters {
     pub(crate) fn new(source: &dyn RecorderSource, name: &str) -> Self {
-        family::describe(source, |r| {
-            r.describe_counter(
-                names::CACHE_REQUESTS.into(),
-                None,
-                "Cache lookups by cache and result (hit, miss, stale, bypass).".into(),
-            );
-        });
         Self {
             name: name.into(),
             counters: CacheStatus::ALL.map(|s| {
-                family::counter(
+                handles::counter(
                     source,
-                    &family::key(
+                    &handles::key(
                         names::CACHE_REQUESTS,
                         &[("cache", name), ("result", s.as_str())],
                     ),
@@ -340,10 +334,48 @@ where
     }
 }
 
+/// Most caches per observer; past it they share an `_OTHER` entry.
+const MAX_CACHES: usize = 256;
+
+/// The caches of an observer; attached by the first [`Observer::cache`].
+#[derive(Debug)]
+struct Caches(Family<CacheCounters>);
+
+impl Default for Caches {
+    fn default() -> Self {
+        Self(Family::new(names::CACHE_REQUESTS, MAX_CACHES))
+    }
+}
+
+impl Part for Caches {
+    fn stats(&self, snapshot: &mut StatsSnapshot, _elapsed: f64) {
+        snapshot.caches = self
+            .0
+            .entries()
+            .into_iter()
+            .map(|(k, v)| (k.concat(), v.entry()))
+            .collect();
+    }
+
+    fn reset(&self) {
+        for (_, cache) in self.0.entries() {
+            cache.reset();
+        }
+    }
+}
+
 impl Observer {
     /// The results of the cache called `name`, registered on first use.
+    ///
+    /// ```
+    /// let observer = tower_observe::Observer::new();
+    /// let models = observer.cache("models");
+    /// models.miss();
+    /// assert_eq!(observer.stats().caches["models"].miss, 1);
+    /// ```
     pub fn cache(&self, name: &str) -> CacheHandle {
-        CacheHandle::new(self.cache_counters(name))
+        let caches = self.part(Caches::default);
+        CacheHandle::new(self.named(&caches.0, name, CacheCounters::new))
     }
 }
 

@@ -1,5 +1,5 @@
-//! `GET /health` (readiness, with the recent error rate and your dependency checks),
-//! `GET /health/live` (liveness) and `POST /v1/stats/reset`.
+//! `GET /health` (readiness, with the recent error rate and your dependency checks) and
+//! `GET /health/live` (liveness).
 //!
 //! Health is green below the yellow threshold of the last minute's error rate (default 5 %),
 //! yellow up to the red threshold (default 10 %), red above; with fewer than
@@ -24,6 +24,7 @@
 //! # let _ = observer;
 //! ```
 
+use std::any::Any;
 use std::fmt;
 use std::future::{poll_fn, Future};
 use std::pin::Pin;
@@ -31,14 +32,24 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::Instant;
 
+use http::StatusCode;
 use serde::Serialize;
+
+use crate::observer::{Part, Pending, RecordSink, Route, RouteMethod};
+use crate::response::{json, EndpointBody};
+use crate::{Observer, ObserverBuilder};
+
+/// Path of the readiness endpoint (error rate, dependency checks).
+pub const HEALTH_PATH: &str = "/health";
+/// Path of the liveness endpoint.
+pub const LIVE_PATH: &str = "/health/live";
 
 /// A dependency check: resolves to `Ok(())` when the dependency is usable. It must bound its
 /// own duration (wrap it in a timeout): `/health` waits for every check.
 pub type HealthCheck =
     Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> + Send + Sync>;
 
-/// Health settings; given to [`ObserverBuilder::health`](crate::ObserverBuilder::health).
+/// Health settings; given to [`ObserverBuilder::health`].
 #[derive(Clone)]
 #[must_use]
 pub struct HealthOptions {
@@ -221,38 +232,126 @@ pub(crate) async fn run_checks(checks: &[(String, HealthCheck)]) -> Vec<(String,
     done
 }
 
-/// The verdict on a reset request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum ResetAuth {
-    Granted,
-    /// No bearer token: 401.
-    Missing,
-    /// A wrong token: 403.
-    Invalid,
+/// The health settings of an observer: attached when it is built (with the defaults, if the
+/// builder set none), serving `/health` and `/health/live`.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct HealthPart {
+    options: HealthOptions,
+    version: Option<String>,
 }
 
-/// Compares without leaking, through timing, how much of the token matched.
-pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    let mut diff = a.len() ^ b.len();
-    for i in 0..a.len().max(b.len()) {
-        let x = a.get(i).copied().unwrap_or(0);
-        let y = b.get(i).copied().unwrap_or(0xff);
-        diff |= usize::from(x ^ y);
+impl Pending for HealthPart {
+    fn attach(self: Box<Self>, observer: &Observer) -> Option<Arc<dyn RecordSink>> {
+        observer.part(move || *self);
+        None
     }
-    diff == 0
+
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+}
+
+impl Part for HealthPart {
+    fn routes(&self, observer: &Observer) -> Vec<Route> {
+        if !self.options.enabled {
+            return Vec::new();
+        }
+        let health = observer.clone();
+        vec![
+            Route::new(HEALTH_PATH, RouteMethod::Get, move |_| {
+                let observer = health.clone();
+                async move { health_response(&observer).await }
+            }),
+            Route::new(LIVE_PATH, RouteMethod::Get, |_| async {
+                json(&serde_json::json!({ "status": "alive" }))
+            }),
+        ]
+    }
+}
+
+/// `GET /health`: the report, 503 when red.
+async fn health_response(observer: &Observer) -> http::Response<EndpointBody> {
+    let report = observer.health().await;
+    let mut res = json(&report);
+    if res.status() == StatusCode::OK {
+        *res.status_mut() = report.http_status();
+    }
+    res
+}
+
+impl ObserverBuilder {
+    /// Health thresholds and dependency checks for `GET /health`.
+    pub fn health(mut self, options: HealthOptions) -> Self {
+        self.pending::<HealthPart>().options = options;
+        self
+    }
+
+    /// The service's version, reported by `GET /health` (e.g. `env!("CARGO_PKG_VERSION")`).
+    pub fn service_version(mut self, version: impl Into<String>) -> Self {
+        self.pending::<HealthPart>().version = Some(version.into());
+        self
+    }
+}
+
+impl Observer {
+    /// The health settings (the defaults when the builder set none).
+    pub(crate) fn health_part(&self) -> Arc<HealthPart> {
+        self.part(HealthPart::default)
+    }
+
+    /// The health report, as `GET /health` serves it (runs the dependency checks).
+    ///
+    /// ```
+    /// # async fn demo() {
+    /// let observer = tower_observe::Observer::new();
+    /// let report = observer.health().await;
+    /// assert_eq!(report.status, tower_observe::health::Status::Green); // no traffic yet
+    /// assert_eq!(report.http_status(), 200);
+    /// # }
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(demo());
+    /// ```
+    pub async fn health(&self) -> HealthReport {
+        let part = self.health_part();
+        let options = &part.options;
+        let uptime = self.elapsed_seconds();
+        let input = self.health_input();
+        let (requests, failed) = (input.requests, input.failed);
+        let error_rate = (requests > 0).then(|| failed as f64 / requests as f64);
+        let mut status = match error_rate {
+            Some(rate) if requests >= options.min_requests => {
+                if rate > options.red {
+                    Status::Red
+                } else if rate >= options.yellow {
+                    Status::Yellow
+                } else {
+                    Status::Green
+                }
+            }
+            _ => Status::Green,
+        };
+        let checks = run_checks(&options.checks).await;
+        if checks.iter().any(|(_, c)| c.status == Status::Red) {
+            status = Status::Red;
+        }
+        HealthReport {
+            status,
+            error_rate,
+            requests_last_minute: requests,
+            thresholds: Thresholds {
+                yellow: options.yellow,
+                red: options.red,
+            },
+            version: part.version.clone(),
+            started_at: crate::time_fmt::rfc3339(self.started_wall()),
+            uptime_seconds: uptime,
+            checks: checks.into_iter().collect(),
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn token_comparison() {
-        assert!(constant_time_eq(b"abc", b"abc"));
-        assert!(!constant_time_eq(b"abc", b"abd"));
-        assert!(!constant_time_eq(b"abc", b"abcd"));
-        assert!(!constant_time_eq(b"", b"a"));
-    }
 
     #[test]
     fn thresholds_are_clamped_into_order() {

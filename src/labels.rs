@@ -136,6 +136,45 @@ pub fn is_valid_label_name(name: &str) -> bool {
         && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
 
+/// A label name that cannot be used for an extra label or dimension.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LabelError {
+    /// Not a valid Prometheus label name (`[a-zA-Z_][a-zA-Z0-9_]*`).
+    Invalid(String),
+    /// One of the labels the metric already has, or a name Prometheus reserves (`le`,
+    /// `__…`).
+    Reserved(String),
+}
+
+impl fmt::Display for LabelError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LabelError::Invalid(name) => write!(
+                f,
+                "{name:?} is not a valid label name (use letters, digits and _, not starting with a digit)"
+            ),
+            LabelError::Reserved(name) => {
+                write!(f, "{name:?} is a built-in or reserved label name")
+            }
+        }
+    }
+}
+
+impl std::error::Error for LabelError {}
+
+/// The one check of a user-chosen label name: valid, not one of `reserved` (the labels the
+/// metric already carries), and not a name Prometheus reserves.
+pub(crate) fn check_label_name(name: &str, reserved: &[&str]) -> Result<(), LabelError> {
+    if !is_valid_label_name(name) {
+        return Err(LabelError::Invalid(name.to_owned()));
+    }
+    if reserved.contains(&name) || name.starts_with("__") || name == "le" {
+        return Err(LabelError::Reserved(name.to_owned()));
+    }
+    Ok(())
+}
+
 /// The route template of a request, for routers other than axum.
 ///
 /// With axum the template comes from `MatchedPath`; other routers (or a hand-written

@@ -42,7 +42,12 @@
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+#[macro_use]
+mod macros;
+mod observer;
+
 pub mod cache;
+pub mod classify;
 pub mod client;
 pub mod clock;
 pub mod endpoints;
@@ -54,31 +59,29 @@ mod hex;
 #[cfg(feature = "history")]
 #[cfg_attr(docsrs, doc(cfg(feature = "history")))]
 pub mod history;
-pub mod http_metrics;
 pub mod labels;
 #[cfg(feature = "logs")]
 #[cfg_attr(docsrs, doc(cfg(feature = "logs")))]
 pub mod logs;
 pub mod names;
-mod observe;
-mod observer;
 #[cfg(feature = "otlp")]
 #[cfg_attr(docsrs, doc(cfg(feature = "otlp")))]
 pub mod otlp;
 pub mod pool;
 pub mod registry;
 pub mod request_id;
+mod response;
 pub mod retry;
+pub mod server;
 pub mod stats;
 mod sync;
 mod time_fmt;
 pub mod trace;
 
-pub use http_metrics::HttpMetricsLayer;
 pub use labels::{Dimensions, RouteTemplate};
-pub use observe::{MaybeTraced, Observe, ObserveLayer};
 pub use observer::{
     BuildError, HttpClientRecord, HttpServerRecord, Observer, ObserverBuilder, RecordSink,
     MAX_DIMENSIONS,
 };
 pub use request_id::{RequestId, RequestIdLayer};
+pub use server::ObserveLayer;

@@ -1,5 +1,11 @@
 //! Metric and label names, following the OpenTelemetry semantic conventions (v1.44) as
-//! translated to Prometheus (`.` → `_`, unit suffix).
+//! translated to Prometheus (`.` → `_`, unit suffix); every `error_type` value the crate
+//! records; and [`METRICS`], the table of every metric's kind, unit, help text and buckets.
+//!
+//! The table is data, not code: the observer applies the bucket layouts and registration
+//! describes each metric from it, without knowing which feature records the metric.
+
+use metrics::Unit;
 
 /// `http.server.request.duration`: histogram, seconds, ends when the response body ends.
 pub const HTTP_SERVER_REQUEST_DURATION: &str = "http_server_request_duration_seconds";
@@ -50,7 +56,7 @@ pub const HISTORY_WRITE_ERRORS: &str = "tower_observe_history_write_errors_total
 /// Incoming request IDs that were invalid and replaced by a fresh one.
 pub const REQUEST_ID_REJECTED: &str = "tower_observe_request_id_rejected_total";
 /// Recordings folded into an `_OTHER` series by the cardinality limit.
-pub const CARDINALITY_OVERFLOW: &str = crate::registry::OVERFLOW_METRIC;
+pub const CARDINALITY_OVERFLOW: &str = "tower_observe_cardinality_overflow_total";
 
 /// `http.request.method`
 pub const HTTP_REQUEST_METHOD: &str = "http_request_method";
@@ -73,9 +79,199 @@ pub const SERVER_PORT: &str = "server_port";
 /// `error.type`
 pub const ERROR_TYPE: &str = "error_type";
 
+/// The labels of the HTTP server metrics (extra dimensions may not reuse them).
+pub(crate) const HTTP_SERVER_LABELS: &[&str] = &[
+    HTTP_REQUEST_METHOD,
+    HTTP_ROUTE,
+    HTTP_RESPONSE_STATUS_CODE,
+    URL_SCHEME,
+    ERROR_TYPE,
+];
+
+/// The labels of the HTTP client metrics (constant client labels may not reuse them).
+pub(crate) const HTTP_CLIENT_LABELS: &[&str] = &[
+    HTTP_REQUEST_METHOD,
+    URL_SCHEME,
+    SERVER_ADDRESS,
+    SERVER_PORT,
+    HTTP_RESPONSE_STATUS_CODE,
+    ERROR_TYPE,
+];
+
 /// `error_type` of a response whose client went away before its end.
 pub const ERROR_ABORTED: &str = "aborted";
 /// `error_type` of a response whose body failed mid-stream.
 pub const ERROR_BODY: &str = "body_error";
-/// `error_type` when the inner service returned an error instead of a response.
+/// `error_type` when the inner service returned an error instead of a response, and of a
+/// client error nothing more specific is known about.
 pub const ERROR_SERVICE: &str = "_OTHER";
+/// `error_type` of a client call whose deadline passed.
+pub const ERROR_TIMEOUT: &str = "timeout";
+/// `error_type` of a client call whose connection was refused.
+pub const ERROR_CONNECTION_REFUSED: &str = "connection_refused";
+/// `error_type` of a client call that could not connect for another reason (DNS, TLS,
+/// unreachable).
+pub const ERROR_CONNECT: &str = "connect";
+/// `error_type` of a client call whose connection was reset or closed mid-exchange.
+pub const ERROR_CONNECTION_RESET: &str = "connection_reset";
+/// `error_type` of a client call dropped by its caller before the response arrived.
+pub const ERROR_CANCELLED: &str = "cancelled";
+/// `error_type` of a reqwest call that failed following redirects.
+pub const ERROR_REDIRECT: &str = "redirect";
+/// `error_type` of a reqwest call whose body could not be sent or decoded.
+pub const ERROR_CLIENT_BODY: &str = "body";
+/// `error_type` of a reqwest call that failed building or sending the request.
+pub const ERROR_REQUEST: &str = "request";
+
+/// Bucket bounds (seconds) that OpenTelemetry advises for HTTP and RPC durations.
+pub const OTEL_DURATION_BUCKETS: [f64; 14] = [
+    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+];
+
+/// Bucket bounds (bytes) used for body sizes: powers of four from 0 to 1 GiB.
+pub const BODY_SIZE_BUCKETS: [f64; 14] = [
+    0.0,
+    64.0,
+    256.0,
+    1024.0,
+    4096.0,
+    16384.0,
+    65536.0,
+    262144.0,
+    1048576.0,
+    4194304.0,
+    16777216.0,
+    67108864.0,
+    268435456.0,
+    1073741824.0,
+];
+
+/// Bucket bounds of `client_request_attempts`.
+pub const ATTEMPT_BUCKETS: [f64; 7] = [1.0, 2.0, 3.0, 4.0, 5.0, 7.0, 10.0];
+
+/// Bucket bounds of the gRPC messages-per-call histograms.
+pub const MESSAGE_BUCKETS: [f64; 11] = [
+    0.0, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 512.0, 2048.0,
+];
+
+/// What kind of metric a name is, and for histograms their buckets.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Kind {
+    Counter,
+    Gauge,
+    Histogram(Buckets),
+}
+
+/// The bucket layout of a histogram.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Buckets {
+    /// The observer's duration buckets (`ObserverBuilder::duration_buckets`; the OpenTelemetry
+    /// advice by default).
+    Duration,
+    Fixed(&'static [f64]),
+}
+
+/// One metric the crate records.
+#[derive(Debug)]
+pub(crate) struct MetricSpec {
+    pub(crate) name: &'static str,
+    pub(crate) kind: Kind,
+    pub(crate) unit: Option<Unit>,
+    pub(crate) help: &'static str,
+}
+
+const fn spec(
+    name: &'static str,
+    kind: Kind,
+    unit: Option<Unit>,
+    help: &'static str,
+) -> MetricSpec {
+    MetricSpec {
+        name,
+        kind,
+        unit,
+        help,
+    }
+}
+
+const DURATION: Kind = Kind::Histogram(Buckets::Duration);
+const BODY_SIZE: Kind = Kind::Histogram(Buckets::Fixed(&BODY_SIZE_BUCKETS));
+const MESSAGES: Kind = Kind::Histogram(Buckets::Fixed(&MESSAGE_BUCKETS));
+const SECONDS: Option<Unit> = Some(Unit::Seconds);
+const BYTES: Option<Unit> = Some(Unit::Bytes);
+
+/// Every metric the crate records: its kind, unit, help text and buckets.
+pub(crate) const METRICS: &[MetricSpec] = &[
+    spec(HTTP_SERVER_REQUEST_DURATION, DURATION, SECONDS,
+        "Duration of HTTP server requests, from arrival to the end of the response body."),
+    spec(HTTP_SERVER_REQUEST_BODY_SIZE, BODY_SIZE, BYTES,
+        "Size of HTTP server request bodies, in bytes actually read."),
+    spec(HTTP_SERVER_RESPONSE_BODY_SIZE, BODY_SIZE, BYTES,
+        "Size of HTTP server response bodies, in bytes actually sent."),
+    spec(HTTP_SERVER_ACTIVE_REQUESTS, Kind::Gauge, None,
+        "Number of HTTP server requests whose response is not yet complete."),
+    spec(HTTP_CLIENT_REQUEST_DURATION, DURATION, SECONDS,
+        "Duration of HTTP client requests, from sending to the response headers."),
+    spec(HTTP_CLIENT_REQUEST_BODY_SIZE, BODY_SIZE, BYTES,
+        "Size of HTTP client request bodies, when known before sending."),
+    spec(HTTP_CLIENT_RESPONSE_BODY_SIZE, BODY_SIZE, BYTES,
+        "Size of HTTP client response bodies, as announced by Content-Length."),
+    spec(HTTP_CLIENT_ACTIVE_REQUESTS, Kind::Gauge, None,
+        "Number of HTTP client requests waiting for their response."),
+    spec(CLIENT_RETRIES, Kind::Counter, None,
+        "Resends of logical client requests, by target and the reason the previous attempt failed."),
+    spec(CLIENT_RETRY_EXHAUSTED, Kind::Counter, None,
+        "Logical client requests that still failed after at least one retry."),
+    spec(CLIENT_REQUEST_ATTEMPTS, Kind::Histogram(Buckets::Fixed(&ATTEMPT_BUCKETS)), None,
+        "Attempts per logical client request (1 = no retry)."),
+    spec(CLIENT_FAILOVERS, Kind::Counter, None,
+        "Switches of a logical client request from one backend to another."),
+    spec(CACHE_REQUESTS, Kind::Counter, None,
+        "Cache lookups by cache and result (hit, miss, stale, bypass)."),
+    spec(BACKEND_POOL_MEMBERS, Kind::Gauge, None,
+        "Backends of a pool by reported state (healthy, unhealthy)."),
+    spec(BACKEND_POOL_HEALTH_RATIO, Kind::Gauge, None,
+        "Share of a pool's backends that are healthy, 0 to 1."),
+    spec(BACKEND_HEALTH_CHECK_DURATION, Kind::Histogram(Buckets::Fixed(&OTEL_DURATION_BUCKETS)), SECONDS,
+        "Duration of backend health checks, by pool and result."),
+    spec(RPC_SERVER_CALL_DURATION, DURATION, SECONDS,
+        "Duration of gRPC calls served, to the end of the response stream."),
+    spec(RPC_CLIENT_CALL_DURATION, DURATION, SECONDS,
+        "Duration of gRPC calls made, to the end of the response stream."),
+    spec(RPC_SERVER_REQUESTS_PER_RPC, MESSAGES, None, "Request messages per gRPC call served."),
+    spec(RPC_SERVER_RESPONSES_PER_RPC, MESSAGES, None, "Response messages per gRPC call served."),
+    spec(RPC_CLIENT_RESPONSES_PER_RPC, MESSAGES, None, "Response messages per gRPC call made."),
+    spec(STATS_RESET_REJECTED, Kind::Counter, None,
+        "POST /v1/stats/reset requests refused, by reason (missing, invalid token)."),
+    spec(HISTORY_WRITE_ERRORS, Kind::Counter, None,
+        "History writes that failed (kept in memory and retried)."),
+    spec(REQUEST_ID_REJECTED, Kind::Counter, None,
+        "Incoming request IDs that were invalid and replaced by a fresh one."),
+    spec(CARDINALITY_OVERFLOW, Kind::Counter, None,
+        "Recordings whose label set exceeded the per-metric limit and were folded into the _OTHER series."),
+];
+
+/// The table entry of `name`.
+pub(crate) fn spec_of(name: &str) -> Option<&'static MetricSpec> {
+    METRICS.iter().find(|m| m.name == name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_metric_is_described_once() {
+        for (i, m) in METRICS.iter().enumerate() {
+            assert!(!m.help.is_empty(), "{}", m.name);
+            assert!(
+                METRICS[i + 1..].iter().all(|o| o.name != m.name),
+                "{} twice",
+                m.name
+            );
+            if let Kind::Counter = m.kind {
+                assert!(m.name.ends_with("_total"), "{}", m.name);
+            }
+        }
+    }
+}

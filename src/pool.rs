@@ -24,12 +24,13 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use metrics::{Counter, Unit};
+use metrics::Counter;
 
 use crate::names;
-use crate::observer::family;
-use crate::observer::{GaugeHandle, HistogramHandle, Observer, RecorderSource};
-use crate::stats::{BackendEntry, PoolEntry};
+use crate::observer::family::Family;
+use crate::observer::handles::{self, GaugeHandle, HistogramHandle};
+use crate::observer::{Observer, Part, RecorderSource};
+use crate::stats::{BackendEntry, PoolEntry, StatsSnapshot};
 
 /// Most backends one pool tracks; reports about further backends are ignored and counted in
 /// `tower_observe_cardinality_overflow_total{metric="backend_pool_members"}`.
@@ -58,37 +59,20 @@ pub(crate) struct PoolState {
 
 impl PoolState {
     pub(crate) fn new(source: &dyn RecorderSource, name: &str, strategy: &str) -> Self {
-        family::describe(source, |r| {
-            r.describe_gauge(
-                names::BACKEND_POOL_MEMBERS.into(),
-                None,
-                "Backends of a pool by reported state (healthy, unhealthy).".into(),
-            );
-            r.describe_gauge(
-                names::BACKEND_POOL_HEALTH_RATIO.into(),
-                None,
-                "Share of a pool's backends that are healthy, 0 to 1.".into(),
-            );
-            r.describe_histogram(
-                names::BACKEND_HEALTH_CHECK_DURATION.into(),
-                Some(Unit::Seconds),
-                "Duration of backend health checks, by pool and result.".into(),
-            );
-        });
         let labels = [("pool", name), ("strategy", strategy)];
         let members = |state: &str| {
-            family::gauge(
+            handles::gauge(
                 source,
-                &family::key(
+                &handles::key(
                     names::BACKEND_POOL_MEMBERS,
                     &[labels[0], labels[1], ("state", state)],
                 ),
             )
         };
         let check = |result: &str| {
-            family::histogram(
+            handles::histogram(
                 source,
-                &family::key(
+                &handles::key(
                     names::BACKEND_HEALTH_CHECK_DURATION,
                     &[labels[0], labels[1], ("result", result)],
                 ),
@@ -100,9 +84,9 @@ impl PoolState {
             backends: Mutex::new(BTreeMap::new()),
             healthy_gauge: members("healthy"),
             unhealthy_gauge: members("unhealthy"),
-            ratio_gauge: family::gauge(
+            ratio_gauge: handles::gauge(
                 source,
-                &family::key(names::BACKEND_POOL_HEALTH_RATIO, &labels),
+                &handles::key(names::BACKEND_POOL_HEALTH_RATIO, &labels),
             ),
             check_ok: check("ok"),
             check_failed: check("failed"),
@@ -120,15 +104,7 @@ impl PoolState {
         if !backends.contains_key(backend) && backends.len() >= MAX_BACKENDS_PER_POOL {
             drop(backends);
             self.overflow
-                .get_or_init(|| {
-                    family::counter(
-                        source,
-                        &family::key(
-                            names::CARDINALITY_OVERFLOW,
-                            &[("metric", names::BACKEND_POOL_MEMBERS)],
-                        ),
-                    )
-                })
+                .get_or_init(|| handles::overflow_counter(source, names::BACKEND_POOL_MEMBERS))
                 .increment(1);
             return;
         }
@@ -142,9 +118,9 @@ impl PoolState {
     fn publish(&self, backends: &BTreeMap<Box<str>, BackendState>) {
         let healthy = backends.values().filter(|b| b.healthy).count();
         let total = backends.len();
-        set(&self.healthy_gauge, healthy as f64);
-        set(&self.unhealthy_gauge, (total - healthy) as f64);
-        set(&self.ratio_gauge, healthy as f64 / total.max(1) as f64);
+        self.healthy_gauge.set(healthy as f64);
+        self.unhealthy_gauge.set((total - healthy) as f64);
+        self.ratio_gauge.set(healthy as f64 / total.max(1) as f64);
     }
 
     pub(crate) fn entry(&self) -> PoolEntry {
@@ -174,10 +150,47 @@ impl PoolState {
     }
 }
 
-fn set(gauge: &GaugeHandle, value: f64) {
-    match gauge {
-        GaugeHandle::Builtin(g) => metrics::GaugeFn::set(&**g, value),
-        GaugeHandle::Facade(g) => g.set(value),
+/// Most pools per observer; past it they share an `_OTHER` entry.
+const MAX_POOLS: usize = 256;
+
+/// The pools of an observer; attached by the first [`Observer::backend_pool`].
+#[derive(Debug)]
+struct Pools(Family<PoolState>);
+
+impl Default for Pools {
+    fn default() -> Self {
+        Self(Family::new(names::BACKEND_POOL_HEALTH_RATIO, MAX_POOLS))
+    }
+}
+
+impl Part for Pools {
+    fn stats(&self, snapshot: &mut StatsSnapshot, _elapsed: f64) {
+        snapshot.pools = self
+            .0
+            .entries()
+            .into_iter()
+            .map(|(k, v)| (k.concat(), v.entry()))
+            .collect();
+    }
+}
+
+impl Observer {
+    /// The pool of backends called `name`, selected with `strategy` (`round_robin`,
+    /// `least_latency`, `random`, …); see [`crate::pool`]. The strategy is fixed by the first
+    /// call for a name.
+    ///
+    /// ```
+    /// let observer = tower_observe::Observer::new();
+    /// let pool = observer.backend_pool("llm", "round_robin");
+    /// pool.set_healthy("10.0.0.1:8000", true);
+    /// assert_eq!(observer.stats().pools["llm"].healthy, 1);
+    /// ```
+    pub fn backend_pool(&self, name: &str, strategy: &str) -> BackendPool {
+        let pools = self.part(Pools::default);
+        let entry = self.named(&pools.0, name, |source, name| {
+            PoolState::new(source, name, strategy)
+        });
+        BackendPool::new(self.clone(), entry)
     }
 }
 

@@ -475,12 +475,10 @@ async fn head_204_custom_failures_https_and_nested_routes() {
         )
         .nest("/shop", nested)
         .layer(
-            observer.layer().http_metrics(
-                observer
-                    .http_metrics_layer()
-                    .failure_if(|s| s.is_server_error() || s == 429)
-                    .assume_https(),
-            ),
+            observer
+                .layer()
+                .failure_if(|s| s.is_server_error() || s == 429)
+                .assume_https(),
         );
     let addr = serve(app).await;
     let client = reqwest::Client::new();

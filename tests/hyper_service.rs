@@ -14,14 +14,15 @@ use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
 use support::{eventually, sample};
 use tower::{Layer, ServiceExt};
+use tower_observe::endpoints::EndpointBody;
 use tower_observe::{Observer, RouteTemplate};
 
 /// A hand-written dispatcher: `/orders/<n>` is one route; `/metrics` and `/v1/stats` go to the
 /// observer's endpoints service.
 async fn app(
     observer: Observer,
-    mut req: Request<tower_observe::http_metrics::RequestBody<Incoming>>,
-) -> Result<Response<Full<Bytes>>, Infallible> {
+    mut req: Request<tower_observe::server::RequestBody<Incoming>>,
+) -> Result<Response<EndpointBody>, Infallible> {
     let path = req.uri().path().to_owned();
     if path == "/metrics" || path == "/v1/stats" {
         return observer.endpoints().oneshot(req).await;
@@ -35,12 +36,12 @@ async fn app(
             .await
             .map(|b| b.to_bytes())
             .unwrap_or_default();
-        let mut res = Response::new(Full::new(body));
+        let mut res = Response::new(Full::new(body).boxed());
         res.extensions_mut()
             .insert(RouteTemplate::new("/orders/{n}"));
         return Ok(res);
     }
-    let mut res = Response::new(Full::new(Bytes::from_static(b"no such page")));
+    let mut res = Response::new(Full::new(Bytes::from_static(b"no such page")).boxed());
     *res.status_mut() = StatusCode::NOT_FOUND;
     Ok(res)
 }

@@ -231,7 +231,7 @@ fn which_promtool() -> Result<std::path::PathBuf, ()> {
 #[test]
 fn a_panicking_inner_service_still_brings_the_gauge_down() {
     let observer = Observer::new();
-    let inner = tower::service_fn(|_req: Request<tower_observe::http_metrics::RequestBody<String>>| -> std::future::Ready<Result<Response<String>, Infallible>> {
+    let inner = tower::service_fn(|_req: Request<tower_observe::server::RequestBody<String>>| -> std::future::Ready<Result<Response<String>, Infallible>> {
         panic!("handler bug")
     });
     let mut svc = observer.http_metrics_layer().layer(inner);

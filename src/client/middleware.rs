@@ -13,9 +13,10 @@ use http::Extensions;
 use reqwest::{Request, Response};
 use reqwest_middleware::{Middleware, Next, Result};
 
-use super::{ClientCall, ClientError, ClientLayer, Failure};
-use crate::observer::Endpoint;
-use crate::retry::{failure_reason, RetryTracker};
+use super::series::Upstream;
+use super::{ClientCall, ClientLayer};
+use crate::classify::{ClientError, Failure};
+use crate::retry::RetryTracker;
 
 /// Instruments each attempt made through a `reqwest_middleware::ClientWithMiddleware`; made
 /// by [`ClientLayer::middleware`].
@@ -53,7 +54,7 @@ impl ClientLayer {
 struct AttemptLog {
     attempts: u32,
     last_failure: Option<Failure>,
-    last_endpoint: Option<Arc<Endpoint>>,
+    last_upstream: Option<Arc<Upstream>>,
     /// Set by [`RetryAccountingMiddleware`]; resends count there, else under the
     /// instrumentation's own target.
     tracker: Option<RetryTracker>,
@@ -82,14 +83,21 @@ impl Middleware for ClientMiddleware {
                         .unwrap_or_else(|| observer.retries(&self.layer.options.target));
                     let reason = log.last_failure.map(Failure::label);
                     tracker.count_retry(reason.as_deref().unwrap_or(crate::labels::OTHER));
-                    (tracker, log.last_endpoint.clone())
+                    (tracker, log.last_upstream.clone())
                 });
                 (resend_count, previous)
             }
         };
-        let call = ClientCall::start(observer, &self.layer.options, &mut req, Some(resend_count));
+        let layer = &self.layer;
+        let call = ClientCall::start(
+            observer,
+            &layer.part,
+            &layer.options,
+            &mut req,
+            Some(resend_count),
+        );
         if let Some((tracker, Some(from))) = previous {
-            if let Some(to) = &call.endpoint {
+            if let Some(to) = &call.upstream {
                 if !Arc::ptr_eq(&from, to) {
                     tracker.count_failover(&from.label(), &to.label());
                 }
@@ -104,13 +112,13 @@ impl Middleware for ClientMiddleware {
         match extensions.get_mut::<AttemptLog>() {
             Some(log) => {
                 log.last_failure = end.failure;
-                log.last_endpoint = end.endpoint;
+                log.last_upstream = end.upstream;
             }
             None if end.failure.is_some() => {
                 extensions.insert(AttemptLog {
                     attempts: 1,
                     last_failure: end.failure,
-                    last_endpoint: end.endpoint,
+                    last_upstream: end.upstream,
                     tracker: None,
                 });
             }
@@ -154,7 +162,7 @@ impl Middleware for RetryAccountingMiddleware {
             .remove::<AttemptLog>()
             .map_or(1, |log| log.attempts.max(1));
         self.tracker
-            .finish(attempts, failure_reason(&result).is_some());
+            .finish(attempts, Failure::of_result(&result).is_some());
         result
     }
 }

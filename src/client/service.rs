@@ -8,7 +8,8 @@ use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use super::{ClientCall, ClientError, ClientLayer, ClientRequest, ClientResponse};
+use super::{ClientCall, ClientLayer};
+use crate::classify::{ClientError, ClientRequest, ClientResponse};
 
 impl<S> Layer<S> for ClientLayer {
     type Service = ObserveClient<S>;
@@ -51,7 +52,8 @@ where
     }
 
     fn call(&mut self, mut req: Req) -> Self::Future {
-        let call = ClientCall::start(&self.layer.observer, &self.layer.options, &mut req, None);
+        let layer = &self.layer;
+        let call = ClientCall::start(&layer.observer, &layer.part, &layer.options, &mut req, None);
         let inner = {
             let _entered = call.span.enter();
             self.inner.call(req)

@@ -3,9 +3,9 @@
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
+use super::series::{GrpcCompletion, GrpcPart};
 use super::{Code, Side};
 use crate::labels::OTHER;
-use crate::observer::GrpcCompletion;
 use crate::stats::Outcome;
 use crate::trace::SpanIds;
 use crate::Observer;
@@ -13,6 +13,7 @@ use crate::Observer;
 #[derive(Debug)]
 pub(crate) struct GrpcCall {
     pub(crate) observer: Observer,
+    pub(crate) part: Arc<GrpcPart>,
     pub(crate) side: Side,
     /// `pkg.Service/Method` as requested, or `None` when the path is not a gRPC method.
     pub(crate) method: Option<Box<str>>,
@@ -71,17 +72,20 @@ impl GrpcCall {
             span.record("otel.status_code", "ERROR");
         }
         let end = self.observer.now_nanos();
-        self.observer.record_grpc(&GrpcCompletion {
-            side: self.side,
-            method,
-            code,
-            error,
-            outcome,
-            start: self.start,
-            end,
-            requests: self.requests.as_ref().map(|r| r.load(Relaxed)),
-            responses,
-            exemplar: self.ids,
-        });
+        self.part.record(
+            &self.observer,
+            &GrpcCompletion {
+                side: self.side,
+                method,
+                code,
+                error,
+                outcome,
+                start: self.start,
+                end,
+                requests: self.requests.as_ref().map(|r| r.load(Relaxed)),
+                responses,
+                exemplar: self.ids,
+            },
+        );
     }
 }

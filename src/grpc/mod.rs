@@ -39,6 +39,7 @@
 mod body;
 mod call;
 mod code;
+mod series;
 mod service;
 
 pub use body::{GrpcRequestBody, GrpcResponseBody};
@@ -52,6 +53,7 @@ use http::HeaderName;
 use crate::request_id::RequestIdLayer;
 use crate::trace::TraceOptions;
 use crate::Observer;
+use series::GrpcPart;
 
 /// Which end of a call is recording.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -65,6 +67,7 @@ pub(crate) enum Side {
 #[must_use]
 pub struct GrpcServerLayer {
     pub(crate) observer: Observer,
+    pub(crate) part: Arc<GrpcPart>,
     pub(crate) services: Arc<[Box<str>]>,
     pub(crate) request_id: Option<RequestIdLayer>,
     pub(crate) traces: Option<TraceOptions>,
@@ -116,6 +119,7 @@ impl GrpcServerLayer {
 #[must_use]
 pub struct GrpcClientLayer {
     pub(crate) observer: Observer,
+    pub(crate) part: Arc<GrpcPart>,
     pub(crate) propagate: bool,
     pub(crate) request_id_header: HeaderName,
 }
@@ -152,6 +156,7 @@ impl Observer {
     pub fn grpc_server_layer(&self) -> GrpcServerLayer {
         GrpcServerLayer {
             observer: self.clone(),
+            part: self.grpc_part(),
             services: Arc::from(Vec::new()),
             request_id: Some(self.request_id_layer()),
             traces: None,
@@ -170,9 +175,17 @@ impl Observer {
     pub fn grpc_client_layer(&self) -> GrpcClientLayer {
         GrpcClientLayer {
             observer: self.clone(),
+            part: self.grpc_part(),
             propagate: true,
             request_id_header: HeaderName::from_static(crate::request_id::X_REQUEST_ID),
         }
+    }
+}
+
+impl Observer {
+    fn grpc_part(&self) -> Arc<GrpcPart> {
+        let limit = self.max_label_sets();
+        self.part(|| GrpcPart::new(limit))
     }
 }
 

@@ -101,6 +101,7 @@ where
         let requests = Arc::new(AtomicU64::new(0));
         let call = GrpcCall {
             observer: layer.observer.clone(),
+            part: layer.part.clone(),
             side: Side::Server,
             method: method.map(Into::into),
             known_service: known,
@@ -249,6 +250,7 @@ where
         }
         let call = GrpcCall {
             observer: layer.observer.clone(),
+            part: layer.part.clone(),
             side: Side::Client,
             method,
             known_service: true,

@@ -39,6 +39,7 @@ mod store;
 
 pub use query::{HistoryPoint, HistoryQuery, HistoryResponse, QueryError};
 
+use std::any::Any;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -48,8 +49,15 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use metrics::Counter;
 
+use bytes::Bytes;
+use http::{header, HeaderValue, StatusCode};
+
 use crate::clock::Clock;
-use crate::observer::{HttpServerRecord, RecordSink};
+use crate::endpoints::HISTORY_PATH;
+use crate::observer::handles;
+use crate::observer::{HttpServerRecord, Part, Pending, RecordSink, Route, RouteMethod};
+use crate::response::{json, plain, with_type, EndpointBody};
+use crate::{names, Observer, ObserverBuilder};
 use agg::Agg;
 use store::Store;
 
@@ -105,7 +113,7 @@ impl Resolution {
     }
 }
 
-/// History settings; given to [`ObserverBuilder::history`](crate::ObserverBuilder::history).
+/// History settings; given to [`ObserverBuilder::history`].
 #[derive(Debug, Clone)]
 #[must_use]
 pub struct HistoryOptions {
@@ -191,14 +199,14 @@ struct Shared {
     clock: Clock,
     /// (minute start, series) → aggregate, not yet flushed; sharded by series so that
     /// requests of different series rarely wait on one another.
-    pending: Box<[Mutex<Pending>]>,
+    pending: Box<[Mutex<PendingMinutes>]>,
     store: Mutex<Store>,
     write_errors: AtomicU64,
     write_error_counter: OnceLock<Counter>,
     dimension_keys: Box<[Arc<str>]>,
 }
 
-type Pending = hashbrown::HashMap<(u64, Box<str>), Agg>;
+type PendingMinutes = hashbrown::HashMap<(u64, Box<str>), Agg>;
 
 /// The borrowed form of a pending key; hashes like `(u64, Box<str>)` (fields in order).
 #[derive(Hash)]
@@ -253,7 +261,7 @@ impl History {
             options,
             clock,
             pending: (0..PENDING_SHARDS)
-                .map(|_| Mutex::new(Pending::default()))
+                .map(|_| Mutex::new(PendingMinutes::default()))
                 .collect(),
             store: Mutex::new(store),
             write_errors: AtomicU64::new(0),
@@ -296,10 +304,6 @@ impl History {
             .collect())
     }
 
-    pub(crate) fn set_error_counter(&self, counter: Counter) {
-        let _ = self.shared.write_error_counter.set(counter);
-    }
-
     pub(crate) fn dimension_keys(&self) -> &[Arc<str>] {
         &self.shared.dimension_keys
     }
@@ -325,7 +329,7 @@ fn spawn_flusher(shared: Weak<Shared>, every: Duration) {
 }
 
 impl Shared {
-    fn shard_of(&self, series: &str) -> &Mutex<Pending> {
+    fn shard_of(&self, series: &str) -> &Mutex<PendingMinutes> {
         use std::hash::BuildHasher;
         let hash = hashbrown::DefaultHashBuilder::default().hash_one(series);
         &self.pending[(hash as usize) % self.pending.len()]
@@ -362,7 +366,7 @@ impl Shared {
 
     /// Moves the pending minutes into every resolution's buckets, in one store write.
     fn flush(&self) {
-        let pending: Vec<Pending> = self
+        let pending: Vec<PendingMinutes> = self
             .pending
             .iter()
             .map(|shard| std::mem::take(&mut *lock(shard)))
@@ -444,6 +448,86 @@ impl RecordSink for History {
             build(&mut series);
             record(&series);
         }
+    }
+}
+
+/// History configured on the builder; opened when the observer is built.
+#[derive(Debug, Default)]
+struct PendingHistory(Option<HistoryOptions>);
+
+impl Pending for PendingHistory {
+    fn attach(self: Box<Self>, observer: &Observer) -> Option<Arc<dyn RecordSink>> {
+        let options = self.0?;
+        let history = History::open(
+            options,
+            observer.clock().clone(),
+            observer.dimensions().into(),
+        );
+        observer.with_source(|source| {
+            let counter = handles::counter(
+                source,
+                &metrics::Key::from_name(names::HISTORY_WRITE_ERRORS),
+            );
+            let _ = history.shared.write_error_counter.set(counter);
+        });
+        let part = history.clone();
+        observer.part(move || part);
+        Some(Arc::new(history))
+    }
+
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+}
+
+impl Part for History {
+    fn routes(&self, _observer: &Observer) -> Vec<Route> {
+        let history = self.clone();
+        vec![Route::new(HISTORY_PATH, RouteMethod::Get, move |parts| {
+            let response = history.response(parts.uri.query(), parts.headers.get(header::ACCEPT));
+            async move { response }
+        })]
+    }
+}
+
+impl History {
+    /// `GET /v1/stats/history`: JSON, or CSV with `format=csv` or `Accept: text/csv`.
+    fn response(
+        &self,
+        query: Option<&str>,
+        accept: Option<&HeaderValue>,
+    ) -> http::Response<EndpointBody> {
+        let wants_csv = accept
+            .and_then(|a| a.to_str().ok())
+            .is_some_and(|a| a.to_ascii_lowercase().contains("text/csv"));
+        match self.query_str(query, wants_csv) {
+            Ok(answer) if answer.csv => with_type(
+                Bytes::from(answer.response.to_csv()),
+                "text/csv; charset=utf-8",
+            ),
+            Ok(answer) => json(&answer.response),
+            Err(QueryError::Storage(e)) => plain(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &format!("history unavailable: {e}"),
+            ),
+            Err(e) => plain(StatusCode::BAD_REQUEST, &e.to_string()),
+        }
+    }
+}
+
+impl ObserverBuilder {
+    /// Keeps request history with rollups and retention, served at `GET /v1/stats/history`
+    /// (feature `history`; see [`crate::history`]).
+    pub fn history(mut self, options: HistoryOptions) -> Self {
+        self.pending::<PendingHistory>().0 = Some(options);
+        self
+    }
+}
+
+impl Observer {
+    /// The request history, when configured with [`ObserverBuilder::history`].
+    pub fn history(&self) -> Option<History> {
+        self.attached::<History>().map(|h| History::clone(&h))
     }
 }
 

@@ -9,11 +9,11 @@
 use std::sync::{Arc, OnceLock, RwLock};
 
 use hashbrown::{Equivalent, HashMap};
-use metrics::{Counter, Gauge, Key, Label, Recorder};
+use metrics::Counter;
 
-use super::series::{GaugeHandle, HistogramHandle, RecorderSource};
+use super::backend::RecorderSource;
+use super::handles;
 use crate::labels::{sanitize_label_value, OTHER};
-use crate::names;
 use crate::sync::{read, write};
 
 /// Label values as stored: sanitised and owned.
@@ -104,64 +104,9 @@ impl<T> Family<T> {
 
     fn count_overflow(&self, source: &dyn RecorderSource) {
         self.overflow_count
-            .get_or_init(|| {
-                let key = Key::from_parts(
-                    names::CARDINALITY_OVERFLOW,
-                    vec![Label::from_static_parts("metric", self.metric)],
-                );
-                let mut counter = Counter::noop();
-                source.with(&mut |r| counter = r.register_counter(&key, &metadata()));
-                counter
-            })
+            .get_or_init(|| handles::overflow_counter(source, self.metric))
             .increment(1);
     }
-}
-
-pub(crate) fn metadata() -> metrics::Metadata<'static> {
-    metrics::Metadata::new(module_path!(), metrics::Level::INFO, Some(module_path!()))
-}
-
-/// A metric key from label names and values (registration only, so owning them is free).
-pub(crate) fn key(name: &'static str, labels: &[(&str, &str)]) -> Key {
-    Key::from_parts(
-        name,
-        labels
-            .iter()
-            .map(|(k, v)| Label::new((*k).to_owned(), (*v).to_owned()))
-            .collect::<Vec<_>>(),
-    )
-}
-
-/// Registers a histogram, on our own storage when the recorder is our registry.
-pub(crate) fn histogram(source: &dyn RecorderSource, key: &Key) -> HistogramHandle {
-    if let Some(storage) = source.registry().and_then(|reg| reg.histogram_storage(key)) {
-        return HistogramHandle::Builtin(storage);
-    }
-    let mut handle = HistogramHandle::Facade(metrics::Histogram::noop());
-    source.with(&mut |r| handle = HistogramHandle::Facade(r.register_histogram(key, &metadata())));
-    handle
-}
-
-/// Registers a gauge, like [`histogram`].
-pub(crate) fn gauge(source: &dyn RecorderSource, key: &Key) -> GaugeHandle {
-    if let Some(storage) = source.registry().and_then(|reg| reg.gauge_storage(key)) {
-        return GaugeHandle::Builtin(storage);
-    }
-    let mut handle = GaugeHandle::Facade(Gauge::noop());
-    source.with(&mut |r| handle = GaugeHandle::Facade(r.register_gauge(key, &metadata())));
-    handle
-}
-
-/// Registers a counter.
-pub(crate) fn counter(source: &dyn RecorderSource, key: &Key) -> Counter {
-    let mut handle = Counter::noop();
-    source.with(&mut |r| handle = r.register_counter(key, &metadata()));
-    handle
-}
-
-/// Describes metrics once per recorder source.
-pub(crate) fn describe(source: &dyn RecorderSource, f: impl Fn(&dyn Recorder)) {
-    source.with(&mut |r| f(r));
 }
 
 #[cfg(test)]

@@ -1,6 +1,5 @@
 //! Plugging more consumers into the one recording path.
 
-use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -93,13 +92,5 @@ pub trait RecordSink: Send + Sync + 'static {
     /// Called once per finished HTTP client call made through the client instrumentation.
     fn record_http_client(&self, record: &HttpClientRecord<'_>) {
         let _ = record;
-    }
-}
-
-pub(crate) struct Sinks(pub(crate) Box<[Arc<dyn RecordSink>]>);
-
-impl fmt::Debug for Sinks {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} sink(s)", self.0.len())
     }
 }

@@ -41,28 +41,7 @@ use crate::sync::{read, write};
 use storage::{AtomicCounter, Buckets};
 pub(crate) use storage::{AtomicGauge, AtomicHistogram};
 
-/// Bucket bounds (seconds) that OpenTelemetry advises for HTTP and RPC durations.
-pub const OTEL_DURATION_BUCKETS: [f64; 14] = [
-    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
-];
-
-/// Bucket bounds (bytes) used for body sizes: powers of four from 0 to 64 MiB.
-pub const BODY_SIZE_BUCKETS: [f64; 14] = [
-    0.0,
-    64.0,
-    256.0,
-    1024.0,
-    4096.0,
-    16384.0,
-    65536.0,
-    262144.0,
-    1048576.0,
-    4194304.0,
-    16777216.0,
-    67108864.0,
-    268435456.0,
-    1073741824.0,
-];
+pub use crate::names::{BODY_SIZE_BUCKETS, OTEL_DURATION_BUCKETS};
 
 /// Prometheus' classic default buckets, used for histograms nobody configured.
 pub const PROMETHEUS_DEFAULT_BUCKETS: [f64; 11] = [
@@ -73,7 +52,7 @@ pub const PROMETHEUS_DEFAULT_BUCKETS: [f64; 11] = [
 pub const DEFAULT_MAX_LABEL_SETS: usize = 2000;
 
 /// Name of the self-metric that counts recordings folded into an `_OTHER` series.
-pub const OVERFLOW_METRIC: &str = "tower_observe_cardinality_overflow_total";
+pub const OVERFLOW_METRIC: &str = crate::names::CARDINALITY_OVERFLOW;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {

@@ -1,15 +1,17 @@
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::task::{ready, Context, Poll};
 
 use http::{HeaderName, HeaderValue, Request, Response};
+use metrics::Counter;
 use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
 use super::{RequestId, DEFAULT_MAX_LEN, X_REQUEST_ID};
-use crate::Observer;
+use crate::observer::{handles, Part};
+use crate::{names, Observer};
 
 /// Assigns a [`RequestId`] to every request; see the [module docs](super).
 ///
@@ -27,7 +29,38 @@ pub struct RequestIdLayer {
     pub(crate) header: HeaderName,
     max_len: usize,
     set_request_header: bool,
-    observer: Option<Observer>,
+    /// Where rejected IDs are counted: an observer, or the global `metrics` recorder.
+    rejected: Option<Rejected>,
+}
+
+/// Rejected IDs, counted in one observer.
+#[derive(Debug, Clone)]
+struct Rejected {
+    observer: Observer,
+    counter: Arc<RejectedCounter>,
+}
+
+/// The request-ID part of an observer: the counter of rejected IDs, registered on first use.
+#[derive(Debug, Default)]
+struct RejectedCounter(OnceLock<Counter>);
+
+impl Part for RejectedCounter {}
+
+impl Rejected {
+    fn count(&self) {
+        let observer = &self.observer;
+        observer.guarded(|| {
+            self.counter
+                .0
+                .get_or_init(|| {
+                    handles::counter(
+                        observer.source(),
+                        &metrics::Key::from_name(names::REQUEST_ID_REJECTED),
+                    )
+                })
+                .increment(1);
+        });
+    }
 }
 
 impl Default for RequestIdLayer {
@@ -45,13 +78,16 @@ impl RequestIdLayer {
             header: HeaderName::from_static(X_REQUEST_ID),
             max_len: DEFAULT_MAX_LEN,
             set_request_header: false,
-            observer: None,
+            rejected: None,
         }
     }
 
-    pub(crate) fn for_observer(observer: Observer) -> Self {
+    pub(crate) fn for_observer(observer: &Observer) -> Self {
         Self {
-            observer: Some(observer),
+            rejected: Some(Rejected {
+                counter: observer.part(RejectedCounter::default),
+                observer: observer.clone(),
+            }),
             ..Self::new()
         }
     }
@@ -92,9 +128,9 @@ impl RequestIdLayer {
             Some(value) => match RequestId::from_header(value, self.max_len) {
                 Some(id) => (id, false),
                 None => {
-                    match &self.observer {
-                        Some(observer) => observer.request_id_rejected(),
-                        None => metrics::counter!(crate::names::REQUEST_ID_REJECTED).increment(1),
+                    match &self.rejected {
+                        Some(rejected) => rejected.count(),
+                        None => metrics::counter!(names::REQUEST_ID_REJECTED).increment(1),
                     }
                     (generate(), true)
                 }
@@ -196,7 +232,7 @@ where
 impl Observer {
     /// A [`RequestIdLayer`] that counts rejected incoming IDs in this observer.
     pub fn request_id_layer(&self) -> RequestIdLayer {
-        RequestIdLayer::for_observer(self.clone())
+        RequestIdLayer::for_observer(self)
     }
 }
 

@@ -44,16 +44,63 @@ use std::sync::Arc;
 
 use metrics::Counter;
 
-use crate::client::{ClientError, ClientResponse, Failure};
 use crate::names;
-use crate::observer::family::{self, Family};
-use crate::observer::{HistogramHandle, Observer, RecorderSource};
-use crate::stats::RetryEntry;
+use crate::observer::family::Family;
+use crate::observer::handles::{self, HistogramHandle};
+use crate::observer::{Observer, Part, RecorderSource};
+use crate::stats::{RetryEntry, StatsSnapshot};
 #[cfg(feature = "tower-retry")]
 pub use policy::CountRetries;
 
 /// Most distinct reasons and failover pairs kept per target; past it they count as `_OTHER`.
 const MAX_REASONS: usize = 64;
+
+/// Most retry targets per observer; past it they share an `_OTHER` entry.
+const MAX_TARGETS: usize = 256;
+
+/// The retry targets of an observer; attached by the first [`Observer::retries`].
+#[derive(Debug)]
+struct RetryTargets(Family<RetryTarget>);
+
+impl Default for RetryTargets {
+    fn default() -> Self {
+        Self(Family::new(names::CLIENT_REQUEST_ATTEMPTS, MAX_TARGETS))
+    }
+}
+
+impl Part for RetryTargets {
+    fn stats(&self, snapshot: &mut StatsSnapshot, _elapsed: f64) {
+        snapshot.retries = self
+            .0
+            .entries()
+            .into_iter()
+            .map(|(k, v)| (k.concat(), v.entry()))
+            .collect();
+    }
+
+    fn reset(&self) {
+        for (_, target) in self.0.entries() {
+            target.reset();
+        }
+    }
+}
+
+impl Observer {
+    /// Retry and failover accounting for `target`; see [`crate::retry`].
+    ///
+    /// ```
+    /// let observer = tower_observe::Observer::new();
+    /// let mut call = observer.retries("search").call();
+    /// call.retry("timeout");
+    /// call.failed(); // still failing after a retry: exhausted
+    /// assert_eq!(observer.stats().retries["search"].exhausted, 1);
+    /// ```
+    pub fn retries(&self, target: &str) -> RetryTracker {
+        let targets = self.part(RetryTargets::default);
+        let entry = self.named(&targets.0, target, RetryTarget::new);
+        RetryTracker::new(self.clone(), entry)
+    }
+}
 
 /// Which attempt of a logical request this is: 0 for the first, 1 for the first resend.
 ///
@@ -92,21 +139,20 @@ pub(crate) struct RetryTarget {
 
 impl RetryTarget {
     pub(crate) fn new(source: &dyn RecorderSource, name: &str) -> Self {
-        describe(source);
         Self {
             name: name.into(),
             reasons: Family::new(names::CLIENT_RETRIES, MAX_REASONS),
             failovers: Family::new(names::CLIENT_FAILOVERS, MAX_REASONS),
             exhausted: Counted {
-                counter: family::counter(
+                counter: handles::counter(
                     source,
-                    &family::key(names::CLIENT_RETRY_EXHAUSTED, &[("target", name)]),
+                    &handles::key(names::CLIENT_RETRY_EXHAUSTED, &[("target", name)]),
                 ),
                 count: AtomicU64::new(0),
             },
-            attempts_histogram: family::histogram(
+            attempts_histogram: handles::histogram(
                 source,
-                &family::key(names::CLIENT_REQUEST_ATTEMPTS, &[("target", name)]),
+                &handles::key(names::CLIENT_REQUEST_ATTEMPTS, &[("target", name)]),
             ),
             logical: AtomicU64::new(0),
             attempts: AtomicU64::new(0),
@@ -117,9 +163,9 @@ impl RetryTarget {
         let name = &*self.name;
         self.reasons
             .get(source, &[reason], |v| Counted {
-                counter: family::counter(
+                counter: handles::counter(
                     source,
-                    &family::key(names::CLIENT_RETRIES, &[("target", name), ("reason", v[0])]),
+                    &handles::key(names::CLIENT_RETRIES, &[("target", name), ("reason", v[0])]),
                 ),
                 count: AtomicU64::new(0),
             })
@@ -130,9 +176,9 @@ impl RetryTarget {
         let name = &*self.name;
         self.failovers
             .get(source, &[from, to], |v| Counted {
-                counter: family::counter(
+                counter: handles::counter(
                     source,
-                    &family::key(
+                    &handles::key(
                         names::CLIENT_FAILOVERS,
                         &[("target", name), ("from", v[0]), ("to", v[1])],
                     ),
@@ -188,45 +234,6 @@ impl RetryTarget {
                 .map(|(k, v)| (k.join(" -> "), v.count.load(Relaxed)))
                 .collect(),
         }
-    }
-}
-
-fn describe(source: &dyn RecorderSource) {
-    family::describe(source, |r| {
-        r.describe_counter(
-            names::CLIENT_RETRIES.into(),
-            None,
-            "Resends of logical client requests, by target and the reason the previous attempt failed.".into(),
-        );
-        r.describe_counter(
-            names::CLIENT_RETRY_EXHAUSTED.into(),
-            None,
-            "Logical client requests that still failed after at least one retry.".into(),
-        );
-        r.describe_histogram(
-            names::CLIENT_REQUEST_ATTEMPTS.into(),
-            None,
-            "Attempts per logical client request (1 = no retry).".into(),
-        );
-        r.describe_counter(
-            names::CLIENT_FAILOVERS.into(),
-            None,
-            "Switches of a logical client request from one backend to another.".into(),
-        );
-    });
-}
-
-#[cfg_attr(
-    not(any(feature = "reqwest-middleware", feature = "tower-retry")),
-    allow(dead_code)
-)]
-/// Whether an attempt's result is worth retrying, and why: transport errors, 5xx, 429 and 408.
-pub(crate) fn failure_reason<Res: ClientResponse, E: ClientError>(
-    result: &Result<Res, E>,
-) -> Option<Failure> {
-    match result {
-        Ok(res) => Failure::of_status(res.status_code()),
-        Err(e) => Some(Failure::Error(e.error_type())),
     }
 }
 
@@ -301,7 +308,7 @@ impl LogicalCall {
 
     /// Counts a resend because the previous attempt failed with `reason` (a status code such
     /// as `"503"`, or an error kind such as `"timeout"`; see
-    /// [`ClientError`] to classify errors).
+    /// [`ClientError`](crate::classify::ClientError) to classify errors).
     pub fn retry(&mut self, reason: &str) {
         self.attempts = self.attempts.saturating_add(1);
         self.tracker.count_retry(reason);

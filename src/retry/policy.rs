@@ -2,8 +2,8 @@
 
 use tower::retry::Policy;
 
-use super::{failure_reason, ResendCount, RetryTracker};
-use crate::client::{ClientError, ClientRequest, ClientResponse};
+use super::{ResendCount, RetryTracker};
+use crate::classify::{ClientError, ClientRequest, ClientResponse, Failure};
 
 /// A `tower::retry::Policy` whose decisions are counted; made by [`RetryTracker::policy`].
 ///
@@ -71,7 +71,7 @@ impl<P> CountRetries<P> {
 
 fn backend<R: ClientRequest>(req: &R) -> Option<String> {
     req.server().map(|(_, host, port)| {
-        crate::observer::upstream_label(host, itoa::Buffer::new().format(port))
+        crate::classify::upstream_label(host, itoa::Buffer::new().format(port))
     })
 }
 
@@ -85,7 +85,7 @@ where
     type Future = P::Future;
 
     fn retry(&mut self, req: &mut Req, result: &mut Result<Res, E>) -> Option<Self::Future> {
-        let reason = failure_reason(result).map(|f| f.label());
+        let reason = Failure::of_result(result).map(|f| f.label());
         let from = backend(req);
         match self.inner.retry(req, result) {
             Some(wait) => {

@@ -7,24 +7,18 @@
 //! memory depends on the number of routes and dimension values (which the cardinality limit
 //! bounds), never on the number of requests. The JSON schema is in `docs/stats-api.md`.
 
-#[cfg(feature = "tonic")]
-mod grpc;
 mod rate;
+mod sections;
 pub(crate) mod sketch;
 mod snapshot;
-mod upstream;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, RwLock};
 
-#[cfg(feature = "tonic")]
-pub(crate) use grpc::GrpcCell;
-#[cfg(feature = "tonic")]
-pub use grpc::{GrpcMethodEntry, GrpcStats};
+pub use sections::{BackendEntry, CacheEntry, GrpcMethodEntry, GrpcStats, PoolEntry, RetryEntry};
 pub use sketch::RELATIVE_ERROR as LATENCY_RELATIVE_ERROR;
 pub use snapshot::{BreakdownEntry, LatencyMs, RouteEntry, StatsSnapshot, StatusClasses, Totals};
-pub use upstream::{BackendEntry, CacheEntry, PoolEntry, RetryEntry};
 
 use crate::labels::HttpMethod;
 
@@ -98,7 +92,7 @@ impl StatsCell {
         data.requests_per_second += self.rate.per_second(elapsed);
     }
 
-    fn entry(&self, elapsed: f64) -> BreakdownEntry {
+    pub(crate) fn entry(&self, elapsed: f64) -> BreakdownEntry {
         let mut data = CellData::default();
         self.read_into(&mut data, elapsed);
         data.entry()
@@ -134,55 +128,44 @@ impl CellData {
     }
 }
 
-type RouteKey = (String, HttpMethod);
-type DimensionKey = (String, String);
+/// Cells keyed by what they count (a route, a dimension value, an upstream), created on first
+/// use. Written once per key; callers keep the `Arc` they got.
+#[derive(Debug)]
+pub(crate) struct CellMap<K>(RwLock<BTreeMap<K, Arc<StatsCell>>>);
 
-/// The aggregator: one cell per route and one per dimension value. Every request lands in
-/// exactly one route cell, so the service-wide figures are the route cells merged at read
-/// time (sketches merge exactly), which keeps one set of atomics off the hot path.
-#[derive(Debug, Default)]
-pub(crate) struct Stats {
-    routes: RwLock<BTreeMap<RouteKey, Arc<StatsCell>>>,
-    dimensions: RwLock<BTreeMap<DimensionKey, Arc<StatsCell>>>,
-    upstreams: RwLock<BTreeMap<String, Arc<StatsCell>>>,
+impl<K> Default for CellMap<K> {
+    fn default() -> Self {
+        Self(RwLock::new(BTreeMap::new()))
+    }
 }
 
-impl Stats {
-    pub(crate) fn route_cell(&self, method: HttpMethod, route: &str) -> Arc<StatsCell> {
-        let key = (route.to_owned(), method);
-        if let Some(cell) = crate::sync::read(&self.routes).get(&key) {
+impl<K: Ord + Clone> CellMap<K> {
+    /// The cell of `key`, created on first use.
+    pub(crate) fn cell<Q>(&self, key: &Q) -> Arc<StatsCell>
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: Ord + ToOwned<Owned = K> + ?Sized,
+    {
+        if let Some(cell) = crate::sync::read(&self.0).get(key) {
             return cell.clone();
         }
-        crate::sync::write(&self.routes)
-            .entry(key)
+        crate::sync::write(&self.0)
+            .entry(key.to_owned())
             .or_default()
             .clone()
     }
 
-    pub(crate) fn dimension_cell(&self, key: &str, value: &str) -> Arc<StatsCell> {
-        let k = (key.to_owned(), value.to_owned());
-        if let Some(cell) = crate::sync::read(&self.dimensions).get(&k) {
-            return cell.clone();
-        }
-        crate::sync::write(&self.dimensions)
-            .entry(k)
-            .or_default()
-            .clone()
+    /// Every cell with its key (a snapshot: the lock is not held while they are read).
+    pub(crate) fn cells(&self) -> Vec<(K, Arc<StatsCell>)> {
+        crate::sync::read(&self.0)
+            .iter()
+            .map(|(k, c)| (k.clone(), c.clone()))
+            .collect()
     }
 
-    pub(crate) fn upstream_cell(&self, upstream: &str) -> Arc<StatsCell> {
-        if let Some(cell) = crate::sync::read(&self.upstreams).get(upstream) {
-            return cell.clone();
-        }
-        crate::sync::write(&self.upstreams)
-            .entry(upstream.to_owned())
-            .or_default()
-            .clone()
-    }
-
-    /// Requests and failures of the last minute, over every route.
+    /// Requests and failures of the last minute, over every cell.
     pub(crate) fn recent(&self, elapsed: f64) -> (u64, u64) {
-        crate::sync::read(&self.routes)
+        crate::sync::read(&self.0)
             .values()
             .fold((0, 0), |(all, failed), cell| {
                 let (a, f) = cell.recent(elapsed);
@@ -190,28 +173,59 @@ impl Stats {
             })
     }
 
-    /// Zeroes every route, dimension and upstream cell.
+    /// Zeroes every cell in place.
     pub(crate) fn reset(&self) {
-        for cell in crate::sync::read(&self.routes).values() {
-            cell.reset();
-        }
-        for cell in crate::sync::read(&self.dimensions).values() {
-            cell.reset();
-        }
-        for cell in crate::sync::read(&self.upstreams).values() {
+        for cell in crate::sync::read(&self.0).values() {
             cell.reset();
         }
     }
 
-    pub(crate) fn snapshot(&self, elapsed: f64, started_at: String) -> StatsSnapshot {
-        let cells: Vec<_> = crate::sync::read(&self.routes)
-            .iter()
-            .map(|((route, method), cell)| (route.clone(), *method, cell.clone()))
-            .collect();
-        let mut all = CellData::default();
-        let routes = cells
+    /// Every cell's figures, by key.
+    pub(crate) fn entries(&self, elapsed: f64) -> BTreeMap<K, BreakdownEntry> {
+        self.cells()
             .into_iter()
-            .map(|(route, method, cell)| {
+            .map(|(k, c)| (k, c.entry(elapsed)))
+            .collect()
+    }
+}
+
+/// The HTTP server's figures: one cell per route and one per dimension value. Every request
+/// lands in exactly one route cell, so the service-wide figures are the route cells merged at
+/// read time (sketches merge exactly), which keeps one set of atomics off the hot path.
+#[derive(Debug, Default)]
+pub(crate) struct HttpStats {
+    routes: CellMap<(String, HttpMethod)>,
+    dimensions: CellMap<(String, String)>,
+}
+
+impl HttpStats {
+    pub(crate) fn route_cell(&self, method: HttpMethod, route: &str) -> Arc<StatsCell> {
+        self.routes.cell(&(route.to_owned(), method))
+    }
+
+    pub(crate) fn dimension_cell(&self, key: &str, value: &str) -> Arc<StatsCell> {
+        self.dimensions.cell(&(key.to_owned(), value.to_owned()))
+    }
+
+    /// Requests and failures of the last minute, over every route.
+    pub(crate) fn recent(&self, elapsed: f64) -> (u64, u64) {
+        self.routes.recent(elapsed)
+    }
+
+    /// Zeroes every route and dimension cell.
+    pub(crate) fn reset(&self) {
+        self.routes.reset();
+        self.dimensions.reset();
+    }
+
+    /// Fills the service-wide figures, `routes` and `dimensions`.
+    pub(crate) fn snapshot_into(&self, snapshot: &mut StatsSnapshot, elapsed: f64) {
+        let mut all = CellData::default();
+        snapshot.routes = self
+            .routes
+            .cells()
+            .into_iter()
+            .map(|((route, method), cell)| {
                 let mut data = CellData::default();
                 cell.read_into(&mut data, elapsed);
                 all.latency.merge(&data.latency);
@@ -229,46 +243,21 @@ impl Stats {
             })
             .collect();
         let global = all.entry();
-        let mut dimensions: BTreeMap<String, BTreeMap<String, BreakdownEntry>> = BTreeMap::new();
-        let cells: Vec<_> = crate::sync::read(&self.dimensions)
-            .iter()
-            .map(|(k, c)| (k.clone(), c.clone()))
-            .collect();
-        for ((key, value), cell) in cells {
-            dimensions
+        snapshot.totals = Totals {
+            requests: global.requests,
+            errors: global.errors,
+            aborted: global.aborted,
+        };
+        snapshot.requests_per_second = global.requests_per_second;
+        snapshot.success_rate = global.success_rate;
+        snapshot.latency_ms = global.latency_ms;
+        snapshot.status_codes = global.status_codes;
+        for ((key, value), entry) in self.dimensions.entries(elapsed) {
+            snapshot
+                .dimensions
                 .entry(key)
                 .or_default()
-                .insert(value, cell.entry(elapsed));
-        }
-        let cells: Vec<_> = crate::sync::read(&self.upstreams)
-            .iter()
-            .map(|(k, c)| (k.clone(), c.clone()))
-            .collect();
-        let upstreams = cells
-            .into_iter()
-            .map(|(k, c)| (k, c.entry(elapsed)))
-            .collect();
-        StatsSnapshot {
-            started_at,
-            uptime_seconds: elapsed,
-            totals: Totals {
-                requests: global.requests,
-                errors: global.errors,
-                aborted: global.aborted,
-            },
-            requests_per_second: global.requests_per_second,
-            success_rate: global.success_rate,
-            latency_ms: global.latency_ms,
-            latency_relative_error: LATENCY_RELATIVE_ERROR,
-            status_codes: global.status_codes,
-            routes,
-            dimensions,
-            upstreams,
-            retries: BTreeMap::new(),
-            caches: BTreeMap::new(),
-            pools: BTreeMap::new(),
-            #[cfg(feature = "tonic")]
-            grpc: GrpcStats::default(),
+                .insert(value, entry);
         }
     }
 }

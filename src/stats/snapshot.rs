@@ -39,9 +39,35 @@ pub struct StatsSnapshot {
     pub caches: BTreeMap<String, super::CacheEntry>,
     /// Backend pools: health and members.
     pub pools: BTreeMap<String, super::PoolEntry>,
-    /// gRPC calls per method, served and made (feature `tonic`).
-    #[cfg(feature = "tonic")]
+    /// gRPC calls per method, served and made (feature `tonic`; empty without it).
     pub grpc: super::GrpcStats,
+}
+
+impl StatsSnapshot {
+    /// The document with nothing recorded yet: the parts fill in what they know.
+    pub(crate) fn empty(started_at: String, uptime_seconds: f64) -> Self {
+        Self {
+            started_at,
+            uptime_seconds,
+            totals: Totals {
+                requests: 0,
+                errors: 0,
+                aborted: 0,
+            },
+            requests_per_second: 0.0,
+            success_rate: None,
+            latency_ms: None,
+            latency_relative_error: super::LATENCY_RELATIVE_ERROR,
+            status_codes: StatusClasses::default(),
+            routes: Vec::new(),
+            dimensions: BTreeMap::new(),
+            upstreams: BTreeMap::new(),
+            retries: BTreeMap::new(),
+            caches: BTreeMap::new(),
+            pools: BTreeMap::new(),
+            grpc: super::GrpcStats::default(),
+        }
+    }
 }
 
 /// Request counts since start.

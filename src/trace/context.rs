@@ -207,6 +207,7 @@ pin_project! {
 }
 
 impl<F> WithContext<F> {
+    #[cfg(feature = "tonic")]
     pub(crate) fn new(inner: F, context: Option<TraceContext>) -> Self {
         Self { inner, context }
     }
@@ -229,23 +230,32 @@ fn swap_current(slot: &mut Option<TraceContext>) {
     });
 }
 
-impl<F: Future> Future for WithContext<F> {
-    type Output = F::Output;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
-        let this = self.project();
-        if this.context.is_none() {
-            return this.inner.poll(cx);
+impl TraceContext {
+    /// Runs `f` with the context in `slot` current: moved in for the call and back out after,
+    /// even if `f` panics. An empty slot runs `f` as is.
+    #[inline]
+    pub(crate) fn with_current<R>(slot: &mut Option<TraceContext>, f: impl FnOnce() -> R) -> R {
+        if slot.is_none() {
+            return f();
         }
-        // Moved in for the poll and back out after, even if the inner future panics.
         struct Restore<'a>(&'a mut Option<TraceContext>);
         impl Drop for Restore<'_> {
             fn drop(&mut self) {
                 swap_current(self.0);
             }
         }
-        swap_current(this.context);
-        let _restore = Restore(this.context);
-        this.inner.poll(cx)
+        swap_current(slot);
+        let _restore = Restore(slot);
+        f()
+    }
+}
+
+impl<F: Future> Future for WithContext<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        let inner = this.inner;
+        TraceContext::with_current(this.context, || inner.poll(cx))
     }
 }

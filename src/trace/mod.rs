@@ -36,5 +36,5 @@ pub mod w3c;
 pub(crate) use context::{new_trace_id, non_zero_span_id};
 pub use context::{SpanIds, TraceContext, WithContext};
 pub use propagate::{Propagate, PropagateLayer};
-pub(crate) use server::SpanHandle;
 pub use server::TraceOptions;
+pub(crate) use server::{ServerTrace, SpanHandle};

@@ -10,7 +10,7 @@ use bytes::Buf;
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
-use super::future::{Finish, InFlight};
+use super::in_flight::{Finish, InFlight};
 
 pin_project! {
     /// Request body seen by the inner service: the original body, counting the bytes read.

@@ -1,4 +1,8 @@
-//! The `/v1/stats` sections about what a service calls: retries, caches, backend pools.
+//! The `/v1/stats` sections that capabilities fill: retries, caches, backend pools, gRPC.
+//!
+//! The schema of the whole document lives in this module and `snapshot.rs`, in one place
+//! (and in `docs/stats-api.md`); each section is filled by the part of the capability it
+//! describes.
 
 use std::collections::BTreeMap;
 
@@ -68,4 +72,34 @@ pub struct BackendEntry {
     pub failed_checks: u64,
     /// Duration of the last health check, in milliseconds.
     pub last_check_ms: Option<f64>,
+}
+
+/// Per side (`server`, `client`), one entry per method (`pkg.Service/Method` or `_OTHER`).
+#[derive(Debug, Clone, Default, Serialize)]
+#[non_exhaustive]
+pub struct GrpcStats {
+    /// Calls served.
+    pub server: BTreeMap<String, GrpcMethodEntry>,
+    /// Calls made.
+    pub client: BTreeMap<String, GrpcMethodEntry>,
+}
+
+/// The statistics of one gRPC method.
+#[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
+pub struct GrpcMethodEntry {
+    /// Calls recorded.
+    pub calls: u64,
+    /// Calls that failed (server: the server-fault codes; client: every non-`OK` code).
+    pub errors: u64,
+    /// Calls whose stream was dropped before its end.
+    pub cancelled: u64,
+    /// Calls per second over the last minute.
+    pub calls_per_second: f64,
+    /// Share of completed calls that did not fail.
+    pub success_rate: Option<f64>,
+    /// Latency to the end of the stream.
+    pub latency_ms: Option<super::LatencyMs>,
+    /// Calls per gRPC status (`OK`, `NOT_FOUND`, …), codes seen only.
+    pub status_codes: BTreeMap<&'static str, u64>,
 }

@@ -1,24 +1,25 @@
-//! The client side of the recording path: upstream calls made through the client
-//! instrumentation, recorded once each into the `http_client_*` metrics, the `/v1/stats`
-//! upstream breakdown and the record sinks.
+//! The client's part of the observer: upstreams and label sets of calls made through the
+//! client instrumentation, and the one recording path of a finished call (metrics, the
+//! `upstreams` section of `/v1/stats`, the record sinks).
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
-use metrics::Unit;
 
-use super::family::{self, Family};
-use super::series::{GaugeHandle, HistogramHandle, RecorderSource};
-use super::{HttpClientRecord, Observer};
+use crate::classify::upstream_label;
 use crate::labels::HttpMethod;
 use crate::names;
-use crate::stats::{Outcome, StatsCell};
+use crate::observer::family::Family;
+use crate::observer::handles::{self, GaugeHandle, HistogramHandle};
+use crate::observer::{HttpClientRecord, Observer, Part};
+use crate::stats::{CellMap, Outcome, StatsCell, StatsSnapshot};
 use crate::trace::SpanIds;
 
-/// One upstream endpoint (`url.scheme`, `server.address`, `server.port`).
+/// One upstream (`url.scheme`, `server.address`, `server.port`, and the client's constant
+/// labels).
 #[derive(Debug)]
-pub(crate) struct Endpoint {
+pub(crate) struct Upstream {
     pub(crate) scheme: Box<str>,
     pub(crate) address: Box<str>,
     pub(crate) port: Box<str>,
@@ -38,24 +39,37 @@ struct LastOk {
     handles: Arc<ClientHandles>,
 }
 
-/// A client's last endpoint, by the values it was requested with (a client mostly calls one
-/// upstream, and this spares it the endpoint lookup).
+/// A client's last upstream, by the values it was requested with (a client mostly calls one
+/// upstream, and this spares it the upstream lookup).
 #[derive(Debug, Default)]
-pub(crate) struct EndpointCache(ArcSwapOption<CachedEndpoint>);
+pub(crate) struct UpstreamCache(ArcSwapOption<CachedUpstream>);
 
 #[derive(Debug)]
-struct CachedEndpoint {
+struct CachedUpstream {
     scheme: Box<str>,
     host: Box<str>,
     port: u16,
-    endpoint: Arc<Endpoint>,
+    upstream: Arc<Upstream>,
 }
 
-impl Endpoint {
+impl Upstream {
     /// `host:port`, as upstreams are named in `/v1/stats` and failover counts.
     #[cfg_attr(not(feature = "reqwest-middleware"), allow(dead_code))]
     pub(crate) fn label(&self) -> String {
         upstream_label(&self.address, &self.port)
+    }
+
+    /// An upstream that records nowhere (the recorder panicked while registering it).
+    fn detached(scheme: &str, address: &str, port: &str) -> Self {
+        Self {
+            scheme: scheme.into(),
+            address: address.into(),
+            port: port.into(),
+            labels: Box::default(),
+            active: GaugeHandle::noop(),
+            stats: Arc::default(),
+            last_ok: ArcSwapOption::empty(),
+        }
     }
 }
 
@@ -67,26 +81,37 @@ struct ClientHandles {
     error_type: Option<Box<str>>,
 }
 
+/// The client's state in an observer; attached when the first client layer is made.
 #[derive(Debug)]
-pub(crate) struct ClientSeries {
-    endpoints: Family<Endpoint>,
+pub(crate) struct ClientPart {
+    upstreams: Family<Upstream>,
     series: Family<ClientHandles>,
-    described: OnceLock<()>,
+    stats: CellMap<String>,
 }
 
-impl ClientSeries {
+impl ClientPart {
     pub(crate) fn new(limit: usize) -> Self {
         Self {
-            endpoints: Family::new(names::HTTP_CLIENT_ACTIVE_REQUESTS, limit),
+            upstreams: Family::new(names::HTTP_CLIENT_ACTIVE_REQUESTS, limit),
             series: Family::new(names::HTTP_CLIENT_REQUEST_DURATION, limit),
-            described: OnceLock::new(),
+            stats: CellMap::default(),
         }
+    }
+}
+
+impl Part for ClientPart {
+    fn stats(&self, snapshot: &mut StatsSnapshot, elapsed: f64) {
+        snapshot.upstreams = self.stats.entries(elapsed);
+    }
+
+    fn reset(&self) {
+        self.stats.reset();
     }
 }
 
 /// The inputs of one finished client call.
 pub(crate) struct ClientCompletion<'a> {
-    pub(crate) endpoint: &'a Endpoint,
+    pub(crate) upstream: &'a Upstream,
     pub(crate) method: HttpMethod,
     pub(crate) status: Option<u16>,
     /// Set on failure: the status code for 4xx/5xx (client conventions), else the error kind.
@@ -100,79 +125,51 @@ pub(crate) struct ClientCompletion<'a> {
     pub(crate) exemplar: Option<SpanIds>,
 }
 
-fn describe(source: &dyn RecorderSource) {
-    family::describe(source, |r| {
-        r.describe_histogram(
-            names::HTTP_CLIENT_REQUEST_DURATION.into(),
-            Some(Unit::Seconds),
-            "Duration of HTTP client requests, from sending to the response headers.".into(),
-        );
-        r.describe_histogram(
-            names::HTTP_CLIENT_REQUEST_BODY_SIZE.into(),
-            Some(Unit::Bytes),
-            "Size of HTTP client request bodies, when known before sending.".into(),
-        );
-        r.describe_histogram(
-            names::HTTP_CLIENT_RESPONSE_BODY_SIZE.into(),
-            Some(Unit::Bytes),
-            "Size of HTTP client response bodies, as announced by Content-Length.".into(),
-        );
-        r.describe_gauge(
-            names::HTTP_CLIENT_ACTIVE_REQUESTS.into(),
-            None,
-            "Number of HTTP client requests waiting for their response.".into(),
-        );
-    });
-}
-
-impl Observer {
-    /// The endpoint of an outgoing call, with its in-flight gauge raised.
-    pub(crate) fn client_started(
+impl ClientPart {
+    /// The upstream of an outgoing call, with its in-flight gauge raised.
+    pub(crate) fn call_started(
         &self,
-        cache: &EndpointCache,
+        observer: &Observer,
+        cache: &UpstreamCache,
         labels: &[(Arc<str>, Arc<str>)],
-        scheme: &str,
-        address: &str,
-        port: u16,
-    ) -> Arc<Endpoint> {
+        (scheme, address, port): (&str, &str, u16),
+    ) -> Arc<Upstream> {
         if let Some(cached) = &*cache.0.load() {
             if cached.port == port && *cached.host == *address && *cached.scheme == *scheme {
-                let endpoint = cached.endpoint.clone();
-                self.guarded(|| endpoint.active.add(1.0));
-                return endpoint;
+                let upstream = cached.upstream.clone();
+                observer.guarded(|| upstream.active.add(1.0));
+                return upstream;
             }
         }
-        let endpoint = self.client_endpoint(labels, scheme, address, port);
-        cache.0.store(Some(Arc::new(CachedEndpoint {
+        let upstream = self.upstream(observer, labels, scheme, address, port);
+        cache.0.store(Some(Arc::new(CachedUpstream {
             scheme: scheme.into(),
             host: address.into(),
             port,
-            endpoint: endpoint.clone(),
+            upstream: upstream.clone(),
         })));
-        endpoint
+        upstream
     }
 
-    fn client_endpoint(
+    fn upstream(
         &self,
+        observer: &Observer,
         labels: &[(Arc<str>, Arc<str>)],
         scheme: &str,
         address: &str,
         port: u16,
-    ) -> Arc<Endpoint> {
-        let inner = &*self.inner;
-        let source: &dyn RecorderSource = &inner.backend;
-        let client = &inner.client;
-        client.described.get_or_init(|| describe(source));
+    ) -> Arc<Upstream> {
         let mut port_buf = itoa::Buffer::new();
         let port = port_buf.format(port);
-        let mut endpoint = None;
         let mut values: Vec<&str> = vec![scheme, address, port];
         for (k, v) in labels {
             values.push(k);
             values.push(v);
         }
-        self.guarded(|| {
-            let e = client.endpoints.get(source, &values, |v| {
+        let mut upstream = None;
+        observer.guarded(|| {
+            let source = observer.source();
+            let u = self.upstreams.get(source, &values, |v| {
                 let (scheme, address, port) = (v[0], v[1], v[2]);
                 // Label names come from the layer (validated there); values as recorded.
                 let labels: Box<[(Arc<str>, Box<str>)]> = labels
@@ -186,46 +183,35 @@ impl Observer {
                     (names::URL_SCHEME, scheme),
                 ];
                 gauge_labels.extend(labels.iter().map(|(k, v)| (&**k, &**v)));
-                Endpoint {
+                Upstream {
                     scheme: scheme.into(),
                     address: address.into(),
                     port: port.into(),
-                    active: family::gauge(
+                    active: handles::gauge(
                         source,
-                        &family::key(names::HTTP_CLIENT_ACTIVE_REQUESTS, &gauge_labels),
+                        &handles::key(names::HTTP_CLIENT_ACTIVE_REQUESTS, &gauge_labels),
                     ),
-                    stats: inner.stats.upstream_cell(&upstream_label(address, port)),
+                    stats: self.stats.cell(upstream_label(address, port).as_str()),
                     last_ok: ArcSwapOption::empty(),
                     labels,
                 }
             });
-            e.active.add(1.0);
-            endpoint = Some(e);
+            u.active.add(1.0);
+            upstream = Some(u);
         });
-        endpoint.unwrap_or_else(|| {
-            Arc::new(Endpoint {
-                scheme: scheme.into(),
-                address: address.into(),
-                port: port.into(),
-                labels: Box::default(),
-                active: GaugeHandle::Facade(metrics::Gauge::noop()),
-                stats: Arc::default(),
-                last_ok: ArcSwapOption::empty(),
-            })
-        })
+        upstream.unwrap_or_else(|| Arc::new(Upstream::detached(scheme, address, port)))
     }
 
     /// The one recording path for a finished client call.
-    pub(crate) fn record_client(&self, c: &ClientCompletion<'_>) {
-        self.guarded(|| self.record_client_unguarded(c));
+    pub(crate) fn record(&self, observer: &Observer, c: &ClientCompletion<'_>) {
+        observer.guarded(|| self.record_unguarded(observer, c));
     }
 
-    fn record_client_unguarded(&self, c: &ClientCompletion<'_>) {
-        let inner = &*self.inner;
-        let e = c.endpoint;
-        e.active.add(-1.0);
+    fn record_unguarded(&self, observer: &Observer, c: &ClientCompletion<'_>) {
+        let u = c.upstream;
+        u.active.add(-1.0);
         let cached = match (c.status, c.error_type) {
-            (Some(status), None) => e
+            (Some(status), None) => u
                 .last_ok
                 .load()
                 .as_ref()
@@ -236,9 +222,9 @@ impl Observer {
         let handles = match cached {
             Some(handles) => handles,
             None => {
-                let handles = self.client_handles(e, c);
+                let handles = self.handles(observer, u, c);
                 if let (Some(status), None) = (c.status, c.error_type) {
-                    e.last_ok.store(Some(Arc::new(LastOk {
+                    u.last_ok.store(Some(Arc::new(LastOk {
                         method: c.method,
                         status,
                         handles: handles.clone(),
@@ -249,58 +235,60 @@ impl Observer {
         };
         let nanos = c.end.saturating_sub(c.start);
         let duration = Duration::from_nanos(nanos);
-        let end_wall = inner.wall_at(c.end);
-        inner.record_duration(&handles.duration, duration, c.end, c.exemplar);
+        observer.record_duration(&handles.duration, duration, c.end, c.exemplar);
         if let Some(bytes) = c.request_bytes {
             handles.request_size.record(bytes as f64);
         }
         if let Some(bytes) = c.response_bytes {
             handles.response_size.record(bytes as f64);
         }
-        let second = c.end.saturating_sub(inner.started) / 1_000_000_000;
-        e.stats.record(nanos, second, c.status, c.outcome);
-        if !inner.sinks.0.is_empty() {
+        u.stats
+            .record(nanos, observer.second_of(c.end), c.status, c.outcome);
+        let sinks = observer.sinks();
+        if !sinks.is_empty() {
             let record = HttpClientRecord {
                 method: c.method.as_str(),
-                scheme: &e.scheme,
-                server_address: &e.address,
-                server_port: &e.port,
+                scheme: &u.scheme,
+                server_address: &u.address,
+                server_port: &u.port,
                 status: c.status,
                 error_type: handles.error_type.as_deref(),
                 resend_count: c.resend_count,
                 duration,
-                end: end_wall,
+                end: observer.wall_at(c.end),
                 request_body_bytes: c.request_bytes,
                 response_body_bytes: c.response_bytes,
             };
-            for sink in inner.sinks.0.iter() {
+            for sink in sinks {
                 sink.record_http_client(&record);
             }
         }
     }
-}
 
-impl Observer {
     /// The handles of a call's label set, registered on first use.
-    fn client_handles(&self, e: &Endpoint, c: &ClientCompletion<'_>) -> Arc<ClientHandles> {
-        let inner = &*self.inner;
-        let source: &dyn RecorderSource = &inner.backend;
+    fn handles(
+        &self,
+        observer: &Observer,
+        u: &Upstream,
+        c: &ClientCompletion<'_>,
+    ) -> Arc<ClientHandles> {
+        let source = observer.source();
         let mut status_buf = itoa::Buffer::new();
         let status = c.status.map_or("", |s| status_buf.format(s));
         let error = c.error_type.unwrap_or("");
         let mut values: Vec<&str> = vec![
             c.method.as_str(),
-            &e.scheme,
-            &e.address,
-            &e.port,
+            &u.scheme,
+            &u.address,
+            &u.port,
             status,
             error,
         ];
-        for (k, v) in e.labels.iter() {
+        for (k, v) in u.labels.iter() {
             values.push(k);
             values.push(v);
         }
-        inner.client.series.get(source, &values, |v| {
+        self.series.get(source, &values, |v| {
             let mut labels = vec![
                 (names::HTTP_REQUEST_METHOD, v[0]),
                 (names::URL_SCHEME, v[1]),
@@ -314,12 +302,12 @@ impl Observer {
                 labels.push((names::ERROR_TYPE, v[5]));
             }
             labels.extend(
-                e.labels
+                u.labels
                     .iter()
                     .enumerate()
                     .map(|(i, (k, _))| (&**k, v[7 + 2 * i])),
             );
-            let h = |name| family::histogram(source, &family::key(name, &labels));
+            let h = |name| handles::histogram(source, &handles::key(name, &labels));
             ClientHandles {
                 duration: h(names::HTTP_CLIENT_REQUEST_DURATION),
                 request_size: h(names::HTTP_CLIENT_REQUEST_BODY_SIZE),
@@ -327,14 +315,5 @@ impl Observer {
                 error_type: (!v[5].is_empty()).then(|| v[5].into()),
             }
         })
-    }
-}
-
-/// How an upstream is named in `/v1/stats` and in failover counts: `host:port`.
-pub(crate) fn upstream_label(address: &str, port: &str) -> String {
-    if address.contains(':') {
-        format!("[{address}]:{port}")
-    } else {
-        format!("{address}:{port}")
     }
 }

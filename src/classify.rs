@@ -1,22 +1,17 @@
-//! What the client instrumentation reads from requests, responses and errors, for the client
-//! types it supports: `http::Request`/`http::Response` (hyper, tonic channels, any tower HTTP
-//! client) and, with the `reqwest` feature, `reqwest::Request`/`reqwest::Response`.
+//! What the client-side instrumentation (client metrics, retry accounting, caches) reads from
+//! requests, responses and errors, for the client types it supports: `http::Request` /
+//! `http::Response` (hyper, tonic channels, any tower HTTP client) and, with the `reqwest`
+//! feature, `reqwest::Request` / `reqwest::Response`; and how an attempt's failure is
+//! classified into a low-cardinality `error_type` (the values are in [`crate::names`]).
 
 use std::error::Error as StdError;
 use std::io;
 
 use http::{Extensions, HeaderMap, Method};
 
-/// `error_type` of a call whose deadline passed.
-pub const ERROR_TIMEOUT: &str = "timeout";
-/// `error_type` of a call whose connection was refused.
-pub const ERROR_CONNECTION_REFUSED: &str = "connection_refused";
-/// `error_type` of a call that could not connect for another reason (DNS, TLS, unreachable).
-pub const ERROR_CONNECT: &str = "connect";
-/// `error_type` of a call whose connection was reset or closed mid-exchange.
-pub const ERROR_CONNECTION_RESET: &str = "connection_reset";
-/// `error_type` of a call dropped by its caller before the response arrived.
-pub const ERROR_CANCELLED: &str = "cancelled";
+use crate::names::{
+    ERROR_CONNECT, ERROR_CONNECTION_REFUSED, ERROR_CONNECTION_RESET, ERROR_SERVICE, ERROR_TIMEOUT,
+};
 
 /// An outgoing request, as the client instrumentation reads it.
 pub trait ClientRequest {
@@ -212,7 +207,7 @@ pub fn classify_error_chain(error: &(dyn StdError + 'static)) -> &'static str {
         }
         current = e.source();
     }
-    crate::labels::OTHER
+    ERROR_SERVICE
 }
 
 /// The class of the first classifiable I/O error in a source chain.
@@ -262,19 +257,71 @@ fn classify_reqwest(e: &reqwest::Error) -> &'static str {
     if e.is_connect() {
         ERROR_CONNECT
     } else if e.is_redirect() {
-        "redirect"
+        crate::names::ERROR_REDIRECT
     } else if e.is_body() || e.is_decode() {
-        "body"
+        crate::names::ERROR_CLIENT_BODY
     } else if e.is_request() {
-        "request"
+        crate::names::ERROR_REQUEST
     } else {
-        crate::labels::OTHER
+        ERROR_SERVICE
     }
 }
 
 /// A short label for a status that ended an attempt: `"503"`.
 pub(crate) fn status_label(status: u16) -> String {
     itoa::Buffer::new().format(status).to_owned()
+}
+
+/// How an upstream is named in `/v1/stats` and in failover counts: `host:port`.
+pub(crate) fn upstream_label(address: &str, port: &str) -> String {
+    if address.contains(':') {
+        format!("[{address}]:{port}")
+    } else {
+        format!("{address}:{port}")
+    }
+}
+
+/// Why an attempt is worth retrying (read by the retry accounting of `reqwest-middleware` and
+/// `tower::retry`).
+#[derive(Debug, Clone, Copy)]
+#[cfg_attr(
+    not(any(feature = "reqwest-middleware", feature = "tower-retry")),
+    allow(dead_code)
+)]
+pub(crate) enum Failure {
+    /// 5xx, 429 or 408.
+    Status(u16),
+    Error(&'static str),
+}
+
+#[cfg_attr(
+    not(any(feature = "reqwest-middleware", feature = "tower-retry")),
+    allow(dead_code)
+)]
+impl Failure {
+    /// A status worth retrying: 5xx, 429 (rate limited) and 408 (request timeout).
+    pub(crate) fn of_status(status: u16) -> Option<Failure> {
+        (status >= 500 || status == 429 || status == 408).then_some(Failure::Status(status))
+    }
+
+    /// Whether an attempt's result is worth retrying, and why: transport errors, 5xx, 429 and
+    /// 408.
+    pub(crate) fn of_result<Res: ClientResponse, E: ClientError>(
+        result: &Result<Res, E>,
+    ) -> Option<Failure> {
+        match result {
+            Ok(res) => Failure::of_status(res.status_code()),
+            Err(e) => Some(Failure::Error(e.error_type())),
+        }
+    }
+
+    /// The `reason` label.
+    pub(crate) fn label(self) -> std::borrow::Cow<'static, str> {
+        match self {
+            Failure::Status(s) => status_label(s).into(),
+            Failure::Error(e) => e.into(),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,40 @@
+//! The endpoints as an axum router fragment.
+
+use axum::extract::Request;
+use axum::routing::{on, MethodFilter};
+use axum::Router;
+
+use super::{routes, METRICS_PATH, STATS_PATH};
+use crate::observer::RouteMethod;
+use crate::Observer;
+
+impl Observer {
+    /// An axum router fragment serving `GET /metrics`, `GET /v1/stats`, `GET /health`,
+    /// `GET /health/live` and the routes of the capabilities the observer was built with
+    /// (`GET /v1/stats/history` with history, `POST /v1/stats/reset` with a reset token);
+    /// merge it into your app with `Router::merge`.
+    ///
+    /// ```
+    /// use axum::Router;
+    /// let observer = tower_observe::Observer::new();
+    /// let app: Router = Router::new().merge(observer.router());
+    /// ```
+    pub fn router<S: Clone + Send + Sync + 'static>(&self) -> Router<S> {
+        let mut router = Router::new();
+        for route in routes(self, METRICS_PATH, STATS_PATH) {
+            let filter = match route.method {
+                RouteMethod::Get => MethodFilter::GET.or(MethodFilter::HEAD),
+                RouteMethod::Post => MethodFilter::POST,
+            };
+            let handler = route.handler;
+            router = router.route(
+                &route.path,
+                on(filter, move |req: Request| {
+                    let (parts, _) = req.into_parts();
+                    handler(parts)
+                }),
+            );
+        }
+        router
+    }
+}

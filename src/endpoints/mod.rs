@@ -1,0 +1,264 @@
+//! `GET /metrics`, `GET /v1/stats`, and every route the observer's capabilities serve
+//! (`GET /health`, `GET /health/live`, `GET /v1/stats/history` with history, `POST
+//! /v1/stats/reset` with a reset token, …), as an axum router fragment or a plain
+//! `tower::Service` for hyper (or any Tower server) without axum.
+//!
+//! ```
+//! use tower_observe::{endpoints::ObserveEndpoints, Observer};
+//!
+//! # async fn demo() {
+//! use tower::ServiceExt;
+//! let observer = Observer::new();
+//! let endpoints = ObserveEndpoints::new(&observer);
+//! let req = http::Request::get("/v1/stats").body(()).unwrap();
+//! let res = endpoints.oneshot(req).await.unwrap();
+//! assert_eq!(res.status(), 200);
+//! # }
+//! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(demo());
+//! ```
+//!
+//! The routes are read when the router fragment or the service is made: make them from an
+//! observer that is built (the builder attaches the capabilities that serve routes).
+
+#[cfg(feature = "axum")]
+mod axum;
+mod reset;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Request, Response, StatusCode};
+use tower_service::Service;
+
+pub use crate::health::{HEALTH_PATH, LIVE_PATH};
+pub use crate::response::EndpointBody;
+
+use crate::observer::{Route, RouteMethod};
+use crate::response::{json, method_not_allowed, not_found, plain, with_type};
+use crate::Observer;
+
+/// Content type of the Prometheus text exposition format.
+pub const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
+/// Content type of the OpenMetrics text format, served when the client asks for it.
+pub const OPENMETRICS_TEXT: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Default path of the Prometheus endpoint.
+pub const METRICS_PATH: &str = "/metrics";
+/// Default path of the JSON statistics endpoint.
+pub const STATS_PATH: &str = "/v1/stats";
+/// Path of the history query (feature `history`, when configured).
+pub const HISTORY_PATH: &str = "/v1/stats/history";
+/// Path of the statistics reset (`POST`, bearer token), present only with a reset token.
+pub const RESET_PATH: &str = "/v1/stats/reset";
+
+/// Serves the observer's endpoints on their paths and answers 404 elsewhere.
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct ObserveEndpoints {
+    routes: Arc<[Route]>,
+}
+
+impl ObserveEndpoints {
+    /// The endpoints of `observer`, with `/metrics` and `/v1/stats` on their default paths.
+    pub fn new(observer: &Observer) -> Self {
+        Self {
+            routes: routes(observer, METRICS_PATH, STATS_PATH).into(),
+        }
+    }
+
+    /// Serves Prometheus text on `path` instead of `/metrics`.
+    pub fn metrics_path(self, path: impl Into<String>) -> Self {
+        self.repath(METRICS_PATH, path.into())
+    }
+
+    /// Serves the JSON statistics on `path` instead of `/v1/stats`.
+    pub fn stats_path(self, path: impl Into<String>) -> Self {
+        self.repath(STATS_PATH, path.into())
+    }
+
+    fn repath(self, default: &str, path: String) -> Self {
+        let routes = self
+            .routes
+            .iter()
+            .cloned()
+            .map(|mut route| {
+                if route.path == default {
+                    route.path.clone_from(&path);
+                }
+                route
+            })
+            .collect();
+        Self { routes }
+    }
+}
+
+/// Every route of `observer`: its own two, then those of its capabilities.
+fn routes(observer: &Observer, metrics_path: &str, stats_path: &str) -> Vec<Route> {
+    let metrics = observer.clone();
+    let stats = observer.clone();
+    let mut routes = vec![
+        Route::new(metrics_path, RouteMethod::Get, move |parts| {
+            let response = metrics_response(&metrics, parts.headers.get(header::ACCEPT));
+            async move { response }
+        }),
+        Route::new(stats_path, RouteMethod::Get, move |_| {
+            let response = json(&stats.stats());
+            async move { response }
+        }),
+    ];
+    // Health is served by default, so its part is attached here if the builder did not.
+    observer.health_part();
+    for part in observer.parts() {
+        routes.extend(part.routes(observer));
+    }
+    routes
+}
+
+/// `GET /metrics`: Prometheus text, or OpenMetrics (with exemplars) when the client asks for it.
+fn metrics_response(observer: &Observer, accept: Option<&HeaderValue>) -> Response<EndpointBody> {
+    if accept.is_some_and(wants_openmetrics) {
+        // A renderer we do not own speaks Prometheus text only.
+        if let Some(registry) = observer.registry() {
+            return with_type(Bytes::from(registry.render_openmetrics()), OPENMETRICS_TEXT);
+        }
+    }
+    match observer.render_metrics() {
+        Some(text) => with_type(Bytes::from(text), PROMETHEUS_TEXT),
+        None => plain(
+            StatusCode::NOT_FOUND,
+            "this observer records into an external recorder and has no renderer; \
+             configure one with ObserverBuilder::renderer",
+        ),
+    }
+}
+
+/// Whether an `Accept` header prefers OpenMetrics to Prometheus text: an explicit
+/// `application/openmetrics-text` range with a q-value at least that of `text/plain` (as
+/// Prometheus sends it); `*/*` alone keeps the classic format.
+fn wants_openmetrics(accept: &HeaderValue) -> bool {
+    let Ok(accept) = accept.to_str() else {
+        return false;
+    };
+    let (mut openmetrics, mut text) = (0.0f32, 0.0f32);
+    for range in accept.split(',') {
+        let mut parts = range.split(';');
+        let media = parts.next().unwrap_or_default().trim().to_ascii_lowercase();
+        let q = parts
+            .filter_map(|p| p.trim().strip_prefix("q="))
+            .find_map(|q| q.trim().parse::<f32>().ok())
+            .unwrap_or(1.0);
+        match media.as_str() {
+            "application/openmetrics-text" => openmetrics = openmetrics.max(q),
+            "text/plain" | "text/*" | "*/*" => text = text.max(q),
+            _ => {}
+        }
+    }
+    openmetrics > 0.0 && openmetrics >= text
+}
+
+/// The response future of [`ObserveEndpoints`].
+pub type EndpointFuture =
+    Pin<Box<dyn Future<Output = Result<Response<EndpointBody>, Infallible>> + Send>>;
+
+impl<B> Service<Request<B>> for ObserveEndpoints {
+    type Response = Response<EndpointBody>;
+    type Error = Infallible;
+    type Future = EndpointFuture;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let (parts, _) = req.into_parts();
+        let path = parts.uri.path();
+        let mut on_path = self.routes.iter().filter(|r| r.path == path).peekable();
+        let Some(first) = on_path.peek().copied() else {
+            return Box::pin(async { Ok(not_found()) });
+        };
+        match on_path.find(|r| r.method.allows(&parts.method)) {
+            Some(route) => {
+                let answer = (route.handler)(parts);
+                Box::pin(async move { Ok(answer.await) })
+            }
+            None => {
+                let res = method_not_allowed(first.method.allow_header());
+                Box::pin(async move { Ok(res) })
+            }
+        }
+    }
+}
+
+impl Observer {
+    /// The endpoints as a plain `tower::Service` (for hyper without axum).
+    pub fn endpoints(&self) -> ObserveEndpoints {
+        ObserveEndpoints::new(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tower::ServiceExt;
+
+    #[tokio::test]
+    async fn routes_and_methods() {
+        let observer = Observer::new();
+        let svc = observer.endpoints();
+        let res = svc
+            .clone()
+            .oneshot(Request::get("/metrics").body(()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        assert_eq!(res.headers()[header::CONTENT_TYPE], PROMETHEUS_TEXT);
+        let res = svc
+            .clone()
+            .oneshot(Request::get("/nope").body(()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 404);
+        let res = svc
+            .oneshot(Request::post("/v1/stats").body(()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 405);
+    }
+
+    #[test]
+    fn accept_negotiation() {
+        let prometheus_scraper = HeaderValue::from_static(
+            "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1",
+        );
+        assert!(wants_openmetrics(&prometheus_scraper));
+        assert!(!wants_openmetrics(&HeaderValue::from_static("*/*")));
+        assert!(!wants_openmetrics(&HeaderValue::from_static("text/plain")));
+        assert!(!wants_openmetrics(&HeaderValue::from_static(
+            "application/openmetrics-text;q=0.2, text/plain"
+        )));
+        assert!(!wants_openmetrics(&HeaderValue::from_static(
+            "application/openmetrics-text;q=0"
+        )));
+        assert!(wants_openmetrics(&HeaderValue::from_static(
+            "Application/OpenMetrics-Text"
+        )));
+    }
+
+    #[tokio::test]
+    async fn external_recorder_without_renderer_is_a_clear_404() {
+        let observer = Observer::builder()
+            .recorder(metrics::NoopRecorder)
+            .build()
+            .unwrap();
+        let res = observer
+            .endpoints()
+            .oneshot(Request::get("/metrics").body(()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 404);
+    }
+}

@@ -1,0 +1,293 @@
+//! [`ObserverBuilder`]: the core's settings, and the parts configured before the observer
+//! exists.
+
+use std::any::Any;
+use std::fmt;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, OnceLock};
+
+use metrics::Recorder;
+
+use super::backend::RecorderBackend;
+use super::{parts, Inner, Observer, RecordSink, Renderer};
+use crate::clock::Clock;
+use crate::labels::{check_label_name, LabelError};
+use crate::names;
+use crate::registry::{Registry, RegistryBuilder};
+
+/// Most extra dimensions an observer can be configured with.
+pub const MAX_DIMENSIONS: usize = 8;
+
+/// An invalid [`ObserverBuilder`] setting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// A dimension name is not a valid Prometheus label name (`[a-zA-Z_][a-zA-Z0-9_]*`).
+    InvalidDimension(String),
+    /// A dimension name collides with one of the HTTP labels.
+    ReservedDimension(String),
+    /// More than [`MAX_DIMENSIONS`] dimensions.
+    TooManyDimensions(usize),
+}
+
+impl fmt::Display for BuildError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BuildError::InvalidDimension(d) => write!(
+                f,
+                "dimension {d:?} is not a valid label name (use letters, digits and _, not starting with a digit)"
+            ),
+            BuildError::ReservedDimension(d) => {
+                write!(f, "dimension {d:?} collides with a built-in HTTP label")
+            }
+            BuildError::TooManyDimensions(n) => write!(
+                f,
+                "{n} dimensions configured; at most {MAX_DIMENSIONS} are supported"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for BuildError {}
+
+impl From<LabelError> for BuildError {
+    fn from(e: LabelError) -> Self {
+        match e {
+            LabelError::Invalid(name) => BuildError::InvalidDimension(name),
+            LabelError::Reserved(name) => BuildError::ReservedDimension(name),
+        }
+    }
+}
+
+enum BackendChoice {
+    Builtin,
+    Recorder(Arc<dyn Recorder + Send + Sync>),
+    Global,
+}
+
+/// A part configured on the builder, attached when the observer is built.
+///
+/// Capabilities that have builder settings (health, history, the reset token, …) keep them in
+/// a `Pending` value of their own type, found with [`ObserverBuilder::pending`]; the builder
+/// holds them without knowing what they are.
+pub(crate) trait Pending: Any + Send {
+    /// Attaches the part to the new observer; a part that consumes records returns itself as
+    /// a sink.
+    fn attach(self: Box<Self>, observer: &Observer) -> Option<Arc<dyn RecordSink>>;
+
+    fn as_any_mut(&mut self) -> &mut dyn Any;
+}
+
+/// Configures an [`Observer`].
+#[must_use]
+pub struct ObserverBuilder {
+    backend: BackendChoice,
+    registry: RegistryBuilder,
+    duration_buckets: Vec<f64>,
+    renderer: Option<Renderer>,
+    clock: Clock,
+    dimensions: Vec<String>,
+    max_label_sets: usize,
+    sinks: Vec<Arc<dyn RecordSink>>,
+    pending: Vec<Box<dyn Pending>>,
+}
+
+impl fmt::Debug for ObserverBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ObserverBuilder")
+            .field("dimensions", &self.dimensions)
+            .field("max_label_sets", &self.max_label_sets)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for ObserverBuilder {
+    fn default() -> Self {
+        Self {
+            backend: BackendChoice::Builtin,
+            registry: Registry::builder(),
+            duration_buckets: names::OTEL_DURATION_BUCKETS.to_vec(),
+            renderer: None,
+            clock: Clock::system(),
+            dimensions: Vec::new(),
+            max_label_sets: crate::registry::DEFAULT_MAX_LABEL_SETS,
+            sinks: Vec::new(),
+            pending: Vec::new(),
+        }
+    }
+}
+
+impl ObserverBuilder {
+    /// Records into `recorder` instead of the built-in [`Registry`] (for example a
+    /// `metrics-exporter-prometheus` recorder). Pair it with [`renderer`](Self::renderer)
+    /// to keep serving `/metrics`.
+    pub fn recorder<R: Recorder + Send + Sync + 'static>(mut self, recorder: R) -> Self {
+        self.backend = BackendChoice::Recorder(Arc::new(recorder));
+        self
+    }
+
+    /// Records into whatever global recorder `metrics::set_global_recorder` installed.
+    ///
+    /// Handles are looked up when each label set is first seen and kept, so install the
+    /// global recorder before the first request; label sets seen before that record nowhere.
+    pub fn global_recorder(mut self) -> Self {
+        self.backend = BackendChoice::Global;
+        self
+    }
+
+    /// What `/metrics` serves, when the observer does not own the registry.
+    pub fn renderer(mut self, render: impl Fn() -> String + Send + Sync + 'static) -> Self {
+        self.renderer = Some(Arc::new(render));
+        self
+    }
+
+    /// Further settings of the built-in registry: buckets of your own histograms, default
+    /// buckets. (The duration histograms' buckets are set with
+    /// [`duration_buckets`](Self::duration_buckets).)
+    pub fn configure_registry(
+        mut self,
+        f: impl FnOnce(RegistryBuilder) -> RegistryBuilder,
+    ) -> Self {
+        self.registry = f(self.registry);
+        self
+    }
+
+    /// Bucket bounds, in seconds, of the request and call duration histograms
+    /// (`http_server_request_duration_seconds`, the client and RPC durations). Defaults to the
+    /// OpenTelemetry advice: 5 ms … 10 s in 14 buckets.
+    pub fn duration_buckets(mut self, bounds: &[f64]) -> Self {
+        self.duration_buckets = bounds.to_vec();
+        self
+    }
+
+    /// Adds an extra dimension (`backend`, `model`, …): read from
+    /// [`Dimensions`](crate::Dimensions) extensions, added as a label and broken down in
+    /// `/v1/stats`.
+    pub fn dimension(mut self, name: impl Into<String>) -> Self {
+        self.dimensions.push(name.into());
+        self
+    }
+
+    /// At most this many label sets per metric (default 2000); past it, new label sets
+    /// fold into one `_OTHER` series and `tower_observe_cardinality_overflow_total` counts them.
+    pub fn max_label_sets_per_metric(mut self, limit: usize) -> Self {
+        self.max_label_sets = limit.max(1);
+        self
+    }
+
+    /// The time source (a [`ManualClock`](crate::clock::ManualClock) in tests).
+    pub fn clock(mut self, clock: impl Into<Clock>) -> Self {
+        self.clock = clock.into();
+        self
+    }
+
+    /// Adds a consumer of finished requests.
+    pub fn sink(mut self, sink: Arc<dyn RecordSink>) -> Self {
+        self.sinks.push(sink);
+        self
+    }
+
+    /// The pending part of type `T`, added (as `T::default()`) on first use: where a
+    /// capability's builder setters keep their settings.
+    pub(crate) fn pending<T: Pending + Default>(&mut self) -> &mut T {
+        let at = match self
+            .pending
+            .iter_mut()
+            .position(|p| p.as_any_mut().is::<T>())
+        {
+            Some(at) => at,
+            None => {
+                self.pending.push(Box::new(T::default()));
+                self.pending.len() - 1
+            }
+        };
+        match self.pending[at].as_any_mut().downcast_mut::<T>() {
+            Some(pending) => pending,
+            None => unreachable!("the entry at `at` is a T"),
+        }
+    }
+
+    /// Builds the observer.
+    pub fn build(self) -> Result<Observer, BuildError> {
+        if self.dimensions.len() > MAX_DIMENSIONS {
+            return Err(BuildError::TooManyDimensions(self.dimensions.len()));
+        }
+        let mut dimension_keys: Vec<Arc<str>> = Vec::new();
+        for d in &self.dimensions {
+            check_label_name(d, names::HTTP_SERVER_LABELS)?;
+            if !dimension_keys.iter().any(|k| **k == **d) {
+                dimension_keys.push(Arc::from(d.as_str()));
+            }
+        }
+        let backend = match self.backend {
+            BackendChoice::Builtin => {
+                let mut registry = self
+                    .registry
+                    .max_label_sets_per_metric(self.max_label_sets.saturating_add(1));
+                for spec in names::METRICS {
+                    if let names::Kind::Histogram(buckets) = spec.kind {
+                        let bounds = match buckets {
+                            names::Buckets::Duration => &self.duration_buckets[..],
+                            names::Buckets::Fixed(bounds) => bounds,
+                        };
+                        registry = registry.buckets_for(spec.name, bounds);
+                    }
+                }
+                RecorderBackend::Registry(registry.build())
+            }
+            BackendChoice::Recorder(r) => RecorderBackend::Recorder(r),
+            BackendChoice::Global => RecorderBackend::Global,
+        };
+        self.clock.warm_up();
+        let started = self.clock.now_nanos();
+        let started_wall = self.clock.wall();
+        let observer = Observer {
+            inner: Arc::new(Inner {
+                backend,
+                renderer: self.renderer,
+                clock: self.clock,
+                started,
+                started_wall,
+                dimension_keys: dimension_keys.into_boxed_slice(),
+                max_label_sets: self.max_label_sets,
+                sinks: OnceLock::new(),
+                parts: parts::Parts::default(),
+                recording_failures: AtomicU64::new(0),
+            }),
+        };
+        let mut sinks = self.sinks;
+        for pending in self.pending {
+            sinks.extend(pending.attach(&observer));
+        }
+        let _ = observer.inner.sinks.set(sinks.into_boxed_slice());
+        Ok(observer)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejects_bad_dimensions() {
+        assert_eq!(
+            Observer::builder()
+                .dimension("back-end")
+                .build()
+                .unwrap_err(),
+            BuildError::InvalidDimension("back-end".into())
+        );
+        assert_eq!(
+            Observer::builder()
+                .dimension("http_route")
+                .build()
+                .unwrap_err(),
+            BuildError::ReservedDimension("http_route".into())
+        );
+        let mut b = Observer::builder();
+        for i in 0..9 {
+            b = b.dimension(format!("d{i}"));
+        }
+        assert_eq!(b.build().unwrap_err(), BuildError::TooManyDimensions(9));
+    }
+}

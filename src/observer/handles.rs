@@ -1,0 +1,146 @@
+//! Metric handles, and the one place that registers and describes them.
+//!
+//! metrics-rs's rule, kept everywhere: a handle is registered once (when its label set is
+//! first seen) and kept; the hot path only calls it. With the observer's own registry the
+//! handle is the registry's storage itself, called without dynamic dispatch; with any other
+//! recorder it is the `metrics` facade handle. Each registration also describes its metric
+//! from the [`METRICS`](crate::names::METRICS) table (describing is idempotent), so help
+//! texts and units are written once, next to the names.
+
+use std::sync::Arc;
+
+use metrics::{Counter, Gauge, Histogram, Key, Label};
+
+use super::backend::RecorderSource;
+use crate::names;
+use crate::registry::storage::Exemplar;
+use crate::registry::{AtomicGauge, AtomicHistogram};
+
+/// A histogram: our own storage, called directly, or any recorder's, through the facade.
+#[derive(Debug)]
+pub(crate) enum HistogramHandle {
+    Builtin(Arc<AtomicHistogram>),
+    Facade(Histogram),
+}
+
+impl HistogramHandle {
+    #[inline]
+    pub(crate) fn record(&self, value: f64) {
+        match self {
+            HistogramHandle::Builtin(h) => h.observe(value),
+            HistogramHandle::Facade(h) => h.record(value),
+        }
+    }
+
+    /// Records `exemplar.value`, keeping the exemplar where the storage can (the `metrics`
+    /// facade has no place for one).
+    pub(crate) fn record_with_exemplar(&self, exemplar: Exemplar) {
+        match self {
+            HistogramHandle::Builtin(h) => h.observe_with_exemplar(exemplar.value, exemplar),
+            HistogramHandle::Facade(h) => h.record(exemplar.value),
+        }
+    }
+
+    /// A handle that records nowhere.
+    pub(crate) fn noop() -> Self {
+        HistogramHandle::Facade(Histogram::noop())
+    }
+}
+
+/// A gauge, like [`HistogramHandle`].
+#[derive(Debug)]
+pub(crate) enum GaugeHandle {
+    Builtin(Arc<AtomicGauge>),
+    Facade(Gauge),
+}
+
+impl GaugeHandle {
+    #[inline]
+    pub(crate) fn add(&self, delta: f64) {
+        match self {
+            GaugeHandle::Builtin(g) => metrics::GaugeFn::increment(&**g, delta),
+            GaugeHandle::Facade(g) => g.increment(delta),
+        }
+    }
+
+    pub(crate) fn set(&self, value: f64) {
+        match self {
+            GaugeHandle::Builtin(g) => metrics::GaugeFn::set(&**g, value),
+            GaugeHandle::Facade(g) => g.set(value),
+        }
+    }
+
+    /// A handle that records nowhere.
+    pub(crate) fn noop() -> Self {
+        GaugeHandle::Facade(Gauge::noop())
+    }
+}
+
+fn metadata() -> metrics::Metadata<'static> {
+    metrics::Metadata::new(module_path!(), metrics::Level::INFO, Some(module_path!()))
+}
+
+/// A metric key from label names and values (registration only, so owning them is free).
+pub(crate) fn key(name: &'static str, labels: &[(&str, &str)]) -> Key {
+    Key::from_parts(
+        name,
+        labels
+            .iter()
+            .map(|(k, v)| Label::new((*k).to_owned(), (*v).to_owned()))
+            .collect::<Vec<_>>(),
+    )
+}
+
+/// Describes `name` from the metrics table, on whatever recorder `source` reaches.
+fn describe(source: &dyn RecorderSource, name: &str) {
+    let Some(spec) = names::spec_of(name) else {
+        return;
+    };
+    source.with(&mut |r| {
+        let (key, help) = (spec.name.into(), spec.help.into());
+        match spec.kind {
+            names::Kind::Counter => r.describe_counter(key, spec.unit, help),
+            names::Kind::Gauge => r.describe_gauge(key, spec.unit, help),
+            names::Kind::Histogram(_) => r.describe_histogram(key, spec.unit, help),
+        }
+    });
+}
+
+/// Registers a histogram, on our own storage when the recorder is our registry.
+pub(crate) fn histogram(source: &dyn RecorderSource, key: &Key) -> HistogramHandle {
+    describe(source, key.name());
+    if let Some(storage) = source.registry().and_then(|reg| reg.histogram_storage(key)) {
+        return HistogramHandle::Builtin(storage);
+    }
+    let mut handle = HistogramHandle::noop();
+    source.with(&mut |r| handle = HistogramHandle::Facade(r.register_histogram(key, &metadata())));
+    handle
+}
+
+/// Registers a gauge, like [`histogram`].
+pub(crate) fn gauge(source: &dyn RecorderSource, key: &Key) -> GaugeHandle {
+    describe(source, key.name());
+    if let Some(storage) = source.registry().and_then(|reg| reg.gauge_storage(key)) {
+        return GaugeHandle::Builtin(storage);
+    }
+    let mut handle = GaugeHandle::noop();
+    source.with(&mut |r| handle = GaugeHandle::Facade(r.register_gauge(key, &metadata())));
+    handle
+}
+
+/// Registers a counter.
+pub(crate) fn counter(source: &dyn RecorderSource, key: &Key) -> Counter {
+    describe(source, key.name());
+    let mut handle = Counter::noop();
+    source.with(&mut |r| handle = r.register_counter(key, &metadata()));
+    handle
+}
+
+/// `tower_observe_cardinality_overflow_total{metric}`: recordings of `metric` that went into
+/// its overflow series.
+pub(crate) fn overflow_counter(source: &dyn RecorderSource, metric: &'static str) -> Counter {
+    counter(
+        source,
+        &key(names::CARDINALITY_OVERFLOW, &[("metric", metric)]),
+    )
+}

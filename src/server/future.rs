@@ -1,0 +1,93 @@
+//! Future types.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+
+use http::{HeaderValue, Response};
+use pin_project_lite::pin_project;
+
+use super::body::ResponseBody;
+use super::in_flight::{Finish, InFlight};
+
+pin_project! {
+    /// Response future of [`Observe`](super::Observe).
+    ///
+    /// Polls the handler's future inside the request's span with its trace context current
+    /// (when traced), then hands the request's drop guard to the response body.
+    pub struct ResponseFuture<F> {
+        #[pin]
+        inner: F,
+        in_flight: Option<InFlight>,
+        // The request ID to echo (the header name is in the shared config, to keep this
+        // future small).
+        request_id: Option<HeaderValue>,
+    }
+}
+
+impl<F> ResponseFuture<F> {
+    pub(super) fn new(inner: F, in_flight: InFlight, request_id: Option<HeaderValue>) -> Self {
+        Self {
+            inner,
+            in_flight: Some(in_flight),
+            request_id,
+        }
+    }
+}
+
+impl<F> std::fmt::Debug for ResponseFuture<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
+}
+
+impl<F, B, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+    B: http_body::Body,
+{
+    type Output = Result<Response<ResponseBody<B>>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let inner = this.inner;
+        let poll = match this.in_flight.as_mut() {
+            Some(in_flight) => in_flight.in_scope(|| inner.poll(cx)),
+            None => inner.poll(cx),
+        };
+        let result = ready!(poll);
+        let mut in_flight = this.in_flight.take();
+        Poll::Ready(match result {
+            Ok(response) => {
+                let (mut parts, body) = response.into_parts();
+                if let Some(in_flight) = &mut in_flight {
+                    if let (Some(value), Some(ids)) =
+                        (this.request_id.take(), &in_flight.config.request_id)
+                    {
+                        // Always ours: the echoed ID must be the validated one the logs carry.
+                        parts.headers.insert(ids.header.clone(), value);
+                    }
+                    in_flight.on_response(&parts);
+                }
+                if in_flight
+                    .as_ref()
+                    .is_some_and(|f| f.is_bodiless(parts.status))
+                {
+                    if let Some(mut f) = in_flight.take() {
+                        f.finish(Finish::Complete);
+                    }
+                }
+                Ok(Response::from_parts(
+                    parts,
+                    ResponseBody::new(body, in_flight),
+                ))
+            }
+            Err(error) => {
+                if let Some(in_flight) = &mut in_flight {
+                    in_flight.finish(Finish::ServiceError);
+                }
+                Err(error)
+            }
+        })
+    }
+}

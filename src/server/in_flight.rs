@@ -1,0 +1,227 @@
+//! The request's drop guard: what a request carries from its arrival until it is recorded.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+
+use http::Request;
+
+use super::layer::Config;
+use super::route::RouteLabel;
+use super::series::{ErrorType, HttpCompletion, Scheme};
+use crate::labels::{Dimensions, HttpMethod};
+use crate::names::{ERROR_ABORTED, ERROR_BODY, ERROR_SERVICE};
+use crate::stats::Outcome;
+use crate::trace::{ServerTrace, SpanHandle, SpanIds, TraceContext};
+
+/// What a request knows from its arrival until it is recorded.
+///
+/// It is a drop guard: it moves from the service call into the response future, then into the
+/// response body, and records exactly once — when told how the request ended, or, if it is
+/// dropped first (client gone, timeout, a panic in the inner service), as `aborted`. So the
+/// active-requests gauge always comes back down.
+pub(crate) struct InFlight {
+    pub(crate) config: Arc<Config>,
+    /// Everything known when the request arrived.
+    arrival: Arrival,
+    /// Known once the response headers are out.
+    status: Option<u16>,
+    failed_status: bool,
+    pub(crate) response_bytes: u64,
+    recorded: bool,
+}
+
+/// What is known of a request when it arrives.
+struct Arrival {
+    /// `Clock::now_nanos` at arrival.
+    start: u64,
+    method: HttpMethod,
+    scheme: Scheme,
+    route: RouteLabel,
+    /// Boxed: rare, and keeps the state every request moves around small.
+    dimensions: Option<Box<Dimensions>>,
+    request_bytes: Option<Arc<AtomicU64>>,
+    /// The serving span, for an exemplar (from the request or response extensions).
+    span_ids: Option<SpanIds>,
+    /// The request's span and trace context, when traced. Boxed: untraced requests keep a
+    /// small guard, and traced ones pay one allocation instead of a boxed future.
+    trace: Option<Box<Traced>>,
+}
+
+/// A traced request's span (closed when the request is recorded) and its context (current
+/// while the handler runs).
+pub(crate) struct Traced {
+    span: SpanHandle,
+    context: Option<TraceContext>,
+}
+
+impl Traced {
+    pub(crate) fn new(trace: ServerTrace) -> Self {
+        Self {
+            span: trace.span,
+            context: Some(trace.context),
+        }
+    }
+}
+
+/// How a request ended.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Finish {
+    Complete,
+    BodyError,
+    Aborted,
+    ServiceError,
+}
+
+impl InFlight {
+    /// Starts measuring `req`, which arrived at `start` (an observer clock reading): the
+    /// active-requests gauge goes up, and comes down when this guard records.
+    pub(crate) fn arrive<B>(
+        config: Arc<Config>,
+        req: &Request<B>,
+        start: u64,
+        route: RouteLabel,
+        trace: Option<Box<Traced>>,
+    ) -> Self {
+        let method = HttpMethod::from_method(req.method());
+        let scheme = match req.uri().scheme() {
+            Some(s) if *s == http::uri::Scheme::HTTPS => Scheme::Https,
+            Some(_) => Scheme::Http,
+            None => config.default_scheme,
+        };
+        let dimensions = if config.observer.dimensions().is_empty() {
+            None
+        } else {
+            req.extensions().get::<Dimensions>().cloned().map(Box::new)
+        };
+        let span_ids = match &trace {
+            Some(t) => t.context.as_ref().map(|c| c.span),
+            None => req.extensions().get::<SpanIds>().copied(),
+        };
+        config
+            .series
+            .request_started(&config.observer, method, scheme);
+        Self {
+            config,
+            arrival: Arrival {
+                start,
+                method,
+                scheme,
+                route,
+                dimensions,
+                request_bytes: None,
+                span_ids,
+                trace,
+            },
+            status: None,
+            failed_status: false,
+            response_bytes: 0,
+            recorded: false,
+        }
+    }
+
+    /// Counts the request body's bytes as the application reads them.
+    pub(crate) fn count_request_bytes(&mut self, counter: Option<Arc<AtomicU64>>) {
+        self.arrival.request_bytes = counter;
+    }
+
+    /// Runs `f` in the request's span with its trace context current (when traced).
+    #[inline]
+    pub(crate) fn in_scope<R>(&mut self, f: impl FnOnce() -> R) -> R {
+        match self.arrival.trace.as_deref_mut() {
+            None => f(),
+            Some(trace) => {
+                let _entered = trace.span.span.enter();
+                TraceContext::with_current(&mut trace.context, f)
+            }
+        }
+    }
+
+    /// Records the request (the first call only).
+    pub(crate) fn finish(&mut self, how: Finish) {
+        if std::mem::replace(&mut self.recorded, true) {
+            return;
+        }
+        let (error, outcome) = match how {
+            Finish::Complete if self.failed_status => (Some(ErrorType::Status), Outcome::Failure),
+            Finish::Complete => (None, Outcome::Success),
+            Finish::BodyError => (Some(ErrorType::Named(ERROR_BODY)), Outcome::Failure),
+            Finish::Aborted => (Some(ErrorType::Named(ERROR_ABORTED)), Outcome::Aborted),
+            Finish::ServiceError => (Some(ErrorType::Named(ERROR_SERVICE)), Outcome::Failure),
+        };
+        let config = &*self.config;
+        let end = config.observer.now_nanos();
+        config.series.record(
+            &config.observer,
+            &HttpCompletion {
+                method: self.arrival.method,
+                route: self.arrival.route.as_str(),
+                scheme: self.arrival.scheme,
+                status: self.status,
+                error,
+                outcome,
+                dimensions: self.arrival.dimensions.as_deref(),
+                start: self.arrival.start,
+                end,
+                request_bytes: self
+                    .arrival
+                    .request_bytes
+                    .as_ref()
+                    .map_or(0, |c| c.load(Relaxed)),
+                response_bytes: self.response_bytes,
+                exemplar: self.arrival.span_ids.filter(|ids| ids.sampled),
+            },
+        );
+        if let Some(trace) = self.arrival.trace.take() {
+            let status_text = self
+                .status
+                .map(|s| itoa::Buffer::new().format(s).to_owned());
+            let error_text = match error {
+                Some(ErrorType::Status) => status_text.as_deref(),
+                Some(ErrorType::Named(name)) => Some(name),
+                None => None,
+            };
+            trace.span.close(
+                self.status,
+                error_text,
+                end.saturating_sub(self.arrival.start),
+            );
+        }
+    }
+
+    /// Whether this response carries no body on the wire (HEAD, 1xx, 204, 304, a successful
+    /// CONNECT): servers drop such bodies unpolled, so the response is complete at its headers.
+    pub(crate) fn is_bodiless(&self, status: http::StatusCode) -> bool {
+        self.arrival.method == HttpMethod::Head
+            || status.is_informational()
+            || status == http::StatusCode::NO_CONTENT
+            || status == http::StatusCode::NOT_MODIFIED
+            || (self.arrival.method == HttpMethod::Connect && status.is_success())
+    }
+
+    /// Takes in what the response headers tell.
+    pub(crate) fn on_response(&mut self, parts: &http::response::Parts) {
+        self.status = Some(parts.status.as_u16());
+        self.failed_status = self.config.is_failure(parts.status);
+        if self.arrival.route.is_unmatched() {
+            self.arrival.route = RouteLabel::from_response(&parts.extensions);
+        }
+        if let Some(ids) = parts.extensions.get::<SpanIds>() {
+            self.arrival.span_ids = Some(*ids);
+        }
+        if self.config.observer.dimensions().is_empty() {
+            return;
+        }
+        if let Some(extra) = parts.extensions.get::<Dimensions>() {
+            match &mut self.arrival.dimensions {
+                Some(dims) => dims.merge(extra),
+                None => self.arrival.dimensions = Some(Box::new(extra.clone())),
+            }
+        }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.finish(Finish::Aborted);
+    }
+}

@@ -1,0 +1,135 @@
+//! [`ObserveLayer`] and its settings.
+
+use std::fmt;
+use std::sync::Arc;
+
+use http::StatusCode;
+use tower_layer::Layer;
+
+use super::series::{Scheme, ServerPart};
+use super::service::Observe;
+use crate::request_id::RequestIdLayer;
+use crate::trace::TraceOptions;
+use crate::Observer;
+
+type FailureFn = Arc<dyn Fn(StatusCode) -> bool + Send + Sync>;
+
+/// Request IDs, HTTP server metrics and (opt-in) request spans in one layer; made by
+/// [`Observer::layer`]. See the [module docs](super).
+///
+/// ```
+/// # #[cfg(feature = "axum")]
+/// # fn main() {
+/// use axum::{routing::get, Router};
+/// use tower_observe::Observer;
+///
+/// let observer = Observer::new();
+/// let app: Router = Router::new()
+///     .route("/", get(|| async { "hi" }))
+///     .layer(observer.layer().request_id(observer.request_id_layer().max_len(64)));
+/// # }
+/// # #[cfg(not(feature = "axum"))]
+/// # fn main() {}
+/// ```
+#[derive(Clone)]
+#[must_use]
+pub struct ObserveLayer {
+    config: Arc<Config>,
+}
+
+/// Everything a request needs from the layer, behind one `Arc`: axum clones the service for
+/// every request, and the request's drop guard keeps a clone until it is recorded.
+#[derive(Clone)]
+pub(crate) struct Config {
+    pub(crate) observer: Observer,
+    /// The server's series and statistics, attached to the observer when the layer was made.
+    pub(crate) series: Arc<ServerPart>,
+    pub(crate) request_id: Option<RequestIdLayer>,
+    pub(crate) traces: Option<TraceOptions>,
+    failure_if: Option<FailureFn>,
+    pub(crate) default_scheme: Scheme,
+}
+
+impl fmt::Debug for ObserveLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let c = &self.config;
+        f.debug_struct("ObserveLayer")
+            .field("request_id", &c.request_id)
+            .field("traces", &c.traces)
+            .field("custom_failure_if", &c.failure_if.is_some())
+            .field("default_scheme", &c.default_scheme.as_str())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ObserveLayer {
+    /// Request IDs and metrics into `observer`, no traces.
+    pub(crate) fn new(observer: &Observer) -> Self {
+        Self {
+            config: Arc::new(Config {
+                observer: observer.clone(),
+                series: observer.part(ServerPart::default),
+                request_id: Some(observer.request_id_layer()),
+                traces: None,
+                failure_if: None,
+                default_scheme: Scheme::Http,
+            }),
+        }
+    }
+
+    fn config_mut(&mut self) -> &mut Config {
+        Arc::make_mut(&mut self.config)
+    }
+
+    /// Replaces the request-ID settings.
+    pub fn request_id(mut self, layer: RequestIdLayer) -> Self {
+        self.config_mut().request_id = Some(layer);
+        self
+    }
+
+    /// Leaves request IDs alone (for a stack that assigns them elsewhere).
+    pub fn without_request_id(mut self) -> Self {
+        self.config_mut().request_id = None;
+        self
+    }
+
+    /// Traces requests too: W3C context extraction, a `tracing` span per request (ending with
+    /// the response body, like the duration metric), the context kept current for
+    /// [`PropagateLayer`](crate::trace::PropagateLayer), and exemplars for sampled requests.
+    /// See [`trace`](crate::trace).
+    pub fn traces(mut self, options: TraceOptions) -> Self {
+        self.config_mut().traces = Some(options);
+        self
+    }
+
+    /// Which statuses count as failures (`error_type` set, `errors` in `/v1/stats`).
+    /// Default: 5xx.
+    pub fn failure_if(mut self, f: impl Fn(StatusCode) -> bool + Send + Sync + 'static) -> Self {
+        self.config_mut().failure_if = Some(Arc::new(f));
+        self
+    }
+
+    /// Labels requests whose URI has no scheme (the usual case on a server) `url_scheme="https"`
+    /// instead of `http`: for services behind a TLS terminator or serving TLS themselves.
+    pub fn assume_https(mut self) -> Self {
+        self.config_mut().default_scheme = Scheme::Https;
+        self
+    }
+}
+
+impl Config {
+    pub(crate) fn is_failure(&self, status: StatusCode) -> bool {
+        match &self.failure_if {
+            None => status.is_server_error(),
+            Some(f) => f(status),
+        }
+    }
+}
+
+impl<S> Layer<S> for ObserveLayer {
+    type Service = Observe<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Observe::new(inner, self.config.clone())
+    }
+}

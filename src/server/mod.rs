@@ -1,0 +1,82 @@
+//! The HTTP server layer: request IDs, OpenTelemetry-named metrics measured to the end of the
+//! response body, and (opt-in) a span per request with W3C propagation — one service, one
+//! future, one body wrapper.
+//!
+//! [`ObserveLayer`] (made by [`Observer::layer`]) records, per request:
+//!
+//! | metric | kind | labels |
+//! |---|---|---|
+//! | `http_server_request_duration_seconds` | histogram | method, route, status, scheme, `error_type` on failure, dimensions |
+//! | `http_server_request_body_size_bytes` | histogram | same |
+//! | `http_server_response_body_size_bytes` | histogram | same |
+//! | `http_server_active_requests` | gauge | method, scheme |
+//!
+//! Rules it keeps:
+//!
+//! - the duration runs from the request's arrival until its response body has been fully
+//!   handed to the server (or dropped), not until the headers: a 30 s stream records 30 s;
+//! - a response dropped before its end (the client went away) is recorded with
+//!   `error_type="aborted"`, and the active-requests gauge always comes back down;
+//! - `http_route` is axum's `MatchedPath` template (or a [`RouteTemplate`] extension);
+//!   unmatched requests get `_UNMATCHED`, never the raw path; methods outside RFC 9110 and
+//!   `PATCH` become `_OTHER`;
+//! - by default 5xx responses are failures (`error_type="503"`); change it with
+//!   [`failure_if`](ObserveLayer::failure_if);
+//! - body sizes are bytes actually read and sent, not `Content-Length`.
+//!
+//! With axum, add it with `Router::layer` so it sees the matched route (it then also sees
+//! the fallback). The recorded values feed `/metrics`, `/v1/stats` and every [`RecordSink`]
+//! of the observer.
+//!
+//! ```
+//! # #[cfg(feature = "axum")]
+//! # fn main() {
+//! use axum::{routing::get, Router};
+//! use tower_observe::{trace::TraceOptions, Observer};
+//!
+//! let observer = Observer::new();
+//! let app: Router = Router::new()
+//!     .route("/users/{id}", get(|| async { "user" }))
+//!     .layer(
+//!         observer
+//!             .layer()
+//!             .failure_if(|s| s.is_server_error() || s == 429)
+//!             .traces(TraceOptions::new()),
+//!     );
+//! # }
+//! # #[cfg(not(feature = "axum"))]
+//! # fn main() {}
+//! ```
+//!
+//! [`observer.http_metrics_layer()`](Observer::http_metrics_layer) is the same layer with
+//! request IDs off, for stacks that assign them elsewhere.
+//!
+//! [`RouteTemplate`]: crate::labels::RouteTemplate
+//! [`RecordSink`]: crate::RecordSink
+
+mod body;
+pub mod future;
+mod in_flight;
+mod layer;
+mod route;
+mod series;
+mod service;
+
+pub use body::{RequestBody, ResponseBody};
+pub use layer::ObserveLayer;
+pub use service::Observe;
+
+use crate::Observer;
+
+impl Observer {
+    /// Request IDs and HTTP server metrics in one layer (see [`ObserveLayer`]); add
+    /// [`traces`](ObserveLayer::traces) for a span per request.
+    pub fn layer(&self) -> ObserveLayer {
+        ObserveLayer::new(self)
+    }
+
+    /// The same layer with request IDs off: HTTP server metrics only.
+    pub fn http_metrics_layer(&self) -> ObserveLayer {
+        ObserveLayer::new(self).without_request_id()
+    }
+}

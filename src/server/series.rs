@@ -1,0 +1,411 @@
+//! The HTTP server's part of the observer: one entry per label set holding the metric handles
+//! and the stats cells that label set records into, and the one recording path of a finished
+//! request.
+//!
+//! The first request with a new label set registers handles with the recorder (once); every
+//! later one finds them with one hash lookup keyed by small values and the borrowed route
+//! string, so the hot path neither builds `metrics::Key`s nor allocates.
+
+use std::hash::Hash;
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use hashbrown::{Equivalent, HashMap};
+use metrics::{Counter, Label};
+
+use crate::labels::{sanitize_label_value, Dimensions, HttpMethod, OTHER};
+use crate::names;
+use crate::observer::handles::{self, GaugeHandle, HistogramHandle};
+use crate::observer::{HealthInput, HttpServerRecord, Observer, Part, RecorderSource};
+use crate::stats::{HttpStats, Outcome, StatsCell, StatsSnapshot};
+use crate::sync::{read, write};
+use crate::trace::SpanIds;
+use crate::MAX_DIMENSIONS;
+
+/// `url.scheme`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Scheme {
+    Http,
+    Https,
+}
+
+impl Scheme {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Scheme::Http => "http",
+            Scheme::Https => "https",
+        }
+    }
+}
+
+/// Why a request counts as failed (`error.type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum ErrorType {
+    /// The status code itself is the error type (`"503"`).
+    Status,
+    Named(&'static str),
+}
+
+/// The inputs of one finished request, as the drop guard hands them over.
+pub(crate) struct HttpCompletion<'a> {
+    pub(crate) method: HttpMethod,
+    pub(crate) route: &'a str,
+    pub(crate) scheme: Scheme,
+    pub(crate) status: Option<u16>,
+    pub(crate) error: Option<ErrorType>,
+    pub(crate) outcome: Outcome,
+    pub(crate) dimensions: Option<&'a Dimensions>,
+    /// `Clock::now_nanos` readings.
+    pub(crate) start: u64,
+    pub(crate) end: u64,
+    pub(crate) request_bytes: u64,
+    pub(crate) response_bytes: u64,
+    /// A sampled serving span, attached to the duration as an exemplar.
+    pub(crate) exemplar: Option<SpanIds>,
+}
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct SeriesKey {
+    method: HttpMethod,
+    route: Box<str>,
+    scheme: Scheme,
+    status: u16,
+    error: Option<ErrorType>,
+    dims: Box<[Option<Box<str>>]>,
+}
+
+/// The borrowed form of [`SeriesKey`]; hashes identically (same field order and types that
+/// hash like their owned forms).
+#[derive(Hash)]
+struct SeriesKeyRef<'a> {
+    method: HttpMethod,
+    route: &'a str,
+    scheme: Scheme,
+    status: u16,
+    error: Option<ErrorType>,
+    dims: &'a [Option<&'a str>],
+}
+
+impl Equivalent<Arc<SeriesKey>> for SeriesKeyRef<'_> {
+    fn equivalent(&self, key: &Arc<SeriesKey>) -> bool {
+        self.method == key.method
+            && self.status == key.status
+            && self.scheme == key.scheme
+            && self.error == key.error
+            && *self.route == *key.route
+            && self.dims.len() == key.dims.len()
+            && self
+                .dims
+                .iter()
+                .zip(key.dims.iter())
+                .all(|(a, b)| *a == b.as_deref())
+    }
+}
+
+impl SeriesKeyRef<'_> {
+    fn to_owned_key(&self) -> SeriesKey {
+        SeriesKey {
+            method: self.method,
+            route: self.route.into(),
+            scheme: self.scheme,
+            status: self.status,
+            error: self.error,
+            dims: self.dims.iter().map(|d| d.map(Into::into)).collect(),
+        }
+    }
+}
+
+/// The three histograms of one label set.
+#[derive(Debug)]
+struct Handles {
+    duration: HistogramHandle,
+    request_size: HistogramHandle,
+    response_size: HistogramHandle,
+}
+
+impl Handles {
+    fn register(source: &dyn RecorderSource, labels: &[Label]) -> Self {
+        let h = |name: &'static str| {
+            handles::histogram(source, &metrics::Key::from_parts(name, labels.to_vec()))
+        };
+        Self {
+            duration: h(names::HTTP_SERVER_REQUEST_DURATION),
+            request_size: h(names::HTTP_SERVER_REQUEST_BODY_SIZE),
+            response_size: h(names::HTTP_SERVER_RESPONSE_BODY_SIZE),
+        }
+    }
+}
+
+/// Everything one label set records into.
+#[derive(Debug)]
+struct Series {
+    handles: Arc<Handles>,
+    route_stats: Arc<StatsCell>,
+    dim_stats: Box<[Arc<StatsCell>]>,
+    /// Label values as recorded (after sanitising and overflow), for record sinks.
+    route: Arc<str>,
+    error_type: Option<Box<str>>,
+    dims: Box<[(Arc<str>, Arc<str>)]>,
+}
+
+/// Method and route template.
+type RouteKey = (HttpMethod, Box<str>);
+
+/// Label set → series. Read on every request, written once per new label set.
+type SeriesMap = HashMap<Arc<SeriesKey>, Arc<Series>>;
+
+/// The HTTP server's state in an observer: its series, its statistics and its active-request
+/// gauges. Attached when the first server layer is made.
+#[derive(Debug, Default)]
+pub(crate) struct ServerPart {
+    /// Readers load a snapshot without writing to any shared cache line (an `RwLock` read
+    /// would bump one counter shared by every core on every request); writers, serialised by
+    /// `creating`, publish a new map.
+    map: ArcSwap<SeriesMap>,
+    creating: Mutex<()>,
+    /// Past the limit: one overflow series per route, sharing one set of `_OTHER` handles,
+    /// so route statistics stay right while the metrics stop growing.
+    overflow: RwLock<HashMap<RouteKey, Arc<Series>>>,
+    overflow_handles: OnceLock<Arc<Handles>>,
+    overflow_count: OnceLock<Counter>,
+    active: [[OnceLock<GaugeHandle>; 2]; HttpMethod::ALL.len()],
+    stats: HttpStats,
+}
+
+impl Part for ServerPart {
+    fn stats(&self, snapshot: &mut StatsSnapshot, elapsed: f64) {
+        self.stats.snapshot_into(snapshot, elapsed);
+    }
+
+    fn reset(&self) {
+        self.stats.reset();
+    }
+
+    fn health(&self, elapsed: f64, input: &mut HealthInput) {
+        input.traffic(self.stats.recent(elapsed));
+    }
+}
+
+impl ServerPart {
+    /// A request arrived: its active-requests gauge goes up.
+    pub(crate) fn request_started(&self, observer: &Observer, method: HttpMethod, scheme: Scheme) {
+        observer.guarded(|| self.active_gauge(observer, method, scheme).add(1.0));
+    }
+
+    /// The one recording path of a finished HTTP server request.
+    pub(crate) fn record(&self, observer: &Observer, c: &HttpCompletion<'_>) {
+        observer.guarded(|| self.record_unguarded(observer, c));
+    }
+
+    fn record_unguarded(&self, observer: &Observer, c: &HttpCompletion<'_>) {
+        self.active_gauge(observer, c.method, c.scheme).add(-1.0);
+        let dimension_keys = observer.dimensions();
+        let mut dim_values: [Option<&str>; MAX_DIMENSIONS] = [None; MAX_DIMENSIONS];
+        if let Some(dims) = c.dimensions {
+            for (slot, key) in dim_values.iter_mut().zip(dimension_keys) {
+                *slot = dims.get(key);
+            }
+        }
+        let key = SeriesKeyRef {
+            method: c.method,
+            route: c.route,
+            scheme: c.scheme,
+            status: c.status.unwrap_or(0),
+            error: c.error,
+            dims: &dim_values[..dimension_keys.len()],
+        };
+        let nanos = c.end.saturating_sub(c.start);
+        let duration = Duration::from_nanos(nanos);
+        let second = observer.second_of(c.end);
+        let series = self.series(observer, &key);
+        observer.record_duration(&series.handles.duration, duration, c.end, c.exemplar);
+        series.handles.request_size.record(c.request_bytes as f64);
+        series.handles.response_size.record(c.response_bytes as f64);
+        series
+            .route_stats
+            .record(nanos, second, c.status, c.outcome);
+        for cell in series.dim_stats.iter() {
+            cell.record(nanos, second, c.status, c.outcome);
+        }
+        let sinks = observer.sinks();
+        if !sinks.is_empty() {
+            let record = HttpServerRecord {
+                method: c.method.as_str(),
+                route: &series.route,
+                scheme: c.scheme.as_str(),
+                status: c.status,
+                error_type: series.error_type.as_deref(),
+                dimensions: &series.dims,
+                duration,
+                end: observer.wall_at(c.end),
+                request_body_bytes: c.request_bytes,
+                response_body_bytes: c.response_bytes,
+            };
+            for sink in sinks {
+                sink.record_http_server(&record);
+            }
+        }
+    }
+
+    /// The series of `key`, created on first use.
+    fn series(&self, observer: &Observer, key: &SeriesKeyRef<'_>) -> Arc<Series> {
+        if let Some(series) = self.map.load().get(key) {
+            return series.clone();
+        }
+        self.create(observer, key)
+    }
+
+    fn active_gauge(
+        &self,
+        observer: &Observer,
+        method: HttpMethod,
+        scheme: Scheme,
+    ) -> &GaugeHandle {
+        let slot = &self.active[method.index()][scheme as usize];
+        slot.get_or_init(|| {
+            handles::gauge(
+                observer.source(),
+                &handles::key(
+                    names::HTTP_SERVER_ACTIVE_REQUESTS,
+                    &[
+                        (names::HTTP_REQUEST_METHOD, method.as_str()),
+                        (names::URL_SCHEME, scheme.as_str()),
+                    ],
+                ),
+            )
+        })
+    }
+
+    fn create(&self, observer: &Observer, key: &SeriesKeyRef<'_>) -> Arc<Series> {
+        let _creating = self.creating.lock().unwrap_or_else(|e| e.into_inner());
+        let map = self.map.load_full();
+        if let Some(series) = map.get(key) {
+            return series.clone();
+        }
+        if map.len() >= observer.max_label_sets() {
+            return self.overflow_series(observer, key);
+        }
+        let error_type: Option<Box<str>> = key.error.map(|e| match e {
+            ErrorType::Status => status_str(key.status).into(),
+            ErrorType::Named(name) => name.into(),
+        });
+        let dims: Box<[(Arc<str>, Arc<str>)]> = observer
+            .dimensions()
+            .iter()
+            .zip(key.dims)
+            .filter_map(|(k, v)| {
+                v.map(|v| (k.clone(), Arc::from(sanitize_label_value(v).as_ref())))
+            })
+            .collect();
+        let mut labels = vec![
+            Label::from_static_parts(names::HTTP_REQUEST_METHOD, key.method.as_str()),
+            Label::new(names::HTTP_ROUTE, key.route.to_owned()),
+            Label::from_static_parts(names::URL_SCHEME, key.scheme.as_str()),
+        ];
+        if key.status != 0 {
+            labels.push(Label::new(
+                names::HTTP_RESPONSE_STATUS_CODE,
+                status_str(key.status),
+            ));
+        }
+        if let Some(e) = &error_type {
+            labels.push(Label::new(names::ERROR_TYPE, e.to_string()));
+        }
+        for (k, v) in dims.iter() {
+            labels.push(Label::new(k.to_string(), v.to_string()));
+        }
+        let series = Arc::new(Series {
+            handles: Arc::new(Handles::register(observer.source(), &labels)),
+            route_stats: self.stats.route_cell(key.method, key.route),
+            dim_stats: dims
+                .iter()
+                .map(|(k, v)| self.stats.dimension_cell(k, v))
+                .collect(),
+            route: Arc::from(key.route),
+            error_type,
+            dims,
+        });
+        let mut next = SeriesMap::clone(&map);
+        next.insert(Arc::new(key.to_owned_key()), series.clone());
+        self.map.store(Arc::new(next));
+        series
+    }
+
+    fn overflow_series(&self, observer: &Observer, key: &SeriesKeyRef<'_>) -> Arc<Series> {
+        let source = observer.source();
+        self.overflow_count
+            .get_or_init(|| handles::overflow_counter(source, names::HTTP_SERVER_REQUEST_DURATION))
+            .increment(1);
+        let route_key = (key.method, Box::<str>::from(key.route));
+        if let Some(series) = read(&self.overflow).get(&route_key) {
+            return series.clone();
+        }
+        let dimension_keys = observer.dimensions();
+        let handles = self
+            .overflow_handles
+            .get_or_init(|| {
+                let mut labels: Vec<Label> = [
+                    names::HTTP_REQUEST_METHOD,
+                    names::HTTP_ROUTE,
+                    names::URL_SCHEME,
+                    names::HTTP_RESPONSE_STATUS_CODE,
+                ]
+                .into_iter()
+                .map(|k| Label::from_static_parts(k, OTHER))
+                .collect();
+                for k in dimension_keys {
+                    labels.push(Label::new(k.to_string(), OTHER));
+                }
+                Arc::new(Handles::register(source, &labels))
+            })
+            .clone();
+        let other: Arc<str> = Arc::from(OTHER);
+        let dims: Box<[(Arc<str>, Arc<str>)]> = dimension_keys
+            .iter()
+            .map(|k| (k.clone(), other.clone()))
+            .collect();
+        let series = Arc::new(Series {
+            handles,
+            route_stats: self.stats.route_cell(key.method, key.route),
+            dim_stats: dims
+                .iter()
+                .map(|(k, v)| self.stats.dimension_cell(k, v))
+                .collect(),
+            route: Arc::from(key.route),
+            error_type: None,
+            dims,
+        });
+        write(&self.overflow)
+            .entry(route_key)
+            .or_insert(series)
+            .clone()
+    }
+}
+
+fn status_str(status: u16) -> String {
+    itoa::Buffer::new().format(status).to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::hash::BuildHasher;
+
+    #[test]
+    fn borrowed_and_owned_keys_hash_alike() {
+        let dims = [Some("eu"), None];
+        let r = SeriesKeyRef {
+            method: HttpMethod::Get,
+            route: "/users/{id}",
+            scheme: Scheme::Http,
+            status: 200,
+            error: Some(ErrorType::Named("aborted")),
+            dims: &dims,
+        };
+        let owned = Arc::new(r.to_owned_key());
+        let s = hashbrown::DefaultHashBuilder::default();
+        assert_eq!(s.hash_one(&r), s.hash_one(&owned));
+        assert!(r.equivalent(&owned));
+    }
+}
