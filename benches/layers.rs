@@ -24,7 +24,7 @@ use http::Request;
 use http_body_util::BodyExt;
 use tower::{ServiceBuilder, ServiceExt};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_observe::{Observer, RequestIdLayer};
+use tower_observe::{AssignRequestIdLayer, Observer};
 
 #[path = "support/passthrough.rs"]
 mod passthrough;
@@ -106,7 +106,7 @@ fn bench_layers(c: &mut Criterion) {
         &rt,
         "ours_request_id",
         ServiceBuilder::new()
-            .layer(RequestIdLayer::new())
+            .layer(AssignRequestIdLayer::new())
             .service(ready(base())),
     );
     bench_one(
@@ -123,7 +123,7 @@ fn bench_layers(c: &mut Criterion) {
         &mut group,
         &rt,
         "ours_request_id_router_layer",
-        ready(base().layer(RequestIdLayer::new())),
+        ready(base().layer(AssignRequestIdLayer::new())),
     );
     bench_one(
         &mut group,

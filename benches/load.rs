@@ -133,7 +133,7 @@ fn main() {
         ),
         (
             "ours_request_id",
-            serve(base().layer(tower_observe::RequestIdLayer::new())),
+            serve(base().layer(tower_observe::AssignRequestIdLayer::new())),
         ),
         (
             "noop_layer",

@@ -27,8 +27,8 @@ use axum::{Extension, Router};
 use reqwest_middleware::{ClientBuilder, ClientWithMiddleware};
 use reqwest_retry::{policies::ExponentialBackoff, RetryTransientMiddleware};
 use tower_observe::cache::CacheHandle;
-use tower_observe::pool::BackendPool;
-use tower_observe::retry::RetryTracker;
+use tower_observe::pool::PoolHandle;
+use tower_observe::retry::RetryHandle;
 use tower_observe::{Dimensions, Observer};
 
 mod common;
@@ -71,10 +71,10 @@ async fn start_upstream(failure_percent: u8, latency: Duration) -> SocketAddr {
 struct Gateway {
     upstreams: Arc<[SocketAddr]>,
     next: Arc<AtomicUsize>,
-    pool: BackendPool,
+    pool: PoolHandle,
     /// Attempts of `/v1/complete`: one per try, no retry middleware.
     client: ClientWithMiddleware,
-    complete_retries: RetryTracker,
+    complete_retries: RetryHandle,
     /// `/v1/models` fetches: retried by `reqwest-retry`.
     models_client: ClientWithMiddleware,
     models_cache: CacheHandle,
@@ -158,7 +158,7 @@ async fn models(State(gw): State<Gateway>) -> impl IntoResponse {
 }
 
 /// Probes every upstream's `/health` every 500 ms with a 300 ms timeout.
-async fn check_health(pool: BackendPool, upstreams: Arc<[SocketAddr]>) {
+async fn check_health(pool: PoolHandle, upstreams: Arc<[SocketAddr]>) {
     let client = reqwest::Client::builder()
         .timeout(Duration::from_millis(300))
         .build()

@@ -9,8 +9,8 @@
 //! - the response headers, for HTTP caches in front of an upstream or inside the service:
 //!   RFC 9211 `Cache-Status`, then `X-Cache` (Varnish, Squid, CDNs), then `Age`.
 //!
-//! [`CacheLayer`] classifies the responses of any HTTP service (server side, around a cached
-//! route) and [`ClientLayer::cache`](crate::client::ClientLayer::cache) those of an upstream.
+//! [`CacheResultsLayer`] classifies the responses of any HTTP service (server side, around a cached
+//! route) and [`ObserveClientLayer::cache`](crate::client::ObserveClientLayer::cache) those of an upstream.
 //! Cache names usually come from code; when they don't, they are capped like every label.
 //!
 //! ```
@@ -23,15 +23,12 @@
 //! assert_eq!(observer.stats().caches["models"].hit_ratio, Some(0.5));
 //! ```
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
-use std::task::{ready, Context, Poll};
+use std::task::{Context, Poll};
 
 use http::{Extensions, HeaderMap};
 use metrics::Counter;
-use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
@@ -247,90 +244,111 @@ impl CacheHandle {
 ///
 /// ```
 /// use axum::{routing::get, Router};
-/// use tower_observe::{cache::CacheLayer, Observer};
+/// use tower_observe::{cache::CacheResultsLayer, Observer};
 ///
 /// let observer = Observer::new();
 /// let app: Router = Router::new()
 ///     .route("/models", get(|| async { ([("x-cache", "HIT")], "[]") }))
-///     .layer(CacheLayer::new(observer.cache("models")));
+///     .layer(CacheResultsLayer::new(observer.cache("models")));
 /// # let _ = app;
 /// ```
 #[derive(Debug, Clone)]
 #[must_use]
-pub struct CacheLayer {
+pub struct CacheResultsLayer {
     cache: CacheHandle,
 }
 
-impl CacheLayer {
+impl CacheResultsLayer {
     /// Counts into `cache`.
     pub fn new(cache: CacheHandle) -> Self {
         Self { cache }
     }
 }
 
-impl<S> Layer<S> for CacheLayer {
-    type Service = CacheService<S>;
+impl<S> Layer<S> for CacheResultsLayer {
+    type Service = CacheResults<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        CacheService {
+        CacheResults {
             inner,
             cache: self.cache.clone(),
         }
     }
 }
 
-/// The service made by [`CacheLayer`].
+/// The service made by [`CacheResultsLayer`].
 #[derive(Debug, Clone)]
-pub struct CacheService<S> {
+pub struct CacheResults<S> {
     inner: S,
     cache: CacheHandle,
 }
 
-impl<S, Req, B> Service<Req> for CacheService<S>
+impl<S> CacheResults<S> {
+    inner_service_accessors!();
+}
+
+impl<S, Req, B> Service<Req> for CacheResults<S>
 where
     S: Service<Req, Response = http::Response<B>>,
 {
     type Response = S::Response;
     type Error = S::Error;
-    type Future = CacheFuture<S::Future>;
+    type Future = future::ResponseFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, req: Req) -> Self::Future {
-        CacheFuture {
-            inner: self.inner.call(req),
-            cache: Some(self.cache.clone()),
+        future::ResponseFuture::new(self.inner.call(req), self.cache.clone())
+    }
+}
+
+/// Future types.
+pub mod future {
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::task::{ready, Context, Poll};
+
+    use pin_project_lite::pin_project;
+
+    use super::{CacheHandle, CacheStatus};
+
+    pin_project! {
+        /// The response future of [`CacheResults`](super::CacheResults).
+        #[derive(Debug)]
+        pub struct ResponseFuture<F> {
+            #[pin]
+            inner: F,
+            cache: Option<CacheHandle>,
         }
     }
-}
 
-pin_project! {
-    /// The response future of [`CacheService`].
-    #[derive(Debug)]
-    pub struct CacheFuture<F> {
-        #[pin]
-        inner: F,
-        cache: Option<CacheHandle>,
-    }
-}
-
-impl<F, B, E> Future for CacheFuture<F>
-where
-    F: Future<Output = Result<http::Response<B>, E>>,
-{
-    type Output = F::Output;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        let result = ready!(this.inner.poll(cx));
-        if let (Ok(res), Some(cache)) = (&result, this.cache.take()) {
-            if let Some(status) = CacheStatus::classify(res.headers(), res.extensions()) {
-                cache.record(status);
+    impl<F> ResponseFuture<F> {
+        pub(super) fn new(inner: F, cache: CacheHandle) -> Self {
+            Self {
+                inner,
+                cache: Some(cache),
             }
         }
-        Poll::Ready(result)
+    }
+
+    impl<F, B, E> Future for ResponseFuture<F>
+    where
+        F: Future<Output = Result<http::Response<B>, E>>,
+    {
+        type Output = F::Output;
+
+        fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+            let this = self.project();
+            let result = ready!(this.inner.poll(cx));
+            if let (Ok(res), Some(cache)) = (&result, this.cache.take()) {
+                if let Some(status) = CacheStatus::classify(res.headers(), res.extensions()) {
+                    cache.record(status);
+                }
+            }
+            Poll::Ready(result)
+        }
     }
 }
 

@@ -83,5 +83,5 @@ pub use observer::{
     BuildError, HttpClientRecord, HttpServerRecord, Observer, ObserverBuilder, RecordSink,
     MAX_DIMENSIONS,
 };
-pub use request_id::{RequestId, RequestIdLayer};
+pub use request_id::{AssignRequestIdLayer, RequestId};
 pub use server::ObserveLayer;

@@ -185,24 +185,24 @@ impl Observer {
     /// pool.set_healthy("10.0.0.1:8000", true);
     /// assert_eq!(observer.stats().pools["llm"].healthy, 1);
     /// ```
-    pub fn backend_pool(&self, name: &str, strategy: &str) -> BackendPool {
+    pub fn backend_pool(&self, name: &str, strategy: &str) -> PoolHandle {
         let pools = self.part(Pools::default);
         let entry = self.named(&pools.0, name, |source, name| {
             PoolState::new(source, name, strategy)
         });
-        BackendPool::new(self.clone(), entry)
+        PoolHandle::new(self.clone(), entry)
     }
 }
 
 /// A pool of backends whose health the application reports; made by
 /// [`Observer::backend_pool`]. Cheap to clone.
 #[derive(Debug, Clone)]
-pub struct BackendPool {
+pub struct PoolHandle {
     observer: Observer,
     state: Arc<PoolState>,
 }
 
-impl BackendPool {
+impl PoolHandle {
     pub(crate) fn new(observer: Observer, state: Arc<PoolState>) -> Self {
         Self { observer, state }
     }

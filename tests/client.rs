@@ -31,7 +31,7 @@ use serde_json::Value;
 use support::{sample, series_count, serve};
 use tower::retry::{Policy, RetryLayer};
 use tower::{Service, ServiceBuilder, ServiceExt};
-use tower_observe::cache::{CacheLayer, CacheStatus};
+use tower_observe::cache::{CacheResultsLayer, CacheStatus};
 use tower_observe::trace::TraceOptions;
 use tower_observe::{HttpClientRecord, HttpServerRecord, Observer, RecordSink};
 
@@ -534,7 +534,7 @@ async fn cache_results_from_headers_extension_and_api() {
     let server_cache = observer.cache("responses");
     let app = Router::new()
         .route("/cache/{form}", get(cache_response))
-        .layer(CacheLayer::new(server_cache));
+        .layer(CacheResultsLayer::new(server_cache));
     let app_addr = serve(app).await;
     reqwest::get(format!("http://{app_addr}/cache/extension-bypass"))
         .await

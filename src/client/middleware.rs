@@ -14,12 +14,12 @@ use reqwest::{Request, Response};
 use reqwest_middleware::{Middleware, Next, Result};
 
 use super::series::Upstream;
-use super::{ClientCall, ClientLayer};
+use super::{ClientCall, ObserveClientLayer};
 use crate::classify::{ClientError, Failure};
-use crate::retry::RetryTracker;
+use crate::retry::RetryHandle;
 
 /// Instruments each attempt made through a `reqwest_middleware::ClientWithMiddleware`; made
-/// by [`ClientLayer::middleware`].
+/// by [`ObserveClientLayer::middleware`].
 ///
 /// ```
 /// use reqwest_middleware::ClientBuilder;
@@ -39,10 +39,10 @@ use crate::retry::RetryTracker;
 /// ```
 #[derive(Debug, Clone)]
 pub struct ClientMiddleware {
-    layer: ClientLayer,
+    layer: ObserveClientLayer,
 }
 
-impl ClientLayer {
+impl ObserveClientLayer {
     /// This instrumentation as `reqwest-middleware` middleware (feature `reqwest-middleware`).
     pub fn middleware(self) -> ClientMiddleware {
         ClientMiddleware { layer: self }
@@ -57,7 +57,7 @@ struct AttemptLog {
     last_upstream: Option<Arc<Upstream>>,
     /// Set by [`RetryAccountingMiddleware`]; resends count there, else under the
     /// instrumentation's own target.
-    tracker: Option<RetryTracker>,
+    tracker: Option<RetryHandle>,
 }
 
 #[async_trait::async_trait]
@@ -128,14 +128,14 @@ impl Middleware for ClientMiddleware {
     }
 }
 
-/// Closes the books on each logical request; made by [`RetryTracker::reqwest_middleware`].
+/// Closes the books on each logical request; made by [`RetryHandle::reqwest_middleware`].
 /// Put it before the retry middleware.
 #[derive(Debug, Clone)]
 pub struct RetryAccountingMiddleware {
-    tracker: RetryTracker,
+    tracker: RetryHandle,
 }
 
-impl RetryTracker {
+impl RetryHandle {
     /// Retry accounting as `reqwest-middleware` middleware, to put before `reqwest-retry`'s
     /// `RetryTransientMiddleware` (feature `reqwest-middleware`); see [`ClientMiddleware`].
     pub fn reqwest_middleware(&self) -> RetryAccountingMiddleware {

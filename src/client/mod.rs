@@ -14,11 +14,11 @@
 //!
 //! It comes in the shapes clients are composed in:
 //!
-//! - a tower layer, [`ClientLayer`], over any `tower::Service<http::Request<B>>` (hyper-util's
+//! - a tower layer, [`ObserveClientLayer`], over any `tower::Service<http::Request<B>>` (hyper-util's
 //!   client, a tonic channel) and, with feature `reqwest`, over `reqwest::Client`, which is a
 //!   `tower::Service<reqwest::Request>`;
 //! - with feature `reqwest-middleware`, a `reqwest_middleware::Middleware`
-//!   (`ClientLayer::middleware`).
+//!   (`ObserveClientLayer::middleware`).
 //!
 //! ```
 //! # #[cfg(feature = "reqwest")]
@@ -37,9 +37,10 @@
 //!
 //! With `reqwest::Client` as the tower service, a resend's span cannot carry
 //! `http.request.resend_count` (reqwest 0.13 requests have no extensions); retries are still
-//! counted by `RetryTracker::policy` (feature `tower-retry`).
+//! counted by `RetryHandle::policy` (feature `tower-retry`).
 
 mod call;
+pub mod future;
 #[cfg(feature = "reqwest-middleware")]
 mod middleware;
 mod series;
@@ -51,7 +52,7 @@ use http::HeaderName;
 
 #[cfg(feature = "reqwest-middleware")]
 pub use middleware::{ClientMiddleware, RetryAccountingMiddleware};
-pub use service::{ClientFuture, ObserveClient};
+pub use service::ObserveClient;
 
 pub(crate) use call::ClientCall;
 use series::{ClientPart, UpstreamCache};
@@ -65,7 +66,7 @@ use crate::Observer;
 /// [`Observer::client_layer`].
 #[derive(Debug, Clone)]
 #[must_use]
-pub struct ClientLayer {
+pub struct ObserveClientLayer {
     pub(crate) observer: Observer,
     pub(crate) part: Arc<ClientPart>,
     pub(crate) options: Arc<ClientOptions>,
@@ -83,7 +84,7 @@ pub(crate) struct ClientOptions {
     upstream_cache: Arc<UpstreamCache>,
 }
 
-impl ClientLayer {
+impl ObserveClientLayer {
     pub(crate) fn new(observer: &Observer) -> Self {
         let limit = observer.max_label_sets();
         Self {
@@ -179,7 +180,7 @@ impl Observer {
     ///     }));
     /// # let _ = client;
     /// ```
-    pub fn client_layer(&self) -> ClientLayer {
-        ClientLayer::new(self)
+    pub fn client_layer(&self) -> ObserveClientLayer {
+        ObserveClientLayer::new(self)
     }
 }

@@ -39,18 +39,19 @@
 mod body;
 mod call;
 mod code;
+pub mod future;
 mod series;
 mod service;
 
 pub use body::{GrpcRequestBody, GrpcResponseBody};
 pub use code::Code;
-pub use service::{GrpcClient, GrpcClientFuture, GrpcServer, GrpcServerFuture};
+pub use service::{GrpcClient, GrpcServer};
 
 use std::sync::Arc;
 
 use http::HeaderName;
 
-use crate::request_id::RequestIdLayer;
+use crate::request_id::AssignRequestIdLayer;
 use crate::trace::TraceOptions;
 use crate::Observer;
 use series::GrpcPart;
@@ -69,7 +70,7 @@ pub struct GrpcServerLayer {
     pub(crate) observer: Observer,
     pub(crate) part: Arc<GrpcPart>,
     pub(crate) services: Arc<[Box<str>]>,
-    pub(crate) request_id: Option<RequestIdLayer>,
+    pub(crate) request_id: Option<AssignRequestIdLayer>,
     pub(crate) traces: Option<TraceOptions>,
 }
 
@@ -87,7 +88,7 @@ impl GrpcServerLayer {
 
     /// Replaces the request-ID settings (IDs are assigned by default; `x-request-id`
     /// metadata).
-    pub fn request_id(mut self, layer: RequestIdLayer) -> Self {
+    pub fn request_id(mut self, layer: AssignRequestIdLayer) -> Self {
         self.request_id = Some(layer);
         self
     }

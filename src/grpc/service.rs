@@ -1,19 +1,17 @@
 //! The server and client services of the gRPC layers.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
-use std::task::{ready, Context, Poll};
+use std::task::{Context, Poll};
 
-use http::{HeaderName, HeaderValue, Request, Response};
-use pin_project_lite::pin_project;
+use http::{Request, Response};
 use tower_layer::Layer;
 use tower_service::Service;
 use tracing::instrument::{Instrument, Instrumented};
 
 use super::body::{complete_at_headers, header_status, GrpcRequestBody, GrpcResponseBody};
 use super::call::GrpcCall;
+use super::future::{GrpcClientFuture, GrpcServerFuture};
 use super::{method_of, Code, GrpcClientLayer, GrpcServerLayer, Side};
 use crate::hex::Hex;
 use crate::trace::{TraceContext, WithContext};
@@ -34,6 +32,10 @@ impl<S> Layer<S> for GrpcServerLayer {
 pub struct GrpcServer<S> {
     inner: S,
     layer: Arc<GrpcServerLayer>,
+}
+
+impl<S> GrpcServer<S> {
+    inner_service_accessors!();
 }
 
 /// The span name and `rpc.method` before the status is known.
@@ -113,33 +115,17 @@ where
         };
         let req = req.map(|body| GrpcRequestBody::new(body, requests));
         let inner = span.in_scope(|| self.inner.call(req));
-        GrpcServerFuture {
-            inner: WithContext::new(inner, context).instrument(span),
-            call: Some(call),
+        GrpcServerFuture::new(
+            WithContext::new(inner, context).instrument(span),
+            call,
             echo,
-        }
-    }
-}
-
-pin_project! {
-    /// The response future of [`GrpcServer`].
-    pub struct GrpcServerFuture<F> {
-        #[pin]
-        inner: F,
-        call: Option<GrpcCall>,
-        echo: Option<(HeaderName, HeaderValue)>,
-    }
-}
-
-impl<F> std::fmt::Debug for GrpcServerFuture<F> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GrpcServerFuture").finish_non_exhaustive()
+        )
     }
 }
 
 /// Wraps the response body once the headers are in, noting a status carried in them; a
 /// trailers-only response is recorded right away.
-fn wrap<RB: http_body::Body>(
+pub(super) fn wrap<RB: http_body::Body>(
     mut call: GrpcCall,
     res: Response<RB>,
 ) -> Response<GrpcResponseBody<RB>> {
@@ -152,35 +138,6 @@ fn wrap<RB: http_body::Body>(
         return res.map(GrpcResponseBody::new_unrecorded);
     }
     res.map(|body| GrpcResponseBody::new(body, call))
-}
-
-impl<F, RB, E> Future for GrpcServerFuture<F>
-where
-    F: Future<Output = Result<Response<RB>, E>>,
-    RB: http_body::Body,
-{
-    type Output = Result<Response<GrpcResponseBody<RB>>, E>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        let result = ready!(this.inner.poll(cx));
-        let Some(call) = this.call.take() else {
-            // Polled after completion: a contract violation by the caller; answer, never panic.
-            return Poll::Ready(result.map(|res| res.map(|b| GrpcResponseBody::new_unrecorded(b))));
-        };
-        Poll::Ready(match result {
-            Ok(mut res) => {
-                if let Some((name, value)) = this.echo.take() {
-                    res.headers_mut().entry(name).or_insert(value);
-                }
-                Ok(wrap(call, res))
-            }
-            Err(e) => {
-                call.finish(Code::Unknown, 0, false);
-                Err(e)
-            }
-        })
-    }
 }
 
 impl<S> Layer<S> for GrpcClientLayer {
@@ -199,6 +156,10 @@ impl<S> Layer<S> for GrpcClientLayer {
 pub struct GrpcClient<S> {
     inner: S,
     layer: Arc<GrpcClientLayer>,
+}
+
+impl<S> GrpcClient<S> {
+    inner_service_accessors!();
 }
 
 impl<S, B, RB> Service<Request<B>> for GrpcClient<S>
@@ -261,60 +222,6 @@ where
             ids: Some(ids),
         };
         let inner = span.in_scope(|| self.inner.call(req));
-        GrpcClientFuture {
-            inner,
-            call: Some(call),
-        }
-    }
-}
-
-pin_project! {
-    /// The response future of [`GrpcClient`]. Dropped before the response (the caller gave
-    /// up), the call is recorded as `CANCELLED`.
-    pub struct GrpcClientFuture<F> {
-        #[pin]
-        inner: F,
-        call: Option<GrpcCall>,
-    }
-
-    impl<F> PinnedDrop for GrpcClientFuture<F> {
-        fn drop(this: Pin<&mut Self>) {
-            if let Some(call) = this.project().call.take() {
-                call.finish(Code::Cancelled, 0, true);
-            }
-        }
-    }
-}
-
-impl<F> std::fmt::Debug for GrpcClientFuture<F> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GrpcClientFuture").finish_non_exhaustive()
-    }
-}
-
-impl<F, RB, E> Future for GrpcClientFuture<F>
-where
-    F: Future<Output = Result<Response<RB>, E>>,
-    RB: http_body::Body,
-{
-    type Output = Result<Response<GrpcResponseBody<RB>>, E>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        let result = {
-            let _entered = this.call.as_ref().map(|c| c.span.enter());
-            ready!(this.inner.poll(cx))
-        };
-        let Some(call) = this.call.take() else {
-            return Poll::Ready(result.map(|res| res.map(GrpcResponseBody::new_unrecorded)));
-        };
-        Poll::Ready(match result {
-            Ok(res) => Ok(wrap(call, res)),
-            Err(e) => {
-                // No response: the transport failed (what tonic reports as UNAVAILABLE).
-                call.finish(Code::Unavailable, 0, false);
-                Err(e)
-            }
-        })
+        GrpcClientFuture::new(inner, call)
     }
 }

@@ -1,14 +1,12 @@
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
-use std::task::{ready, Context, Poll};
+use std::task::{Context, Poll};
 
 use http::{HeaderName, HeaderValue, Request, Response};
 use metrics::Counter;
-use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
+use super::future::ResponseFuture;
 use super::{RequestId, DEFAULT_MAX_LEN, X_REQUEST_ID};
 use crate::observer::{handles, Part};
 use crate::{names, Observer};
@@ -17,15 +15,15 @@ use crate::{names, Observer};
 ///
 /// ```
 /// use http::HeaderName;
-/// use tower_observe::request_id::RequestIdLayer;
+/// use tower_observe::request_id::AssignRequestIdLayer;
 ///
-/// let layer = RequestIdLayer::new()
+/// let layer = AssignRequestIdLayer::new()
 ///     .header_name(HeaderName::from_static("x-correlation-id"))
 ///     .max_len(64);
 /// ```
 #[derive(Debug, Clone)]
 #[must_use]
-pub struct RequestIdLayer {
+pub struct AssignRequestIdLayer {
     pub(crate) header: HeaderName,
     max_len: usize,
     set_request_header: bool,
@@ -63,13 +61,13 @@ impl Rejected {
     }
 }
 
-impl Default for RequestIdLayer {
+impl Default for AssignRequestIdLayer {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl RequestIdLayer {
+impl AssignRequestIdLayer {
     /// `x-request-id`, at most 128 characters; rejections are counted through the global
     /// `metrics` recorder (use [`Observer::request_id_layer`] to count them in an observer).
     pub fn new() -> Self {
@@ -150,33 +148,30 @@ impl RequestIdLayer {
     }
 }
 
-impl<S> Layer<S> for RequestIdLayer {
-    type Service = RequestIdService<S>;
+impl<S> Layer<S> for AssignRequestIdLayer {
+    type Service = AssignRequestId<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        RequestIdService {
+        AssignRequestId {
             inner,
             layer: Arc::new(self.clone()),
         }
     }
 }
 
-/// The service made by [`RequestIdLayer`].
+/// The service made by [`AssignRequestIdLayer`].
 #[derive(Debug, Clone)]
-pub struct RequestIdService<S> {
+pub struct AssignRequestId<S> {
     inner: S,
     // Shared: axum clones the service for every request.
-    layer: Arc<RequestIdLayer>,
+    layer: Arc<AssignRequestIdLayer>,
 }
 
-impl<S> RequestIdService<S> {
-    /// The wrapped service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
+impl<S> AssignRequestId<S> {
+    inner_service_accessors!();
 }
 
-impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for RequestIdService<S>
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for AssignRequestId<S>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
 {
@@ -190,49 +185,14 @@ where
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
         let value = self.layer.assign(&mut req);
-        ResponseFuture {
-            inner: self.inner.call(req),
-            header: Some((self.layer.header.clone(), value)),
-        }
-    }
-}
-
-pin_project! {
-    /// Response future of [`RequestIdService`]: puts the ID on the response.
-    pub struct ResponseFuture<F> {
-        #[pin]
-        inner: F,
-        header: Option<(HeaderName, HeaderValue)>,
-    }
-}
-
-impl<F> std::fmt::Debug for ResponseFuture<F> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ResponseFuture").finish_non_exhaustive()
-    }
-}
-
-impl<F, B, E> Future for ResponseFuture<F>
-where
-    F: Future<Output = Result<Response<B>, E>>,
-{
-    type Output = F::Output;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        let mut response = ready!(this.inner.poll(cx))?;
-        if let Some((name, value)) = this.header.take() {
-            // Always ours: the echoed ID must be the validated one the logs carry.
-            response.headers_mut().insert(name, value);
-        }
-        Poll::Ready(Ok(response))
+        ResponseFuture::new(self.inner.call(req), self.layer.header.clone(), value)
     }
 }
 
 impl Observer {
-    /// A [`RequestIdLayer`] that counts rejected incoming IDs in this observer.
-    pub fn request_id_layer(&self) -> RequestIdLayer {
-        RequestIdLayer::for_observer(self)
+    /// A [`AssignRequestIdLayer`] that counts rejected incoming IDs in this observer.
+    pub fn request_id_layer(&self) -> AssignRequestIdLayer {
+        AssignRequestIdLayer::for_observer(self)
     }
 }
 
@@ -279,7 +239,7 @@ mod tests {
         let res = svc.oneshot(Request::new(())).await.unwrap();
         assert_eq!(res.headers()[X_REQUEST_ID].len(), 36);
 
-        let with_header = RequestIdLayer::new()
+        let with_header = AssignRequestIdLayer::new()
             .set_request_header(true)
             .layer(service_fn(|req: Request<()>| async move {
                 let id = req.headers()[X_REQUEST_ID].to_str().unwrap().to_owned();
@@ -330,7 +290,7 @@ mod tests {
             let mut req = Request::new(());
             req.headers_mut()
                 .insert(X_REQUEST_ID, HeaderValue::from_static("abc-1"));
-            RequestIdLayer::new().assign(&mut req);
+            AssignRequestIdLayer::new().assign(&mut req);
         });
         assert_eq!(*seen.lock().unwrap(), ["abc-1"]);
     }

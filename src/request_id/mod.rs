@@ -1,7 +1,7 @@
 //! Request IDs: accept a valid incoming `x-request-id`, otherwise generate one, and put it
 //! everywhere it is needed.
 //!
-//! [`RequestIdLayer`] gives every request exactly one [`RequestId`]:
+//! [`AssignRequestIdLayer`] gives every request exactly one [`RequestId`]:
 //!
 //! - an incoming ID is kept only if it is 1–128 characters (configurable) from
 //!   `A–Z a–z 0–9 - _ . : / + =`. Anything else (too long, CR/LF, quotes, non-ASCII…) is
@@ -21,7 +21,7 @@
 //! # #[cfg(feature = "axum")]
 //! # fn main() {
 //! use axum::{routing::get, Router};
-//! use tower_observe::request_id::{RequestId, RequestIdLayer};
+//! use tower_observe::request_id::{RequestId, AssignRequestIdLayer};
 //!
 //! async fn handler(id: RequestId) -> String {
 //!     format!("your request is {id}")
@@ -29,12 +29,13 @@
 //!
 //! let app: Router = Router::new()
 //!     .route("/", get(handler))
-//!     .layer(RequestIdLayer::new());
+//!     .layer(AssignRequestIdLayer::new());
 //! # }
 //! # #[cfg(not(feature = "axum"))]
 //! # fn main() {}
 //! ```
 
+pub mod future;
 mod generate;
 mod layer;
 
@@ -44,7 +45,7 @@ use http::HeaderValue;
 
 pub use generate::new_uuid_v7;
 pub(crate) use generate::random_u64;
-pub use layer::{RequestIdLayer, RequestIdService, ResponseFuture};
+pub use layer::{AssignRequestId, AssignRequestIdLayer};
 
 /// Default header carrying the request ID.
 pub const X_REQUEST_ID: &str = "x-request-id";
@@ -52,7 +53,7 @@ pub const X_REQUEST_ID: &str = "x-request-id";
 /// Default longest incoming ID accepted.
 pub const DEFAULT_MAX_LEN: usize = 128;
 
-/// The ID of one request, as assigned by [`RequestIdLayer`].
+/// The ID of one request, as assigned by [`AssignRequestIdLayer`].
 ///
 /// Always a valid header value made of the safe characters only.
 #[derive(Clone, PartialEq, Eq, Hash)]
@@ -162,7 +163,7 @@ mod extract {
 
     use super::RequestId;
 
-    /// Rejection when a handler asks for a [`RequestId`] but no [`RequestIdLayer`](super::RequestIdLayer)
+    /// Rejection when a handler asks for a [`RequestId`] but no [`AssignRequestIdLayer`](super::AssignRequestIdLayer)
     /// runs in front of it: a server bug, answered with 500.
     #[derive(Debug)]
     pub struct MissingRequestId;
@@ -171,7 +172,7 @@ mod extract {
         fn into_response(self) -> Response {
             (
                 http::StatusCode::INTERNAL_SERVER_ERROR,
-                "RequestId extractor used without RequestIdLayer",
+                "RequestId extractor used without AssignRequestIdLayer",
             )
                 .into_response()
         }

@@ -15,10 +15,10 @@
 //!
 //! Three ways in, for the retry tools people already use:
 //!
-//! - `tower::retry`: wrap your `Policy` with `RetryTracker::policy` (feature `tower-retry`);
-//! - `reqwest-retry`: put `RetryTracker::reqwest_middleware` before `RetryTransientMiddleware`
+//! - `tower::retry`: wrap your `Policy` with `RetryHandle::policy` (feature `tower-retry`);
+//! - `reqwest-retry`: put `RetryHandle::reqwest_middleware` before `RetryTransientMiddleware`
 //!   and the client instrumentation after it (feature `reqwest-middleware`);
-//! - a loop of your own: [`RetryTracker::call`] gives a [`LogicalCall`] to report to.
+//! - a loop of your own: [`RetryHandle::call`] gives a [`LogicalCall`] to report to.
 //!
 //! ```
 //! use tower_observe::Observer;
@@ -95,10 +95,10 @@ impl Observer {
     /// call.failed(); // still failing after a retry: exhausted
     /// assert_eq!(observer.stats().retries["search"].exhausted, 1);
     /// ```
-    pub fn retries(&self, target: &str) -> RetryTracker {
+    pub fn retries(&self, target: &str) -> RetryHandle {
         let targets = self.part(RetryTargets::default);
         let entry = self.named(&targets.0, target, RetryTarget::new);
-        RetryTracker::new(self.clone(), entry)
+        RetryHandle::new(self.clone(), entry)
     }
 }
 
@@ -239,12 +239,12 @@ impl RetryTarget {
 
 /// Retry accounting for one target; made by [`Observer::retries`]. Cheap to clone.
 #[derive(Debug, Clone)]
-pub struct RetryTracker {
+pub struct RetryHandle {
     observer: Observer,
     target: Arc<RetryTarget>,
 }
 
-impl RetryTracker {
+impl RetryHandle {
     pub(crate) fn new(observer: Observer, target: Arc<RetryTarget>) -> Self {
         Self { observer, target }
     }
@@ -281,7 +281,7 @@ impl RetryTracker {
     }
 }
 
-/// One logical request of a hand-written retry loop; see [`RetryTracker::call`].
+/// One logical request of a hand-written retry loop; see [`RetryHandle::call`].
 ///
 /// Report each resend with [`retry`](Self::retry) (and a change of backend with
 /// [`failover`](Self::failover)), then end with [`succeeded`](Self::succeeded) or
@@ -290,7 +290,7 @@ impl RetryTracker {
 #[derive(Debug)]
 #[must_use = "finish the call with succeeded() or failed()"]
 pub struct LogicalCall {
-    tracker: RetryTracker,
+    tracker: RetryHandle,
     attempts: u32,
     finished: bool,
 }

@@ -2,10 +2,10 @@
 
 use tower::retry::Policy;
 
-use super::{ResendCount, RetryTracker};
+use super::{ResendCount, RetryHandle};
 use crate::classify::{ClientError, ClientRequest, ClientResponse, Failure};
 
-/// A `tower::retry::Policy` whose decisions are counted; made by [`RetryTracker::policy`].
+/// A `tower::retry::Policy` whose decisions are counted; made by [`RetryHandle::policy`].
 ///
 /// Each time the wrapped policy decides to retry, the resend is counted with the reason the
 /// attempt failed; when the request's authority changed in between (your policy pointed it at
@@ -46,12 +46,12 @@ use crate::classify::{ClientError, ClientRequest, ClientResponse, Failure};
 #[derive(Debug, Clone)]
 pub struct CountRetries<P> {
     inner: P,
-    tracker: RetryTracker,
+    tracker: RetryHandle,
     /// Resends made by this logical request (`tower::retry` clones the policy per request).
     resends: u32,
 }
 
-impl RetryTracker {
+impl RetryHandle {
     /// Wraps a `tower::retry` policy so its decisions are counted (feature `tower-retry`).
     pub fn policy<P>(&self, policy: P) -> CountRetries<P> {
         CountRetries {

@@ -8,7 +8,7 @@ use tower_layer::Layer;
 
 use super::series::{Scheme, ServerPart};
 use super::service::Observe;
-use crate::request_id::RequestIdLayer;
+use crate::request_id::AssignRequestIdLayer;
 use crate::trace::TraceOptions;
 use crate::Observer;
 
@@ -44,7 +44,7 @@ pub(crate) struct Config {
     pub(crate) observer: Observer,
     /// The server's series and statistics, attached to the observer when the layer was made.
     pub(crate) series: Arc<ServerPart>,
-    pub(crate) request_id: Option<RequestIdLayer>,
+    pub(crate) request_id: Option<AssignRequestIdLayer>,
     pub(crate) traces: Option<TraceOptions>,
     failure_if: Option<FailureFn>,
     pub(crate) default_scheme: Scheme,
@@ -82,7 +82,7 @@ impl ObserveLayer {
     }
 
     /// Replaces the request-ID settings.
-    pub fn request_id(mut self, layer: RequestIdLayer) -> Self {
+    pub fn request_id(mut self, layer: AssignRequestIdLayer) -> Self {
         self.config_mut().request_id = Some(layer);
         self
     }

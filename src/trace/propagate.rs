@@ -54,6 +54,10 @@ pub struct Propagate<S> {
     request_id_header: HeaderName,
 }
 
+impl<S> Propagate<S> {
+    inner_service_accessors!();
+}
+
 impl<S, B> Service<Request<B>> for Propagate<S>
 where
     S: Service<Request<B>>,
