@@ -10,7 +10,7 @@
 //!   RFC 9211 `Cache-Status`, then `X-Cache` (Varnish, Squid, CDNs), then `Age`.
 //!
 //! [`CacheResultsLayer`] classifies the responses of any HTTP service (server side, around a cached
-//! route) and [`ObserveClientLayer::cache`](crate::client::ObserveClientLayer::cache) those of an upstream.
+//! route) and `ObserveClientLayer::cache` (module `client`) those of an upstream.
 //! Cache names usually come from code; when they don't, they are capped like every label.
 //!
 //! ```

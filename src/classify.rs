@@ -38,7 +38,7 @@ pub trait ClientResponse {
     fn status_code(&self) -> u16;
     /// The response headers (for cache classification).
     fn response_headers(&self) -> &HeaderMap;
-    /// The response extensions (for a [`CacheStatus`](crate::cache::CacheStatus) set by an
+    /// The response extensions (for a `cache::CacheStatus` set by an
     /// inner layer).
     fn response_extensions(&self) -> &Extensions;
     /// The body size, when the response announces it.
@@ -273,6 +273,7 @@ pub(crate) fn status_label(status: u16) -> String {
 }
 
 /// How an upstream is named in `/v1/stats` and in failover counts: `host:port`.
+#[cfg(any(feature = "client", feature = "tower-retry"))]
 pub(crate) fn upstream_label(address: &str, port: &str) -> String {
     if address.contains(':') {
         format!("[{address}]:{port}")
@@ -280,6 +281,14 @@ pub(crate) fn upstream_label(address: &str, port: &str) -> String {
         format!("{address}:{port}")
     }
 }
+
+/// Which attempt of a logical request this is: 0 for the first, 1 for the first resend.
+///
+/// Put it in the extensions of an `http::Request` (the retry accounting's `tower::retry`
+/// wrapper and `LogicalCall::resend_count` do) and the client instrumentation sets
+/// `http.request.resend_count` on that attempt's span.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ResendCount(pub u32);
 
 /// Why an attempt is worth retrying (read by the retry accounting of `reqwest-middleware` and
 /// `tower::retry`).

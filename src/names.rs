@@ -1,6 +1,6 @@
 //! Metric and label names, following the OpenTelemetry semantic conventions (v1.44) as
 //! translated to Prometheus (`.` → `_`, unit suffix); every `error_type` value the crate
-//! records; and [`METRICS`], the table of every metric's kind, unit, help text and buckets.
+//! records; and `METRICS`, the (crate-private) table of every metric's kind, unit, help text and buckets.
 //!
 //! The table is data, not code: the observer applies the bucket layouts and registration
 //! describes each metric from it, without knowing which feature records the metric.
@@ -89,6 +89,7 @@ pub(crate) const HTTP_SERVER_LABELS: &[&str] = &[
 ];
 
 /// The labels of the HTTP client metrics (constant client labels may not reuse them).
+#[cfg(feature = "client")]
 pub(crate) const HTTP_CLIENT_LABELS: &[&str] = &[
     HTTP_REQUEST_METHOD,
     URL_SCHEME,

@@ -4,7 +4,9 @@
 #![cfg(all(
     feature = "axum",
     feature = "reqwest-middleware",
-    feature = "tower-retry"
+    feature = "tower-retry",
+    feature = "cache",
+    feature = "pool"
 ))]
 
 mod support;

@@ -2,7 +2,7 @@
 //! to the caller's context, named and attributed per the HTTP conventions, with the IDs used
 //! everywhere else (current context, exemplars). Checked with the SDK's in-memory exporter.
 //! Its own test binary, because it installs a global subscriber.
-#![cfg(all(feature = "opentelemetry", feature = "axum"))]
+#![cfg(all(feature = "opentelemetry", feature = "axum", feature = "client"))]
 
 mod support;
 

@@ -4,8 +4,9 @@ use std::sync::Arc;
 
 use super::series::{ClientCompletion, ClientPart, Upstream};
 use super::ClientOptions;
+#[cfg(feature = "cache")]
 use crate::cache::{CacheHandle, CacheStatus};
-use crate::classify::{status_label, ClientRequest, ClientResponse, Failure};
+use crate::classify::{status_label, ClientRequest, ClientResponse, Failure, ResendCount};
 use crate::hex::Hex;
 use crate::labels::HttpMethod;
 use crate::names::ERROR_CANCELLED;
@@ -29,6 +30,7 @@ pub(crate) struct ClientCall {
     observer: Observer,
     part: Arc<ClientPart>,
     pub(crate) upstream: Option<Arc<Upstream>>,
+    #[cfg(feature = "cache")]
     cache: Option<CacheHandle>,
     method: HttpMethod,
     start: u64,
@@ -50,7 +52,7 @@ impl ClientCall {
         let resend_count = resend_count
             .or_else(|| {
                 req.extensions()
-                    .and_then(|e| e.get::<crate::retry::ResendCount>())
+                    .and_then(|e| e.get::<ResendCount>())
                     .map(|r| r.0)
             })
             .unwrap_or(0);
@@ -78,6 +80,7 @@ impl ClientCall {
             observer: observer.clone(),
             part: part.clone(),
             upstream,
+            #[cfg(feature = "cache")]
             cache: options.cache.clone(),
             method,
             start: observer.now_nanos(),
@@ -92,6 +95,7 @@ impl ClientCall {
     /// Records a response.
     pub(crate) fn finish_response<Res: ClientResponse>(mut self, res: &Res) -> AttemptEnd {
         let status = res.status_code();
+        #[cfg(feature = "cache")]
         if let Some(cache) = &self.cache {
             if let Some(result) =
                 CacheStatus::classify(res.response_headers(), res.response_extensions())
@@ -153,7 +157,7 @@ impl ClientCall {
                     request_bytes: self.request_bytes,
                     response_bytes,
                     resend_count: self.resend_count,
-                    exemplar: Some(self.ids),
+                    exemplar: self.ids.exemplar(),
                 },
             );
         }

@@ -57,6 +57,7 @@ pub use service::ObserveClient;
 pub(crate) use call::ClientCall;
 use series::{ClientPart, UpstreamCache};
 
+#[cfg(feature = "cache")]
 use crate::cache::CacheHandle;
 use crate::labels::{check_label_name, LabelError};
 use crate::names;
@@ -77,6 +78,7 @@ pub(crate) struct ClientOptions {
     pub(crate) target: Arc<str>,
     propagate: bool,
     request_id_header: HeaderName,
+    #[cfg(feature = "cache")]
     cache: Option<CacheHandle>,
     /// Constant labels on every client metric of this layer.
     labels: Arc<[(Arc<str>, Arc<str>)]>,
@@ -94,6 +96,7 @@ impl ObserveClientLayer {
                 target: Arc::from("default"),
                 propagate: true,
                 request_id_header: HeaderName::from_static(crate::request_id::X_REQUEST_ID),
+                #[cfg(feature = "cache")]
                 cache: None,
                 labels: Arc::from(Vec::new()),
                 upstream_cache: Arc::default(),
@@ -155,8 +158,10 @@ impl ObserveClientLayer {
     }
 
     /// Classifies every response into `cache` as hit, miss, stale or bypass, from a
-    /// [`CacheStatus`] extension or the `Cache-Status`, `X-Cache` and `Age` headers (see
+    /// [`CacheStatus`](crate::cache::CacheStatus) extension or the `Cache-Status`, `X-Cache` and `Age` headers (see
     /// [`crate::cache`]). Responses that say nothing about caching are not counted.
+    #[cfg(feature = "cache")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "cache")))]
     pub fn cache(mut self, cache: CacheHandle) -> Self {
         self.options_mut().cache = Some(cache);
         self

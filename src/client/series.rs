@@ -11,10 +11,9 @@ use crate::classify::upstream_label;
 use crate::labels::HttpMethod;
 use crate::names;
 use crate::observer::family::Family;
-use crate::observer::handles::{self, GaugeHandle, HistogramHandle};
+use crate::observer::handles::{self, ExemplarIds, GaugeHandle, HistogramHandle};
 use crate::observer::{HttpClientRecord, Observer, Part};
 use crate::stats::{CellMap, Outcome, StatsCell, StatsSnapshot};
-use crate::trace::SpanIds;
 
 /// One upstream (`url.scheme`, `server.address`, `server.port`, and the client's constant
 /// labels).
@@ -122,7 +121,7 @@ pub(crate) struct ClientCompletion<'a> {
     pub(crate) request_bytes: Option<u64>,
     pub(crate) response_bytes: Option<u64>,
     pub(crate) resend_count: u32,
-    pub(crate) exemplar: Option<SpanIds>,
+    pub(crate) exemplar: Option<ExemplarIds>,
 }
 
 impl ClientPart {

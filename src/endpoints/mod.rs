@@ -35,6 +35,8 @@ use http::{header, HeaderValue, Request, Response, StatusCode};
 use tower_service::Service;
 
 pub use crate::health::{HEALTH_PATH, LIVE_PATH};
+#[cfg(feature = "history")]
+pub use crate::history::HISTORY_PATH;
 pub use crate::response::EndpointBody;
 
 use crate::observer::{Route, RouteMethod};
@@ -50,8 +52,6 @@ pub const OPENMETRICS_TEXT: &str = "application/openmetrics-text; version=1.0.0;
 pub const METRICS_PATH: &str = "/metrics";
 /// Default path of the JSON statistics endpoint.
 pub const STATS_PATH: &str = "/v1/stats";
-/// Path of the history query (feature `history`, when configured).
-pub const HISTORY_PATH: &str = "/v1/stats/history";
 /// Path of the statistics reset (`POST`, bearer token), present only with a reset token.
 pub const RESET_PATH: &str = "/v1/stats/reset";
 

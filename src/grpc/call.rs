@@ -84,7 +84,7 @@ impl GrpcCall {
                 end,
                 requests: self.requests.as_ref().map(|r| r.load(Relaxed)),
                 responses,
-                exemplar: self.ids,
+                exemplar: self.ids.and_then(SpanIds::exemplar),
             },
         );
     }

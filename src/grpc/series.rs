@@ -9,10 +9,9 @@ use std::time::Duration;
 use super::{Code, Side};
 use crate::names;
 use crate::observer::family::Family;
-use crate::observer::handles::{self, HistogramHandle};
+use crate::observer::handles::{self, ExemplarIds, HistogramHandle};
 use crate::observer::{HealthInput, Observer, Part};
 use crate::stats::{GrpcMethodEntry, Outcome, StatsCell, StatsSnapshot};
-use crate::trace::SpanIds;
 
 /// The inputs of one finished gRPC call.
 pub(crate) struct GrpcCompletion<'a> {
@@ -27,7 +26,7 @@ pub(crate) struct GrpcCompletion<'a> {
     /// Request messages, when counted (server side).
     pub(crate) requests: Option<u64>,
     pub(crate) responses: u64,
-    pub(crate) exemplar: Option<SpanIds>,
+    pub(crate) exemplar: Option<ExemplarIds>,
 }
 
 #[derive(Debug)]

@@ -53,13 +53,15 @@ use bytes::Bytes;
 use http::{header, HeaderValue, StatusCode};
 
 use crate::clock::Clock;
-use crate::endpoints::HISTORY_PATH;
 use crate::observer::handles;
 use crate::observer::{HttpServerRecord, Part, Pending, RecordSink, Route, RouteMethod};
 use crate::response::{json, plain, with_type, EndpointBody};
 use crate::{names, Observer, ObserverBuilder};
 use agg::Agg;
 use store::Store;
+
+/// Path of the history query.
+pub const HISTORY_PATH: &str = "/v1/stats/history";
 
 /// A rollup resolution.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

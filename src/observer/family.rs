@@ -90,6 +90,12 @@ impl<T> Family<T> {
     }
 
     /// Every entry with its label values (the overflow entry last, if any), for `/v1/stats`.
+    #[cfg(any(
+        feature = "tonic",
+        feature = "retry",
+        feature = "cache",
+        feature = "pool"
+    ))]
     pub(crate) fn entries(&self) -> Vec<(Vec<String>, Arc<T>)> {
         let mut out: Vec<(Vec<String>, Arc<T>)> = read(&self.entries)
             .iter()

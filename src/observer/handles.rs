@@ -16,6 +16,9 @@ use crate::names;
 use crate::registry::storage::Exemplar;
 use crate::registry::{AtomicGauge, AtomicHistogram};
 
+/// The trace and span IDs an exemplar points to.
+pub(crate) type ExemplarIds = ([u8; 16], [u8; 8]);
+
 /// A histogram: our own storage, called directly, or any recorder's, through the facade.
 #[derive(Debug)]
 pub(crate) enum HistogramHandle {
@@ -63,6 +66,7 @@ impl GaugeHandle {
         }
     }
 
+    #[cfg(feature = "pool")]
     pub(crate) fn set(&self, value: f64) {
         match self {
             GaugeHandle::Builtin(g) => metrics::GaugeFn::set(&**g, value),

@@ -10,6 +10,14 @@
 
 mod backend;
 mod builder;
+// The toolkit of the capabilities whose label values come from outside the code.
+#[cfg(any(
+    feature = "client",
+    feature = "tonic",
+    feature = "retry",
+    feature = "cache",
+    feature = "pool"
+))]
 pub(crate) mod family;
 pub(crate) mod handles;
 pub(crate) mod parts;
@@ -26,13 +34,11 @@ use crate::registry::storage::Exemplar;
 use crate::registry::Registry;
 use crate::stats::StatsSnapshot;
 use crate::time_fmt;
-use crate::trace::SpanIds;
 
-pub(crate) use backend::{NoRecorder, RecorderBackend, RecorderSource};
+pub(crate) use backend::{RecorderBackend, RecorderSource};
 pub(crate) use builder::Pending;
 pub use builder::{BuildError, ObserverBuilder, MAX_DIMENSIONS};
-use family::Family;
-use handles::HistogramHandle;
+use handles::{ExemplarIds, HistogramHandle};
 pub(crate) use parts::{HealthInput, Part, Route, RouteMethod};
 pub use sink::{HttpClientRecord, HttpServerRecord, RecordSink};
 
@@ -273,9 +279,10 @@ impl Observer {
     /// The entry called `name` of a family of named things (retry targets, caches, pools),
     /// made with the recorder on first use — or, should the recorder panic, a detached entry
     /// that records nowhere.
+    #[cfg(any(feature = "retry", feature = "cache", feature = "pool"))]
     pub(crate) fn named<T>(
         &self,
-        family: &Family<T>,
+        family: &family::Family<T>,
         name: &str,
         make: impl Fn(&dyn RecorderSource, &str) -> T,
     ) -> Arc<T> {
@@ -283,22 +290,22 @@ impl Observer {
         self.with_source(|source| {
             entry = Some(family.get(source, &[name], |v| make(source, v[0])));
         });
-        entry.unwrap_or_else(|| Arc::new(make(&NoRecorder, name)))
+        entry.unwrap_or_else(|| Arc::new(make(&backend::NoRecorder, name)))
     }
 
-    /// Records a duration that ended at `end` (a `now_nanos` reading), with the span of a
-    /// sampled trace as its exemplar (where the storage keeps exemplars).
+    /// Records a duration that ended at `end` (a `now_nanos` reading), with the trace and
+    /// span it belongs to as its exemplar (where the storage keeps exemplars).
     pub(crate) fn record_duration(
         &self,
         handle: &HistogramHandle,
         duration: Duration,
         end: u64,
-        exemplar: Option<SpanIds>,
+        exemplar: Option<ExemplarIds>,
     ) {
         match exemplar {
-            Some(ids) if ids.sampled => handle.record_with_exemplar(Exemplar {
-                trace_id: ids.trace_id,
-                span_id: ids.span_id,
+            Some((trace_id, span_id)) => handle.record_with_exemplar(Exemplar {
+                trace_id,
+                span_id,
                 value: duration.as_secs_f64(),
                 timestamp: self
                     .wall_at(end)

@@ -44,6 +44,7 @@ use std::sync::Arc;
 
 use metrics::Counter;
 
+use crate::classify::ResendCount;
 use crate::names;
 use crate::observer::family::Family;
 use crate::observer::handles::{self, HistogramHandle};
@@ -101,16 +102,6 @@ impl Observer {
         RetryHandle::new(self.clone(), entry)
     }
 }
-
-/// Which attempt of a logical request this is: 0 for the first, 1 for the first resend.
-///
-/// Put it in the extensions of an `http::Request` (the [`tower::retry`] wrapper and
-/// [`LogicalCall::resend_count`] do) and the client instrumentation sets
-/// `http.request.resend_count` on that attempt's span.
-///
-/// [`tower::retry`]: https://docs.rs/tower/latest/tower/retry/index.html
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct ResendCount(pub u32);
 
 #[derive(Debug)]
 struct Counted {

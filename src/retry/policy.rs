@@ -2,8 +2,8 @@
 
 use tower::retry::Policy;
 
-use super::{ResendCount, RetryHandle};
-use crate::classify::{ClientError, ClientRequest, ClientResponse, Failure};
+use super::RetryHandle;
+use crate::classify::{ClientError, ClientRequest, ClientResponse, Failure, ResendCount};
 
 /// A `tower::retry::Policy` whose decisions are counted; made by [`RetryHandle::policy`].
 ///

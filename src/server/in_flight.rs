@@ -168,7 +168,7 @@ impl InFlight {
                     .as_ref()
                     .map_or(0, |c| c.load(Relaxed)),
                 response_bytes: self.response_bytes,
-                exemplar: self.arrival.span_ids.filter(|ids| ids.sampled),
+                exemplar: self.arrival.span_ids.and_then(SpanIds::exemplar),
             },
         );
         if let Some(trace) = self.arrival.trace.take() {

@@ -16,11 +16,10 @@ use metrics::{Counter, Label};
 
 use crate::labels::{sanitize_label_value, Dimensions, HttpMethod, OTHER};
 use crate::names;
-use crate::observer::handles::{self, GaugeHandle, HistogramHandle};
+use crate::observer::handles::{self, ExemplarIds, GaugeHandle, HistogramHandle};
 use crate::observer::{HealthInput, HttpServerRecord, Observer, Part, RecorderSource};
 use crate::stats::{HttpStats, Outcome, StatsCell, StatsSnapshot};
 use crate::sync::{read, write};
-use crate::trace::SpanIds;
 use crate::MAX_DIMENSIONS;
 
 /// `url.scheme`.
@@ -62,7 +61,7 @@ pub(crate) struct HttpCompletion<'a> {
     pub(crate) request_bytes: u64,
     pub(crate) response_bytes: u64,
     /// A sampled serving span, attached to the duration as an exemplar.
-    pub(crate) exemplar: Option<SpanIds>,
+    pub(crate) exemplar: Option<ExemplarIds>,
 }
 
 #[derive(Debug, PartialEq, Eq, Hash)]

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-/// Retry accounting of one target (see [`crate::retry`]).
+/// Retry accounting of one target (module `retry`).
 #[derive(Debug, Clone, Serialize, PartialEq)]
 #[non_exhaustive]
 pub struct RetryEntry {
@@ -28,7 +28,7 @@ pub struct RetryEntry {
     pub failovers: BTreeMap<String, u64>,
 }
 
-/// Results of one cache (see [`crate::cache`]).
+/// Results of one cache (module `cache`).
 #[derive(Debug, Clone, Copy, Serialize, PartialEq)]
 #[non_exhaustive]
 pub struct CacheEntry {
@@ -44,7 +44,7 @@ pub struct CacheEntry {
     pub hit_ratio: Option<f64>,
 }
 
-/// One backend pool (see [`crate::pool`]).
+/// One backend pool (module `pool`).
 #[derive(Debug, Clone, Serialize, PartialEq)]
 #[non_exhaustive]
 pub struct PoolEntry {

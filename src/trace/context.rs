@@ -39,6 +39,14 @@ pub struct SpanIds {
     pub sampled: bool,
 }
 
+impl SpanIds {
+    /// The IDs an exemplar points to, for a sampled span (an exemplar must lead to a trace
+    /// that was recorded).
+    pub(crate) fn exemplar(self) -> Option<crate::observer::handles::ExemplarIds> {
+        self.sampled.then_some((self.trace_id, self.span_id))
+    }
+}
+
 /// Where one request stands in its trace: the span serving it, its remote parent, and what
 /// travels with them.
 ///
@@ -129,6 +137,7 @@ impl TraceContext {
     }
 
     /// The context an outgoing request continues: one set on the request, else the current.
+    #[cfg(any(feature = "client", feature = "tonic"))]
     pub(crate) fn for_outgoing(extensions: Option<&http::Extensions>) -> Option<TraceContext> {
         extensions
             .and_then(|e| e.get::<TraceContext>().cloned())
@@ -137,6 +146,7 @@ impl TraceContext {
 
     /// IDs for a client span: a child of `parent` (same trace, the parent's sampling
     /// decision), or the root of a new, sampled trace.
+    #[cfg(any(feature = "client", feature = "tonic"))]
     pub(crate) fn client_span_ids(parent: Option<&TraceContext>) -> SpanIds {
         SpanIds {
             trace_id: parent.map_or_else(new_trace_id, |p| p.span.trace_id),
@@ -146,6 +156,7 @@ impl TraceContext {
     }
 
     /// Sends `parent`'s trace upstream with `client` (the client span) as the parent span.
+    #[cfg(any(feature = "client", feature = "tonic"))]
     pub(crate) fn inject_as_client(
         parent: Option<TraceContext>,
         client: SpanIds,

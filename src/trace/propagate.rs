@@ -8,7 +8,7 @@ use tower_service::Service;
 
 use super::TraceContext;
 
-/// Injects the current [`TraceContext`] into outgoing requests; see the [module docs](self).
+/// Injects the current [`TraceContext`] into outgoing requests; see the [module docs](crate::trace).
 #[derive(Debug, Clone)]
 #[must_use]
 pub struct PropagateLayer {
