@@ -155,22 +155,23 @@ pub(crate) struct CacheCounters {
     name: Box<str>,
     counters: [Counter; 4],
     counts: [AtomicU64; 4],
+    /// Set for the overflow cache.
+    overflow: Option<Counter>,
 }
 
 impl CacheCounters {
-    pub(crate) fn new(source: &dyn RecorderSource, name: &str) -> Self {
+    pub(crate) fn new(source: &dyn RecorderSource, name: &str, overflow: Option<Counter>) -> Self {
         Self {
             name: name.into(),
             counters: CacheStatus::ALL.map(|s| {
+                let labels = [("cache", name), ("result", s.as_str())];
                 handles::counter(
                     source,
-                    &handles::key(
-                        names::CACHE_REQUESTS,
-                        &[("cache", name), ("result", s.as_str())],
-                    ),
+                    &handles::entry_key(names::CACHE_REQUESTS, &labels, &overflow),
                 )
             }),
             counts: Default::default(),
+            overflow,
         }
     }
 
@@ -216,6 +217,7 @@ impl CacheHandle {
         let i = status as usize;
         self.counters.counters[i].increment(1);
         self.counters.counts[i].fetch_add(1, Relaxed);
+        handles::count_overflow(&self.counters.overflow);
     }
 
     /// Counts a hit.

@@ -43,6 +43,10 @@ pub trait ClientResponse {
     fn response_extensions(&self) -> &Extensions;
     /// The body size, when the response announces it.
     fn body_size(&self) -> Option<u64>;
+    /// The HTTP version the response came with (`network.protocol.version`), when known.
+    fn protocol_version(&self) -> Option<http::Version> {
+        None
+    }
 }
 
 /// A client error, classified into a low-cardinality `error_type`.
@@ -116,6 +120,10 @@ impl<B: http_body::Body> ClientResponse for http::Response<B> {
     fn body_size(&self) -> Option<u64> {
         self.body().size_hint().exact()
     }
+
+    fn protocol_version(&self) -> Option<http::Version> {
+        Some(self.version())
+    }
 }
 
 #[cfg(feature = "reqwest")]
@@ -151,10 +159,12 @@ impl ClientRequest for reqwest::Request {
         None
     }
 
+    /// No body is a body of 0 bytes; a streamed body has no size known before sending.
     fn body_size(&self) -> Option<u64> {
-        self.body()
-            .and_then(|b| b.as_bytes())
-            .map(|b| b.len() as u64)
+        match self.body() {
+            None => Some(0),
+            Some(body) => body.as_bytes().map(|b| b.len() as u64),
+        }
     }
 }
 
@@ -174,6 +184,10 @@ impl ClientResponse for reqwest::Response {
 
     fn body_size(&self) -> Option<u64> {
         self.content_length()
+    }
+
+    fn protocol_version(&self) -> Option<http::Version> {
+        Some(self.version())
     }
 }
 

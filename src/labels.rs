@@ -97,6 +97,19 @@ impl fmt::Display for HttpMethod {
     }
 }
 
+/// `network.protocol.version` of an HTTP message: `1.0`, `1.1`, `2`, `3` (`0.9` for the
+/// historic version).
+pub(crate) fn protocol_version(version: http::Version) -> &'static str {
+    match version {
+        http::Version::HTTP_09 => "0.9",
+        http::Version::HTTP_10 => "1.0",
+        http::Version::HTTP_11 => "1.1",
+        http::Version::HTTP_2 => "2",
+        http::Version::HTTP_3 => "3",
+        _ => OTHER,
+    }
+}
+
 /// Makes an arbitrary string safe to use as a label value.
 ///
 /// Control characters become `_`, and the value is cut to [`MAX_LABEL_VALUE_LEN`] bytes at a

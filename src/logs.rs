@@ -6,8 +6,16 @@
 //! while serving a request carries that request's `http.request.id`, `trace.id` and `span.id`.
 //! Filebeat, Vector and Elastic ingest it as it is.
 //!
-//! Span and event fields keep their names, except three that are renamed to ECS:
-//! `request_id` → `http.request.id`, `trace_id` → `trace.id`, `span_id` → `span.id`.
+//! Field names follow ECS, so Elasticsearch ingests the lines with the ECS templates and no
+//! mapping conflict. The crate's spans are named after the OpenTelemetry conventions (which
+//! `tracing-opentelemetry` reads); the layer writes their fields under the ECS names
+//! (`request_id` → `http.request.id`, `trace_id` → `trace.id`, `span_id` → `span.id`,
+//! `network.protocol.version` → `http.version`, `otel.status_code` → `event.outcome`, the raw
+//! method into `http.request.method`; the server span's ID is also `transaction.id`), and the
+//! fields ECS has no name for under `labels.*` as strings (`labels.http_route`,
+//! `labels.otel_name`, `labels.rpc_method`, `labels.parent_span_id`, …). The whole mapping is
+//! in `docs/logs.md`; a test checks every field the crate can emit against the ECS field list.
+//! Fields of your own spans and events keep their names.
 //!
 //! Sensitive values never reach the output: fields named like a credential
 //! (`authorization`, `cookie`, `set-cookie`, `x-api-key`, `password`, `token`, … — also as the
@@ -202,20 +210,77 @@ struct SpanFields(Vec<(String, Value)>);
 
 impl SpanFields {
     fn set(&mut self, name: String, value: Value) {
+        // A server span is the ECS transaction: its ID is also `transaction.id`, which ECS
+        // logging pairs with `trace.id` to tie log lines to traces.
+        if name == "span.id" && self.get("labels.otel_kind") == Some("server") {
+            self.set("transaction.id".to_owned(), value.clone());
+        }
         match self.0.iter_mut().find(|(k, _)| *k == name) {
             Some(entry) => entry.1 = value,
             None => self.0.push((name, value)),
         }
     }
+
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == name)
+            .and_then(|(_, v)| v.as_str())
+    }
 }
 
+/// The ECS name of a field the crate's spans and events carry (its own name for any other).
 fn ecs_name(name: &str) -> &str {
     match name {
         "request_id" => "http.request.id",
         "trace_id" => "trace.id",
         "span_id" => "span.id",
+        "network.protocol.version" => "http.version",
+        // ECS keeps the method as received; the conventions' normalised one is `_OTHER` for
+        // methods outside the known set, recorded with the original beside it.
+        "http.request.method_original" => "http.request.method",
+        "otel.status_code" => "event.outcome",
+        "otel.name" => "labels.otel_name",
+        "otel.kind" => "labels.otel_kind",
+        "http.route" => "labels.http_route",
+        "http.request.resend_count" => "labels.http_request_resend_count",
+        "parent_span_id" => "labels.parent_span_id",
+        "link.trace_id" => "labels.link_trace_id",
+        "link.span_id" => "labels.link_span_id",
+        "rpc.system.name" => "labels.rpc_system_name",
+        "rpc.method" => "labels.rpc_method",
+        "rpc.method_original" => "labels.rpc_method_original",
+        "rpc.status_code" => "labels.rpc_status_code",
+        // What `tracing-log` puts on events bridged from the `log` crate (`log.file` would
+        // collide with ECS's `log.file.path`).
+        "log.target" => "log.logger",
+        "log.module_path" => "log.origin.function",
+        "log.file" => "log.origin.file.name",
+        "log.line" => "log.origin.file.line",
         other => other,
     }
+}
+
+/// A value as its ECS field takes it: labels are strings, `event.outcome` is
+/// `success`/`failure`.
+fn ecs_value(name: &str, value: Value) -> Value {
+    if name == "event.outcome" {
+        return Value::String(
+            match value.as_str() {
+                Some("ERROR") => "failure",
+                Some("OK") => "success",
+                _ => "unknown",
+            }
+            .to_owned(),
+        );
+    }
+    if name.starts_with("labels.") {
+        return match value {
+            Value::String(s) => Value::String(s),
+            other => Value::String(other.to_string()),
+        };
+    }
+    value
 }
 
 /// Collects fields into `(ecs name, redacted value)` pairs.
@@ -227,7 +292,7 @@ struct Collect<'a> {
 impl Collect<'_> {
     fn put(&mut self, field: &Field, value: Value) {
         let name = ecs_name(field.name());
-        let value = self.redaction.apply(name, value);
+        let value = ecs_value(name, self.redaction.apply(name, value));
         (self.out)(name.to_owned(), value);
     }
 }

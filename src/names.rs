@@ -78,6 +78,11 @@ pub const SERVER_ADDRESS: &str = "server_address";
 pub const SERVER_PORT: &str = "server_port";
 /// `error.type`
 pub const ERROR_TYPE: &str = "error_type";
+/// `network.protocol.version`: `1.0`, `1.1`, `2`, `3`.
+pub const NETWORK_PROTOCOL_VERSION: &str = "network_protocol_version";
+/// `otel.metric.overflow`: `"true"` on the series that label sets past the cardinality limit
+/// fold into (the OpenTelemetry SDK's overflow attribute).
+pub const OTEL_METRIC_OVERFLOW: &str = "otel_metric_overflow";
 
 /// The labels of the HTTP server metrics (extra dimensions may not reuse them).
 pub(crate) const HTTP_SERVER_LABELS: &[&str] = &[
@@ -86,6 +91,8 @@ pub(crate) const HTTP_SERVER_LABELS: &[&str] = &[
     HTTP_RESPONSE_STATUS_CODE,
     URL_SCHEME,
     ERROR_TYPE,
+    NETWORK_PROTOCOL_VERSION,
+    OTEL_METRIC_OVERFLOW,
 ];
 
 /// The labels of the HTTP client metrics (constant client labels may not reuse them).
@@ -97,6 +104,8 @@ pub(crate) const HTTP_CLIENT_LABELS: &[&str] = &[
     SERVER_PORT,
     HTTP_RESPONSE_STATUS_CODE,
     ERROR_TYPE,
+    NETWORK_PROTOCOL_VERSION,
+    OTEL_METRIC_OVERFLOW,
 ];
 
 /// `error_type` of a response whose client went away before its end.

@@ -54,27 +54,37 @@ pub(crate) struct PoolState {
     ratio_gauge: GaugeHandle,
     check_ok: HistogramHandle,
     check_failed: HistogramHandle,
-    overflow: OnceLock<Counter>,
+    /// Reports about backends past the per-pool limit.
+    backends_overflow: OnceLock<Counter>,
+    /// Set for the overflow pool (past the limit of pools).
+    overflow: Option<Counter>,
 }
 
 impl PoolState {
-    pub(crate) fn new(source: &dyn RecorderSource, name: &str, strategy: &str) -> Self {
+    pub(crate) fn new(
+        source: &dyn RecorderSource,
+        name: &str,
+        strategy: &str,
+        overflow: Option<Counter>,
+    ) -> Self {
         let labels = [("pool", name), ("strategy", strategy)];
         let members = |state: &str| {
             handles::gauge(
                 source,
-                &handles::key(
+                &handles::entry_key(
                     names::BACKEND_POOL_MEMBERS,
                     &[labels[0], labels[1], ("state", state)],
+                    &overflow,
                 ),
             )
         };
         let check = |result: &str| {
             handles::histogram(
                 source,
-                &handles::key(
+                &handles::entry_key(
                     names::BACKEND_HEALTH_CHECK_DURATION,
                     &[labels[0], labels[1], ("result", result)],
+                    &overflow,
                 ),
             )
         };
@@ -86,11 +96,12 @@ impl PoolState {
             unhealthy_gauge: members("unhealthy"),
             ratio_gauge: handles::gauge(
                 source,
-                &handles::key(names::BACKEND_POOL_HEALTH_RATIO, &labels),
+                &handles::entry_key(names::BACKEND_POOL_HEALTH_RATIO, &labels, &overflow),
             ),
             check_ok: check("ok"),
             check_failed: check("failed"),
-            overflow: OnceLock::new(),
+            backends_overflow: OnceLock::new(),
+            overflow,
         }
     }
 
@@ -100,10 +111,11 @@ impl PoolState {
         backend: &str,
         f: impl FnOnce(&mut BackendState),
     ) {
+        handles::count_overflow(&self.overflow);
         let mut backends = self.backends.lock().unwrap_or_else(|e| e.into_inner());
         if !backends.contains_key(backend) && backends.len() >= MAX_BACKENDS_PER_POOL {
             drop(backends);
-            self.overflow
+            self.backends_overflow
                 .get_or_init(|| handles::overflow_counter(source, names::BACKEND_POOL_MEMBERS))
                 .increment(1);
             return;
@@ -187,8 +199,8 @@ impl Observer {
     /// ```
     pub fn backend_pool(&self, name: &str, strategy: &str) -> PoolHandle {
         let pools = self.part(Pools::default);
-        let entry = self.named(&pools.0, name, |source, name| {
-            PoolState::new(source, name, strategy)
+        let entry = self.named(&pools.0, name, |source, name, overflow| {
+            PoolState::new(source, name, strategy, overflow)
         });
         PoolHandle::new(self.clone(), entry)
     }

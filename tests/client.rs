@@ -428,10 +428,16 @@ async fn cancelled_calls_are_recorded_and_release_the_gauge() {
         .await
         .is_err());
     let text = metrics(&observer);
+    // Recorded once, and (OpenTelemetry HTTP conventions) a cancellation by the caller is not
+    // an error: no `error_type`, no status; `/v1/stats` counts it as aborted.
+    assert_eq!(sample(&text, CLIENT_COUNT, &[]), Some(1.0), "{text}");
+    assert!(!text.contains("error_type="), "{text}");
+    assert!(!text.contains("http_response_status_code="), "{text}");
+    let stats = observer.stats();
+    let upstream = stats.upstreams.values().next().unwrap();
     assert_eq!(
-        sample(&text, CLIENT_COUNT, &[("error_type", "cancelled")]),
-        Some(1.0),
-        "{text}"
+        (upstream.requests, upstream.aborted, upstream.errors),
+        (1, 1, 0)
     );
     assert_eq!(sample(&text, "http_client_active_requests", &[]), Some(0.0));
 }
@@ -699,7 +705,18 @@ async fn constant_labels_separate_clients_for_comparison() {
         (Some(3.0), Some(1.0)),
         "{text}"
     );
-    assert!(text.contains(r#"http_client_active_requests{server_address="127.0.0.1""#));
+    for strategy in ["round_robin", "least_latency"] {
+        let labels = [
+            ("http_request_method", "GET"),
+            ("server_address", "127.0.0.1"),
+            ("strategy", strategy),
+        ];
+        assert_eq!(
+            sample(&text, "http_client_active_requests", &labels),
+            Some(0.0),
+            "{text}"
+        );
+    }
     assert!(observer.client_layer().label("error_type", "x").is_err());
     assert!(observer.client_layer().label("bad-name", "x").is_err());
 }

@@ -28,7 +28,7 @@ async fn whoami() -> axum::Json<Value> {
         "trace_id": hex(&ctx.span.trace_id),
         "span_id": hex(&ctx.span.span_id),
         "parent": ctx.parent_span_id.map(|p| hex(&p)),
-        "link": ctx.link.map(|l| hex(&l.trace_id)),
+        "link": ctx.link().map(|l| hex(&l.trace_id)),
         "sampled": ctx.span.sampled,
         "request_id": ctx.request_id.map(|r| r.to_string()),
     }))

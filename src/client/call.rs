@@ -8,10 +8,11 @@ use super::ClientOptions;
 use crate::cache::{CacheHandle, CacheStatus};
 use crate::classify::{status_label, ClientRequest, ClientResponse, Failure, ResendCount};
 use crate::hex::Hex;
-use crate::labels::HttpMethod;
-use crate::names::ERROR_CANCELLED;
+use crate::labels::{protocol_version, HttpMethod};
 use crate::stats::Outcome;
-use crate::trace::{SpanIds, TraceContext};
+use crate::trace::{
+    client_span_name, Capped, SpanIds, TraceContext, MAX_LOGGED_METHOD_LEN, MAX_LOGGED_URL_LEN,
+};
 use crate::Observer;
 
 /// How one attempt ended, for retry accounting.
@@ -21,6 +22,9 @@ pub(crate) struct AttemptEnd {
     pub(crate) failure: Option<Failure>,
     /// The upstream it went to.
     pub(crate) upstream: Option<Arc<Upstream>>,
+    /// The attempt's IDs when it started a trace of its own: the next attempts of the same
+    /// logical request continue that trace.
+    pub(crate) root: Option<SpanIds>,
 }
 
 /// One outgoing call being measured: started before sending, finished with the response or
@@ -38,6 +42,8 @@ pub(crate) struct ClientCall {
     resend_count: u32,
     pub(crate) span: tracing::Span,
     ids: SpanIds,
+    /// This call's IDs when it started a trace of its own (no context to continue).
+    root: Option<SpanIds>,
     done: bool,
 }
 
@@ -61,12 +67,19 @@ impl ClientCall {
         #[cfg_attr(not(feature = "opentelemetry"), allow(unused_mut))]
         let mut ids = TraceContext::client_span_ids(parent.as_ref());
         let server = req.server();
-        let span = open_span(req, method, server, resend_count, &ids, parent.as_ref());
+        let span = open_span(req, method, server, resend_count, &ids);
         #[cfg(feature = "opentelemetry")]
-        crate::trace::otel::adopt(&span, &mut ids);
+        crate::trace::otel::join(&span, parent.as_ref(), &mut ids);
         let upstream = server.map(|server| {
-            part.call_started(observer, &options.upstream_cache, &options.labels, server)
+            part.call_started(
+                observer,
+                &options.upstream_cache,
+                &options.labels,
+                method,
+                server,
+            )
         });
+        let root = parent.is_none().then_some(ids);
         let request_bytes = req.body_size();
         if options.propagate {
             TraceContext::inject_as_client(
@@ -88,6 +101,7 @@ impl ClientCall {
             resend_count,
             span,
             ids,
+            root,
             done: false,
         }
     }
@@ -109,39 +123,48 @@ impl ClientCall {
         } else {
             Outcome::Success
         };
-        self.record(Some(status), error.as_deref(), outcome, res.body_size());
+        let version = res.protocol_version();
+        self.record(Response {
+            status: Some(status),
+            version,
+            error_type: error.as_deref(),
+            outcome,
+            bytes: res.body_size(),
+        });
         AttemptEnd {
             failure: Failure::of_status(status),
             upstream: self.upstream.clone(),
+            root: self.root,
         }
     }
 
     /// Records a transport error.
     pub(crate) fn finish_error(mut self, error_type: &'static str) -> AttemptEnd {
-        self.record(None, Some(error_type), Outcome::Failure, None);
+        self.record(Response {
+            error_type: Some(error_type),
+            outcome: Outcome::Failure,
+            ..Response::NONE
+        });
         AttemptEnd {
             failure: Some(Failure::Error(error_type)),
             upstream: self.upstream.clone(),
+            root: self.root,
         }
     }
 
-    fn record(
-        &mut self,
-        status: Option<u16>,
-        error_type: Option<&str>,
-        outcome: Outcome,
-        response_bytes: Option<u64>,
-    ) {
+    fn record(&mut self, res: Response<'_>) {
         self.done = true;
         let end = self.observer.now_nanos();
-        if let Some(status) = status {
-            self.span.record("http.response.status_code", status);
+        let span = &self.span;
+        if let Some(status) = res.status {
+            span.record("http.response.status_code", status);
         }
-        if let Some(error) = error_type {
-            self.span.record("error.type", error);
-            if error != ERROR_CANCELLED {
-                self.span.record("otel.status_code", "ERROR");
-            }
+        if let Some(version) = res.version {
+            span.record("network.protocol.version", protocol_version(version));
+        }
+        if let Some(error) = res.error_type {
+            span.record("error.type", error);
+            span.record("otel.status_code", "ERROR");
         }
         if let Some(upstream) = &self.upstream {
             self.part.record(
@@ -149,13 +172,14 @@ impl ClientCall {
                 &ClientCompletion {
                     upstream,
                     method: self.method,
-                    status,
-                    error_type,
-                    outcome,
+                    status: res.status,
+                    version: res.version,
+                    error_type: res.error_type,
+                    outcome: res.outcome,
                     start: self.start,
                     end,
                     request_bytes: self.request_bytes,
-                    response_bytes,
+                    response_bytes: res.bytes,
                     resend_count: self.resend_count,
                     exemplar: self.ids.exemplar(),
                 },
@@ -164,10 +188,33 @@ impl ClientCall {
     }
 }
 
+/// How an attempt ended, as recorded.
+struct Response<'a> {
+    status: Option<u16>,
+    version: Option<http::Version>,
+    error_type: Option<&'a str>,
+    outcome: Outcome,
+    bytes: Option<u64>,
+}
+
+impl Response<'_> {
+    /// No response.
+    const NONE: Self = Response {
+        status: None,
+        version: None,
+        error_type: None,
+        outcome: Outcome::Aborted,
+        bytes: None,
+    };
+}
+
 impl Drop for ClientCall {
+    /// The caller gave up before the response (dropped the future): recorded without a status
+    /// and, as the HTTP conventions ask for a cancellation, without an `error.type`; counted
+    /// as aborted in `/v1/stats`.
     fn drop(&mut self) {
         if !self.done {
-            self.record(None, Some(ERROR_CANCELLED), Outcome::Aborted, None);
+            self.record(Response::NONE);
         }
     }
 }
@@ -180,34 +227,32 @@ fn open_span<R: ClientRequest>(
     server: Option<(&str, &str, u16)>,
     resend_count: u32,
     ids: &SpanIds,
-    parent: Option<&TraceContext>,
 ) -> tracing::Span {
-    let name = match method {
-        HttpMethod::Other => "HTTP",
-        m => m.as_str(),
-    };
-    let (scheme, host, port) = server.unwrap_or(("", "", 0));
     let span = tracing::info_span!(
         target: "tower_observe::http_client",
         "HTTP client request",
-        otel.name = name,
+        otel.name = client_span_name(req.method()),
         otel.kind = "client",
         http.request.method = method.as_str(),
         http.request.method_original = tracing::field::Empty,
-        server.address = host,
-        server.port = port,
-        url.full = %UrlFull { scheme, host, port, path: req.path() },
+        server.address = server.map(|(_, host, _)| host),
+        server.port = server.map(|(_, _, port)| port),
+        url.full = server.map(|(scheme, host, port)| {
+            tracing::field::display(UrlFull { scheme, host, port, path: req.path() })
+        }),
         http.request.resend_count = (resend_count > 0).then_some(resend_count),
-        // Inside a served request the trace ID is the server span's (log layers read the
-        // whole scope), so only a root client span records its own.
-        trace_id = parent.is_none().then(|| tracing::field::display(Hex(&ids.trace_id))),
+        trace_id = %Hex(&ids.trace_id),
         span_id = %Hex(&ids.span_id),
         http.response.status_code = tracing::field::Empty,
+        network.protocol.version = tracing::field::Empty,
         error.type = tracing::field::Empty,
         otel.status_code = tracing::field::Empty,
     );
     if method == HttpMethod::Other {
-        span.record("http.request.method_original", req.method().as_str());
+        span.record(
+            "http.request.method_original",
+            tracing::field::display(Capped(req.method().as_str(), MAX_LOGGED_METHOD_LEN)),
+        );
     }
     span
 }
@@ -219,13 +264,16 @@ struct UrlFull<'a> {
     path: &'a str,
 }
 
+/// `url.full` without the query and user info (credentials), at most
+/// [`MAX_LOGGED_URL_LEN`] bytes.
 impl std::fmt::Display for UrlFull<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let host = self.host;
-        if host.contains(':') {
-            write!(f, "{}://[{host}]:{}{}", self.scheme, self.port, self.path)
+        let (scheme, host, port) = (self.scheme, self.host, self.port);
+        let url = if host.contains(':') {
+            format!("{scheme}://[{host}]:{port}{}", self.path)
         } else {
-            write!(f, "{}://{host}:{}{}", self.scheme, self.port, self.path)
-        }
+            format!("{scheme}://{host}:{port}{}", self.path)
+        };
+        Capped(&url, MAX_LOGGED_URL_LEN).fmt(f)
     }
 }

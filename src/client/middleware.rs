@@ -17,6 +17,7 @@ use super::series::Upstream;
 use super::{ClientCall, ObserveClientLayer};
 use crate::classify::{ClientError, Failure};
 use crate::retry::RetryHandle;
+use crate::trace::TraceContext;
 
 /// Instruments each attempt made through a `reqwest_middleware::ClientWithMiddleware`; made
 /// by [`ObserveClientLayer::middleware`].
@@ -58,6 +59,9 @@ struct AttemptLog {
     /// Set by [`RetryAccountingMiddleware`]; resends count there, else under the
     /// instrumentation's own target.
     tracker: Option<RetryHandle>,
+    /// The trace the first attempt started, when it had none to continue: the resends
+    /// continue it, so one logical request is one trace.
+    root: Option<TraceContext>,
 }
 
 #[async_trait::async_trait]
@@ -71,9 +75,11 @@ impl Middleware for ClientMiddleware {
         let observer = &self.layer.observer;
         // Most calls succeed at the first attempt: the log is only created once one fails
         // (or by the accounting middleware), sparing every other call an allocation.
+        let mut root = None;
         let (resend_count, previous) = match extensions.get_mut::<AttemptLog>() {
             None => (0, None),
             Some(log) => {
+                root = log.root.clone();
                 let resend_count = log.attempts;
                 log.attempts = log.attempts.saturating_add(1);
                 let previous = (resend_count > 0).then(|| {
@@ -89,13 +95,18 @@ impl Middleware for ClientMiddleware {
             }
         };
         let layer = &self.layer;
-        let call = ClientCall::start(
-            observer,
-            &layer.part,
-            &layer.options,
-            &mut req,
-            Some(resend_count),
-        );
+        if TraceContext::current().is_some() {
+            root = None;
+        }
+        let call = TraceContext::with_current(&mut root, || {
+            ClientCall::start(
+                observer,
+                &layer.part,
+                &layer.options,
+                &mut req,
+                Some(resend_count),
+            )
+        });
         if let Some((tracker, Some(from))) = previous {
             if let Some(to) = &call.upstream {
                 if !Arc::ptr_eq(&from, to) {
@@ -109,10 +120,14 @@ impl Middleware for ClientMiddleware {
             Ok(res) => call.finish_response(res),
             Err(e) => call.finish_error(e.error_type()),
         };
+        let root = end.root.map(TraceContext::new);
         match extensions.get_mut::<AttemptLog>() {
             Some(log) => {
                 log.last_failure = end.failure;
                 log.last_upstream = end.upstream;
+                if log.root.is_none() {
+                    log.root = root;
+                }
             }
             None if end.failure.is_some() => {
                 extensions.insert(AttemptLog {
@@ -120,6 +135,7 @@ impl Middleware for ClientMiddleware {
                     last_failure: end.failure,
                     last_upstream: end.upstream,
                     tracker: None,
+                    root,
                 });
             }
             None => {}

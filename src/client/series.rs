@@ -2,13 +2,14 @@
 //! client instrumentation, and the one recording path of a finished call (metrics, the
 //! `upstreams` section of `/v1/stats`, the record sinks).
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
+use metrics::Counter;
 
 use crate::classify::upstream_label;
-use crate::labels::HttpMethod;
+use crate::labels::{protocol_version, HttpMethod, OTHER};
 use crate::names;
 use crate::observer::family::Family;
 use crate::observer::handles::{self, ExemplarIds, GaugeHandle, HistogramHandle};
@@ -20,11 +21,16 @@ use crate::stats::{CellMap, Outcome, StatsCell, StatsSnapshot};
 #[derive(Debug)]
 pub(crate) struct Upstream {
     pub(crate) scheme: Box<str>,
+    /// `_OTHER` for the overflow upstream.
     pub(crate) address: Box<str>,
+    /// Empty for the overflow upstream (a port is a number or nothing).
     pub(crate) port: Box<str>,
     /// The client's constant labels (`strategy`, …), values as recorded.
     labels: Box<[(Arc<str>, Box<str>)]>,
-    active: GaugeHandle,
+    /// `http_client_active_requests`, per method, registered when first used.
+    active: [OnceLock<GaugeHandle>; HttpMethod::ALL.len()],
+    /// Set for the overflow upstream: counts the calls that went there.
+    overflow: Option<Counter>,
     stats: Arc<StatsCell>,
     /// The handles of the last successful call's (method, status): most calls to an
     /// upstream are the same kind, and this spares them the label-set lookup.
@@ -35,6 +41,7 @@ pub(crate) struct Upstream {
 struct LastOk {
     method: HttpMethod,
     status: u16,
+    version: Option<http::Version>,
     handles: Arc<ClientHandles>,
 }
 
@@ -60,15 +67,42 @@ impl Upstream {
 
     /// An upstream that records nowhere (the recorder panicked while registering it).
     fn detached(scheme: &str, address: &str, port: &str) -> Self {
+        let active: [OnceLock<GaugeHandle>; HttpMethod::ALL.len()] = Default::default();
+        for slot in &active {
+            let _ = slot.set(GaugeHandle::noop());
+        }
         Self {
             scheme: scheme.into(),
             address: address.into(),
             port: port.into(),
             labels: Box::default(),
-            active: GaugeHandle::noop(),
+            active,
+            overflow: None,
             stats: Arc::default(),
             last_ok: ArcSwapOption::empty(),
         }
+    }
+
+    /// The active-requests gauge of calls with `method`, registered on first use.
+    fn active(&self, observer: &Observer, method: HttpMethod) -> &GaugeHandle {
+        self.active[method.index()].get_or_init(|| {
+            let mut labels = vec![
+                (names::HTTP_REQUEST_METHOD, method.as_str()),
+                (names::SERVER_ADDRESS, &*self.address),
+                (names::URL_SCHEME, &*self.scheme),
+            ];
+            if !self.port.is_empty() {
+                labels.push((names::SERVER_PORT, &*self.port));
+            }
+            if self.overflow.is_some() {
+                labels.push((names::OTEL_METRIC_OVERFLOW, "true"));
+            }
+            labels.extend(self.labels.iter().map(|(k, v)| (&**k, &**v)));
+            handles::gauge(
+                observer.source(),
+                &handles::key(names::HTTP_CLIENT_ACTIVE_REQUESTS, &labels),
+            )
+        })
     }
 }
 
@@ -78,6 +112,8 @@ struct ClientHandles {
     request_size: HistogramHandle,
     response_size: HistogramHandle,
     error_type: Option<Box<str>>,
+    /// Set for an overflow label set: counts the recordings that went there.
+    overflow: Option<Counter>,
 }
 
 /// The client's state in an observer; attached when the first client layer is made.
@@ -88,11 +124,20 @@ pub(crate) struct ClientPart {
     stats: CellMap<String>,
 }
 
+/// Upstream values: scheme, address, port, then the constant labels' names and values. Past
+/// the limit the address and port fold; the scheme and constant labels (from code) are kept.
+const UPSTREAM_KEPT: u64 = 0b001 | !0b111;
+
+/// Label-set values: method, scheme, address, port, status, error type, protocol version,
+/// then the constant labels. Past the limit only the address and port fold, so a failure
+/// stays a failure and a status keeps its value.
+const SERIES_KEPT: u64 = !0b1100;
+
 impl ClientPart {
     pub(crate) fn new(limit: usize) -> Self {
         Self {
-            upstreams: Family::new(names::HTTP_CLIENT_ACTIVE_REQUESTS, limit),
-            series: Family::new(names::HTTP_CLIENT_REQUEST_DURATION, limit),
+            upstreams: Family::keeping(names::HTTP_CLIENT_ACTIVE_REQUESTS, limit, UPSTREAM_KEPT),
+            series: Family::keeping(names::HTTP_CLIENT_REQUEST_DURATION, limit, SERIES_KEPT),
             stats: CellMap::default(),
         }
     }
@@ -113,6 +158,8 @@ pub(crate) struct ClientCompletion<'a> {
     pub(crate) upstream: &'a Upstream,
     pub(crate) method: HttpMethod,
     pub(crate) status: Option<u16>,
+    /// The response's HTTP version, when a response arrived.
+    pub(crate) version: Option<http::Version>,
     /// Set on failure: the status code for 4xx/5xx (client conventions), else the error kind.
     pub(crate) error_type: Option<&'a str>,
     pub(crate) outcome: Outcome,
@@ -131,16 +178,34 @@ impl ClientPart {
         observer: &Observer,
         cache: &UpstreamCache,
         labels: &[(Arc<str>, Arc<str>)],
+        method: HttpMethod,
         (scheme, address, port): (&str, &str, u16),
     ) -> Arc<Upstream> {
-        if let Some(cached) = &*cache.0.load() {
-            if cached.port == port && *cached.host == *address && *cached.scheme == *scheme {
-                let upstream = cached.upstream.clone();
-                observer.guarded(|| upstream.active.add(1.0));
-                return upstream;
+        let upstream = match &*cache.0.load() {
+            Some(cached)
+                if cached.port == port && *cached.host == *address && *cached.scheme == *scheme =>
+            {
+                cached.upstream.clone()
             }
-        }
-        let upstream = self.upstream(observer, labels, scheme, address, port);
+            _ => self.upstream(observer, cache, labels, scheme, address, port),
+        };
+        observer.guarded(|| {
+            upstream.active(observer, method).add(1.0);
+            handles::count_overflow(&upstream.overflow);
+        });
+        upstream
+    }
+
+    fn upstream(
+        &self,
+        observer: &Observer,
+        cache: &UpstreamCache,
+        labels: &[(Arc<str>, Arc<str>)],
+        scheme: &str,
+        address: &str,
+        port: u16,
+    ) -> Arc<Upstream> {
+        let upstream = self.register_upstream(observer, labels, scheme, address, port);
         cache.0.store(Some(Arc::new(CachedUpstream {
             scheme: scheme.into(),
             host: address.into(),
@@ -150,7 +215,7 @@ impl ClientPart {
         upstream
     }
 
-    fn upstream(
+    fn register_upstream(
         &self,
         observer: &Observer,
         labels: &[(Arc<str>, Arc<str>)],
@@ -168,35 +233,31 @@ impl ClientPart {
         let mut upstream = None;
         observer.guarded(|| {
             let source = observer.source();
-            let u = self.upstreams.get(source, &values, |v| {
-                let (scheme, address, port) = (v[0], v[1], v[2]);
+            upstream = Some(self.upstreams.get(source, &values, |v, overflow| {
+                let (scheme, address) = (v[0], v[1]);
+                // A port is a number: the overflow upstream has none rather than `_OTHER`.
+                let port = if overflow.is_some() { "" } else { v[2] };
                 // Label names come from the layer (validated there); values as recorded.
                 let labels: Box<[(Arc<str>, Box<str>)]> = labels
                     .iter()
                     .enumerate()
                     .map(|(i, (k, _))| (k.clone(), Box::from(v[4 + 2 * i])))
                     .collect();
-                let mut gauge_labels = vec![
-                    (names::SERVER_ADDRESS, address),
-                    (names::SERVER_PORT, port),
-                    (names::URL_SCHEME, scheme),
-                ];
-                gauge_labels.extend(labels.iter().map(|(k, v)| (&**k, &**v)));
+                let name = match overflow {
+                    Some(_) => OTHER.to_owned(),
+                    None => upstream_label(address, port),
+                };
                 Upstream {
                     scheme: scheme.into(),
                     address: address.into(),
                     port: port.into(),
-                    active: handles::gauge(
-                        source,
-                        &handles::key(names::HTTP_CLIENT_ACTIVE_REQUESTS, &gauge_labels),
-                    ),
-                    stats: self.stats.cell(upstream_label(address, port).as_str()),
+                    active: Default::default(),
+                    overflow,
+                    stats: self.stats.cell(name.as_str()),
                     last_ok: ArcSwapOption::empty(),
                     labels,
                 }
-            });
-            u.active.add(1.0);
-            upstream = Some(u);
+            }));
         });
         upstream.unwrap_or_else(|| Arc::new(Upstream::detached(scheme, address, port)))
     }
@@ -208,13 +269,13 @@ impl ClientPart {
 
     fn record_unguarded(&self, observer: &Observer, c: &ClientCompletion<'_>) {
         let u = c.upstream;
-        u.active.add(-1.0);
+        u.active(observer, c.method).add(-1.0);
         let cached = match (c.status, c.error_type) {
             (Some(status), None) => u
                 .last_ok
                 .load()
                 .as_ref()
-                .filter(|l| l.method == c.method && l.status == status)
+                .filter(|l| l.method == c.method && l.status == status && l.version == c.version)
                 .map(|l| l.handles.clone()),
             _ => None,
         };
@@ -226,12 +287,14 @@ impl ClientPart {
                     u.last_ok.store(Some(Arc::new(LastOk {
                         method: c.method,
                         status,
+                        version: c.version,
                         handles: handles.clone(),
                     })));
                 }
                 handles
             }
         };
+        handles::count_overflow(&handles.overflow);
         let nanos = c.end.saturating_sub(c.start);
         let duration = Duration::from_nanos(nanos);
         observer.record_duration(&handles.duration, duration, c.end, c.exemplar);
@@ -275,6 +338,7 @@ impl ClientPart {
         let mut status_buf = itoa::Buffer::new();
         let status = c.status.map_or("", |s| status_buf.format(s));
         let error = c.error_type.unwrap_or("");
+        let version = c.version.map_or("", protocol_version);
         let mut values: Vec<&str> = vec![
             c.method.as_str(),
             &u.scheme,
@@ -282,29 +346,39 @@ impl ClientPart {
             &u.port,
             status,
             error,
+            version,
         ];
         for (k, v) in u.labels.iter() {
             values.push(k);
             values.push(v);
         }
-        self.series.get(source, &values, |v| {
+        self.series.get(source, &values, |v, overflow| {
             let mut labels = vec![
                 (names::HTTP_REQUEST_METHOD, v[0]),
                 (names::URL_SCHEME, v[1]),
                 (names::SERVER_ADDRESS, v[2]),
-                (names::SERVER_PORT, v[3]),
             ];
+            // A port is a number: an overflow series has none rather than `_OTHER`.
+            if overflow.is_none() && !v[3].is_empty() {
+                labels.push((names::SERVER_PORT, v[3]));
+            }
             if !v[4].is_empty() {
                 labels.push((names::HTTP_RESPONSE_STATUS_CODE, v[4]));
             }
             if !v[5].is_empty() {
                 labels.push((names::ERROR_TYPE, v[5]));
             }
+            if !v[6].is_empty() {
+                labels.push((names::NETWORK_PROTOCOL_VERSION, v[6]));
+            }
+            if overflow.is_some() {
+                labels.push((names::OTEL_METRIC_OVERFLOW, "true"));
+            }
             labels.extend(
                 u.labels
                     .iter()
                     .enumerate()
-                    .map(|(i, (k, _))| (&**k, v[7 + 2 * i])),
+                    .map(|(i, (k, _))| (&**k, v[8 + 2 * i])),
             );
             let h = |name| handles::histogram(source, &handles::key(name, &labels));
             ClientHandles {
@@ -312,6 +386,7 @@ impl ClientPart {
                 request_size: h(names::HTTP_CLIENT_REQUEST_BODY_SIZE),
                 response_size: h(names::HTTP_CLIENT_RESPONSE_BODY_SIZE),
                 error_type: (!v[5].is_empty()).then(|| v[5].into()),
+                overflow,
             }
         })
     }

@@ -121,7 +121,7 @@ pin_project! {
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
             if let Some(call) = this.call.take() {
-                call.finish(Code::Cancelled, this.counter.messages, true);
+                call.dropped(this.counter.messages);
             }
         }
     }

@@ -27,6 +27,31 @@ pub(crate) struct GrpcCall {
     pub(crate) requests: Option<Arc<AtomicU64>>,
     pub(crate) span: tracing::Span,
     pub(crate) ids: Option<SpanIds>,
+    /// When the deadline the client sent (`grpc-timeout`) passes, as a `now_nanos` reading.
+    pub(crate) deadline: Option<u64>,
+    /// `server.address` and `server.port` (client side).
+    pub(crate) server: Option<Arc<(Box<str>, Box<str>)>>,
+}
+
+/// The deadline of a call that started at `start`, from its `grpc-timeout` header: up to 8
+/// digits and a unit (`H`, `M`, `S`, `m`, `u`, `n`), as the gRPC HTTP/2 protocol defines it.
+pub(crate) fn deadline(headers: &http::HeaderMap, start: u64) -> Option<u64> {
+    let value = headers.get("grpc-timeout")?.as_bytes();
+    let (digits, unit) = value.split_at(value.len().checked_sub(1)?);
+    if digits.is_empty() || digits.len() > 8 || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let amount: u64 = std::str::from_utf8(digits).ok()?.parse().ok()?;
+    let nanos_per_unit: u64 = match unit {
+        b"H" => 3_600_000_000_000,
+        b"M" => 60_000_000_000,
+        b"S" => 1_000_000_000,
+        b"m" => 1_000_000,
+        b"u" => 1_000,
+        b"n" => 1,
+        _ => return None,
+    };
+    Some(start.saturating_add(amount.saturating_mul(nanos_per_unit)))
 }
 
 impl GrpcCall {
@@ -42,6 +67,34 @@ impl GrpcCall {
             }
             _ => OTHER,
         }
+    }
+
+    /// The call was dropped before its end (the client cancelled, its deadline passed, or the
+    /// caller gave up): `DEADLINE_EXCEEDED` when the deadline the client sent has passed, else
+    /// `CANCELLED`.
+    pub(crate) fn dropped(self, responses: u64) {
+        let code = if self.deadline_passed() {
+            Code::DeadlineExceeded
+        } else {
+            Code::Cancelled
+        };
+        self.finish(code, responses, true);
+    }
+
+    /// The call failed without a response (client side: the transport failed, or the deadline
+    /// passed).
+    pub(crate) fn failed(self) {
+        let code = if self.deadline_passed() {
+            Code::DeadlineExceeded
+        } else {
+            Code::Unavailable
+        };
+        self.finish(code, 0, false);
+    }
+
+    fn deadline_passed(&self) -> bool {
+        self.deadline
+            .is_some_and(|deadline| self.observer.now_nanos() >= deadline)
     }
 
     /// Records the call. `dropped`: the stream was dropped before its end.
@@ -84,6 +137,7 @@ impl GrpcCall {
                 end,
                 requests: self.requests.as_ref().map(|r| r.load(Relaxed)),
                 responses,
+                server: self.server.as_deref().map(|(a, p)| (&**a, &**p)),
                 exemplar: self.ids.and_then(SpanIds::exemplar),
             },
         );

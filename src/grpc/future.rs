@@ -13,12 +13,23 @@ use super::service::wrap;
 use super::Code;
 
 pin_project! {
-    /// The response future of [`GrpcServer`](super::GrpcServer).
+    /// The response future of [`GrpcServer`](super::GrpcServer). Dropped before the handler
+    /// answered (the client cancelled or its deadline passed, and the server dropped the
+    /// call), the call is recorded as `CANCELLED`, or `DEADLINE_EXCEEDED` once the deadline
+    /// the client sent has passed.
     pub struct GrpcServerFuture<F> {
         #[pin]
         inner: F,
         call: Option<GrpcCall>,
         echo: Option<(HeaderName, HeaderValue)>,
+    }
+
+    impl<F> PinnedDrop for GrpcServerFuture<F> {
+        fn drop(this: Pin<&mut Self>) {
+            if let Some(call) = this.project().call.take() {
+                call.dropped(0);
+            }
+        }
     }
 }
 
@@ -79,7 +90,7 @@ pin_project! {
     impl<F> PinnedDrop for GrpcClientFuture<F> {
         fn drop(this: Pin<&mut Self>) {
             if let Some(call) = this.project().call.take() {
-                call.finish(Code::Cancelled, 0, true);
+                call.dropped(0);
             }
         }
     }
@@ -110,8 +121,9 @@ where
         Poll::Ready(match result {
             Ok(res) => Ok(wrap(call, res)),
             Err(e) => {
-                // No response: the transport failed (what tonic reports as UNAVAILABLE).
-                call.finish(Code::Unavailable, 0, false);
+                // No response: the transport failed (what tonic reports as UNAVAILABLE), or
+                // the deadline passed.
+                call.failed();
                 Err(e)
             }
         })

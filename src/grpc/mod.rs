@@ -123,6 +123,8 @@ pub struct GrpcClientLayer {
     pub(crate) part: Arc<GrpcPart>,
     pub(crate) propagate: bool,
     pub(crate) request_id_header: HeaderName,
+    /// `server.address` and `server.port`, when told.
+    pub(crate) server: Option<Arc<(Box<str>, Box<str>)>>,
 }
 
 impl GrpcClientLayer {
@@ -136,6 +138,22 @@ impl GrpcClientLayer {
     /// The metadata key that carries the request ID (default `x-request-id`).
     pub fn request_id_header(mut self, header: HeaderName) -> Self {
         self.request_id_header = header;
+        self
+    }
+
+    /// The server the channel talks to, for `server_address` / `server_port` on the metrics
+    /// and the span. Needed with tonic: its generated clients send requests whose URI is the
+    /// path only, so the layer cannot see the host (without this, the host and port of an
+    /// absolute request URI are used, when there is one).
+    ///
+    /// ```
+    /// let observer = tower_observe::Observer::new();
+    /// let layer = observer.grpc_client_layer().server("echo.internal", 50051);
+    /// # let _ = layer;
+    /// ```
+    pub fn server(mut self, address: &str, port: u16) -> Self {
+        let address = address.trim_start_matches('[').trim_end_matches(']');
+        self.server = Some(Arc::new((address.into(), port.to_string().into())));
         self
     }
 }
@@ -179,6 +197,7 @@ impl Observer {
             part: self.grpc_part(),
             propagate: true,
             request_id_header: HeaderName::from_static(crate::request_id::X_REQUEST_ID),
+            server: None,
         }
     }
 }

@@ -6,6 +6,8 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
+use metrics::Counter;
+
 use super::{Code, Side};
 use crate::names;
 use crate::observer::family::Family;
@@ -26,6 +28,8 @@ pub(crate) struct GrpcCompletion<'a> {
     /// Request messages, when counted (server side).
     pub(crate) requests: Option<u64>,
     pub(crate) responses: u64,
+    /// `server.address` and `server.port` (client side, when known).
+    pub(crate) server: Option<(&'a str, &'a str)>,
     pub(crate) exemplar: Option<ExemplarIds>,
 }
 
@@ -35,7 +39,14 @@ struct GrpcHandles {
     /// Counted on the server only (a client's request body is the channel's type).
     requests: Option<HistogramHandle>,
     responses: HistogramHandle,
+    /// Set for an overflow label set: counts the recordings that went there.
+    overflow: Option<Counter>,
 }
+
+/// Label-set values: method, status code, error type, server address, server port. Past the
+/// limit only the method folds (the address and port come from the code that made the
+/// channel).
+const KEPT: u64 = 0b11110;
 
 /// Counters of one gRPC method on one side: the usual figures and the status mix.
 #[derive(Debug, Default)]
@@ -88,8 +99,8 @@ pub(crate) struct GrpcPart {
 impl GrpcPart {
     pub(crate) fn new(limit: usize) -> Self {
         Self {
-            server: Family::new(names::RPC_SERVER_CALL_DURATION, limit),
-            client: Family::new(names::RPC_CLIENT_CALL_DURATION, limit),
+            server: Family::keeping(names::RPC_SERVER_CALL_DURATION, limit, KEPT),
+            client: Family::keeping(names::RPC_CLIENT_CALL_DURATION, limit, KEPT),
             server_cells: Family::new("grpc_stats_server", limit),
             client_cells: Family::new("grpc_stats_client", limit),
         }
@@ -159,7 +170,9 @@ impl GrpcPart {
         };
         let code = c.code.as_str();
         let error = if c.error { code } else { "" };
-        let handles: Arc<GrpcHandles> = family.get(source, &[c.method, code, error], |v| {
+        let (address, port) = c.server.unwrap_or(("", ""));
+        let values = [c.method, code, error, address, port];
+        let handles: Arc<GrpcHandles> = family.get(source, &values, |v, overflow| {
             let mut labels = vec![
                 (names::RPC_SYSTEM_NAME, "grpc"),
                 (names::RPC_METHOD, v[0]),
@@ -168,13 +181,22 @@ impl GrpcPart {
             if !v[2].is_empty() {
                 labels.push((names::ERROR_TYPE, v[2]));
             }
-            let h = |name| handles::histogram(source, &handles::key(name, &labels));
+            if !v[3].is_empty() {
+                labels.push((names::SERVER_ADDRESS, v[3]));
+            }
+            if !v[4].is_empty() {
+                labels.push((names::SERVER_PORT, v[4]));
+            }
+            let h =
+                |name| handles::histogram(source, &handles::entry_key(name, &labels, &overflow));
             GrpcHandles {
                 duration: h(names[0]),
                 requests: (c.side == Side::Server).then(|| h(names::RPC_SERVER_REQUESTS_PER_RPC)),
                 responses: h(names[1]),
+                overflow,
             }
         });
+        handles::count_overflow(&handles.overflow);
         let nanos = c.end.saturating_sub(c.start);
         observer.record_duration(
             &handles.duration,
@@ -187,7 +209,7 @@ impl GrpcPart {
         }
         handles.responses.record(c.responses as f64);
         self.cells(c.side)
-            .get(source, &[c.method], |_| GrpcCell::default())
+            .get(source, &[c.method], |_, _| GrpcCell::default())
             .record(nanos, observer.second_of(c.end), c.code, c.outcome);
     }
 }

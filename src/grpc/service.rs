@@ -10,10 +10,11 @@ use tower_service::Service;
 use tracing::instrument::{Instrument, Instrumented};
 
 use super::body::{complete_at_headers, header_status, GrpcRequestBody, GrpcResponseBody};
-use super::call::GrpcCall;
+use super::call::{self, GrpcCall};
 use super::future::{GrpcClientFuture, GrpcServerFuture};
 use super::{method_of, Code, GrpcClientLayer, GrpcServerLayer, Side};
 use crate::hex::Hex;
+use crate::request_id::RequestId;
 use crate::trace::{TraceContext, WithContext};
 
 impl<S> Layer<S> for GrpcServerLayer {
@@ -68,15 +69,19 @@ where
             .map(|r| (r.header.clone(), r.assign(&mut req)));
         let method = method_of(req.uri().path());
         let known = method.is_some_and(|m| layer.knows(m));
+        let deadline = call::deadline(req.headers(), start);
         let (context, span, ids) = match &layer.traces {
-            None => (None, tracing::Span::none(), None),
+            // Untraced: no span, but the request ID and the caller's trace still reach the
+            // calls the handler makes.
+            None => {
+                let request_id = req.extensions().get::<RequestId>().cloned();
+                let ctx = TraceContext::passed_through(req.headers(), request_id);
+                (Some(ctx), tracing::Span::none(), None)
+            }
             Some(options) => {
                 #[cfg_attr(not(feature = "opentelemetry"), allow(unused_mut))]
                 let mut ctx = options.extract(req.headers());
-                ctx.request_id = req
-                    .extensions()
-                    .get::<crate::request_id::RequestId>()
-                    .cloned();
+                ctx.request_id = req.extensions().get::<RequestId>().cloned();
                 let name = span_method(method, known);
                 let span = tracing::info_span!(
                     target: "tower_observe::grpc",
@@ -112,6 +117,8 @@ where
             requests: Some(requests.clone()),
             span: span.clone(),
             ids,
+            deadline,
+            server: None,
         };
         let req = req.map(|body| GrpcRequestBody::new(body, requests));
         let inner = span.in_scope(|| self.inner.call(req));
@@ -183,6 +190,13 @@ where
         #[cfg_attr(not(feature = "opentelemetry"), allow(unused_mut))]
         let mut ids = TraceContext::client_span_ids(parent.as_ref());
         let name = method.as_deref().unwrap_or(crate::labels::OTHER);
+        let server = layer.server.clone().or_else(|| {
+            let uri = req.uri();
+            let host = uri.host()?.trim_start_matches('[').trim_end_matches(']');
+            let port = uri.port_u16().map_or(String::new(), |p| p.to_string());
+            Some(Arc::new((host.into(), port.into())))
+        });
+        let (address, port) = server.as_deref().map_or(("", ""), |(a, p)| (&**a, &**p));
         let span = tracing::info_span!(
             target: "tower_observe::grpc",
             "gRPC client request",
@@ -192,15 +206,16 @@ where
             rpc.method = name,
             rpc.method_original = tracing::field::Empty,
             rpc.status_code = tracing::field::Empty,
-            server.address = req.uri().host(),
-            server.port = req.uri().port_u16(),
-            trace_id = parent.is_none().then(|| tracing::field::display(Hex(&ids.trace_id))),
+            server.address = (!address.is_empty()).then_some(address),
+            server.port = port.parse::<u16>().ok(),
+            trace_id = %Hex(&ids.trace_id),
             span_id = %Hex(&ids.span_id),
             error.type = tracing::field::Empty,
             otel.status_code = tracing::field::Empty,
         );
         #[cfg(feature = "opentelemetry")]
-        crate::trace::otel::adopt(&span, &mut ids);
+        crate::trace::otel::join(&span, parent.as_ref(), &mut ids);
+        let deadline = call::deadline(req.headers(), start);
         if layer.propagate {
             TraceContext::inject_as_client(
                 parent,
@@ -220,6 +235,8 @@ where
             requests: None,
             span: span.clone(),
             ids: Some(ids),
+            deadline,
+            server,
         };
         let inner = span.in_scope(|| self.inner.call(req));
         GrpcClientFuture::new(inner, call)

@@ -252,8 +252,7 @@ impl History {
             Some(path) => Store::open(path).unwrap_or_else(|e| {
                 tracing::error!(
                     target: "tower_observe::history",
-                    path = %path.display(),
-                    error = %e,
+                    { "file.path" = %path.display(), "error.message" = %e },
                     "cannot open the history file; keeping history in memory"
                 );
                 Store::in_memory()
@@ -326,7 +325,7 @@ fn spawn_flusher(shared: Weak<Shared>, every: Duration) {
             }
         });
     if let Err(e) = spawned {
-        tracing::error!(target: "tower_observe::history", error = %e, "cannot start the history flusher; history is written only by explicit flushes");
+        tracing::error!(target: "tower_observe::history", { "error.message" = %e }, "cannot start the history flusher; history is written only by explicit flushes");
     }
 }
 
@@ -392,8 +391,7 @@ impl Shared {
             }
             tracing::error!(
                 target: "tower_observe::history",
-                error = %e,
-                buffered_buckets = store.memory_buckets(),
+                { "error.message" = %e, "labels.buffered_buckets" = store.memory_buckets() },
                 "history write failed; kept in memory and retried with the next flush"
             );
         }

@@ -334,7 +334,7 @@ impl History {
             }
         });
         let warning = scanned.err().map(|e| {
-            tracing::warn!(target: "tower_observe::history", error = %e, "history file unreadable; answering from memory");
+            tracing::warn!(target: "tower_observe::history", { "error.message" = %e }, "history file unreadable; answering from memory");
             format!("the history file could not be read ({e}); only the data held in memory is included")
         });
         self.shared.for_each_pending(|minute, series, agg| {

@@ -95,6 +95,31 @@ pub(crate) fn key(name: &'static str, labels: &[(&str, &str)]) -> Key {
     )
 }
 
+/// Counts one recording into an overflow entry (`None` for a regular entry).
+#[inline]
+pub(crate) fn count_overflow(overflow: &Option<Counter>) {
+    if let Some(counter) = overflow {
+        counter.increment(1);
+    }
+}
+
+/// The key of an entry of a bounded family: with `otel_metric_overflow="true"` when the entry
+/// is the family's overflow (`overflow` is its counter).
+pub(crate) fn entry_key(
+    name: &'static str,
+    labels: &[(&str, &str)],
+    overflow: &Option<Counter>,
+) -> Key {
+    let mut key = key(name, labels);
+    if overflow.is_some() {
+        key = key.with_extra_labels(vec![Label::from_static_parts(
+            names::OTEL_METRIC_OVERFLOW,
+            "true",
+        )]);
+    }
+    key
+}
+
 /// Describes `name` from the metrics table, on whatever recorder `source` reaches.
 fn describe(source: &dyn RecorderSource, name: &str) {
     let Some(spec) = names::spec_of(name) else {

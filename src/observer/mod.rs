@@ -284,13 +284,13 @@ impl Observer {
         &self,
         family: &family::Family<T>,
         name: &str,
-        make: impl Fn(&dyn RecorderSource, &str) -> T,
+        make: impl Fn(&dyn RecorderSource, &str, Option<metrics::Counter>) -> T,
     ) -> Arc<T> {
         let mut entry = None;
         self.with_source(|source| {
-            entry = Some(family.get(source, &[name], |v| make(source, v[0])));
+            entry = Some(family.get(source, &[name], |v, overflow| make(source, v[0], overflow)));
         });
-        entry.unwrap_or_else(|| Arc::new(make(&backend::NoRecorder, name)))
+        entry.unwrap_or_else(|| Arc::new(make(&backend::NoRecorder, name, None)))
     }
 
     /// Records a duration that ended at `end` (a `now_nanos` reading), with the trace and

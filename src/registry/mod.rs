@@ -295,7 +295,7 @@ impl Registry {
             });
         if family.meta.kind != kind {
             // Prometheus cannot expose one name as two types; the second kind gets a no-op.
-            tracing::warn!(metric = %name, "metric registered as two different types; ignoring the second");
+            tracing::warn!({ "labels.metric" = %name }, "metric registered as two different types; ignoring the second");
             return None;
         }
         let new_storage = || match kind {

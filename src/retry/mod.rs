@@ -107,12 +107,28 @@ impl Observer {
 struct Counted {
     counter: Counter,
     count: AtomicU64,
+    /// Set for a family's overflow entry.
+    overflow: Option<Counter>,
 }
 
 impl Counted {
+    fn new(
+        source: &dyn RecorderSource,
+        name: &'static str,
+        labels: &[(&str, &str)],
+        overflow: Option<Counter>,
+    ) -> Self {
+        Self {
+            counter: handles::counter(source, &handles::entry_key(name, labels, &overflow)),
+            count: AtomicU64::new(0),
+            overflow,
+        }
+    }
+
     fn increment(&self) {
         self.counter.increment(1);
         self.count.fetch_add(1, Relaxed);
+        handles::count_overflow(&self.overflow);
     }
 }
 
@@ -126,39 +142,42 @@ pub(crate) struct RetryTarget {
     attempts_histogram: HistogramHandle,
     logical: AtomicU64,
     attempts: AtomicU64,
+    /// Set for the overflow target.
+    overflow: Option<Counter>,
 }
 
 impl RetryTarget {
-    pub(crate) fn new(source: &dyn RecorderSource, name: &str) -> Self {
+    pub(crate) fn new(source: &dyn RecorderSource, name: &str, overflow: Option<Counter>) -> Self {
+        let target = [("target", name)];
         Self {
             name: name.into(),
             reasons: Family::new(names::CLIENT_RETRIES, MAX_REASONS),
             failovers: Family::new(names::CLIENT_FAILOVERS, MAX_REASONS),
+            // The target's recordings are counted once, in `finish`.
             exhausted: Counted {
                 counter: handles::counter(
                     source,
-                    &handles::key(names::CLIENT_RETRY_EXHAUSTED, &[("target", name)]),
+                    &handles::entry_key(names::CLIENT_RETRY_EXHAUSTED, &target, &overflow),
                 ),
                 count: AtomicU64::new(0),
+                overflow: None,
             },
             attempts_histogram: handles::histogram(
                 source,
-                &handles::key(names::CLIENT_REQUEST_ATTEMPTS, &[("target", name)]),
+                &handles::entry_key(names::CLIENT_REQUEST_ATTEMPTS, &target, &overflow),
             ),
             logical: AtomicU64::new(0),
             attempts: AtomicU64::new(0),
+            overflow,
         }
     }
 
     pub(crate) fn retry(&self, source: &dyn RecorderSource, reason: &str) {
         let name = &*self.name;
         self.reasons
-            .get(source, &[reason], |v| Counted {
-                counter: handles::counter(
-                    source,
-                    &handles::key(names::CLIENT_RETRIES, &[("target", name), ("reason", v[0])]),
-                ),
-                count: AtomicU64::new(0),
+            .get(source, &[reason], |v, overflow| {
+                let labels = [("target", name), ("reason", v[0])];
+                Counted::new(source, names::CLIENT_RETRIES, &labels, overflow)
             })
             .increment();
     }
@@ -166,20 +185,15 @@ impl RetryTarget {
     pub(crate) fn failover(&self, source: &dyn RecorderSource, from: &str, to: &str) {
         let name = &*self.name;
         self.failovers
-            .get(source, &[from, to], |v| Counted {
-                counter: handles::counter(
-                    source,
-                    &handles::key(
-                        names::CLIENT_FAILOVERS,
-                        &[("target", name), ("from", v[0]), ("to", v[1])],
-                    ),
-                ),
-                count: AtomicU64::new(0),
+            .get(source, &[from, to], |v, overflow| {
+                let labels = [("target", name), ("from", v[0]), ("to", v[1])];
+                Counted::new(source, names::CLIENT_FAILOVERS, &labels, overflow)
             })
             .increment();
     }
 
     pub(crate) fn finish(&self, attempts: u32, failed: bool) {
+        handles::count_overflow(&self.overflow);
         let attempts = attempts.max(1);
         self.logical.fetch_add(1, Relaxed);
         self.attempts.fetch_add(u64::from(attempts), Relaxed);

@@ -10,6 +10,7 @@ use super::route::RouteLabel;
 use super::series::{ErrorType, HttpCompletion, Scheme};
 use crate::labels::{Dimensions, HttpMethod};
 use crate::names::{ERROR_ABORTED, ERROR_BODY, ERROR_SERVICE};
+use crate::request_id::RequestId;
 use crate::stats::Outcome;
 use crate::trace::{ServerTrace, SpanHandle, SpanIds, TraceContext};
 
@@ -36,31 +37,20 @@ struct Arrival {
     start: u64,
     method: HttpMethod,
     scheme: Scheme,
+    version: http::Version,
     route: RouteLabel,
     /// Boxed: rare, and keeps the state every request moves around small.
     dimensions: Option<Box<Dimensions>>,
     request_bytes: Option<Arc<AtomicU64>>,
     /// The serving span, for an exemplar (from the request or response extensions).
     span_ids: Option<SpanIds>,
-    /// The request's span and trace context, when traced. Boxed: untraced requests keep a
-    /// small guard, and traced ones pay one allocation instead of a boxed future.
-    trace: Option<Box<Traced>>,
-}
-
-/// A traced request's span (closed when the request is recorded) and its context (current
-/// while the handler runs).
-pub(crate) struct Traced {
-    span: SpanHandle,
+    /// The request's trace context, current while the handler runs (taken out of the guard
+    /// for each poll and put back after), so its calls carry the request ID and the trace
+    /// whether or not the request is traced.
     context: Option<TraceContext>,
-}
-
-impl Traced {
-    pub(crate) fn new(trace: ServerTrace) -> Self {
-        Self {
-            span: trace.span,
-            context: Some(trace.context),
-        }
-    }
+    /// The request's span, when traced; closed when the request is recorded. Boxed: untraced
+    /// requests keep a small guard.
+    span: Option<Box<SpanHandle>>,
 }
 
 /// How a request ended.
@@ -80,22 +70,29 @@ impl InFlight {
         req: &Request<B>,
         start: u64,
         route: RouteLabel,
-        trace: Option<Box<Traced>>,
+        scheme: Scheme,
+        trace: Option<ServerTrace>,
     ) -> Self {
         let method = HttpMethod::from_method(req.method());
-        let scheme = match req.uri().scheme() {
-            Some(s) if *s == http::uri::Scheme::HTTPS => Scheme::Https,
-            Some(_) => Scheme::Http,
-            None => config.default_scheme,
-        };
         let dimensions = if config.observer.dimensions().is_empty() {
             None
         } else {
             req.extensions().get::<Dimensions>().cloned().map(Box::new)
         };
-        let span_ids = match &trace {
-            Some(t) => t.context.as_ref().map(|c| c.span),
-            None => req.extensions().get::<SpanIds>().copied(),
+        let (context, span, span_ids) = match trace {
+            Some(trace) => {
+                let ids = trace.context.span;
+                (Some(trace.context), Some(Box::new(trace.span)), Some(ids))
+            }
+            None => {
+                let request_id = req.extensions().get::<RequestId>().cloned();
+                let context = TraceContext::passed_through(req.headers(), request_id);
+                (
+                    Some(context),
+                    None,
+                    req.extensions().get::<SpanIds>().copied(),
+                )
+            }
         };
         config
             .series
@@ -106,11 +103,13 @@ impl InFlight {
                 start,
                 method,
                 scheme,
+                version: req.version(),
                 route,
                 dimensions,
                 request_bytes: None,
                 span_ids,
-                trace,
+                context,
+                span,
             },
             status: None,
             failed_status: false,
@@ -124,16 +123,12 @@ impl InFlight {
         self.arrival.request_bytes = counter;
     }
 
-    /// Runs `f` in the request's span with its trace context current (when traced).
+    /// Runs `f` with the request's trace context current, in its span when traced.
     #[inline]
     pub(crate) fn in_scope<R>(&mut self, f: impl FnOnce() -> R) -> R {
-        match self.arrival.trace.as_deref_mut() {
-            None => f(),
-            Some(trace) => {
-                let _entered = trace.span.span.enter();
-                TraceContext::with_current(&mut trace.context, f)
-            }
-        }
+        let arrival = &mut self.arrival;
+        let _entered = arrival.span.as_ref().map(|s| s.span.enter());
+        TraceContext::with_current(&mut arrival.context, f)
     }
 
     /// Records the request (the first call only).
@@ -156,6 +151,7 @@ impl InFlight {
                 method: self.arrival.method,
                 route: self.arrival.route.as_str(),
                 scheme: self.arrival.scheme,
+                version: self.arrival.version,
                 status: self.status,
                 error,
                 outcome,
@@ -171,7 +167,7 @@ impl InFlight {
                 exemplar: self.arrival.span_ids.and_then(SpanIds::exemplar),
             },
         );
-        if let Some(trace) = self.arrival.trace.take() {
+        if let Some(span) = self.arrival.span.take() {
             let status_text = self
                 .status
                 .map(|s| itoa::Buffer::new().format(s).to_owned());
@@ -180,7 +176,7 @@ impl InFlight {
                 Some(ErrorType::Named(name)) => Some(name),
                 None => None,
             };
-            trace.span.close(
+            span.close(
                 self.status,
                 error_text,
                 end.saturating_sub(self.arrival.start),

@@ -14,7 +14,7 @@ use arc_swap::ArcSwap;
 use hashbrown::{Equivalent, HashMap};
 use metrics::{Counter, Label};
 
-use crate::labels::{sanitize_label_value, Dimensions, HttpMethod, OTHER};
+use crate::labels::{protocol_version, sanitize_label_value, Dimensions, HttpMethod, OTHER};
 use crate::names;
 use crate::observer::handles::{self, ExemplarIds, GaugeHandle, HistogramHandle};
 use crate::observer::{HealthInput, HttpServerRecord, Observer, Part, RecorderSource};
@@ -51,6 +51,7 @@ pub(crate) struct HttpCompletion<'a> {
     pub(crate) method: HttpMethod,
     pub(crate) route: &'a str,
     pub(crate) scheme: Scheme,
+    pub(crate) version: http::Version,
     pub(crate) status: Option<u16>,
     pub(crate) error: Option<ErrorType>,
     pub(crate) outcome: Outcome,
@@ -69,6 +70,7 @@ struct SeriesKey {
     method: HttpMethod,
     route: Box<str>,
     scheme: Scheme,
+    version: http::Version,
     status: u16,
     error: Option<ErrorType>,
     dims: Box<[Option<Box<str>>]>,
@@ -81,6 +83,7 @@ struct SeriesKeyRef<'a> {
     method: HttpMethod,
     route: &'a str,
     scheme: Scheme,
+    version: http::Version,
     status: u16,
     error: Option<ErrorType>,
     dims: &'a [Option<&'a str>],
@@ -91,6 +94,7 @@ impl Equivalent<Arc<SeriesKey>> for SeriesKeyRef<'_> {
         self.method == key.method
             && self.status == key.status
             && self.scheme == key.scheme
+            && self.version == key.version
             && self.error == key.error
             && *self.route == *key.route
             && self.dims.len() == key.dims.len()
@@ -108,6 +112,7 @@ impl SeriesKeyRef<'_> {
             method: self.method,
             route: self.route.into(),
             scheme: self.scheme,
+            version: self.version,
             status: self.status,
             error: self.error,
             dims: self.dims.iter().map(|d| d.map(Into::into)).collect(),
@@ -146,10 +151,17 @@ struct Series {
     route: Arc<str>,
     error_type: Option<Box<str>>,
     dims: Box<[(Arc<str>, Arc<str>)]>,
+    /// Set for an overflow series: counts the recordings that went there.
+    overflow: Option<Counter>,
 }
 
-/// Method and route template.
-type RouteKey = (HttpMethod, Box<str>);
+/// What an overflow series keeps of a label set: everything but the route and the
+/// dimensions, which are what grows (a failure stays a failure, a status keeps its value).
+type OverflowKey = (HttpMethod, Scheme, http::Version, u16, Option<ErrorType>);
+
+/// Most overflow series per route table entry; the kept values come from bounded domains,
+/// so this is a last resort against a handler inventing status codes.
+const MAX_OVERFLOW_SERIES: usize = 4096;
 
 /// Label set → series. Read on every request, written once per new label set.
 type SeriesMap = HashMap<Arc<SeriesKey>, Arc<Series>>;
@@ -163,10 +175,11 @@ pub(crate) struct ServerPart {
     /// `creating`, publish a new map.
     map: ArcSwap<SeriesMap>,
     creating: Mutex<()>,
-    /// Past the limit: one overflow series per route, sharing one set of `_OTHER` handles,
-    /// so route statistics stay right while the metrics stop growing.
-    overflow: RwLock<HashMap<RouteKey, Arc<Series>>>,
-    overflow_handles: OnceLock<Arc<Handles>>,
+    /// Past the limit: overflow series keyed by route (so route statistics stay right) and
+    /// what an overflow series keeps; their metric handles fold the route and dimensions
+    /// into `_OTHER` and are shared by every route.
+    overflow: RwLock<HashMap<(Box<str>, OverflowKey), Arc<Series>>>,
+    overflow_handles: Mutex<HashMap<OverflowKey, Arc<Handles>>>,
     overflow_count: OnceLock<Counter>,
     active: [[OnceLock<GaugeHandle>; 2]; HttpMethod::ALL.len()],
     stats: HttpStats,
@@ -210,6 +223,7 @@ impl ServerPart {
             method: c.method,
             route: c.route,
             scheme: c.scheme,
+            version: c.version,
             status: c.status.unwrap_or(0),
             error: c.error,
             dims: &dim_values[..dimension_keys.len()],
@@ -218,6 +232,7 @@ impl ServerPart {
         let duration = Duration::from_nanos(nanos);
         let second = observer.second_of(c.end);
         let series = self.series(observer, &key);
+        handles::count_overflow(&series.overflow);
         observer.record_duration(&series.handles.duration, duration, c.end, c.exemplar);
         series.handles.request_size.record(c.request_bytes as f64);
         series.handles.response_size.record(c.response_bytes as f64);
@@ -249,8 +264,13 @@ impl ServerPart {
 
     /// The series of `key`, created on first use.
     fn series(&self, observer: &Observer, key: &SeriesKeyRef<'_>) -> Arc<Series> {
-        if let Some(series) = self.map.load().get(key) {
+        let map = self.map.load();
+        if let Some(series) = map.get(key) {
             return series.clone();
+        }
+        // Full: straight to the overflow series, without the creation lock.
+        if map.len() >= observer.max_label_sets() {
+            return self.overflow_series(observer, key);
         }
         self.create(observer, key)
     }
@@ -285,10 +305,7 @@ impl ServerPart {
         if map.len() >= observer.max_label_sets() {
             return self.overflow_series(observer, key);
         }
-        let error_type: Option<Box<str>> = key.error.map(|e| match e {
-            ErrorType::Status => status_str(key.status).into(),
-            ErrorType::Named(name) => name.into(),
-        });
+        let error_type = key.error.map(|e| error_type_str(e, key.status));
         let dims: Box<[(Arc<str>, Arc<str>)]> = observer
             .dimensions()
             .iter()
@@ -311,6 +328,10 @@ impl ServerPart {
         if let Some(e) = &error_type {
             labels.push(Label::new(names::ERROR_TYPE, e.to_string()));
         }
+        labels.push(Label::from_static_parts(
+            names::NETWORK_PROTOCOL_VERSION,
+            protocol_version(key.version),
+        ));
         for (k, v) in dims.iter() {
             labels.push(Label::new(k.to_string(), v.to_string()));
         }
@@ -324,6 +345,7 @@ impl ServerPart {
             route: Arc::from(key.route),
             error_type,
             dims,
+            overflow: None,
         });
         let mut next = SeriesMap::clone(&map);
         next.insert(Arc::new(key.to_owned_key()), series.clone());
@@ -332,33 +354,62 @@ impl ServerPart {
     }
 
     fn overflow_series(&self, observer: &Observer, key: &SeriesKeyRef<'_>) -> Arc<Series> {
-        let source = observer.source();
-        self.overflow_count
-            .get_or_init(|| handles::overflow_counter(source, names::HTTP_SERVER_REQUEST_DURATION))
-            .increment(1);
-        let route_key = (key.method, Box::<str>::from(key.route));
+        let kept: OverflowKey = (key.method, key.scheme, key.version, key.status, key.error);
+        let route_key = (Box::<str>::from(key.route), kept);
         if let Some(series) = read(&self.overflow).get(&route_key) {
             return series.clone();
         }
-        let dimension_keys = observer.dimensions();
-        let handles = self
-            .overflow_handles
-            .get_or_init(|| {
-                let mut labels: Vec<Label> = [
-                    names::HTTP_REQUEST_METHOD,
-                    names::HTTP_ROUTE,
-                    names::URL_SCHEME,
-                    names::HTTP_RESPONSE_STATUS_CODE,
-                ]
-                .into_iter()
-                .map(|k| Label::from_static_parts(k, OTHER))
-                .collect();
-                for k in dimension_keys {
-                    labels.push(Label::new(k.to_string(), OTHER));
-                }
-                Arc::new(Handles::register(source, &labels))
-            })
+        let source = observer.source();
+        let counter = self
+            .overflow_count
+            .get_or_init(|| handles::overflow_counter(source, names::HTTP_SERVER_REQUEST_DURATION))
             .clone();
+        let dimension_keys = observer.dimensions();
+        let error_type = key.error.map(|e| error_type_str(e, key.status));
+        let handles = {
+            let mut shared = self
+                .overflow_handles
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            let full = shared.len() >= MAX_OVERFLOW_SERIES;
+            shared
+                .entry(kept)
+                .or_insert_with(|| {
+                    let other = |name| Label::from_static_parts(name, OTHER);
+                    let mut labels = vec![
+                        Label::from_static_parts(names::HTTP_REQUEST_METHOD, key.method.as_str()),
+                        other(names::HTTP_ROUTE),
+                        Label::from_static_parts(names::URL_SCHEME, key.scheme.as_str()),
+                    ];
+                    if full {
+                        // The last resort: nothing but the fact of the overflow is kept.
+                        labels = vec![other(names::HTTP_REQUEST_METHOD), other(names::HTTP_ROUTE)];
+                    } else {
+                        if key.status != 0 {
+                            labels.push(Label::new(
+                                names::HTTP_RESPONSE_STATUS_CODE,
+                                status_str(key.status),
+                            ));
+                        }
+                        if let Some(e) = &error_type {
+                            labels.push(Label::new(names::ERROR_TYPE, e.to_string()));
+                        }
+                        labels.push(Label::from_static_parts(
+                            names::NETWORK_PROTOCOL_VERSION,
+                            protocol_version(key.version),
+                        ));
+                    }
+                    for k in dimension_keys {
+                        labels.push(Label::new(k.to_string(), OTHER));
+                    }
+                    labels.push(Label::from_static_parts(
+                        names::OTEL_METRIC_OVERFLOW,
+                        "true",
+                    ));
+                    Arc::new(Handles::register(source, &labels))
+                })
+                .clone()
+        };
         let other: Arc<str> = Arc::from(OTHER);
         let dims: Box<[(Arc<str>, Arc<str>)]> = dimension_keys
             .iter()
@@ -372,13 +423,22 @@ impl ServerPart {
                 .map(|(k, v)| self.stats.dimension_cell(k, v))
                 .collect(),
             route: Arc::from(key.route),
-            error_type: None,
+            error_type,
             dims,
+            overflow: Some(counter),
         });
         write(&self.overflow)
             .entry(route_key)
             .or_insert(series)
             .clone()
+    }
+}
+
+/// The `error_type` label of a failure.
+fn error_type_str(error: ErrorType, status: u16) -> Box<str> {
+    match error {
+        ErrorType::Status => status_str(status).into(),
+        ErrorType::Named(name) => name.into(),
     }
 }
 
@@ -398,6 +458,7 @@ mod tests {
             method: HttpMethod::Get,
             route: "/users/{id}",
             scheme: Scheme::Http,
+            version: http::Version::HTTP_11,
             status: 200,
             error: Some(ErrorType::Named("aborted")),
             dims: &dims,

@@ -8,9 +8,10 @@ use tower_service::Service;
 
 use super::body::{RequestBody, ResponseBody};
 use super::future::ResponseFuture;
-use super::in_flight::{InFlight, Traced};
+use super::in_flight::InFlight;
 use super::layer::Config;
 use super::route::RouteLabel;
+use super::series::Scheme;
 
 /// The service made by [`ObserveLayer`](super::ObserveLayer).
 #[derive(Clone)]
@@ -59,12 +60,21 @@ where
             ids.assign_at(&mut req, system_now)
         });
         let route = RouteLabel::from_request(&req);
+        let scheme = match req.uri().scheme() {
+            Some(s) if *s == http::uri::Scheme::HTTPS => Scheme::Https,
+            Some(_) => Scheme::Http,
+            None => config.default_scheme,
+        };
         let trace = config.traces.as_ref().map(|options| {
-            let trace = options.start(&mut req, Some(route.as_str()), request_id.as_ref());
-            Box::new(Traced::new(trace))
+            options.start(
+                &mut req,
+                Some(route.as_str()),
+                scheme.as_str(),
+                request_id.as_ref(),
+            )
         });
         // Armed before the inner call: even a panic in it brings the active gauge back down.
-        let mut in_flight = InFlight::arrive(config.clone(), &req, start, route, trace);
+        let mut in_flight = InFlight::arrive(config.clone(), &req, start, route, scheme, trace);
         let (parts, body) = req.into_parts();
         let (body, request_bytes) = RequestBody::wrap(body);
         in_flight.count_request_bytes(request_bytes);

@@ -57,20 +57,26 @@ impl SpanIds {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct TraceContext {
-    /// The span serving this request.
+    /// The span serving this request. Without traces (no span is recorded) it is the caller's
+    /// span, passed through, or the unrecorded root of a trace the request's calls share.
     pub span: SpanIds,
     /// The remote parent span, when the trace continues the caller's.
     pub parent_span_id: Option<[u8; 8]>,
-    /// The caller's context when it was not trusted as a parent (kept as a link).
-    pub link: Option<TraceParent>,
-    /// The caller's `tracestate`, passed on unchanged.
-    pub trace_state: Option<TraceState>,
-    /// The caller's `baggage`, passed on unchanged.
-    pub baggage: Option<Baggage>,
     /// The request's ID.
     pub request_id: Option<RequestId>,
-    /// The `baggage` header as received (validated), for propagation.
-    pub(crate) baggage_header: Option<String>,
+    /// What arrived with the caller's context. Boxed: rare, and every request served keeps a
+    /// context, so it stays small.
+    incoming: Option<Box<Incoming>>,
+}
+
+/// The rarer parts of a context.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+struct Incoming {
+    link: Option<TraceParent>,
+    trace_state: Option<TraceState>,
+    baggage: Option<Baggage>,
+    /// The `baggage` header as received (validated, lines combined), for propagation.
+    baggage_header: Option<String>,
 }
 
 /// A random span ID (never all zeros, which W3C reserves for "none").
@@ -100,12 +106,70 @@ impl TraceContext {
         Self {
             span,
             parent_span_id: None,
-            link: None,
-            trace_state: None,
-            baggage: None,
             request_id: None,
-            baggage_header: None,
+            incoming: None,
         }
+    }
+
+    /// The caller's context when it was not trusted as a parent (kept as a link).
+    pub fn link(&self) -> Option<&TraceParent> {
+        self.incoming.as_ref()?.link.as_ref()
+    }
+
+    /// The caller's `tracestate`, passed on.
+    pub fn trace_state(&self) -> Option<&TraceState> {
+        self.incoming.as_ref()?.trace_state.as_ref()
+    }
+
+    /// The caller's `baggage`, passed on unchanged.
+    pub fn baggage(&self) -> Option<&Baggage> {
+        self.incoming.as_ref()?.baggage.as_ref()
+    }
+
+    pub(crate) fn set_link(&mut self, link: Option<TraceParent>) {
+        if link.is_some() {
+            self.incoming.get_or_insert_with(Box::default).link = link;
+        }
+    }
+
+    /// Takes the caller's `tracestate` and `baggage` (their field lines combined), to pass on.
+    pub(crate) fn continue_from(&mut self, headers: &HeaderMap) {
+        let trace_state = TraceState::from_headers(headers);
+        let baggage = Baggage::from_headers(headers);
+        if trace_state.is_none() && baggage.is_none() {
+            return;
+        }
+        let incoming = self.incoming.get_or_insert_with(Box::default);
+        incoming.trace_state = trace_state;
+        if let Some((baggage, header)) = baggage {
+            incoming.baggage = Some(baggage);
+            incoming.baggage_header = Some(header);
+        }
+    }
+
+    /// The context of a request served without a span of its own: the caller's trace passed
+    /// through (its span stays the parent of the calls made while serving), or, without a
+    /// valid `traceparent`, a new trace that this request's calls share; and the request ID.
+    /// So request IDs and traces propagate whether or not spans are recorded.
+    pub(crate) fn passed_through(headers: &HeaderMap, request_id: Option<RequestId>) -> Self {
+        let mut ctx = match TraceParent::from_headers(headers) {
+            Some(parent) => {
+                let mut ctx = TraceContext::new(SpanIds {
+                    trace_id: parent.trace_id,
+                    span_id: parent.parent_id,
+                    sampled: parent.sampled(),
+                });
+                ctx.continue_from(headers);
+                ctx
+            }
+            None => TraceContext::new(SpanIds {
+                trace_id: new_trace_id(),
+                span_id: non_zero_span_id(),
+                sampled: true,
+            }),
+        };
+        ctx.request_id = request_id;
+        ctx
     }
 
     /// The context of the request being served on this thread, if any.
@@ -137,7 +201,6 @@ impl TraceContext {
     }
 
     /// The context an outgoing request continues: one set on the request, else the current.
-    #[cfg(any(feature = "client", feature = "tonic"))]
     pub(crate) fn for_outgoing(extensions: Option<&http::Extensions>) -> Option<TraceContext> {
         extensions
             .and_then(|e| e.get::<TraceContext>().cloned())
@@ -146,7 +209,6 @@ impl TraceContext {
 
     /// IDs for a client span: a child of `parent` (same trace, the parent's sampling
     /// decision), or the root of a new, sampled trace.
-    #[cfg(any(feature = "client", feature = "tonic"))]
     pub(crate) fn client_span_ids(parent: Option<&TraceContext>) -> SpanIds {
         SpanIds {
             trace_id: parent.map_or_else(new_trace_id, |p| p.span.trace_id),
@@ -156,7 +218,6 @@ impl TraceContext {
     }
 
     /// Sends `parent`'s trace upstream with `client` (the client span) as the parent span.
-    #[cfg(any(feature = "client", feature = "tonic"))]
     pub(crate) fn inject_as_client(
         parent: Option<TraceContext>,
         client: SpanIds,
@@ -190,15 +251,19 @@ impl TraceContext {
         if let Ok(v) = http::HeaderValue::from_bytes(&traceparent) {
             headers.insert(TRACEPARENT, v);
         }
-        if let Some(v) = self
-            .trace_state
-            .as_ref()
-            .and_then(|s| header_value(s.as_str()))
-        {
-            headers.insert(TRACESTATE, v);
-        }
-        if let Some(v) = self.baggage_header.as_deref().and_then(header_value) {
-            headers.insert(BAGGAGE, v);
+        if let Some(incoming) = &self.incoming {
+            // An empty list is not sent at all.
+            if let Some(v) = incoming
+                .trace_state
+                .as_ref()
+                .filter(|s| !s.is_empty())
+                .and_then(|s| header_value(s.as_str()))
+            {
+                headers.insert(TRACESTATE, v);
+            }
+            if let Some(v) = incoming.baggage_header.as_deref().and_then(header_value) {
+                headers.insert(BAGGAGE, v);
+            }
         }
         if let Some(id) = &self.request_id {
             if !headers.contains_key(request_id_header) {

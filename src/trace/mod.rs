@@ -35,6 +35,55 @@ pub mod w3c;
 
 pub(crate) use context::{new_trace_id, non_zero_span_id};
 pub use context::{SpanIds, TraceContext, WithContext};
+pub(crate) use propagate::client_span_name;
 pub use propagate::{Propagate, PropagateLayer};
 pub use server::TraceOptions;
+
+/// Longest `url.path` (and client `url.full`) put on a span; longer values are cut.
+pub const MAX_LOGGED_URL_LEN: usize = 2048;
+/// Longest `user_agent.original` put on a span (the ECS keyword limit).
+pub const MAX_LOGGED_USER_AGENT_LEN: usize = 1024;
+/// Longest `http.request.method_original` put on a span.
+pub const MAX_LOGGED_METHOD_LEN: usize = 64;
+
+/// What ends a value that was cut.
+pub const TRUNCATION_MARKER: &str = "…";
+
+/// A value from the request (a path, a header) written to a span field at most `max` bytes
+/// long: cut at a character boundary and marked with [`TRUNCATION_MARKER`], so a hostile
+/// request cannot make log lines of its size. Formatted only when a subscriber records it.
+pub(crate) struct Capped<'a>(pub(crate) &'a str, pub(crate) usize);
+
+impl std::fmt::Display for Capped<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Capped(value, max) = *self;
+        if value.len() <= max {
+            return f.write_str(value);
+        }
+        let mut end = max.saturating_sub(TRUNCATION_MARKER.len());
+        while !value.is_char_boundary(end) {
+            end -= 1;
+        }
+        f.write_str(&value[..end])?;
+        f.write_str(TRUNCATION_MARKER)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capped_values_end_with_the_marker_within_the_limit() {
+        assert_eq!(Capped("/short", 16).to_string(), "/short");
+        let long = "é".repeat(100);
+        let out = Capped(&long, 51).to_string();
+        assert!(out.len() <= 51, "{}", out.len());
+        assert!(out.ends_with(TRUNCATION_MARKER));
+        assert!(out
+            .trim_end_matches(TRUNCATION_MARKER)
+            .chars()
+            .all(|c| c == 'é'));
+    }
+}
 pub(crate) use server::{ServerTrace, SpanHandle};

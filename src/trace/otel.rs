@@ -35,17 +35,17 @@ pub(crate) fn bridge(span: &tracing::Span, ctx: &mut TraceContext, baggage_attri
             parent_id,
             flags: u8::from(ctx.span.sampled),
         };
-        let state = ctx.trace_state.as_ref().map(|s| s.as_str());
+        let state = ctx.trace_state().map(|s| s.as_str());
         let parent_cx =
             opentelemetry::Context::new().with_remote_span_context(remote(&parent, state));
         if span.set_parent(parent_cx).is_err() {
             return; // no OpenTelemetry layer (or the span is disabled): keep our own IDs
         }
     }
-    if let Some(link) = &ctx.link {
+    if let Some(link) = ctx.link() {
         span.add_link(remote(link, None));
     }
-    if let Some(baggage) = &ctx.baggage {
+    if let Some(baggage) = ctx.baggage() {
         for key in baggage_attributes {
             if let Some(value) = baggage.get(key) {
                 span.set_attribute(format!("baggage.{key}"), value.to_owned());
@@ -53,6 +53,24 @@ pub(crate) fn bridge(span: &tracing::Span, ctx: &mut TraceContext, baggage_attri
         }
     }
     adopt(span, &mut ctx.span);
+}
+
+/// Joins a client span to the trace of `parent` (the context the outgoing call continues,
+/// whether or not a `tracing` span of the request is open) and adopts its OpenTelemetry IDs.
+pub(crate) fn join(span: &tracing::Span, parent: Option<&TraceContext>, ids: &mut SpanIds) {
+    if let Some(parent) = parent {
+        let parent = TraceParent {
+            trace_id: parent.span.trace_id,
+            parent_id: parent.span.span_id,
+            flags: u8::from(parent.span.sampled),
+        };
+        let parent_cx =
+            opentelemetry::Context::new().with_remote_span_context(remote(&parent, None));
+        if span.set_parent(parent_cx).is_err() {
+            return;
+        }
+    }
+    adopt(span, ids);
 }
 
 /// Replaces `ids` with the OpenTelemetry IDs of `span`, when an OpenTelemetry layer gave it

@@ -6,7 +6,11 @@ use http::{HeaderName, Request};
 use tower_layer::Layer;
 use tower_service::Service;
 
+use tracing::instrument::{Instrument, Instrumented};
+
 use super::TraceContext;
+use crate::hex::Hex;
+use crate::labels::HttpMethod;
 
 /// Injects the current [`TraceContext`] into outgoing requests; see the [module docs](crate::trace).
 #[derive(Debug, Clone)]
@@ -64,22 +68,47 @@ where
 {
     type Response = S::Response;
     type Error = S::Error;
-    type Future = S::Future;
+    type Future = Instrumented<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
     }
 
+    /// Each outgoing request is a child of the request being served, with a span ID of its
+    /// own (the W3C `parent-id` is "the ID of this request as known by the caller"): a client
+    /// span is opened for it, and its ID is the `parent-id` sent. For metrics, error types and
+    /// retries of the call as well, use the client instrumentation (`observer.client_layer()`),
+    /// which does the same and more.
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
         // An explicit context on the request wins over the ambient one.
-        let ctx = req
-            .extensions()
-            .get::<TraceContext>()
-            .cloned()
-            .or_else(TraceContext::current);
-        if let Some(ctx) = ctx {
-            ctx.inject(req.headers_mut(), &self.request_id_header);
-        }
-        self.inner.call(req)
+        let Some(parent) = TraceContext::for_outgoing(Some(req.extensions())) else {
+            return self.inner.call(req).instrument(tracing::Span::none());
+        };
+        #[cfg_attr(not(feature = "opentelemetry"), allow(unused_mut))]
+        let mut ids = TraceContext::client_span_ids(Some(&parent));
+        let span = tracing::info_span!(
+            target: "tower_observe::propagate",
+            "HTTP client request",
+            otel.name = client_span_name(req.method()),
+            otel.kind = "client",
+            span_id = %Hex(&ids.span_id),
+        );
+        #[cfg(feature = "opentelemetry")]
+        super::otel::join(&span, Some(&parent), &mut ids);
+        TraceContext::inject_as_client(
+            Some(parent),
+            ids,
+            req.headers_mut(),
+            &self.request_id_header,
+        );
+        self.inner.call(req).instrument(span)
+    }
+}
+
+/// The client span name: the method, `HTTP` for methods outside the known set.
+pub(crate) fn client_span_name(method: &http::Method) -> &'static str {
+    match HttpMethod::from_method(method) {
+        HttpMethod::Other => "HTTP",
+        m => m.as_str(),
     }
 }

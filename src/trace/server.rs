@@ -2,8 +2,9 @@
 
 use http::{HeaderMap, HeaderValue, Request};
 
-use super::w3c::{Baggage, TraceParent, TraceState, BAGGAGE, TRACEPARENT, TRACESTATE};
+use super::w3c::TraceParent;
 use super::{new_trace_id, non_zero_span_id, SpanIds, TraceContext};
+use super::{Capped, MAX_LOGGED_METHOD_LEN, MAX_LOGGED_URL_LEN, MAX_LOGGED_USER_AGENT_LEN};
 use crate::hex::Hex;
 use crate::labels::{Dimensions, HttpMethod, UNMATCHED_ROUTE};
 use crate::names::ERROR_ABORTED;
@@ -97,12 +98,7 @@ impl TraceOptions {
 
     /// The trace context of an incoming request: continued, linked or new.
     pub(crate) fn extract(&self, headers: &HeaderMap) -> TraceContext {
-        let text = |name| {
-            headers
-                .get(name)
-                .and_then(|v: &HeaderValue| v.to_str().ok())
-        };
-        let incoming = text(TRACEPARENT).and_then(|v| TraceParent::parse(v).ok());
+        let incoming = TraceParent::from_headers(headers);
         let span_id = non_zero_span_id();
         match incoming {
             Some(parent) if !self.untrusted_parent => {
@@ -112,13 +108,7 @@ impl TraceOptions {
                     sampled: parent.sampled(),
                 });
                 ctx.parent_span_id = Some(parent.parent_id);
-                ctx.trace_state = text(TRACESTATE).and_then(|v| TraceState::parse(v).ok());
-                if let Some(raw) = text(BAGGAGE) {
-                    if let Ok(baggage) = Baggage::parse(raw) {
-                        ctx.baggage = Some(baggage);
-                        ctx.baggage_header = Some(raw.to_owned());
-                    }
-                }
+                ctx.continue_from(headers);
                 ctx
             }
             linked => {
@@ -127,7 +117,7 @@ impl TraceOptions {
                     span_id,
                     sampled: self.sample_root(),
                 });
-                ctx.link = linked;
+                ctx.set_link(linked);
                 ctx
             }
         }
@@ -145,11 +135,12 @@ impl TraceOptions {
         &self,
         req: &mut Request<B>,
         route: Option<&str>,
+        scheme: &str,
         request_id: Option<&HeaderValue>,
     ) -> ServerTrace {
         let mut ctx = self.extract(req.headers());
         ctx.request_id = req.extensions().get::<RequestId>().cloned();
-        if let Some(baggage) = &ctx.baggage {
+        if let Some(baggage) = ctx.baggage() {
             let mut dims = Dimensions::new();
             for key in &self.baggage_dimensions {
                 if let Some(value) = baggage.get(key) {
@@ -166,7 +157,7 @@ impl TraceOptions {
             }
         }
         let method = HttpMethod::from_method(req.method());
-        let span = open_span(req, &ctx, method, route, request_id);
+        let span = open_span(req, &ctx, method, route, scheme, request_id);
         #[cfg(feature = "opentelemetry")]
         super::otel::bridge(&span, &mut ctx, &self.baggage_attributes);
         ServerTrace {
@@ -201,6 +192,7 @@ fn open_span<B>(
     ctx: &TraceContext,
     method: HttpMethod,
     route: Option<&str>,
+    scheme: &str,
     request_id: Option<&HeaderValue>,
 ) -> tracing::Span {
     // The span name follows the conventions: `{method} {route}`, `HTTP` for unknown methods,
@@ -219,38 +211,31 @@ fn open_span<B>(
         http.request.method = method.as_str(),
         http.request.method_original = tracing::field::Empty,
         http.route = route,
-        url.path = req.uri().path(),
-        url.scheme = req.uri().scheme_str().unwrap_or("http"),
-        network.protocol.version = protocol_version(req.version()),
+        url.path = %Capped(req.uri().path(), MAX_LOGGED_URL_LEN),
+        url.scheme = scheme,
+        network.protocol.version = crate::labels::protocol_version(req.version()),
         user_agent.original = req
             .headers()
             .get(http::header::USER_AGENT)
-            .and_then(|v| v.to_str().ok()),
+            .and_then(|v| v.to_str().ok())
+            .map(|ua| tracing::field::display(Capped(ua, MAX_LOGGED_USER_AGENT_LEN))),
         request_id = request_id.and_then(|v| v.to_str().ok()),
         trace_id = %Hex(&ctx.span.trace_id),
         span_id = %Hex(&ctx.span.span_id),
         parent_span_id = ctx.parent_span_id.as_ref().map(|p| tracing::field::display(Hex(p))),
-        link.trace_id = ctx.link.as_ref().map(|l| tracing::field::display(Hex(&l.trace_id))),
-        link.span_id = ctx.link.as_ref().map(|l| tracing::field::display(Hex(&l.parent_id))),
+        link.trace_id = ctx.link().map(|l| tracing::field::display(Hex(&l.trace_id))),
+        link.span_id = ctx.link().map(|l| tracing::field::display(Hex(&l.parent_id))),
         http.response.status_code = tracing::field::Empty,
         error.type = tracing::field::Empty,
         otel.status_code = tracing::field::Empty,
     );
     if method == HttpMethod::Other {
-        span.record("http.request.method_original", req.method().as_str());
+        span.record(
+            "http.request.method_original",
+            tracing::field::display(Capped(req.method().as_str(), MAX_LOGGED_METHOD_LEN)),
+        );
     }
     span
-}
-
-pub(crate) fn protocol_version(version: http::Version) -> &'static str {
-    match version {
-        http::Version::HTTP_09 => "0.9",
-        http::Version::HTTP_10 => "1.0",
-        http::Version::HTTP_11 => "1.1",
-        http::Version::HTTP_2 => "2",
-        http::Version::HTTP_3 => "3",
-        _ => "_OTHER",
-    }
 }
 
 /// A request being traced: its context and its span.
@@ -278,8 +263,14 @@ impl SpanHandle {
         }
         if let Some(error) = error_type {
             span.record("error.type", error);
-            // A client going away is not a server error (OpenTelemetry HTTP span status).
-            if error != ERROR_ABORTED {
+            // The span status is the server's view (OpenTelemetry HTTP spans): an error for a
+            // 5xx or a failure without a status, never for a 4xx (even one `failure_if` counts
+            // as a failure) nor for a client that went away.
+            let server_fault = match status {
+                Some(status) if error.parse::<u16>() == Ok(status) => status >= 500,
+                _ => error != ERROR_ABORTED,
+            };
+            if server_fault {
                 span.record("otel.status_code", "ERROR");
             }
         }

@@ -17,7 +17,9 @@
 
 use std::fmt;
 
-use http::HeaderName;
+use std::borrow::Cow;
+
+use http::{HeaderMap, HeaderName};
 
 use crate::hex;
 
@@ -31,7 +33,8 @@ pub const BAGGAGE: HeaderName = HeaderName::from_static("baggage");
 /// Longest `traceparent` accepted: version 00 is 55 characters; later versions may append
 /// fields, but nothing legitimate comes close to this.
 pub const MAX_TRACEPARENT_LEN: usize = 256;
-/// Longest `tracestate` accepted (the spec asks to propagate at least 512 characters).
+/// Longest `tracestate` propagated: the length the specification asks every vendor to
+/// propagate at least. Longer lists are shortened by whole entries.
 pub const MAX_TRACESTATE_LEN: usize = 512;
 /// Most `tracestate` list members (the spec's limit).
 pub const MAX_TRACESTATE_MEMBERS: usize = 32;
@@ -119,6 +122,17 @@ impl TraceParent {
         })
     }
 
+    /// The `traceparent` of a request. It is a single value: two field lines combine into a
+    /// list, which is not a valid `traceparent`, so the request starts a new trace.
+    pub(crate) fn from_headers(headers: &HeaderMap) -> Option<TraceParent> {
+        let mut lines = headers.get_all(TRACEPARENT).iter();
+        let line = lines.next()?;
+        if lines.next().is_some() {
+            return None;
+        }
+        TraceParent::parse(line.to_str().ok()?).ok()
+    }
+
     /// Whether the caller sampled this trace.
     pub fn sampled(&self) -> bool {
         self.flags & 1 == 1
@@ -170,39 +184,97 @@ impl fmt::Display for TraceParent {
     }
 }
 
-/// A validated `tracestate` header, kept verbatim for propagation.
+/// A validated `tracestate` list, ready to propagate.
+///
+/// Several `tracestate` field lines are one list, combined in order (RFC 9110 §5.3, as the
+/// W3C specification requires); the limits apply to the combined list. Empty members and
+/// optional whitespace are accepted and dropped. A list of more than
+/// [`MAX_TRACESTATE_MEMBERS`] members, or with a malformed member, is invalid and discarded
+/// whole. A valid list longer than [`MAX_TRACESTATE_LEN`] characters is shortened by whole
+/// entries, as the specification says: entries over 128 characters first, then from the end.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct TraceState(String);
 
 impl TraceState {
-    /// Validates a `tracestate` header value: at most 512 characters and 32 members, each
-    /// `key=value` with the spec's key and value characters. Empty members are allowed.
+    /// Validates a `tracestate` value (one field line, or several joined with `,`).
+    ///
+    /// ```
+    /// use tower_observe::trace::w3c::TraceState;
+    ///
+    /// let state = TraceState::parse("rojo=00f067aa0ba902b7 , ,congo=t61rcWkgMzE").unwrap();
+    /// assert_eq!(state.as_str(), "rojo=00f067aa0ba902b7,congo=t61rcWkgMzE");
+    /// ```
     pub fn parse(value: &str) -> Result<Self, ParseError> {
-        if value.len() > MAX_TRACESTATE_LEN {
-            return Err(ParseError::TooLong);
-        }
-        let mut members = 0;
+        let mut members: Vec<&str> = Vec::new();
         for member in value.split(',') {
             let member = member.trim_matches([' ', '\t']);
             if member.is_empty() {
                 continue;
             }
-            members += 1;
-            if members > MAX_TRACESTATE_MEMBERS {
+            if members.len() == MAX_TRACESTATE_MEMBERS {
                 return Err(ParseError::TooManyMembers);
             }
             let (key, val) = member.split_once('=').ok_or(ParseError::Malformed)?;
+            if key.len() > 256 || val.len() > 256 {
+                return Err(ParseError::TooLong);
+            }
             if !valid_tracestate_key(key) || !valid_tracestate_value(val) {
                 return Err(ParseError::Malformed);
             }
+            members.push(member);
         }
-        Ok(Self(value.to_owned()))
+        let length = |members: &[&str]| {
+            members.iter().map(|m| m.len()).sum::<usize>() + members.len().saturating_sub(1)
+        };
+        while length(&members) > MAX_TRACESTATE_LEN {
+            match members.iter().rposition(|m| m.len() > 128) {
+                Some(long) => members.remove(long),
+                None => members.pop().unwrap_or_default(),
+            };
+        }
+        Ok(Self(members.join(",")))
+    }
+
+    /// The `tracestate` of a request: its field lines combined; `None` when there is none, or
+    /// when the list is invalid or empty (an empty list is not propagated).
+    pub(crate) fn from_headers(headers: &HeaderMap) -> Option<TraceState> {
+        let combined = combined(headers, &TRACESTATE)?;
+        TraceState::parse(&combined)
+            .ok()
+            .filter(|state| !state.is_empty())
     }
 
     /// The header value.
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// Whether the list has no member.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The members, `(key, value)`, in order.
+    pub fn members(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0
+            .split(',')
+            .filter_map(|member| member.split_once('='))
+    }
+}
+
+/// The field lines of a list-valued header combined in order into one value (RFC 9110 §5.3);
+/// `None` when the header is absent or a line is not text.
+fn combined<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Option<Cow<'a, str>> {
+    let mut lines = headers.get_all(name).iter();
+    let first = lines.next()?.to_str().ok()?;
+    let mut value = Cow::Borrowed(first);
+    for line in lines {
+        let line = line.to_str().ok()?;
+        let value = value.to_mut();
+        value.push(',');
+        value.push_str(line);
+    }
+    Some(value)
 }
 
 fn valid_tracestate_key(key: &str) -> bool {
@@ -270,6 +342,15 @@ impl Baggage {
             entries.push((key.to_owned(), percent_decode(val)?));
         }
         Ok(Self { entries })
+    }
+
+    /// The `baggage` of a request, its field lines combined (the limits apply to the
+    /// combined list), with the combined header value to propagate; `None` when absent or
+    /// invalid.
+    pub(crate) fn from_headers(headers: &HeaderMap) -> Option<(Baggage, String)> {
+        let combined = combined(headers, &BAGGAGE)?;
+        let baggage = Baggage::parse(&combined).ok()?;
+        Some((baggage, combined.into_owned()))
     }
 
     /// The value of `key`, if present.
@@ -476,6 +557,27 @@ mod tests {
             TraceState::parse(&format!("k={}", "v".repeat(600))),
             Err(ParseError::TooLong)
         );
+    }
+
+    #[test]
+    fn long_tracestate_lists_lose_whole_entries_long_ones_first() {
+        let short: Vec<String> = (0..20)
+            .map(|i| format!("k{i:02}={}", "v".repeat(20)))
+            .collect();
+        let long = format!("big={}", "x".repeat(200));
+        // 20 × 24 + 19 commas = 499 characters, plus one 204-character entry in the middle.
+        let mut list = short.clone();
+        list.insert(10, long.clone());
+        let state = TraceState::parse(&list.join(",")).unwrap();
+        assert_eq!(state.as_str(), short.join(","), "the long entry goes first");
+        // Without long entries, entries go from the end.
+        let many: Vec<String> = (0..30)
+            .map(|i| format!("k{i:02}={}", "v".repeat(20)))
+            .collect();
+        let state = TraceState::parse(&many.join(",")).unwrap();
+        assert!(state.as_str().len() <= MAX_TRACESTATE_LEN);
+        assert_eq!(state.as_str(), many[..20].join(","));
+        assert!(state.members().all(|(k, _)| k.starts_with('k')));
     }
 
     #[test]
