@@ -147,7 +147,12 @@ async fn drive_client(observer: Observer, grpc_addr: SocketAddr, rps: u32) {
         }
     };
     let service = tower::ServiceBuilder::new()
-        .layer(observer.grpc_client_layer())
+        // tonic's clients send path-only URIs: the layer is told the server it talks to.
+        .layer(
+            observer
+                .grpc_client_layer()
+                .server(&grpc_addr.ip().to_string(), grpc_addr.port()),
+        )
         .service(channel.clone());
     common::drive(rps, 32, move || {
         let mut client = EchoClient::new(service.clone());

@@ -1,7 +1,7 @@
 //! Where the layers read the time: the system clock, or a manual one for tests.
 
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime};
@@ -59,10 +59,54 @@ impl Clock {
 
     /// The current wall-clock time.
     pub fn wall(&self) -> SystemTime {
+        self.wall_at(self.now_nanos())
+    }
+
+    /// The wall-clock time of a [`now_nanos`](Self::now_nanos) reading.
+    ///
+    /// The system clock maps monotonic readings to wall time through an anchor, a pair of
+    /// readings of both clocks, taken again whenever it is over a second old: the wall time
+    /// follows the system clock (NTP corrections, steps) within a second and never drifts
+    /// with the monotonic clock's rate. A step backwards of the system clock therefore shows
+    /// as wall times going back, and history records the requests of those minutes into the
+    /// buckets they name, merged with what is there (nothing is lost or counted twice).
+    pub(crate) fn wall_at(&self, nanos: u64) -> SystemTime {
         match &self.manual {
-            None => SystemTime::now(),
-            Some(m) => m.shared.wall_base + Duration::from_nanos(m.elapsed_nanos()),
+            None => system_wall_at(nanos),
+            Some(m) => m.wall_at(nanos),
         }
+    }
+}
+
+/// How old the system clock's anchor may get before it is taken again.
+const REANCHOR_AFTER_NANOS: u64 = 1_000_000_000;
+
+/// A reading of the wall clock and of [`system_nanos`] taken together.
+#[derive(Debug, Clone, Copy)]
+struct Anchor {
+    wall: SystemTime,
+    mono: u64,
+}
+
+fn system_wall_at(nanos: u64) -> SystemTime {
+    static ANCHOR: OnceLock<arc_swap::ArcSwap<Anchor>> = OnceLock::new();
+    let take = || Anchor {
+        wall: SystemTime::now(),
+        mono: system_nanos(),
+    };
+    let cell = ANCHOR.get_or_init(|| arc_swap::ArcSwap::from_pointee(take()));
+    let mut anchor = **cell.load();
+    if nanos.abs_diff(anchor.mono) > REANCHOR_AFTER_NANOS {
+        anchor = take();
+        cell.store(std::sync::Arc::new(anchor));
+    }
+    if nanos >= anchor.mono {
+        anchor.wall + Duration::from_nanos(nanos - anchor.mono)
+    } else {
+        anchor
+            .wall
+            .checked_sub(Duration::from_nanos(anchor.mono - nanos))
+            .unwrap_or(anchor.wall)
     }
 }
 
@@ -79,6 +123,8 @@ pub(crate) fn system_nanos() -> u64 {
 struct ManualShared {
     wall_base: SystemTime,
     offset_nanos: AtomicU64,
+    /// Steps of the wall clock alone (an NTP step), in nanoseconds, either way.
+    wall_step_nanos: AtomicI64,
 }
 
 /// A clock that only moves when told to. Clones share the same time.
@@ -110,6 +156,7 @@ impl ManualClock {
             shared: Arc::new(ManualShared {
                 wall_base: SystemTime::now(),
                 offset_nanos: AtomicU64::new(0),
+                wall_step_nanos: AtomicI64::new(0),
             }),
         }
     }
@@ -120,8 +167,32 @@ impl ManualClock {
         self.shared.offset_nanos.fetch_add(nanos, Relaxed);
     }
 
+    /// Steps the wall clock forward by `by`, as NTP or an operator may, without moving the
+    /// monotonic time (durations are not affected).
+    pub fn step_wall_forward(&self, by: Duration) {
+        let nanos = i64::try_from(by.as_nanos()).unwrap_or(i64::MAX);
+        self.shared.wall_step_nanos.fetch_add(nanos, Relaxed);
+    }
+
+    /// Steps the wall clock back by `by`, without moving the monotonic time.
+    pub fn step_wall_back(&self, by: Duration) {
+        let nanos = i64::try_from(by.as_nanos()).unwrap_or(i64::MAX);
+        self.shared.wall_step_nanos.fetch_sub(nanos, Relaxed);
+    }
+
     fn elapsed_nanos(&self) -> u64 {
         self.shared.offset_nanos.load(Relaxed)
+    }
+
+    fn wall_at(&self, nanos: u64) -> SystemTime {
+        let step = self.shared.wall_step_nanos.load(Relaxed);
+        let at = self.shared.wall_base + Duration::from_nanos(nanos);
+        if step >= 0 {
+            at + Duration::from_nanos(step.unsigned_abs())
+        } else {
+            at.checked_sub(Duration::from_nanos(step.unsigned_abs()))
+                .unwrap_or(at)
+        }
     }
 }
 

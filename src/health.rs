@@ -1,28 +1,4 @@
-//! `GET /health` (readiness, with the recent error rate and your dependency checks) and
-//! `GET /health/live` (liveness).
-//!
-//! Health is green below the yellow threshold of the last minute's error rate (default 5 %),
-//! yellow up to the red threshold (default 10 %), red above; with fewer than
-//! [`HealthOptions::min_requests`] requests in the window it is green (too little traffic to
-//! judge). A failed dependency check makes it red. Red answers 503, so a Kubernetes readiness
-//! probe takes the pod out of rotation; green and yellow answer 200. Liveness answers 200
-//! whenever the process can answer at all: it never depends on traffic or dependencies.
-//!
-//! ```
-//! use tower_observe::{health::HealthOptions, Observer};
-//!
-//! let observer = Observer::builder()
-//!     .service_version(env!("CARGO_PKG_VERSION"))
-//!     .health(
-//!         HealthOptions::new()
-//!             .thresholds(0.02, 0.05)
-//!             .check("database", || Box::pin(async { Ok(()) })),
-//!     )
-//!     .reset_token("s3cret")
-//!     .build()
-//!     .unwrap();
-//! # let _ = observer;
-//! ```
+#![doc = include_str!("../docs/health.md")]
 
 use std::any::Any;
 use std::fmt;

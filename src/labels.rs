@@ -3,6 +3,7 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::sync::{Mutex, OnceLock};
 
 /// Label value used for anything folded away: unknown methods, overflowed label sets.
 pub const OTHER: &str = "_OTHER";
@@ -16,16 +17,22 @@ pub const UNMATCHED_ROUTE: &str = "_UNMATCHED";
 /// Longest label value we keep; longer values are cut at a character boundary.
 pub const MAX_LABEL_VALUE_LEN: usize = 128;
 
-/// The request method, folded to the RFC 9110 set plus `PATCH`; everything else is `_OTHER`.
+/// The request method as a label: the methods the OpenTelemetry HTTP conventions know (RFC
+/// 9110's, `PATCH` and `QUERY`), methods an observer was told to know
+/// ([`ObserverBuilder::known_http_methods`](crate::ObserverBuilder::known_http_methods)), and
+/// `_OTHER` for everything else, so a client cannot mint series with invented methods.
 ///
 /// ```
 /// use tower_observe::labels::HttpMethod;
 /// assert_eq!(HttpMethod::from_method(&http::Method::GET).as_str(), "GET");
 /// let custom = http::Method::from_bytes(b"PURGE").unwrap();
 /// assert_eq!(HttpMethod::from_method(&custom).as_str(), "_OTHER");
+/// let query = http::Method::from_bytes(b"QUERY").unwrap();
+/// assert_eq!(HttpMethod::from_method(&query).as_str(), "QUERY");
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[allow(missing_docs)]
+#[non_exhaustive]
 pub enum HttpMethod {
     Get,
     Head,
@@ -36,12 +43,53 @@ pub enum HttpMethod {
     Options,
     Trace,
     Patch,
+    Query,
     Other,
+    /// A method an observer was configured to know (see [`KnownMethods`]).
+    Extension(ExtensionMethod),
+}
+
+/// A method outside the conventions' list that an observer was configured to know.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ExtensionMethod(u8);
+
+/// Most extension methods a process can know (over all observers).
+pub const MAX_EXTENSION_METHODS: usize = 16;
+
+/// The extension methods' names, interned once per process so labels can borrow them.
+static EXTENSION_NAMES: [OnceLock<Box<str>>; MAX_EXTENSION_METHODS] =
+    [const { OnceLock::new() }; MAX_EXTENSION_METHODS];
+static EXTENSION_LOCK: Mutex<()> = Mutex::new(());
+
+impl ExtensionMethod {
+    /// The interned method called `name`, interning it if there is room.
+    fn intern(name: &str) -> Option<Self> {
+        let _lock = EXTENSION_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        for (i, slot) in EXTENSION_NAMES.iter().enumerate() {
+            match slot.get() {
+                Some(existing) if **existing == *name => return Some(Self(i as u8)),
+                Some(_) => {}
+                None => {
+                    let _ = slot.set(name.into());
+                    return Some(Self(i as u8));
+                }
+            }
+        }
+        None
+    }
+
+    fn as_str(self) -> &'static str {
+        EXTENSION_NAMES
+            .get(usize::from(self.0))
+            .and_then(|slot| slot.get())
+            .map_or(OTHER, |name| name)
+    }
 }
 
 impl HttpMethod {
-    /// Every variant, in a fixed order (used to index per-method handles).
-    pub const ALL: [HttpMethod; 10] = [
+    /// The methods the OpenTelemetry HTTP conventions know, in a fixed order (the index of
+    /// per-method handles), then `_OTHER`.
+    pub const ALL: [HttpMethod; 11] = [
         HttpMethod::Get,
         HttpMethod::Head,
         HttpMethod::Post,
@@ -51,10 +99,14 @@ impl HttpMethod {
         HttpMethod::Options,
         HttpMethod::Trace,
         HttpMethod::Patch,
+        HttpMethod::Query,
         HttpMethod::Other,
     ];
 
-    /// Folds an [`http::Method`] into the known set.
+    /// How many distinct methods a label can take: [`ALL`](Self::ALL) and the extensions.
+    pub(crate) const COUNT: usize = Self::ALL.len() + MAX_EXTENSION_METHODS;
+
+    /// Folds an [`http::Method`] into the conventions' known set (`_OTHER` outside it).
     pub fn from_method(method: &http::Method) -> Self {
         match *method {
             http::Method::GET => Self::Get,
@@ -66,12 +118,13 @@ impl HttpMethod {
             http::Method::OPTIONS => Self::Options,
             http::Method::TRACE => Self::Trace,
             http::Method::PATCH => Self::Patch,
+            _ if method.as_str() == "QUERY" => Self::Query,
             _ => Self::Other,
         }
     }
 
     /// The label value: the method name, or `_OTHER`.
-    pub const fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             Self::Get => "GET",
             Self::Head => "HEAD",
@@ -82,12 +135,93 @@ impl HttpMethod {
             Self::Options => "OPTIONS",
             Self::Trace => "TRACE",
             Self::Patch => "PATCH",
+            Self::Query => "QUERY",
             Self::Other => OTHER,
+            Self::Extension(e) => e.as_str(),
         }
     }
 
+    /// An index below [`COUNT`](Self::COUNT), for per-method handles.
     pub(crate) const fn index(self) -> usize {
-        self as usize
+        match self {
+            Self::Extension(ExtensionMethod(i)) => Self::ALL.len() + i as usize,
+            Self::Get => 0,
+            Self::Head => 1,
+            Self::Post => 2,
+            Self::Put => 3,
+            Self::Delete => 4,
+            Self::Connect => 5,
+            Self::Options => 6,
+            Self::Trace => 7,
+            Self::Patch => 8,
+            Self::Query => 9,
+            Self::Other => 10,
+        }
+    }
+}
+
+/// The HTTP methods an observer labels by name; every other method is `_OTHER`.
+///
+/// By default the OpenTelemetry conventions' list. The conventions require a way to override
+/// it in full when methods can fold into `_OTHER`: [`ObserverBuilder::known_http_methods`]
+/// (or the `OTEL_INSTRUMENTATION_HTTP_KNOWN_METHODS` environment variable, a comma-separated,
+/// case-sensitive list, read when the builder is made).
+///
+/// [`ObserverBuilder::known_http_methods`]: crate::ObserverBuilder::known_http_methods
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KnownMethods {
+    /// Bit `i`: `HttpMethod::ALL[i]` is known.
+    standard: u16,
+    extensions: Box<[(Box<str>, ExtensionMethod)]>,
+}
+
+impl Default for KnownMethods {
+    fn default() -> Self {
+        Self {
+            standard: (1 << (HttpMethod::ALL.len() - 1)) - 1,
+            extensions: Box::default(),
+        }
+    }
+}
+
+impl KnownMethods {
+    /// Exactly `methods` (case-sensitive), replacing the default list.
+    pub(crate) fn exactly<'a>(methods: impl IntoIterator<Item = &'a str>) -> Result<Self, String> {
+        let mut known = Self {
+            standard: 0,
+            extensions: Box::default(),
+        };
+        let mut extensions = Vec::new();
+        for name in methods {
+            let name = name.trim();
+            if name.is_empty() {
+                continue;
+            }
+            let method = http::Method::from_bytes(name.as_bytes()).map_err(|_| name.to_owned())?;
+            match HttpMethod::from_method(&method) {
+                HttpMethod::Other => {
+                    let ext = ExtensionMethod::intern(name).ok_or_else(|| name.to_owned())?;
+                    extensions.push((Box::<str>::from(name), ext));
+                }
+                m => known.standard |= 1 << m.index(),
+            }
+        }
+        known.extensions = extensions.into_boxed_slice();
+        Ok(known)
+    }
+
+    /// The label of `method`.
+    #[inline]
+    pub(crate) fn label(&self, method: &http::Method) -> HttpMethod {
+        match HttpMethod::from_method(method) {
+            HttpMethod::Other => self
+                .extensions
+                .iter()
+                .find(|(name, _)| **name == *method.as_str())
+                .map_or(HttpMethod::Other, |(_, ext)| HttpMethod::Extension(*ext)),
+            m if self.standard >> m.index() & 1 == 1 => m,
+            _ => HttpMethod::Other,
+        }
     }
 }
 
@@ -299,6 +433,30 @@ mod tests {
         for (i, m) in HttpMethod::ALL.iter().enumerate() {
             assert_eq!(m.index(), i);
         }
+    }
+
+    #[test]
+    fn known_methods_can_be_overridden_in_full() {
+        let method = |m: &str| http::Method::from_bytes(m.as_bytes()).unwrap();
+        let default = KnownMethods::default();
+        assert_eq!(default.label(&method("QUERY")), HttpMethod::Query);
+        assert_eq!(default.label(&method("PURGE")), HttpMethod::Other);
+        assert_eq!(default.label(&method("TRACE")), HttpMethod::Trace);
+        let custom = KnownMethods::exactly(["GET", "POST", "PURGE"]).unwrap();
+        assert_eq!(custom.label(&method("GET")), HttpMethod::Get);
+        assert_eq!(custom.label(&method("PURGE")).as_str(), "PURGE");
+        assert!(custom.label(&method("PURGE")).index() < HttpMethod::COUNT);
+        assert_eq!(
+            custom.label(&method("TRACE")),
+            HttpMethod::Other,
+            "a full override"
+        );
+        assert_eq!(
+            custom.label(&method("purge")),
+            HttpMethod::Other,
+            "case-sensitive"
+        );
+        assert!(KnownMethods::exactly(["BAD METHOD"]).is_err());
     }
 
     #[test]

@@ -16,7 +16,7 @@
 //! let observer = Observer::new();
 //! let app: Router = Router::new()
 //!     .route("/users/{id}", get(|| async { "user" }))
-//!     .merge(observer.router())   // GET /metrics, GET /v1/stats
+//!     .merge(observer.router())   // GET /metrics, GET /v1/stats, GET /health
 //!     .layer(observer.layer());   // request IDs + HTTP metrics
 //! # let _ = app;
 //! # }
@@ -26,19 +26,24 @@
 //!
 //! # Pieces
 //!
-//! - [`request_id`]: validate or generate `x-request-id`, put it on the request, the
-//!   response, the extensions and the current span.
-//! - [`http_metrics`]: `http_server_request_duration_seconds` and friends, with route
-//!   templates, `_OTHER` methods, `aborted` responses and a cardinality limit.
-//! - [`Observer`]: the shared core. One record per request feeds the metrics, the
-//!   statistics and any [`RecordSink`].
-//! - [`registry`]: the built-in `metrics` recorder and its Prometheus renderer; your own
-//!   `metrics::counter!` calls land there too once it is installed.
-//! - [`endpoints`]: the axum router fragment and the plain `tower::Service` for hyper.
-//! - [`stats`]: the `/v1/stats` document.
+//! The core, [`Observer`], records; each capability is a module that plugs into it (see
+//! `docs/architecture.md`):
 //!
-//! Each layer works alone or stacked with `tower::ServiceBuilder`. The docs in `docs/`
-//! cover metric names, the statistics schema and the registry's design.
+//! - [`server`]: [`ObserveLayer`] — request IDs, HTTP server metrics measured to the end of the
+//!   body, and (with `.traces(…)`) a span per request;
+//! - [`request_id`]: validate or generate `x-request-id`, on its own;
+//! - [`trace`]: W3C Trace Context in and out, request spans, [`trace::PropagateLayer`];
+//! - `client`, `retry`, `cache`, `pool` (features of the same names, on by default): upstream
+//!   calls, retries and failover, cache results, backend pool health;
+//! - `grpc` (feature `tonic`): gRPC servers and clients, status from the trailers;
+//! - [`health`]: `/health` and `/health/live`; `history` (feature `history`): rollups in an
+//!   embedded file; `logs` (feature `logs`): ECS JSON logs; `otlp` (feature `otlp`);
+//! - [`registry`]: the built-in `metrics` recorder and its Prometheus renderer; your own
+//!   `metrics::counter!` calls land there too once it is installed;
+//! - [`endpoints`]: the axum router fragment and the plain `tower::Service` for hyper;
+//! - [`stats`]: the `/v1/stats` document; [`names`]: every metric and label name.
+//!
+//! Each layer works alone or stacked with `tower::ServiceBuilder`.
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 

@@ -1,42 +1,4 @@
-//! Structured JSON logs with Elastic Common Schema field names, correlated with requests.
-//!
-//! [`EcsJsonLayer`] is a `tracing-subscriber` layer that writes one JSON object per event and
-//! line — `@timestamp`, `log.level`, `message`, `log.logger`, `service.name`, `ecs.version` and
-//! the event's fields — plus the fields of every span the event happened in, so a line logged
-//! while serving a request carries that request's `http.request.id`, `trace.id` and `span.id`.
-//! Filebeat, Vector and Elastic ingest it as it is.
-//!
-//! Field names follow ECS, so Elasticsearch ingests the lines with the ECS templates and no
-//! mapping conflict. The crate's spans are named after the OpenTelemetry conventions (which
-//! `tracing-opentelemetry` reads); the layer writes their fields under the ECS names
-//! (`request_id` → `http.request.id`, `trace_id` → `trace.id`, `span_id` → `span.id`,
-//! `network.protocol.version` → `http.version`, `otel.status_code` → `event.outcome`, the raw
-//! method into `http.request.method`; the server span's ID is also `transaction.id`), and the
-//! fields ECS has no name for under `labels.*` as strings (`labels.http_route`,
-//! `labels.otel_name`, `labels.rpc_method`, `labels.parent_span_id`, …). The whole mapping is
-//! in `docs/logs.md`; a test checks every field the crate can emit against the ECS field list.
-//! Fields of your own spans and events keep their names.
-//!
-//! Sensitive values never reach the output: fields named like a credential
-//! (`authorization`, `cookie`, `set-cookie`, `x-api-key`, `password`, `token`, … — also as the
-//! last segment of a dotted name such as `http.request.header.authorization`) are replaced by
-//! `[REDACTED]`, and so are the values of credential-like parameters (`token`, `api_key`,
-//! `password`, `signature`, …) in URL and query fields (`url.query`, `url.full`,
-//! `url.original`). Both lists can be extended.
-//!
-//! The library never installs a subscriber; the application does:
-//!
-//! ```
-//! use tower_observe::logs::EcsJsonLayer;
-//! use tracing_subscriber::layer::SubscriberExt;
-//!
-//! let subscriber = tracing_subscriber::registry().with(EcsJsonLayer::new("checkout"));
-//! tracing::subscriber::with_default(subscriber, || {
-//!     let span = tracing::info_span!("request", request_id = "abc-1", trace_id = "4bf9…");
-//!     let _entered = span.enter();
-//!     tracing::info!(url.query = "page=2&token=secret", "served");
-//! });
-//! ```
+#![doc = include_str!("../docs/logs.md")]
 
 use std::fmt;
 use std::io::{self, Write};

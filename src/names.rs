@@ -4,6 +4,8 @@
 //!
 //! The table is data, not code: the observer applies the bucket layouts and registration
 //! describes each metric from it, without knowing which feature records the metric.
+//!
+#![doc = include_str!("../docs/metrics.md")]
 
 use metrics::Unit;
 

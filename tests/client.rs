@@ -39,11 +39,16 @@ use tower_observe::{HttpClientRecord, HttpServerRecord, Observer, RecordSink};
 
 const CLIENT_COUNT: &str = "http_client_request_duration_seconds_count";
 
+/// An attempt's `x-request-id` and `traceparent`.
+type Seen = (Option<String>, Option<String>);
+
 #[derive(Clone, Default)]
 struct Upstream {
     /// `/flaky/{key}/{n}`: how many times each key has been called.
     calls: Arc<Mutex<HashMap<String, u32>>>,
     hits: Arc<AtomicU32>,
+    /// `/record/{key}/{n}`: the `x-request-id` and `traceparent` of every attempt.
+    seen: Arc<Mutex<Vec<Seen>>>,
 }
 
 /// A local upstream: `/flaky/{key}/{n}` answers 503 `n` times then 200, `/down` always 503,
@@ -56,6 +61,33 @@ async fn upstream() -> (SocketAddr, Upstream) {
             "/flaky/{key}/{n}",
             get(
                 |State(s): State<Upstream>, Path((key, n)): Path<(String, u32)>| async move {
+                    let mut calls = s.calls.lock().unwrap();
+                    let seen = calls.entry(key).or_default();
+                    *seen += 1;
+                    if *seen <= n {
+                        StatusCode::SERVICE_UNAVAILABLE
+                    } else {
+                        StatusCode::OK
+                    }
+                },
+            ),
+        )
+        .route(
+            "/record/{key}/{n}",
+            get(
+                |State(s): State<Upstream>,
+                 Path((key, n)): Path<(String, u32)>,
+                 headers: HeaderMap| async move {
+                    let header = |name: &str| {
+                        headers
+                            .get(name)
+                            .and_then(|v| v.to_str().ok())
+                            .map(str::to_owned)
+                    };
+                    s.seen
+                        .lock()
+                        .unwrap()
+                        .push((header("x-request-id"), header("traceparent")));
                     let mut calls = s.calls.lock().unwrap();
                     let seen = calls.entry(key).or_default();
                     *seen += 1;
@@ -513,6 +545,191 @@ async fn propagation_headers_reach_the_upstream() {
         .await
         .unwrap();
     assert!(echo["traceparent"].is_null());
+}
+
+/// The README's quick start, without traces: the request ID and one trace still reach every
+/// attempt of a retried upstream call.
+#[tokio::test]
+async fn without_traces_the_request_id_and_one_trace_reach_every_attempt() {
+    let (upstream_addr, state) = upstream().await;
+    let observer = Observer::new();
+    let client = ClientBuilder::new(reqwest::Client::new())
+        .with(RetryTransientMiddleware::new_with_policy(fast_backoff(3)))
+        .with(observer.client_layer().middleware())
+        .build();
+    let front = Router::new()
+        .route(
+            "/call/{key}",
+            get(move |Path(key): Path<String>| {
+                let client = client.clone();
+                async move {
+                    let url = format!("http://{upstream_addr}/record/{key}/2");
+                    client
+                        .get(url)
+                        .send()
+                        .await
+                        .unwrap()
+                        .status()
+                        .as_u16()
+                        .to_string()
+                }
+            }),
+        )
+        .merge(observer.router())
+        .layer(observer.layer());
+    let front_addr = serve(front).await;
+
+    let trace_of =
+        |tp: &Option<String>| tp.as_deref().unwrap().split('-').nth(1).unwrap().to_owned();
+    let parent_of =
+        |tp: &Option<String>| tp.as_deref().unwrap().split('-').nth(2).unwrap().to_owned();
+    // A caller with a request ID and no trace.
+    let status = reqwest::Client::new()
+        .get(format!("http://{front_addr}/call/a"))
+        .header("x-request-id", "req-7")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(status, "200");
+    let seen: Vec<_> = std::mem::take(&mut *state.seen.lock().unwrap());
+    assert_eq!(seen.len(), 3, "two 503s, then 200");
+    assert!(
+        seen.iter().all(|(id, _)| id.as_deref() == Some("req-7")),
+        "{seen:?}"
+    );
+    let trace = trace_of(&seen[0].1);
+    assert!(
+        seen.iter().all(|(_, tp)| trace_of(tp) == trace),
+        "one trace: {seen:?}"
+    );
+    let parents: std::collections::HashSet<_> = seen.iter().map(|(_, tp)| parent_of(tp)).collect();
+    assert_eq!(parents.len(), 3, "each attempt is its own client span");
+
+    // A caller with a trace: the attempts continue it.
+    let caller = "4bf92f3577b34da6a3ce929d0e0e4736";
+    reqwest::Client::new()
+        .get(format!("http://{front_addr}/call/b"))
+        .header("traceparent", format!("00-{caller}-00f067aa0ba902b7-01"))
+        .send()
+        .await
+        .unwrap();
+    let seen: Vec<_> = std::mem::take(&mut *state.seen.lock().unwrap());
+    assert_eq!(seen.len(), 3);
+    assert!(
+        seen.iter().all(|(_, tp)| trace_of(tp) == caller),
+        "{seen:?}"
+    );
+    // A generated ID reaches the upstream too.
+    assert!(seen
+        .iter()
+        .all(|(id, _)| id.as_ref().is_some_and(|id| id.len() == 36)));
+
+    // GETs without a body are bodies of 0 bytes, not of unknown size; the response's HTTP
+    // version labels the calls.
+    let text = metrics(&observer);
+    assert_eq!(
+        sample(&text, "http_client_request_body_size_bytes_count", &[]),
+        Some(6.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, "http_client_request_body_size_bytes_sum", &[]),
+        Some(0.0)
+    );
+    assert_eq!(
+        sample(&text, CLIENT_COUNT, &[("network_protocol_version", "1.1")]),
+        Some(6.0)
+    );
+
+    // Outside any request, a retried call is one trace too.
+    ClientBuilder::new(reqwest::Client::new())
+        .with(RetryTransientMiddleware::new_with_policy(fast_backoff(3)))
+        .with(observer.client_layer().middleware())
+        .build()
+        .get(format!("http://{upstream_addr}/record/c/2"))
+        .send()
+        .await
+        .unwrap();
+    let seen: Vec<_> = std::mem::take(&mut *state.seen.lock().unwrap());
+    assert_eq!(seen.len(), 3);
+    let trace = trace_of(&seen[0].1);
+    assert!(seen.iter().all(|(_, tp)| trace_of(tp) == trace), "{seen:?}");
+}
+
+/// Past the cardinality limit, a successful call stays a success and a failed one a failure.
+#[tokio::test]
+async fn client_overflow_keeps_status_and_error_type() {
+    let observer = Observer::builder()
+        .max_label_sets_per_metric(2)
+        .build()
+        .unwrap();
+    let client = ClientBuilder::new(reqwest::Client::new())
+        .with(observer.client_layer().middleware())
+        .build();
+    // Ten upstreams on ten ports: two fill the table, the rest overflow.
+    let mut upstreams = Vec::new();
+    for _ in 0..10 {
+        upstreams.push(upstream().await.0);
+    }
+    for addr in &upstreams[..2] {
+        client
+            .get(format!("http://{addr}/ok"))
+            .send()
+            .await
+            .unwrap();
+    }
+    for addr in &upstreams[2..7] {
+        client
+            .get(format!("http://{addr}/ok"))
+            .send()
+            .await
+            .unwrap();
+    }
+    for addr in &upstreams[7..] {
+        client
+            .get(format!("http://{addr}/down"))
+            .send()
+            .await
+            .unwrap();
+    }
+    let text = metrics(&observer);
+    let overflowed = |labels: &[(&str, &str)]| {
+        let mut all = vec![("otel_metric_overflow", "true")];
+        all.extend_from_slice(labels);
+        sample(&text, CLIENT_COUNT, &all)
+    };
+    assert_eq!(
+        overflowed(&[("http_response_status_code", "200")]),
+        Some(5.0),
+        "{text}"
+    );
+    assert_eq!(
+        overflowed(&[("http_response_status_code", "503"), ("error_type", "503")]),
+        Some(3.0),
+        "{text}"
+    );
+    for line in text.lines().filter(|l| l.contains("otel_metric_overflow")) {
+        assert!(line.contains("server_address=\"_OTHER\""), "{line}");
+        assert!(
+            !line.contains("server_port="),
+            "a port is a number or absent: {line}"
+        );
+        if line.contains("status_code=\"200\"") {
+            assert!(!line.contains("error_type"), "{line}");
+        }
+    }
+    assert_eq!(
+        sample(
+            &text,
+            "tower_observe_cardinality_overflow_total",
+            &[("metric", "http_client_request_duration_seconds")]
+        ),
+        Some(8.0),
+        "every recording counted"
+    );
 }
 
 #[tokio::test]

@@ -37,6 +37,9 @@ impl Echo for EchoService {
     async fn say(&self, request: Request<SayRequest>) -> Result<Response<SayReply>, Status> {
         let metadata = request.metadata().clone();
         let req = request.into_inner();
+        if let Some(ms) = req.message.strip_prefix("sleep:") {
+            tokio::time::sleep(Duration::from_millis(ms.parse().unwrap())).await;
+        }
         if req.fail_with != 0 {
             return Err(Status::new(req.fail_with.into(), "asked to fail"));
         }
@@ -275,6 +278,114 @@ async fn streaming_is_timed_to_its_end_and_cancellation_is_recorded() {
     );
     let stats = server_observer.stats();
     assert_eq!(stats.grpc.server[COUNT].cancelled, 1);
+}
+
+#[tokio::test]
+async fn calls_dropped_before_the_handler_answers_are_recorded_once() {
+    let server_observer = Observer::new();
+    let client_observer = Observer::new();
+    let addr = start(&server_observer).await;
+    let mut client = client(&client_observer, addr).await;
+    let calls = |o: &Observer| o.stats().grpc.server.get(SAY).map_or(0, |e| e.calls);
+
+    // A client that cancels while the handler sleeps: the server drops the call.
+    let call = tokio::spawn({
+        let mut client = client.clone();
+        async move { client.say(say("sleep:2000", 0)).await }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    call.abort();
+    eventually(|| calls(&server_observer) == 1).await;
+    let text = metrics(&server_observer);
+    assert_eq!(
+        count(&text, SERVER_COUNT, SAY, "CANCELLED"),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        count(&metrics(&client_observer), CLIENT_COUNT, SAY, "CANCELLED"),
+        Some(1.0)
+    );
+
+    // Short deadlines (1 ms, and 50 ms while the handler sleeps): each call is recorded once.
+    for timeout in [1u64; 20].into_iter().chain([50]) {
+        let mut req = Request::new(say("sleep:300", 0));
+        req.set_timeout(Duration::from_millis(timeout));
+        let status = client.say(req).await.unwrap_err();
+        assert!(
+            matches!(
+                status.code(),
+                tonic::Code::DeadlineExceeded | tonic::Code::Cancelled
+            ),
+            "{status:?}"
+        );
+    }
+    eventually(|| calls(&server_observer) == 22).await;
+    // Let any late recording show before counting.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    // A deadline call is DEADLINE_EXCEEDED once its deadline has passed on the server's
+    // clock; when the client's cancellation (sent at its own deadline, which started before
+    // the server saw the call) arrives a moment earlier, it is CANCELLED.
+    let stats = server_observer.stats();
+    let say_stats = &stats.grpc.server[SAY];
+    assert_eq!(say_stats.calls, 22, "each call exactly once");
+    let codes = &say_stats.status_codes;
+    let code = |name| codes.get(name).copied().unwrap_or(0);
+    let (deadline, cancelled) = (code("DEADLINE_EXCEEDED"), code("CANCELLED"));
+    assert_eq!(deadline + cancelled, 22, "{codes:?}");
+    assert!(deadline >= 15, "deadlines are recognised: {codes:?}");
+    let text = metrics(&server_observer);
+    assert_eq!(
+        count(&text, SERVER_COUNT, SAY, "DEADLINE_EXCEEDED"),
+        Some(deadline as f64),
+        "{text}"
+    );
+    let client_text = metrics(&client_observer);
+    let client_code = |name| count(&client_text, CLIENT_COUNT, SAY, name).unwrap_or(0.0);
+    let client_deadline = client_code("DEADLINE_EXCEEDED");
+    assert_eq!(
+        client_deadline + client_code("CANCELLED"),
+        22.0,
+        "{client_text}"
+    );
+    assert!(client_deadline >= 15.0, "{client_text}");
+}
+
+#[tokio::test]
+async fn the_client_layer_labels_the_server_it_calls() {
+    let server_observer = Observer::new();
+    let client_observer = Observer::new();
+    let addr = start(&server_observer).await;
+    let channel = Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut client = EchoClient::new(
+        tower::ServiceBuilder::new()
+            .layer(
+                client_observer
+                    .grpc_client_layer()
+                    .server("127.0.0.1", addr.port()),
+            )
+            .service(channel),
+    );
+    client.say(say("hi", 0)).await.unwrap();
+    let port = addr.port().to_string();
+    let text = metrics(&client_observer);
+    assert_eq!(
+        sample(
+            &text,
+            CLIENT_COUNT,
+            &[
+                ("rpc_method", SAY),
+                ("server_address", "127.0.0.1"),
+                ("server_port", &port)
+            ]
+        ),
+        Some(1.0),
+        "{text}"
+    );
 }
 
 #[tokio::test]

@@ -193,7 +193,9 @@ async fn csv_round_trips_filters_and_limits() {
     let mut lines = csv.lines();
     assert_eq!(
         lines.next(),
-        Some("time,unix,requests,errors,error_rate,min_ms,avg_ms,p50_ms,p95_ms,p99_ms,max_ms")
+        Some(
+            "time,unix,requests,errors,error_rate,min_ms,avg_ms,p50_ms,p95_ms,p99_ms,max_ms,aborted"
+        )
     );
     let points = json["points"].as_array().unwrap();
     let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
@@ -210,6 +212,10 @@ async fn csv_round_trips_filters_and_limits() {
         );
         let p95: f64 = row[8].parse().unwrap();
         assert_eq!(p95, point["latency_ms"]["p95"].as_f64().unwrap());
+        assert_eq!(
+            row[11].parse::<u64>().unwrap(),
+            point["aborted"].as_u64().unwrap()
+        );
     }
     let total: u64 = points.iter().map(|p| p["requests"].as_u64().unwrap()).sum();
     assert_eq!(total, 30);
@@ -404,4 +410,80 @@ fn kill_9_during_writes_leaves_a_readable_store() {
         drop(observer);
     }
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// The wall clock steps (NTP, an operator) while the monotonic clock runs on: history follows
+/// the wall clock, and a step back puts requests into the buckets their times name, merged
+/// with what is there — no bucket is written twice over, no request is lost.
+#[tokio::test]
+async fn wall_clock_steps_keep_history_buckets_whole() {
+    let clock = ManualClock::new();
+    let path =
+        std::env::temp_dir().join(format!("tower-observe-steps-{}.redb", std::process::id()));
+    let observer = Observer::builder()
+        .clock(clock.clone())
+        .history(HistoryOptions::file(&path))
+        .build()
+        .unwrap();
+    let app = app(&observer, &clock);
+    let history = observer.history().unwrap();
+    let minute_of = |observer: &Observer| unix(observer) / 60 * 60;
+    // Minute A: 5 requests, written.
+    let a = minute_of(&observer);
+    for _ in 0..5 {
+        call(&app, "/work?us=100").await;
+    }
+    history.flush();
+    // One hour ahead: minute B, 7 requests, written.
+    clock.step_wall_forward(Duration::from_secs(3600));
+    let b = minute_of(&observer);
+    assert_eq!(b - a, 3600);
+    for _ in 0..7 {
+        call(&app, "/work?us=100&fail=1").await;
+    }
+    history.flush();
+    // Back the same hour: minute A again, 3 more requests.
+    clock.step_wall_back(Duration::from_secs(3600));
+    assert_eq!(minute_of(&observer), a);
+    for _ in 0..3 {
+        call(&app, "/work?us=100").await;
+    }
+    history.flush();
+    let json = query(
+        &app,
+        &format!("from={}&to={}&step=1m&route=/work", a - 60, b + 120),
+    )
+    .await;
+    let points: BTreeMap<u64, (u64, u64)> = json["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["unix"].as_u64().unwrap(),
+                (
+                    p["requests"].as_u64().unwrap(),
+                    p["errors"].as_u64().unwrap(),
+                ),
+            )
+        })
+        .collect();
+    assert_eq!(points.get(&a), Some(&(8, 0)), "{json}");
+    assert_eq!(points.get(&b), Some(&(7, 7)), "{json}");
+    assert_eq!(points.values().map(|(r, _)| r).sum::<u64>(), 15, "{json}");
+    // The 1 h rollups add up the same.
+    let json = query(
+        &app,
+        &format!("from={}&to={}&step=1h&route=/work", a - 3600, b + 3600),
+    )
+    .await;
+    let total: u64 = json["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["requests"].as_u64().unwrap())
+        .sum();
+    assert_eq!(total, 15);
+    drop((app, history, observer));
+    let _ = std::fs::remove_file(&path);
 }

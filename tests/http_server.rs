@@ -43,6 +43,23 @@ fn app(observer: &Observer) -> Router {
                 (Extension(Dimensions::new().with("model", model)), "ok")
             }),
         )
+        .route(
+            "/broken/{model}",
+            get(|Path(model): Path<String>| async move {
+                (
+                    StatusCode::BAD_GATEWAY,
+                    Extension(Dimensions::new().with("model", model)),
+                    "upstream down",
+                )
+            }),
+        )
+        .route(
+            "/slow",
+            get(|| async {
+                tokio::time::sleep(Duration::from_millis(1500)).await;
+                "late"
+            }),
+        )
         .merge(observer.router())
         .layer(observer.layer())
 }
@@ -426,6 +443,195 @@ async fn dimension_labels_are_capped_and_broken_down() {
         sample(&text, DURATION_COUNT, &[("model", "model-7")]),
         Some(1.0)
     );
+}
+
+#[tokio::test]
+async fn overflow_keeps_failures_successes_and_status_codes() {
+    let observer = Observer::builder()
+        .dimension("model")
+        .max_label_sets_per_metric(3)
+        .build()
+        .unwrap();
+    let addr = serve(app(&observer)).await;
+    let client = reqwest::Client::new();
+    let get = |path: String| {
+        let client = client.clone();
+        async move { client.get(path).send().await.unwrap().status() }
+    };
+    // Three label sets fill the table; everything after goes to overflow series.
+    for i in 0..3 {
+        get(format!("http://{addr}/chat/fill-{i}")).await;
+    }
+    for i in 0..5 {
+        assert_eq!(get(format!("http://{addr}/chat/ok-{i}")).await, 200);
+    }
+    for i in 0..4 {
+        assert_eq!(get(format!("http://{addr}/broken/m-{i}")).await, 502);
+    }
+    eventually(|| observer.stats().totals.requests == 12).await;
+    let stats = observer.stats();
+    let text = metrics_text(addr).await;
+    let overflowed = |labels: &[(&str, &str)]| {
+        let mut all = vec![(OTEL_METRIC_OVERFLOW, "true")];
+        all.extend_from_slice(labels);
+        sample(&text, DURATION_COUNT, &all)
+    };
+    // Successes stay successes: 200, no error_type.
+    assert_eq!(
+        overflowed(&[(HTTP_RESPONSE_STATUS_CODE, "200")]),
+        Some(5.0),
+        "{text}"
+    );
+    // Failures stay failures: their status and error_type are kept.
+    assert_eq!(
+        overflowed(&[(HTTP_RESPONSE_STATUS_CODE, "502"), (ERROR_TYPE, "502")]),
+        Some(4.0),
+        "{text}"
+    );
+    for line in text
+        .lines()
+        .filter(|l| l.contains("otel_metric_overflow=\"true\""))
+    {
+        if line.contains("http_response_status_code=\"200\"") {
+            assert!(!line.contains("error_type"), "{line}");
+        }
+        // Only the high-cardinality labels fold.
+        assert!(line.contains("http_route=\"_OTHER\""), "{line}");
+        assert!(line.contains("model=\"_OTHER\""), "{line}");
+        assert!(line.contains("http_request_method=\"GET\""), "{line}");
+    }
+    // Status codes keep their value domain everywhere.
+    assert!(
+        !text.contains("http_response_status_code=\"_OTHER\""),
+        "{text}"
+    );
+    // The counter counts recordings, not label sets.
+    assert_eq!(
+        sample(
+            &text,
+            CARDINALITY_OVERFLOW,
+            &[("metric", HTTP_SERVER_REQUEST_DURATION)]
+        ),
+        Some(9.0)
+    );
+    // The error rate is right through the overflow.
+    assert_eq!((stats.totals.requests, stats.totals.errors), (12, 4));
+    assert_eq!(
+        stats
+            .routes
+            .iter()
+            .find(|r| r.route == "/broken/{model}")
+            .unwrap()
+            .stats
+            .errors,
+        4
+    );
+}
+
+#[tokio::test]
+async fn a_client_gone_before_the_handler_answers_is_aborted_once() {
+    let observer = Observer::new();
+    let addr = serve(app(&observer)).await;
+    let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+    conn.write_all(b"GET /slow HTTP/1.1\r\nhost: test\r\n\r\n")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let gone = std::time::Instant::now();
+    drop(conn);
+    eventually(|| observer.stats().totals.aborted == 1).await;
+    // Recorded when the server dropped the handler's future, not when the handler ended.
+    assert!(
+        gone.elapsed() < Duration::from_millis(1300),
+        "{:?}",
+        gone.elapsed()
+    );
+    // Past the handler's end, nothing else is recorded for it.
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    let stats = observer.stats();
+    let slow = stats.routes.iter().find(|r| r.route == "/slow").unwrap();
+    assert_eq!((slow.stats.requests, slow.stats.aborted), (1, 1));
+    assert_eq!(slow.stats.errors, 0);
+    // Latency is that of completed requests: the aborted one is not in it.
+    assert!(slow.stats.latency_ms.is_none());
+    let text = metrics_text(addr).await;
+    assert_eq!(
+        sample(
+            &text,
+            DURATION_COUNT,
+            &[(HTTP_ROUTE, "/slow"), (ERROR_TYPE, "aborted")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(&text, HTTP_SERVER_ACTIVE_REQUESTS, &[]),
+        Some(1.0),
+        "only the scrape"
+    );
+}
+
+#[tokio::test]
+async fn protocol_version_and_known_methods() {
+    let observer = Observer::new();
+    let addr = serve(app(&observer)).await;
+    let client = reqwest::Client::new();
+    let query = reqwest::Method::from_bytes(b"QUERY").unwrap();
+    client
+        .request(query, format!("http://{addr}/users/1"))
+        .send()
+        .await
+        .unwrap();
+    client
+        .get(format!("http://{addr}/users/1"))
+        .send()
+        .await
+        .unwrap();
+    eventually(|| observer.stats().totals.requests == 2).await;
+    let text = metrics_text(addr).await;
+    assert_eq!(
+        sample(
+            &text,
+            DURATION_COUNT,
+            &[
+                (HTTP_REQUEST_METHOD, "GET"),
+                (NETWORK_PROTOCOL_VERSION, "1.1")
+            ]
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, DURATION_COUNT, &[(HTTP_REQUEST_METHOD, "QUERY")]),
+        Some(1.0),
+        "QUERY is a known method"
+    );
+
+    // The list can be replaced in full: PURGE known, QUERY not.
+    let custom = Observer::builder()
+        .known_http_methods(["GET", "PURGE"])
+        .build()
+        .unwrap();
+    let addr = serve(app(&custom)).await;
+    for method in [&b"PURGE"[..], b"QUERY", b"GET"] {
+        let method = reqwest::Method::from_bytes(method).unwrap();
+        client
+            .request(method, format!("http://{addr}/users/1"))
+            .send()
+            .await
+            .unwrap();
+    }
+    eventually(|| custom.stats().totals.requests == 3).await;
+    let text = metrics_text(addr).await;
+    let by_method = |m| sample(&text, DURATION_COUNT, &[(HTTP_REQUEST_METHOD, m)]);
+    assert_eq!(
+        (by_method("PURGE"), by_method("_OTHER"), by_method("GET")),
+        (Some(1.0), Some(1.0), Some(1.0)),
+        "{text}"
+    );
+    assert!(Observer::builder()
+        .known_http_methods(["NOT A METHOD"])
+        .build()
+        .is_err());
 }
 
 #[tokio::test]

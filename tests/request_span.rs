@@ -128,4 +128,37 @@ async fn the_request_span_carries_the_http_attributes_and_closes_with_the_reques
     assert_eq!(failed["http.response.status_code"], "502");
     assert_eq!(failed["error.type"], "502");
     assert_eq!(failed["otel.status_code"], "ERROR");
+    assert_eq!(failed["url.scheme"], "http");
+
+    // Behind a TLS terminator: the span's scheme agrees with the metric's. A 429 counted as a
+    // failure is still not a server error on the span (the conventions leave 4xx unset).
+    let tls = Observer::new();
+    let app = Router::new()
+        .route("/limited", get(|| async { StatusCode::TOO_MANY_REQUESTS }))
+        .layer(
+            tls.layer()
+                .assume_https()
+                .failure_if(|s| s.is_server_error() || s == 429)
+                .traces(TraceOptions::new()),
+        );
+    let addr = serve(app).await;
+    client
+        .get(format!("http://{addr}/limited"))
+        .send()
+        .await
+        .unwrap();
+    eventually(|| spans.0.lock().unwrap().len() >= 3).await;
+    let closed = spans.0.lock().unwrap().clone();
+    let limited = closed
+        .iter()
+        .find(|s| s.get("http.route").map(String::as_str) == Some("/limited"))
+        .unwrap();
+    assert_eq!(limited["url.scheme"], "https");
+    assert_eq!(limited["error.type"], "429");
+    assert!(!limited.contains_key("otel.status_code"), "{limited:?}");
+    assert_eq!(
+        tls.stats().totals.errors,
+        1,
+        "still a failure in the metrics"
+    );
 }

@@ -160,7 +160,12 @@ async fn context_and_request_id_propagate_through_an_outgoing_call() {
     .await;
     assert_eq!(v["a_trace_id"], TRACE_ID);
     assert_eq!(v["b"]["trace_id"], TRACE_ID, "same trace end to end");
-    assert_eq!(v["b"]["parent"], v["a_span_id"], "B's parent is A's span");
+    // B's parent is the outgoing request's own client span (a child of A's span, W3C's
+    // "the ID of this request as known by the caller"), not A's span itself.
+    let b_parent = v["b"]["parent"].as_str().unwrap();
+    assert_eq!(b_parent.len(), 16);
+    assert_ne!(b_parent, v["a_span_id"].as_str().unwrap());
+    assert_ne!(b_parent, "00f067aa0ba902b7");
     assert_eq!(v["a_request_id"], "chain-1");
     assert_eq!(
         v["b"]["request_id"], "chain-1",

@@ -62,7 +62,7 @@ impl ClientCall {
                     .map(|r| r.0)
             })
             .unwrap_or(0);
-        let method = HttpMethod::from_method(req.method());
+        let method = observer.http_method(req.method());
         let parent = TraceContext::for_outgoing(req.extensions());
         #[cfg_attr(not(feature = "opentelemetry"), allow(unused_mut))]
         let mut ids = TraceContext::client_span_ids(parent.as_ref());

@@ -1,43 +1,4 @@
-//! Client-side instrumentation: metrics, spans and trace propagation for outgoing HTTP calls.
-//!
-//! Every call made through it records `http_client_request_duration_seconds` (from sending to
-//! the response headers, as the OpenTelemetry client conventions allow, labelled
-//! `http_request_method`, `url_scheme`, `server_address`, `server_port`,
-//! `http_response_status_code` and, on failure, `error_type` = the status code for 4xx/5xx or
-//! `timeout`, `connection_refused`, `connect`, `connection_reset`, `cancelled`, …), the
-//! request and response body sizes when known, and `http_client_active_requests`; the call
-//! shows under `upstreams` in `/v1/stats`. It opens a client span
-//! (`otel.kind = "client"`, `http.request.resend_count` on resends) as a child of the request
-//! being served, and sends `traceparent` (with the client span as parent), `tracestate`,
-//! `baggage` and `x-request-id` upstream. Upstream hosts come from outside the code, so every
-//! label set is capped like the server's (`_OTHER` past the limit).
-//!
-//! It comes in the shapes clients are composed in:
-//!
-//! - a tower layer, [`ObserveClientLayer`], over any `tower::Service<http::Request<B>>` (hyper-util's
-//!   client, a tonic channel) and, with feature `reqwest`, over `reqwest::Client`, which is a
-//!   `tower::Service<reqwest::Request>`;
-//! - with feature `reqwest-middleware`, a `reqwest_middleware::Middleware`
-//!   (`ObserveClientLayer::middleware`).
-//!
-//! ```
-//! # #[cfg(feature = "reqwest")]
-//! # async fn demo() -> Result<(), reqwest::Error> {
-//! use tower::{Service, ServiceBuilder, ServiceExt};
-//! use tower_observe::Observer;
-//!
-//! let observer = Observer::new();
-//! let mut client = ServiceBuilder::new()
-//!     .layer(observer.client_layer())
-//!     .service(reqwest::Client::new());
-//! let request = reqwest::Request::new(http::Method::GET, "http://127.0.0.1:1/".parse().unwrap());
-//! let _ = client.ready().await?.call(request).await;
-//! # Ok(()) }
-//! ```
-//!
-//! With `reqwest::Client` as the tower service, a resend's span cannot carry
-//! `http.request.resend_count` (reqwest 0.13 requests have no extensions); retries are still
-//! counted by `RetryHandle::policy` (feature `tower-retry`).
+#![doc = include_str!("../../docs/client.md")]
 
 mod call;
 pub mod future;

@@ -28,7 +28,7 @@ pub(crate) struct Upstream {
     /// The client's constant labels (`strategy`, …), values as recorded.
     labels: Box<[(Arc<str>, Box<str>)]>,
     /// `http_client_active_requests`, per method, registered when first used.
-    active: [OnceLock<GaugeHandle>; HttpMethod::ALL.len()],
+    active: [OnceLock<GaugeHandle>; HttpMethod::COUNT],
     /// Set for the overflow upstream: counts the calls that went there.
     overflow: Option<Counter>,
     stats: Arc<StatsCell>,
@@ -67,7 +67,7 @@ impl Upstream {
 
     /// An upstream that records nowhere (the recorder panicked while registering it).
     fn detached(scheme: &str, address: &str, port: &str) -> Self {
-        let active: [OnceLock<GaugeHandle>; HttpMethod::ALL.len()] = Default::default();
+        let active: [OnceLock<GaugeHandle>; HttpMethod::COUNT] = Default::default();
         for slot in &active {
             let _ = slot.set(GaugeHandle::noop());
         }

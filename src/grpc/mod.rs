@@ -1,40 +1,4 @@
-//! gRPC servers and clients (tonic or any HTTP/2 gRPC stack): metrics with the gRPC status
-//! read where it really is — the trailers at the end of the stream.
-//!
-//! A gRPC response is HTTP 200 whose status arrives in the `grpc-status` trailer after the
-//! last message; only "trailers-only" responses (errors without a body) carry it in the
-//! headers. Reading the status from the headers or the HTTP status, as most instrumentation
-//! does, counts almost every failed call as `OK`. These layers wrap the response body, read
-//! the trailers, and record the call when the stream ends:
-//!
-//! - `rpc_server_call_duration_seconds` / `rpc_client_call_duration_seconds` (to the end of
-//!   the stream, so server-streaming calls are timed whole), labelled `rpc_system_name="grpc"`,
-//!   `rpc_method` (`pkg.Service/Method`, or `_OTHER` for methods the server does not serve),
-//!   `rpc_status_code` (`OK`, `NOT_FOUND`, …) and, on error, `error_type` (on the server only the
-//!   codes that are the server's fault: `UNKNOWN`, `DEADLINE_EXCEEDED`, `UNIMPLEMENTED`,
-//!   `INTERNAL`, `UNAVAILABLE`, `DATA_LOSS`; on the client every non-`OK` code);
-//! - `rpc_server_requests_per_rpc` / `rpc_server_responses_per_rpc` (and `rpc_client_…`):
-//!   messages per call;
-//! - a `grpc` section in `/v1/stats`, per method, with the status mix.
-//!
-//! A stream that ends without a status is `UNKNOWN`; a response stream dropped before its end
-//! (the client cancelled, or the caller dropped the call) is `CANCELLED`.
-//!
-//! ```
-//! use tower_observe::Observer;
-//!
-//! let observer = Observer::new();
-//! // Server: tonic::transport::Server::builder().layer(server_layer).add_service(…)
-//! let server_layer = observer.grpc_server_layer().service("echo.v1.Echo");
-//! // Client: tower::ServiceBuilder::new().layer(client_layer).service(channel)
-//! let client_layer = observer.grpc_client_layer();
-//! # let _ = (server_layer, client_layer);
-//! ```
-//!
-//! The server layer also assigns request IDs and, with [`GrpcServerLayer::traces`], continues
-//! the caller's trace (`traceparent` metadata) in a server span named after the method; the
-//! client layer opens a client span and sends `traceparent`, `tracestate`, `baggage` and the
-//! request ID as metadata.
+#![doc = include_str!("../../docs/grpc.md")]
 
 mod body;
 mod call;

@@ -1,37 +1,4 @@
-//! Request history: every series rolled up per minute, 5 minutes, hour and day, kept for a
-//! retention per resolution, durable in an embedded file, queried at
-//! `GET /v1/stats/history` (JSON or CSV). Feature `history`.
-//!
-//! A *series* is a method, a route template, a status class (`2xx`, …, or `none` for requests
-//! that ended without a response) and the values of the observer's extra dimensions. Each
-//! bucket of a series holds the request count, the error count and a latency sketch (exact
-//! min, max and sum; percentiles within [`LATENCY_RELATIVE_ERROR`](crate::stats::LATENCY_RELATIVE_ERROR)).
-//! Sketches merge exactly, so a 1 h bucket is the merge of its minutes and a query over any
-//! range merges buckets without losing accuracy. Memory and disk grow with the number of
-//! series and the retention, never with the number of requests.
-//!
-//! Requests are aggregated in memory on the request path (one short lock on one of 16 shards)
-//! and written behind it: a background thread flushes every [`HistoryOptions::flush_interval`]
-//! (default 5 s) in one durable transaction, so a crash (even `kill -9`) loses at most one
-//! interval and never corrupts the file. A write that fails (disk full, I/O error) keeps the
-//! data in memory, retries with the next flush, counts
-//! `tower_observe_history_write_errors_total` and logs; requests never notice.
-//!
-//! ```no_run
-//! use tower_observe::{history::HistoryOptions, Observer};
-//!
-//! let observer = Observer::builder()
-//!     .history(HistoryOptions::file("/var/lib/my-service/history.redb"))
-//!     .build()
-//!     .unwrap();
-//! // GET /v1/stats/history?from=2026-11-23T00:00:00Z&step=1h&route=/users/{id}
-//! # let _ = observer;
-//! ```
-//!
-//! **Store choice**: [redb](https://docs.rs/redb): pure Rust (no C toolchain, unlike bundled
-//! SQLite), ACID with copy-on-write pages and checksummed commits (a torn write is rolled back
-//! on open), one file, and ordered byte keys — exactly the (resolution, time, series) range
-//! scans history needs, without an SQL layer in the request-adjacent path.
+#![doc = include_str!("../../docs/history.md")]
 
 mod agg;
 mod query;
@@ -57,7 +24,7 @@ use crate::observer::handles;
 use crate::observer::{HttpServerRecord, Part, Pending, RecordSink, Route, RouteMethod};
 use crate::response::{json, plain, with_type, EndpointBody};
 use crate::{names, Observer, ObserverBuilder};
-use agg::Agg;
+use agg::{Agg, Ended};
 use store::Store;
 
 /// Path of the history query.
@@ -409,16 +376,21 @@ impl RecordSink for History {
     fn record_http_server(&self, r: &HttpServerRecord<'_>) {
         let end = r.end.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
         let minute = end - end % 60;
-        let error = matches!(r.error_type, Some(e) if e != crate::names::ERROR_ABORTED);
+        let ended = match r.error_type {
+            Some(crate::names::ERROR_ABORTED) => Ended::Aborted,
+            error => Ended::Completed {
+                error: error.is_some(),
+            },
+        };
         let nanos = u64::try_from(r.duration.as_nanos()).unwrap_or(u64::MAX);
         let record = |series: &str| {
             let mut pending = lock(self.shared.shard_of(series));
             match pending.get_mut(&PendingKey(minute, series)) {
-                Some(agg) => agg.record(nanos, error),
+                Some(agg) => agg.record(nanos, ended),
                 None => pending
                     .entry((minute, Box::from(series)))
                     .or_default()
-                    .record(nanos, error),
+                    .record(nanos, ended),
             }
         };
         let build = |series: &mut String| {

@@ -268,8 +268,12 @@ pub struct HistoryPoint {
     pub errors: u64,
     /// `errors / requests`.
     pub error_rate: f64,
-    /// Latency: exact min, avg, max; percentiles within the sketch's error.
+    /// Latency of the completed requests: exact min, avg, max; percentiles within the
+    /// sketch's error.
     pub latency_ms: Option<LatencyMs>,
+    /// Requests whose client went away before the response ended (in `requests`, not in the
+    /// latency).
+    pub aborted: u64,
 }
 
 /// The answer to a history query (JSON form).
@@ -299,10 +303,11 @@ fn rfc3339(secs: u64) -> String {
 }
 
 impl HistoryResponse {
-    /// CSV with a header line: `time,unix,requests,errors,error_rate,min_ms,avg_ms,p50_ms,p95_ms,p99_ms,max_ms`.
+    /// CSV with a header line:
+    /// `time,unix,requests,errors,error_rate,min_ms,avg_ms,p50_ms,p95_ms,p99_ms,max_ms,aborted`.
     pub fn to_csv(&self) -> String {
         let mut out = String::from(
-            "time,unix,requests,errors,error_rate,min_ms,avg_ms,p50_ms,p95_ms,p99_ms,max_ms\n",
+            "time,unix,requests,errors,error_rate,min_ms,avg_ms,p50_ms,p95_ms,p99_ms,max_ms,aborted\n",
         );
         for p in &self.points {
             let _ = write!(
@@ -318,7 +323,7 @@ impl HistoryResponse {
                 }
                 None => out.push_str(",,,,,,"),
             }
-            out.push('\n');
+            let _ = writeln!(out, ",{}", p.aborted);
         }
         out
     }
@@ -358,6 +363,7 @@ impl History {
                         .latency
                         .summary(&[0.5, 0.95, 0.99])
                         .map(|s| LatencyMs::from_summary(&s)),
+                    aborted: agg.aborted,
                 }
             })
             .collect();

@@ -301,7 +301,10 @@ mod tests {
     fn batch(minute: u64, n: usize) -> BTreeMap<Vec<u8>, Agg> {
         let mut agg = Agg::default();
         for i in 0..n {
-            agg.record(1_000 + i as u64, false);
+            agg.record(
+                1_000 + i as u64,
+                crate::history::agg::Ended::Completed { error: false },
+            );
         }
         BTreeMap::from([(key(Resolution::Minute, minute, "GET\u{1f}/x\u{1f}2xx"), agg)])
     }

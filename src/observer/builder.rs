@@ -9,9 +9,10 @@ use std::sync::{Arc, OnceLock};
 use metrics::Recorder;
 
 use super::backend::RecorderBackend;
+use super::handles::MAX_OVERFLOW_LABEL_SETS;
 use super::{parts, Inner, Observer, RecordSink, Renderer};
 use crate::clock::Clock;
-use crate::labels::{check_label_name, LabelError};
+use crate::labels::{check_label_name, KnownMethods, LabelError};
 use crate::names;
 use crate::registry::{Registry, RegistryBuilder};
 
@@ -28,6 +29,9 @@ pub enum BuildError {
     ReservedDimension(String),
     /// More than [`MAX_DIMENSIONS`] dimensions.
     TooManyDimensions(usize),
+    /// A known HTTP method that is not a valid method name, or one extension method more
+    /// than the process can keep ([`MAX_EXTENSION_METHODS`](crate::labels::MAX_EXTENSION_METHODS)).
+    InvalidMethod(String),
 }
 
 impl fmt::Display for BuildError {
@@ -43,6 +47,10 @@ impl fmt::Display for BuildError {
             BuildError::TooManyDimensions(n) => write!(
                 f,
                 "{n} dimensions configured; at most {MAX_DIMENSIONS} are supported"
+            ),
+            BuildError::InvalidMethod(m) => write!(
+                f,
+                "known HTTP method {m:?} is not a method name, or one extension method too many"
             ),
         }
     }
@@ -89,6 +97,7 @@ pub struct ObserverBuilder {
     dimensions: Vec<String>,
     max_label_sets: usize,
     sinks: Vec<Arc<dyn RecordSink>>,
+    known_methods: Option<Vec<String>>,
     pending: Vec<Box<dyn Pending>>,
 }
 
@@ -112,6 +121,9 @@ impl Default for ObserverBuilder {
             dimensions: Vec::new(),
             max_label_sets: crate::registry::DEFAULT_MAX_LABEL_SETS,
             sinks: Vec::new(),
+            known_methods: std::env::var("OTEL_INSTRUMENTATION_HTTP_KNOWN_METHODS")
+                .ok()
+                .map(|list| list.split(',').map(str::to_owned).collect()),
             pending: Vec::new(),
         }
     }
@@ -181,6 +193,26 @@ impl ObserverBuilder {
         self
     }
 
+    /// The HTTP methods labelled by name, replacing the default list in full (the
+    /// OpenTelemetry conventions' methods: RFC 9110's, `PATCH`, `QUERY`); every other method
+    /// is `_OTHER`. Case-sensitive. The environment variable
+    /// `OTEL_INSTRUMENTATION_HTTP_KNOWN_METHODS` (comma-separated) sets the same list.
+    ///
+    /// ```
+    /// use tower_observe::Observer;
+    ///
+    /// // A cache that takes PURGE; TRACE and CONNECT are not served, so they are `_OTHER`.
+    /// let observer = Observer::builder()
+    ///     .known_http_methods(["GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PURGE"])
+    ///     .build()
+    ///     .unwrap();
+    /// # let _ = observer;
+    /// ```
+    pub fn known_http_methods<'a>(mut self, methods: impl IntoIterator<Item = &'a str>) -> Self {
+        self.known_methods = Some(methods.into_iter().map(str::to_owned).collect());
+        self
+    }
+
     /// Adds a consumer of finished requests.
     pub fn sink(mut self, sink: Arc<dyn RecordSink>) -> Self {
         self.sinks.push(sink);
@@ -219,11 +251,18 @@ impl ObserverBuilder {
                 dimension_keys.push(Arc::from(d.as_str()));
             }
         }
+        let known_methods = match &self.known_methods {
+            None => KnownMethods::default(),
+            Some(list) => KnownMethods::exactly(list.iter().map(String::as_str))
+                .map_err(BuildError::InvalidMethod)?,
+        };
         let backend = match self.backend {
             BackendChoice::Builtin => {
-                let mut registry = self
-                    .registry
-                    .max_label_sets_per_metric(self.max_label_sets.saturating_add(1));
+                // The crate's families bound their label sets themselves (the limit, then
+                // overflow label sets); the registry's own limit, for metrics recorded directly,
+                // leaves them that room.
+                let own = self.max_label_sets.saturating_add(MAX_OVERFLOW_LABEL_SETS);
+                let mut registry = self.registry.max_label_sets_per_metric(own);
                 for spec in names::METRICS {
                     if let names::Kind::Histogram(buckets) = spec.kind {
                         let bounds = match buckets {
@@ -250,6 +289,7 @@ impl ObserverBuilder {
                 started_wall,
                 dimension_keys: dimension_keys.into_boxed_slice(),
                 max_label_sets: self.max_label_sets,
+                known_methods,
                 sinks: OnceLock::new(),
                 parts: parts::Parts::default(),
                 recording_failures: AtomicU64::new(0),

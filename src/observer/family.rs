@@ -34,10 +34,6 @@ impl Equivalent<Values> for ValuesRef<'_> {
     }
 }
 
-/// Most overflow entries per family. The kept values come from bounded domains, so this is
-/// a last resort: past it the kept values fold into `_OTHER` too.
-const MAX_OVERFLOW_ENTRIES: usize = 256;
-
 /// One metric family's label sets: at most `limit` of them, then overflow entries.
 #[derive(Debug)]
 pub(crate) struct Family<T> {
@@ -53,6 +49,12 @@ pub(crate) struct Family<T> {
 
 impl<T> Family<T> {
     /// A family whose values all fold into `_OTHER` past the limit.
+    #[cfg(any(
+        feature = "tonic",
+        feature = "retry",
+        feature = "cache",
+        feature = "pool"
+    ))]
     pub(crate) fn new(metric: &'static str, limit: usize) -> Self {
         Self::keeping(metric, limit, 0)
     }
@@ -129,7 +131,7 @@ impl<T> Family<T> {
             return entry.clone();
         }
         let mut overflow = write(&self.overflow);
-        if overflow.len() >= MAX_OVERFLOW_ENTRIES {
+        if overflow.len() >= handles::MAX_OVERFLOW_LABEL_SETS {
             folded.iter_mut().for_each(|v| *v = OTHER);
         }
         if let Some(entry) = overflow.get(&ValuesRef(&folded)) {

@@ -16,6 +16,12 @@ use crate::names;
 use crate::registry::storage::Exemplar;
 use crate::registry::{AtomicGauge, AtomicHistogram};
 
+/// Most overflow label sets of one metric past its limit. An overflow label set keeps only
+/// values from bounded domains (status, error type, method), so this is a last resort: past
+/// it those fold into `_OTHER` too. The registry leaves the crate's metrics this much room
+/// above the limit.
+pub(crate) const MAX_OVERFLOW_LABEL_SETS: usize = 256;
+
 /// The trace and span IDs an exemplar points to.
 pub(crate) type ExemplarIds = ([u8; 16], [u8; 8]);
 
@@ -105,6 +111,12 @@ pub(crate) fn count_overflow(overflow: &Option<Counter>) {
 
 /// The key of an entry of a bounded family: with `otel_metric_overflow="true"` when the entry
 /// is the family's overflow (`overflow` is its counter).
+#[cfg(any(
+    feature = "tonic",
+    feature = "retry",
+    feature = "cache",
+    feature = "pool"
+))]
 pub(crate) fn entry_key(
     name: &'static str,
     labels: &[(&str, &str)],

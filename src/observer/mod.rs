@@ -7,6 +7,8 @@
 //! HTTP server, the client, retries, caches, pools, gRPC, health and history each keep their
 //! state in a part of their own and are asked for their `/v1/stats` sections, resets, health
 //! input and routes through one trait.
+//!
+#![doc = include_str!("../../docs/architecture.md")]
 
 mod backend;
 mod builder;
@@ -53,6 +55,7 @@ struct Inner {
     started_wall: SystemTime,
     dimension_keys: Box<[Arc<str>]>,
     max_label_sets: usize,
+    known_methods: crate::labels::KnownMethods,
     /// Set once, when the observer is built (after the builder's parts are attached).
     sinks: OnceLock<Box<[Arc<dyn RecordSink>]>>,
     parts: parts::Parts,
@@ -221,6 +224,12 @@ impl Observer {
         self.inner.sinks.get().map_or(&[], |s| s)
     }
 
+    /// The `http_request_method` label of `method`.
+    #[inline]
+    pub(crate) fn http_method(&self, method: &http::Method) -> crate::labels::HttpMethod {
+        self.inner.known_methods.label(method)
+    }
+
     /// The most label sets per metric.
     pub(crate) fn max_label_sets(&self) -> usize {
         self.inner.max_label_sets
@@ -253,9 +262,10 @@ impl Observer {
         self.inner.clock.now_nanos()
     }
 
-    /// The wall-clock time of a `Clock::now_nanos` reading.
+    /// The wall-clock time of a `Clock::now_nanos` reading (following the system clock, not
+    /// the start time plus elapsed monotonic time, which would drift).
     pub(crate) fn wall_at(&self, nanos: u64) -> SystemTime {
-        self.inner.started_wall + Duration::from_nanos(nanos.saturating_sub(self.inner.started))
+        self.inner.clock.wall_at(nanos)
     }
 
     /// Runs `f`, and counts instead of propagating a panic from a user recorder or sink.

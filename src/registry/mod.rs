@@ -1,29 +1,4 @@
-//! The crate's own metric registry: a [`metrics::Recorder`] that renders Prometheus text fast.
-//!
-//! [`Registry`] is what an [`Observer`](crate::Observer) records into by default. It is also a
-//! plain `metrics` recorder: install it globally (or locally, in a test) and your own
-//! `metrics::counter!(…)` calls appear on `/metrics` next to the HTTP metrics.
-//!
-//! Why not `metrics-exporter-prometheus`? Its histograms keep every sample until the next
-//! render, so memory grows between scrapes, and rendering 10,000 histogram series takes a
-//! couple of hundred milliseconds. Here a histogram is a fixed array of atomic bucket
-//! counters and each series keeps its label set pre-formatted, so a scrape is one pass of
-//! integer formatting into one buffer. `docs/registry.md` has the measured figures. Users who
-//! prefer another recorder pass it to [`ObserverBuilder::recorder`](crate::ObserverBuilder::recorder)
-//! and render with it instead.
-//!
-//! ```
-//! use tower_observe::registry::Registry;
-//!
-//! let registry = Registry::builder().max_label_sets_per_metric(100).build();
-//! metrics::with_local_recorder(&registry, || {
-//!     metrics::describe_counter!("jobs_done_total", "Jobs finished.");
-//!     metrics::counter!("jobs_done_total", "queue" => "email").increment(3);
-//! });
-//! let text = registry.render();
-//! assert!(text.contains("# TYPE jobs_done_total counter"));
-//! assert!(text.contains("jobs_done_total{queue=\"email\"} 3"));
-//! ```
+#![doc = include_str!("../../docs/registry.md")]
 
 mod render;
 pub(crate) mod storage;

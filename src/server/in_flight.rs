@@ -68,12 +68,9 @@ impl InFlight {
     pub(crate) fn arrive<B>(
         config: Arc<Config>,
         req: &Request<B>,
-        start: u64,
-        route: RouteLabel,
-        scheme: Scheme,
+        (start, method, scheme, route): (u64, HttpMethod, Scheme, RouteLabel),
         trace: Option<ServerTrace>,
     ) -> Self {
-        let method = HttpMethod::from_method(req.method());
         let dimensions = if config.observer.dimensions().is_empty() {
             None
         } else {

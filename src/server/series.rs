@@ -155,13 +155,12 @@ struct Series {
     overflow: Option<Counter>,
 }
 
+/// Overflow series by route (so route statistics stay right) and what they keep.
+type OverflowSeries = HashMap<(Box<str>, OverflowKey), Arc<Series>>;
+
 /// What an overflow series keeps of a label set: everything but the route and the
 /// dimensions, which are what grows (a failure stays a failure, a status keeps its value).
 type OverflowKey = (HttpMethod, Scheme, http::Version, u16, Option<ErrorType>);
-
-/// Most overflow series per route table entry; the kept values come from bounded domains,
-/// so this is a last resort against a handler inventing status codes.
-const MAX_OVERFLOW_SERIES: usize = 4096;
 
 /// Label set → series. Read on every request, written once per new label set.
 type SeriesMap = HashMap<Arc<SeriesKey>, Arc<Series>>;
@@ -178,10 +177,10 @@ pub(crate) struct ServerPart {
     /// Past the limit: overflow series keyed by route (so route statistics stay right) and
     /// what an overflow series keeps; their metric handles fold the route and dimensions
     /// into `_OTHER` and are shared by every route.
-    overflow: RwLock<HashMap<(Box<str>, OverflowKey), Arc<Series>>>,
+    overflow: RwLock<OverflowSeries>,
     overflow_handles: Mutex<HashMap<OverflowKey, Arc<Handles>>>,
     overflow_count: OnceLock<Counter>,
-    active: [[OnceLock<GaugeHandle>; 2]; HttpMethod::ALL.len()],
+    active: [[OnceLock<GaugeHandle>; 2]; HttpMethod::COUNT],
     stats: HttpStats,
 }
 
@@ -229,9 +228,20 @@ impl ServerPart {
             dims: &dim_values[..dimension_keys.len()],
         };
         let nanos = c.end.saturating_sub(c.start);
-        let duration = Duration::from_nanos(nanos);
         let second = observer.second_of(c.end);
-        let series = self.series(observer, &key);
+        self.with_series(observer, &key, |series| {
+            Self::record_into(observer, series, c, nanos, second);
+        });
+    }
+
+    fn record_into(
+        observer: &Observer,
+        series: &Series,
+        c: &HttpCompletion<'_>,
+        nanos: u64,
+        second: u64,
+    ) {
+        let duration = Duration::from_nanos(nanos);
         handles::count_overflow(&series.overflow);
         observer.record_duration(&series.handles.duration, duration, c.end, c.exemplar);
         series.handles.request_size.record(c.request_bytes as f64);
@@ -262,17 +272,25 @@ impl ServerPart {
         }
     }
 
-    /// The series of `key`, created on first use.
-    fn series(&self, observer: &Observer, key: &SeriesKeyRef<'_>) -> Arc<Series> {
+    /// Runs `f` with the series of `key`, created on first use. A known series is borrowed
+    /// from the map's snapshot: no reference count is touched on the request path.
+    fn with_series<T>(
+        &self,
+        observer: &Observer,
+        key: &SeriesKeyRef<'_>,
+        f: impl FnOnce(&Series) -> T,
+    ) -> T {
         let map = self.map.load();
         if let Some(series) = map.get(key) {
-            return series.clone();
+            return f(series);
         }
         // Full: straight to the overflow series, without the creation lock.
-        if map.len() >= observer.max_label_sets() {
-            return self.overflow_series(observer, key);
-        }
-        self.create(observer, key)
+        let series = if map.len() >= observer.max_label_sets() {
+            self.overflow_series(observer, key)
+        } else {
+            self.create(observer, key)
+        };
+        f(&series)
     }
 
     fn active_gauge(
@@ -371,7 +389,7 @@ impl ServerPart {
                 .overflow_handles
                 .lock()
                 .unwrap_or_else(|e| e.into_inner());
-            let full = shared.len() >= MAX_OVERFLOW_SERIES;
+            let full = shared.len() >= handles::MAX_OVERFLOW_LABEL_SETS;
             shared
                 .entry(kept)
                 .or_insert_with(|| {

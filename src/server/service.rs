@@ -60,6 +60,7 @@ where
             ids.assign_at(&mut req, system_now)
         });
         let route = RouteLabel::from_request(&req);
+        let method = observer.http_method(req.method());
         let scheme = match req.uri().scheme() {
             Some(s) if *s == http::uri::Scheme::HTTPS => Scheme::Https,
             Some(_) => Scheme::Http,
@@ -68,13 +69,15 @@ where
         let trace = config.traces.as_ref().map(|options| {
             options.start(
                 &mut req,
+                method,
                 Some(route.as_str()),
                 scheme.as_str(),
                 request_id.as_ref(),
             )
         });
         // Armed before the inner call: even a panic in it brings the active gauge back down.
-        let mut in_flight = InFlight::arrive(config.clone(), &req, start, route, scheme, trace);
+        let arrival = (start, method, scheme, route);
+        let mut in_flight = InFlight::arrive(config.clone(), &req, arrival, trace);
         let (parts, body) = req.into_parts();
         let (body, request_bytes) = RequestBody::wrap(body);
         in_flight.count_request_bytes(request_bytes);

@@ -1,11 +1,4 @@
-//! In-process request statistics behind `GET /v1/stats`.
-//!
-//! Every request recorded by the [`Observer`](crate::Observer) updates three kinds of cells:
-//! the service-wide one, the one of its route (method + template) and one per extra
-//! dimension value (backend, model, …). A cell is a handful of atomics plus a
-//! latency sketch with a relative error of at most [`LATENCY_RELATIVE_ERROR`], so
-//! memory depends on the number of routes and dimension values (which the cardinality limit
-//! bounds), never on the number of requests. The JSON schema is in `docs/stats-api.md`.
+#![doc = include_str!("../../docs/stats-api.md")]
 
 mod rate;
 mod sections;
@@ -44,12 +37,15 @@ pub(crate) struct StatsCell {
 }
 
 impl StatsCell {
+    /// Counts one request. Latency is that of completed requests: an aborted request (the
+    /// client went away) ended when the client chose, so it is counted apart and its duration
+    /// stays out of the percentiles.
     pub(crate) fn record(&self, nanos: u64, second: u64, status: Option<u16>, outcome: Outcome) {
-        self.latency.record(nanos);
         self.rate.record(second);
         match outcome {
-            Outcome::Success => {}
+            Outcome::Success => self.latency.record(nanos),
             Outcome::Failure => {
+                self.latency.record(nanos);
                 self.errors.fetch_add(1, Relaxed);
                 self.failure_rate.record(second);
             }
@@ -112,8 +108,9 @@ struct CellData {
 impl CellData {
     fn entry(&self) -> BreakdownEntry {
         let summary = self.latency.summary(&[0.5, 0.95, 0.99]);
-        let requests = summary.as_ref().map_or(0, |s| s.count);
-        let completed = requests.saturating_sub(self.aborted);
+        // The sketch holds the completed requests; aborted ones are counted apart.
+        let completed = summary.as_ref().map_or(0, |s| s.count);
+        let requests = completed + self.aborted;
         let success_rate = (completed > 0)
             .then(|| completed.saturating_sub(self.errors) as f64 / completed as f64);
         BreakdownEntry {
@@ -275,9 +272,13 @@ mod tests {
         cell.record(1_000_000, 0, Some(503), Outcome::Failure);
         cell.record(1_000_000, 0, Some(500), Outcome::Failure);
         cell.record(1_000_000, 0, None, Outcome::Aborted);
+        cell.record(60_000_000_000, 0, None, Outcome::Aborted);
         let e = cell.entry(1.0);
-        assert_eq!((e.requests, e.errors, e.aborted), (11, 2, 1));
+        assert_eq!((e.requests, e.errors, e.aborted), (12, 2, 2));
         assert_eq!(e.success_rate, Some(0.8));
+        // Latency is that of the ten completed requests: the aborted ones stay out.
+        let latency = e.latency_ms.unwrap();
+        assert_eq!((latency.min, latency.max), (1.0, 1.0));
         assert_eq!(e.status_codes.s2xx, 8);
         assert_eq!(e.status_codes.s5xx, 2);
     }

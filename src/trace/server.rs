@@ -134,6 +134,7 @@ impl TraceOptions {
     pub(crate) fn start<B>(
         &self,
         req: &mut Request<B>,
+        method: HttpMethod,
         route: Option<&str>,
         scheme: &str,
         request_id: Option<&HeaderValue>,
@@ -156,7 +157,6 @@ impl TraceOptions {
                 }
             }
         }
-        let method = HttpMethod::from_method(req.method());
         let span = open_span(req, &ctx, method, route, scheme, request_id);
         #[cfg(feature = "opentelemetry")]
         super::otel::bridge(&span, &mut ctx, &self.baggage_attributes);

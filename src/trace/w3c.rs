@@ -567,7 +567,7 @@ mod tests {
         let long = format!("big={}", "x".repeat(200));
         // 20 × 24 + 19 commas = 499 characters, plus one 204-character entry in the middle.
         let mut list = short.clone();
-        list.insert(10, long.clone());
+        list.insert(10, long);
         let state = TraceState::parse(&list.join(",")).unwrap();
         assert_eq!(state.as_str(), short.join(","), "the long entry goes first");
         // Without long entries, entries go from the end.
