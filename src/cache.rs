@@ -369,12 +369,7 @@ impl Default for Caches {
 
 impl Part for Caches {
     fn stats(&self, snapshot: &mut StatsSnapshot, _elapsed: f64) {
-        snapshot.caches = self
-            .0
-            .entries()
-            .into_iter()
-            .map(|(k, v)| (k.concat(), v.entry()))
-            .collect();
+        snapshot.caches = self.0.by_name(CacheCounters::entry);
     }
 
     fn reset(&self) {

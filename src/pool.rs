@@ -177,12 +177,7 @@ impl Default for Pools {
 
 impl Part for Pools {
     fn stats(&self, snapshot: &mut StatsSnapshot, _elapsed: f64) {
-        snapshot.pools = self
-            .0
-            .entries()
-            .into_iter()
-            .map(|(k, v)| (k.concat(), v.entry()))
-            .collect();
+        snapshot.pools = self.0.by_name(PoolState::entry);
     }
 }
 

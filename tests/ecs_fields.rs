@@ -19,7 +19,6 @@ mod support;
 mod echo;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{self, Write};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -33,45 +32,14 @@ use echo::{CountRequest, SayReply, SayRequest};
 use reqwest_middleware::ClientBuilder;
 use reqwest_retry::{policies::ExponentialBackoff, RetryTransientMiddleware};
 use serde_json::Value;
-use support::{eventually, serve};
+use support::{eventually, serve, Capture};
 use tokio_stream::Stream;
 use tower_observe::history::HistoryOptions;
 use tower_observe::logs::EcsJsonLayer;
 use tower_observe::trace::TraceOptions;
 use tower_observe::Observer;
-use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::Layer as _;
-
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> MakeWriter<'a> for Capture {
-    type Writer = Capture;
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
-}
-
-impl Capture {
-    fn raw_lines(&self) -> Vec<String> {
-        String::from_utf8(self.0.lock().unwrap().clone())
-            .unwrap()
-            .lines()
-            .map(str::to_owned)
-            .collect()
-    }
-}
 
 /// The ECS subset: name → type.
 fn ecs_fields() -> BTreeMap<String, String> {

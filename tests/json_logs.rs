@@ -5,48 +5,13 @@
 
 mod support;
 
-use std::io::{self, Write};
-use std::sync::{Arc, Mutex};
-
 use axum::routing::get;
 use axum::Router;
-use serde_json::Value;
-use support::{eventually, serve};
+use support::{eventually, serve, Capture};
 use tower_observe::logs::EcsJsonLayer;
 use tower_observe::trace::TraceOptions;
 use tower_observe::Observer;
-use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
-
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> MakeWriter<'a> for Capture {
-    type Writer = Capture;
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
-}
-
-impl Capture {
-    fn lines(&self) -> Vec<Value> {
-        String::from_utf8(self.0.lock().unwrap().clone())
-            .unwrap()
-            .lines()
-            .map(|l| serde_json::from_str(l).expect("each line is one JSON object"))
-            .collect()
-    }
-}
 
 #[tokio::test]
 async fn request_logs_carry_request_and_trace_ids() {

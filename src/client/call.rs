@@ -11,7 +11,7 @@ use crate::hex::Hex;
 use crate::labels::{protocol_version, HttpMethod};
 use crate::stats::Outcome;
 use crate::trace::{
-    client_span_name, Capped, SpanIds, TraceContext, MAX_LOGGED_METHOD_LEN, MAX_LOGGED_URL_LEN,
+    client_span_name, record_method_original, Capped, SpanIds, TraceContext, MAX_LOGGED_URL_LEN,
 };
 use crate::Observer;
 
@@ -249,10 +249,7 @@ fn open_span<R: ClientRequest>(
         otel.status_code = tracing::field::Empty,
     );
     if method == HttpMethod::Other {
-        span.record(
-            "http.request.method_original",
-            tracing::field::display(Capped(req.method().as_str(), MAX_LOGGED_METHOD_LEN)),
-        );
+        record_method_original(&span, req.method());
     }
     span
 }

@@ -171,6 +171,21 @@ impl<T> Family<T> {
     }
 }
 
+impl<T> Family<T> {
+    /// Every entry's figures by its name (a family of one label: targets, caches, pools),
+    /// for a `/v1/stats` section.
+    #[cfg(any(feature = "retry", feature = "cache", feature = "pool"))]
+    pub(crate) fn by_name<E>(
+        &self,
+        figures: impl Fn(&T) -> E,
+    ) -> std::collections::BTreeMap<String, E> {
+        self.entries()
+            .into_iter()
+            .map(|(name, entry)| (name.concat(), figures(&entry)))
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -71,12 +71,7 @@ impl Default for RetryTargets {
 
 impl Part for RetryTargets {
     fn stats(&self, snapshot: &mut StatsSnapshot, _elapsed: f64) {
-        snapshot.retries = self
-            .0
-            .entries()
-            .into_iter()
-            .map(|(k, v)| (k.concat(), v.entry()))
-            .collect();
+        snapshot.retries = self.0.by_name(RetryTarget::entry);
     }
 
     fn reset(&self) {

@@ -179,6 +179,8 @@ pub(crate) struct ServerPart {
     /// into `_OTHER` and are shared by every route.
     overflow: RwLock<OverflowSeries>,
     overflow_handles: Mutex<HashMap<OverflowKey, Arc<Handles>>>,
+    /// Past `MAX_OVERFLOW_LABEL_SETS` overflow label sets, the one that keeps nothing.
+    last_resort: OnceLock<Arc<Handles>>,
     overflow_count: OnceLock<Counter>,
     active: [[OnceLock<GaugeHandle>; 2]; HttpMethod::COUNT],
     stats: HttpStats,
@@ -332,24 +334,7 @@ impl ServerPart {
                 v.map(|v| (k.clone(), Arc::from(sanitize_label_value(v).as_ref())))
             })
             .collect();
-        let mut labels = vec![
-            Label::from_static_parts(names::HTTP_REQUEST_METHOD, key.method.as_str()),
-            Label::new(names::HTTP_ROUTE, key.route.to_owned()),
-            Label::from_static_parts(names::URL_SCHEME, key.scheme.as_str()),
-        ];
-        if key.status != 0 {
-            labels.push(Label::new(
-                names::HTTP_RESPONSE_STATUS_CODE,
-                status_str(key.status),
-            ));
-        }
-        if let Some(e) = &error_type {
-            labels.push(Label::new(names::ERROR_TYPE, e.to_string()));
-        }
-        labels.push(Label::from_static_parts(
-            names::NETWORK_PROTOCOL_VERSION,
-            protocol_version(key.version),
-        ));
+        let mut labels = series_labels(key, key.route, error_type.as_deref());
         for (k, v) in dims.iter() {
             labels.push(Label::new(k.to_string(), v.to_string()));
         }
@@ -389,44 +374,35 @@ impl ServerPart {
                 .overflow_handles
                 .lock()
                 .unwrap_or_else(|e| e.into_inner());
-            let full = shared.len() >= handles::MAX_OVERFLOW_LABEL_SETS;
-            shared
-                .entry(kept)
-                .or_insert_with(|| {
-                    let other = |name| Label::from_static_parts(name, OTHER);
-                    let mut labels = vec![
-                        Label::from_static_parts(names::HTTP_REQUEST_METHOD, key.method.as_str()),
-                        other(names::HTTP_ROUTE),
-                        Label::from_static_parts(names::URL_SCHEME, key.scheme.as_str()),
-                    ];
-                    if full {
-                        // The last resort: nothing but the fact of the overflow is kept.
-                        labels = vec![other(names::HTTP_REQUEST_METHOD), other(names::HTTP_ROUTE)];
-                    } else {
-                        if key.status != 0 {
-                            labels.push(Label::new(
-                                names::HTTP_RESPONSE_STATUS_CODE,
-                                status_str(key.status),
-                            ));
-                        }
-                        if let Some(e) = &error_type {
-                            labels.push(Label::new(names::ERROR_TYPE, e.to_string()));
-                        }
-                        labels.push(Label::from_static_parts(
-                            names::NETWORK_PROTOCOL_VERSION,
-                            protocol_version(key.version),
-                        ));
-                    }
-                    for k in dimension_keys {
-                        labels.push(Label::new(k.to_string(), OTHER));
-                    }
-                    labels.push(Label::from_static_parts(
-                        names::OTEL_METRIC_OVERFLOW,
-                        "true",
-                    ));
-                    Arc::new(Handles::register(source, &labels))
-                })
-                .clone()
+            let register = |kept_labels: Vec<Label>| {
+                let mut labels = kept_labels;
+                for k in dimension_keys {
+                    labels.push(Label::new(k.to_string(), OTHER));
+                }
+                labels.push(Label::from_static_parts(
+                    names::OTEL_METRIC_OVERFLOW,
+                    "true",
+                ));
+                Arc::new(Handles::register(source, &labels))
+            };
+            match shared.get(&kept) {
+                Some(handles) => handles.clone(),
+                // The last resort: nothing but the fact of the overflow is kept.
+                None if shared.len() >= handles::MAX_OVERFLOW_LABEL_SETS => self
+                    .last_resort
+                    .get_or_init(|| {
+                        let other = |name| Label::from_static_parts(name, OTHER);
+                        register(vec![
+                            other(names::HTTP_REQUEST_METHOD),
+                            other(names::HTTP_ROUTE),
+                        ])
+                    })
+                    .clone(),
+                None => shared
+                    .entry(kept)
+                    .or_insert_with(|| register(series_labels(key, OTHER, error_type.as_deref())))
+                    .clone(),
+            }
         };
         let other: Arc<str> = Arc::from(OTHER);
         let dims: Box<[(Arc<str>, Arc<str>)]> = dimension_keys
@@ -450,6 +426,30 @@ impl ServerPart {
             .or_insert(series)
             .clone()
     }
+}
+
+/// The labels of a label set: `route` (the template, or `_OTHER` for an overflow series) and
+/// what the key holds; the dimensions are added by the caller.
+fn series_labels(key: &SeriesKeyRef<'_>, route: &str, error_type: Option<&str>) -> Vec<Label> {
+    let mut labels = vec![
+        Label::from_static_parts(names::HTTP_REQUEST_METHOD, key.method.as_str()),
+        Label::new(names::HTTP_ROUTE, route.to_owned()),
+        Label::from_static_parts(names::URL_SCHEME, key.scheme.as_str()),
+    ];
+    if key.status != 0 {
+        labels.push(Label::new(
+            names::HTTP_RESPONSE_STATUS_CODE,
+            status_str(key.status),
+        ));
+    }
+    if let Some(e) = error_type {
+        labels.push(Label::new(names::ERROR_TYPE, e.to_owned()));
+    }
+    labels.push(Label::from_static_parts(
+        names::NETWORK_PROTOCOL_VERSION,
+        protocol_version(key.version),
+    ));
+    labels
 }
 
 /// The `error_type` label of a failure.

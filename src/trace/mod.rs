@@ -45,6 +45,15 @@ impl std::fmt::Display for Capped<'_> {
     }
 }
 
+/// Records the method as received on `span` (`http.request.method_original`), for methods
+/// the label folds into `_OTHER`.
+pub(crate) fn record_method_original(span: &tracing::Span, method: &http::Method) {
+    span.record(
+        "http.request.method_original",
+        tracing::field::display(Capped(method.as_str(), MAX_LOGGED_METHOD_LEN)),
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

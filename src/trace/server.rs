@@ -4,7 +4,7 @@ use http::{HeaderMap, HeaderValue, Request};
 
 use super::w3c::TraceParent;
 use super::{new_trace_id, non_zero_span_id, SpanIds, TraceContext};
-use super::{Capped, MAX_LOGGED_METHOD_LEN, MAX_LOGGED_URL_LEN, MAX_LOGGED_USER_AGENT_LEN};
+use super::{Capped, MAX_LOGGED_URL_LEN, MAX_LOGGED_USER_AGENT_LEN};
 use crate::hex::Hex;
 use crate::labels::{Dimensions, HttpMethod, UNMATCHED_ROUTE};
 use crate::names::ERROR_ABORTED;
@@ -230,10 +230,7 @@ fn open_span<B>(
         otel.status_code = tracing::field::Empty,
     );
     if method == HttpMethod::Other {
-        span.record(
-            "http.request.method_original",
-            tracing::field::display(Capped(req.method().as_str(), MAX_LOGGED_METHOD_LEN)),
-        );
+        super::record_method_original(&span, req.method());
     }
     span
 }
