@@ -17,13 +17,10 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use axum::body::Body;
-use axum::routing::get;
 use axum::Router;
 use http::Request;
 use http_body_util::BodyExt;
 use tower::ServiceExt;
-use tower_observe::trace::TraceOptions;
-use tower_observe::Observer;
 
 /// Counts every allocation the process makes.
 struct Counting;
@@ -52,9 +49,8 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
-fn base() -> Router {
-    Router::new().route("/users/{id}", get(|| async { "user" }))
-}
+#[path = "support/stacks.rs"]
+mod stacks;
 
 fn request() -> Request<Body> {
     Request::get("/users/42")
@@ -63,99 +59,6 @@ fn request() -> Request<Body> {
         .header("accept", "*/*")
         .body(Body::empty())
         .unwrap()
-}
-
-/// The subscriber a stack runs under.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Subscriber {
-    None,
-    Ecs,
-    Fmt,
-    OpenTelemetry,
-}
-
-/// The stacks, by name: the router, and the subscriber installed while it serves.
-fn stack(name: &str) -> Option<(Router, Subscriber)> {
-    use tower_http::trace::TraceLayer;
-    let observer = Observer::new();
-    let traced = || base().layer(observer.layer().traces(TraceOptions::new()));
-    Some(match name {
-        "bare" => (base(), Subscriber::None),
-        "noop_layer" => (base().layer(tower::layer::layer_fn(|s| s)), Subscriber::None),
-        "ours_untraced" => (base().layer(observer.layer()), Subscriber::None),
-        "ours_metrics" => (base().layer(observer.http_metrics_layer()), Subscriber::None),
-        "ours_traced_no_subscriber" => (traced(), Subscriber::None),
-        "ours_traced_ecs" => (traced(), Subscriber::Ecs),
-        "ours_traced_fmt" => (traced(), Subscriber::Fmt),
-        "ours_traced_otel" => (traced(), Subscriber::OpenTelemetry),
-        "tower_http_trace_fmt" => (base().layer(TraceLayer::new_for_http()), Subscriber::Fmt),
-        "tower_http_trace_ecs" => (base().layer(TraceLayer::new_for_http()), Subscriber::Ecs),
-        "tower_http_trace_otel" => (
-            base().layer(TraceLayer::new_for_http()),
-            Subscriber::OpenTelemetry,
-        ),
-        "axum_prometheus" => {
-            let (layer, _handle) = axum_prometheus::PrometheusMetricLayer::pair();
-            (base().layer(layer), Subscriber::None)
-        }
-        _ => return None,
-    })
-}
-
-const STACKS: [&str; 12] = [
-    "bare",
-    "noop_layer",
-    "ours_untraced",
-    "ours_metrics",
-    "ours_traced_no_subscriber",
-    "ours_traced_ecs",
-    "ours_traced_fmt",
-    "ours_traced_otel",
-    "tower_http_trace_ecs",
-    "tower_http_trace_fmt",
-    "tower_http_trace_otel",
-    "axum_prometheus",
-];
-
-/// A span exporter that drops what it is given, so the OpenTelemetry SDK does all its work
-/// but nothing piles up.
-#[derive(Debug)]
-struct Discard;
-
-impl opentelemetry_sdk::trace::SpanExporter for Discard {
-    async fn export(
-        &self,
-        _batch: Vec<opentelemetry_sdk::trace::SpanData>,
-    ) -> opentelemetry_sdk::error::OTelSdkResult {
-        Ok(())
-    }
-}
-
-/// Runs `f` under `subscriber`, on this thread.
-fn with_subscriber<T>(subscriber: Subscriber, f: impl FnOnce() -> T) -> T {
-    use opentelemetry::trace::TracerProvider as _;
-    use tracing_subscriber::layer::SubscriberExt;
-    match subscriber {
-        Subscriber::None => f(),
-        Subscriber::Ecs => {
-            let layer = tower_observe::logs::EcsJsonLayer::new("bench").with_writer(std::io::sink);
-            tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), f)
-        }
-        Subscriber::Fmt => {
-            let layer = tracing_subscriber::fmt::layer().with_writer(std::io::sink);
-            tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), f)
-        }
-        Subscriber::OpenTelemetry => {
-            let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
-                .with_batch_exporter(Discard)
-                .build();
-            let layer = tracing_opentelemetry::layer().with_tracer(provider.tracer("bench"));
-            let out =
-                tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), f);
-            let _ = provider.shutdown();
-            out
-        }
-    }
 }
 
 /// Polls `future` to its end on this thread. Every stack here answers without waiting, so no
@@ -189,6 +92,26 @@ fn serve(router: &Router, n: u64) -> u64 {
     ALLOCATIONS.load(Relaxed) - before
 }
 
+/// Serves `n` requests of the stack `name` under its subscriber (installed as the global
+/// default when `global`, the way a service installs it, else for this call only); returns
+/// the allocations.
+fn run(name: &str, n: u64, global: bool) -> u64 {
+    let (router, subscriber) = stacks::stack(name).expect("a stack name");
+    let (dispatch, provider) = stacks::dispatch(subscriber);
+    let allocations = match dispatch {
+        Some(dispatch) if global => {
+            tracing::dispatcher::set_global_default(dispatch).expect("the first subscriber");
+            serve(&router, n)
+        }
+        Some(dispatch) => tracing::dispatcher::with_default(&dispatch, || serve(&router, n)),
+        None => serve(&router, n),
+    };
+    if let Some(provider) = provider {
+        let _ = provider.shutdown();
+    }
+    allocations
+}
+
 fn main() {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -203,17 +126,15 @@ fn main() {
     match args.as_slice() {
         // One stack, N requests: for callgrind.
         [name, n] => {
-            let (router, subscriber) = stack(name).expect("a stack name");
             let n: u64 = n.parse().expect("a number of requests");
-            let allocations = with_subscriber(subscriber, || serve(&router, n));
+            let allocations = run(name, n, true);
             println!("{name}: {n} requests, {allocations} allocations");
         }
         _ => {
             println!("{:<28} {:>12}", "stack", "allocs/req");
-            for name in STACKS {
-                let (router, subscriber) = stack(name).expect("known");
+            for name in stacks::STACKS {
                 let n = 2000;
-                let allocations = with_subscriber(subscriber, || serve(&router, n));
+                let allocations = run(name, n, false);
                 println!("{name:<28} {:>12.2}", allocations as f64 / n as f64);
             }
         }

@@ -1,0 +1,159 @@
+//! Shared by the `load` and `per_request` benchmarks: the stacks they compare, by name, and
+//! the `tracing` subscriber each one runs under. Every stack serves `GET /users/{id}`.
+
+use axum::routing::get;
+use axum::Router;
+use tower_observe::trace::TraceOptions;
+use tower_observe::Observer;
+
+/// The subscriber a stack runs under; every one writes to a sink, at `INFO`.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Subscriber {
+    None,
+    /// The crate's `EcsJsonLayer`.
+    Ecs,
+    /// `tracing_subscriber::fmt`.
+    Fmt,
+    /// `tracing-opentelemetry` over the SDK's batch processor and a discarding exporter.
+    OpenTelemetry,
+}
+
+/// The stacks, in the order they are reported.
+pub(crate) const STACKS: [&str; 15] = [
+    "bare",
+    "noop_layer",
+    "ours_untraced",
+    "ours_metrics",
+    "ours_traced_no_subscriber",
+    "ours_traced_ecs",
+    "ours_traced_ecs_access_log",
+    "ours_traced_fmt",
+    "ours_traced_fmt_access_log",
+    "ours_traced_otel",
+    "tower_http_request_id",
+    "tower_http_trace_ecs",
+    "tower_http_trace_fmt",
+    "tower_http_trace_otel",
+    "axum_prometheus",
+];
+
+fn base() -> Router {
+    Router::new().route("/users/{id}", get(|| async { "user" }))
+}
+
+/// tower-http's `TraceLayer` with its span and its response event at `INFO`, so that it
+/// writes what our traced stack with an access log writes (at its default `DEBUG` an `INFO`
+/// subscriber would skip it entirely).
+fn tower_http_trace() -> Router {
+    use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
+    base().layer(
+        TraceLayer::new_for_http()
+            .make_span_with(DefaultMakeSpan::new().level(tracing::Level::INFO))
+            .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)),
+    )
+}
+
+/// The stack `name`: its router and the subscriber it runs under. axum-prometheus spawns a
+/// task when its layer is made, so call this inside a Tokio runtime.
+pub(crate) fn stack(name: &str) -> Option<(Router, Subscriber)> {
+    let observer = Observer::new();
+    let traced = |options: TraceOptions| {
+        base()
+            .merge(observer.router())
+            .layer(observer.layer().traces(options))
+    };
+    Some(match name {
+        "bare" => (base(), Subscriber::None),
+        "noop_layer" => (
+            base().layer(tower::layer::layer_fn(|s| s)),
+            Subscriber::None,
+        ),
+        // The README's quick start.
+        "ours_untraced" => (
+            base().merge(observer.router()).layer(observer.layer()),
+            Subscriber::None,
+        ),
+        "ours_metrics" => (
+            base().layer(observer.http_metrics_layer()),
+            Subscriber::None,
+        ),
+        "ours_traced_no_subscriber" => (traced(TraceOptions::new()), Subscriber::None),
+        "ours_traced_ecs" => (traced(TraceOptions::new()), Subscriber::Ecs),
+        // The demo's setup.
+        "ours_traced_ecs_access_log" => (
+            traced(TraceOptions::new().access_log(true)),
+            Subscriber::Ecs,
+        ),
+        "ours_traced_fmt" => (traced(TraceOptions::new()), Subscriber::Fmt),
+        "ours_traced_fmt_access_log" => (
+            traced(TraceOptions::new().access_log(true)),
+            Subscriber::Fmt,
+        ),
+        "ours_traced_otel" => (traced(TraceOptions::new()), Subscriber::OpenTelemetry),
+        "tower_http_request_id" => {
+            use tower_http::request_id::SetRequestIdLayer;
+            use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer};
+            let header = http::HeaderName::from_static("x-request-id");
+            (
+                base()
+                    .layer(PropagateRequestIdLayer::new(header.clone()))
+                    .layer(SetRequestIdLayer::new(header, MakeRequestUuid)),
+                Subscriber::None,
+            )
+        }
+        "tower_http_trace_ecs" => (tower_http_trace(), Subscriber::Ecs),
+        "tower_http_trace_fmt" => (tower_http_trace(), Subscriber::Fmt),
+        "tower_http_trace_otel" => (tower_http_trace(), Subscriber::OpenTelemetry),
+        "axum_prometheus" => {
+            let (layer, _handle) = axum_prometheus::PrometheusMetricLayer::pair();
+            (base().layer(layer), Subscriber::None)
+        }
+        _ => return None,
+    })
+}
+
+/// A span exporter that drops what it is given, so the OpenTelemetry SDK does all its work
+/// but nothing piles up.
+#[derive(Debug)]
+struct Discard;
+
+impl opentelemetry_sdk::trace::SpanExporter for Discard {
+    async fn export(
+        &self,
+        _batch: Vec<opentelemetry_sdk::trace::SpanData>,
+    ) -> opentelemetry_sdk::error::OTelSdkResult {
+        Ok(())
+    }
+}
+
+/// The dispatcher for `subscriber` (`None` for no subscriber), and the tracer provider to
+/// shut down when done, if any.
+pub(crate) fn dispatch(
+    subscriber: Subscriber,
+) -> (
+    Option<tracing::Dispatch>,
+    Option<opentelemetry_sdk::trace::SdkTracerProvider>,
+) {
+    use opentelemetry::trace::TracerProvider as _;
+    use tracing_subscriber::filter::LevelFilter;
+    use tracing_subscriber::layer::SubscriberExt;
+    let registry = tracing_subscriber::registry().with(LevelFilter::INFO);
+    match subscriber {
+        Subscriber::None => (None, None),
+        Subscriber::Ecs => {
+            let layer = tower_observe::logs::EcsJsonLayer::new("bench").with_writer(std::io::sink);
+            (Some(registry.with(layer).into()), None)
+        }
+        Subscriber::Fmt => {
+            let layer = tracing_subscriber::fmt::layer().with_writer(std::io::sink);
+            (Some(registry.with(layer).into()), None)
+        }
+        Subscriber::OpenTelemetry => {
+            let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
+                .with_batch_exporter(Discard)
+                .build();
+            let layer = tracing_opentelemetry::layer().with_tracer(provider.tracer("bench"));
+            (Some(registry.with(layer).into()), Some(provider))
+        }
+    }
+}
