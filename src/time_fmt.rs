@@ -4,17 +4,31 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Formats `t` as `YYYY-MM-DDTHH:MM:SS.mmmZ` (UTC). Times before 1970 print as the epoch.
 pub(crate) fn rfc3339(t: SystemTime) -> String {
+    String::from_utf8_lossy(&rfc3339_bytes(t)).into_owned()
+}
+
+/// The 24 ASCII bytes of `t` as `YYYY-MM-DDTHH:MM:SS.mmmZ`, with no formatting machinery: a
+/// log line writes one per line. Years past 9999 print as 9999.
+pub(crate) fn rfc3339_bytes(t: SystemTime) -> [u8; 24] {
     let since = t.duration_since(UNIX_EPOCH).unwrap_or_default();
     let secs = since.as_secs();
     let (days, rem) = (secs / 86_400, secs % 86_400);
     let (y, m, d) = civil_from_days(days as i64);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        since.subsec_millis()
-    )
+    let mut out = *b"0000-00-00T00:00:00.000Z";
+    let mut put = |at: usize, width: usize, mut value: u64| {
+        for i in (at..at + width).rev() {
+            out[i] = b'0' + (value % 10) as u8;
+            value /= 10;
+        }
+    };
+    put(0, 4, y.clamp(0, 9999) as u64);
+    put(5, 2, u64::from(m));
+    put(8, 2, u64::from(d));
+    put(11, 2, rem / 3600);
+    put(14, 2, rem % 3600 / 60);
+    put(17, 2, rem % 60);
+    put(20, 3, u64::from(since.subsec_millis()));
+    out
 }
 
 /// Howard Hinnant's days-to-civil algorithm (proleptic Gregorian calendar).
