@@ -53,6 +53,7 @@ async fn request_spans_are_opentelemetry_spans_with_the_callers_parent() {
         .get(format!("http://{addr}/items/9"))
         .header("traceparent", format!("00-{TRACE_ID}-{PARENT_ID}-01"))
         .header("baggage", "tenant=acme,secret=not-copied")
+        .header("user-agent", "shop-client/2.0")
         .send()
         .await
         .unwrap()
@@ -97,6 +98,16 @@ async fn request_spans_are_opentelemetry_spans_with_the_callers_parent() {
     };
     assert_eq!(attr(item, "http.route").as_deref(), Some("/items/{id}"));
     assert_eq!(attr(item, "http.request.method").as_deref(), Some("GET"));
+    assert_eq!(attr(item, "url.path").as_deref(), Some("/items/9"));
+    assert_eq!(attr(item, "url.scheme").as_deref(), Some("http"));
+    assert_eq!(
+        attr(item, "network.protocol.version").as_deref(),
+        Some("1.1")
+    );
+    assert_eq!(
+        attr(item, "user_agent.original").as_deref(),
+        Some("shop-client/2.0")
+    );
     assert_eq!(
         attr(item, "http.response.status_code").as_deref(),
         Some("200")

@@ -11,8 +11,9 @@ use opentelemetry::trace::{
 };
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
+use super::server::{Details, SpanName};
 use super::w3c::TraceParent;
-use super::{SpanIds, TraceContext};
+use super::{Capped, SpanIds, TraceContext, MAX_LOGGED_USER_AGENT_LEN};
 use crate::hex::Hex;
 
 fn remote(parent: &TraceParent, trace_state: Option<&str>) -> SpanContext {
@@ -25,6 +26,58 @@ fn remote(parent: &TraceParent, trace_state: Option<&str>) -> SpanContext {
             .and_then(|s| s.parse::<OtelTraceState>().ok())
             .unwrap_or_default(),
     )
+}
+
+/// What a server span adds when it is an OpenTelemetry span.
+pub(crate) struct ServerExtras<'a> {
+    /// The conventions' span name (the `tracing` span's name is fixed at compile time).
+    pub(crate) name: SpanName<'a>,
+    /// The request's details, when they are not span fields already.
+    pub(crate) details: Option<&'a Details<'a>>,
+    pub(crate) baggage_attributes: &'a [String],
+}
+
+/// Whether `span` is an OpenTelemetry span: `tracing-opentelemetry`'s layer keeps its data in
+/// the span's extensions. Without a `Registry` to look in, the answer is "perhaps", and the
+/// bridge finds out from what the layer accepts.
+fn is_opentelemetry_span(span: &tracing::Span) -> bool {
+    use tracing_subscriber::registry::{LookupSpan, SpanData};
+    span.with_subscriber(|(id, dispatch)| {
+        match dispatch.downcast_ref::<tracing_subscriber::Registry>() {
+            Some(registry) => registry.span_data(id).is_some_and(|data| {
+                data.extensions()
+                    .get::<tracing_opentelemetry::OtelData>()
+                    .is_some()
+            }),
+            None => true,
+        }
+    })
+    .unwrap_or(false)
+}
+
+/// [`bridge`] for the request span of a server, which names it and adds the request's
+/// details as attributes first. Spans of other subscribers are left as they are, so they pay
+/// for none of it.
+pub(crate) fn bridge_server(
+    span: &tracing::Span,
+    ctx: &mut TraceContext,
+    extras: &ServerExtras<'_>,
+) {
+    if !is_opentelemetry_span(span) {
+        return;
+    }
+    span.record("otel.name", tracing::field::display(&extras.name));
+    if let Some(details) = extras.details {
+        span.set_attribute("url.scheme", details.scheme);
+        span.set_attribute("network.protocol.version", details.version);
+        if let Some(user_agent) = details.user_agent {
+            span.set_attribute(
+                "user_agent.original",
+                Capped(user_agent, MAX_LOGGED_USER_AGENT_LEN).to_string(),
+            );
+        }
+    }
+    bridge(span, ctx, extras.baggage_attributes);
 }
 
 /// Joins `span` to the OpenTelemetry trace and adopts the span's OpenTelemetry IDs in `ctx`.
@@ -81,11 +134,17 @@ pub(crate) fn adopt(span: &tracing::Span, ids: &mut SpanIds) {
     if !otel.is_valid() {
         return;
     }
-    *ids = SpanIds {
+    let adopted = SpanIds {
         trace_id: otel.trace_id().to_bytes(),
         span_id: otel.span_id().to_bytes(),
         sampled: otel.is_sampled(),
     };
-    span.record("trace_id", tracing::field::display(Hex(&ids.trace_id)));
-    span.record("span_id", tracing::field::display(Hex(&ids.span_id)));
+    // A continued trace keeps its ID: only what changed is recorded (and formatted) again.
+    if adopted.trace_id != ids.trace_id {
+        span.record("trace_id", tracing::field::display(Hex(&adopted.trace_id)));
+    }
+    if adopted.span_id != ids.span_id {
+        span.record("span_id", tracing::field::display(Hex(&adopted.span_id)));
+    }
+    *ids = adopted;
 }

@@ -136,7 +136,7 @@ impl TraceOptions {
         req: &mut Request<B>,
         method: HttpMethod,
         route: Option<&str>,
-        scheme: &str,
+        scheme: &'static str,
         request_id: Option<&HeaderValue>,
     ) -> ServerTrace {
         let mut ctx = self.extract(req.headers());
@@ -157,9 +157,34 @@ impl TraceOptions {
                 }
             }
         }
-        let span = open_span(req, &ctx, method, route, scheme, request_id);
+        let route = route.filter(|r| *r != UNMATCHED_ROUTE);
+        let details = Details {
+            scheme,
+            version: crate::labels::protocol_version(req.version()),
+            user_agent: req
+                .headers()
+                .get(http::header::USER_AGENT)
+                .and_then(|v| v.to_str().ok()),
+        };
+        // The access log is where these belong; OpenTelemetry gets them as attributes.
+        let span = open_span(
+            req,
+            &ctx,
+            method,
+            route,
+            request_id,
+            self.access_log.then_some(&details),
+        );
         #[cfg(feature = "opentelemetry")]
-        super::otel::bridge(&span, &mut ctx, &self.baggage_attributes);
+        super::otel::bridge_server(
+            &span,
+            &mut ctx,
+            &super::otel::ServerExtras {
+                name: span_name(method, route),
+                details: (!self.access_log).then_some(&details),
+                baggage_attributes: &self.baggage_attributes,
+            },
+        );
         ServerTrace {
             context: ctx,
             span: SpanHandle {
@@ -171,7 +196,7 @@ impl TraceOptions {
 }
 
 /// The span name, `{method} {route}`, built only when recorded.
-struct SpanName<'a> {
+pub(crate) struct SpanName<'a> {
     method: &'a str,
     route: Option<&'a str>,
 }
@@ -185,39 +210,50 @@ impl std::fmt::Display for SpanName<'_> {
     }
 }
 
-/// The request's span, with the OpenTelemetry HTTP server attributes that
-/// `tracing-opentelemetry` understands (`otel.name`, `otel.kind`, `otel.status_code`).
+/// The conventions' span name: `{method} {route}`, `HTTP` for unknown methods, never the raw
+/// path.
+#[cfg_attr(not(feature = "opentelemetry"), allow(dead_code))]
+fn span_name(method: HttpMethod, route: Option<&str>) -> SpanName<'_> {
+    let method = match method {
+        HttpMethod::Other => "HTTP",
+        m => m.as_str(),
+    };
+    SpanName { method, route }
+}
+
+/// What the request says about its connection and its client: recorded where someone reads
+/// it (the access-log line, an OpenTelemetry span), not on every line logged in the request.
+pub(crate) struct Details<'a> {
+    pub(crate) scheme: &'static str,
+    pub(crate) version: &'static str,
+    pub(crate) user_agent: Option<&'a str>,
+}
+
+/// The request's span. Its fields are the ones every line logged in the request carries
+/// (the request's IDs, method, route and path), and the ones set when it ends; `details`
+/// adds the connection's and the client's.
 fn open_span<B>(
     req: &Request<B>,
     ctx: &TraceContext,
     method: HttpMethod,
     route: Option<&str>,
-    scheme: &str,
     request_id: Option<&HeaderValue>,
+    details: Option<&Details<'_>>,
 ) -> tracing::Span {
-    // The span name follows the conventions: `{method} {route}`, `HTTP` for unknown methods,
-    // never the raw path.
-    let method_name = match method {
-        HttpMethod::Other => "HTTP",
-        m => m.as_str(),
-    };
-    let route = route.filter(|r| *r != UNMATCHED_ROUTE);
+    let user_agent = details.and_then(|d| d.user_agent);
     // Field values are wrappers that format only when a subscriber records them.
     let span = tracing::info_span!(
         target: "tower_observe::http",
         "HTTP request",
-        otel.name = %SpanName { method: method_name, route },
+        otel.name = tracing::field::Empty,
         otel.kind = "server",
         http.request.method = method.as_str(),
         http.request.method_original = tracing::field::Empty,
         http.route = route,
         url.path = %Capped(req.uri().path(), MAX_LOGGED_URL_LEN),
-        url.scheme = scheme,
-        network.protocol.version = crate::labels::protocol_version(req.version()),
-        user_agent.original = req
-            .headers()
-            .get(http::header::USER_AGENT)
-            .and_then(|v| v.to_str().ok())
+        url.scheme = details.map(|d| d.scheme),
+        network.protocol.version = details.map(|d| d.version),
+        user_agent.original = user_agent
             .map(|ua| tracing::field::display(Capped(ua, MAX_LOGGED_USER_AGENT_LEN))),
         request_id = request_id.and_then(|v| v.to_str().ok()),
         trace_id = %Hex(&ctx.span.trace_id),
