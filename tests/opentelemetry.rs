@@ -113,6 +113,13 @@ async fn request_spans_are_opentelemetry_spans_with_the_callers_parent() {
         Some("200")
     );
     assert_eq!(item.status, Status::Unset);
+    // The IDs log lines carry are the exported span's, recorded once; its parent is native.
+    assert_eq!(attr(item, "trace_id").as_deref(), Some(TRACE_ID));
+    assert_eq!(
+        attr(item, "span_id"),
+        Some(hex(&item.span_context.span_id().to_bytes()))
+    );
+    assert_eq!(attr(item, "parent_span_id"), None);
     assert_eq!(
         attr(item, "baggage.tenant").as_deref(),
         Some("acme"),

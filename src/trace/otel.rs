@@ -11,6 +11,8 @@ use opentelemetry::trace::{
 };
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+
 use super::server::{Details, SpanName};
 use super::w3c::TraceParent;
 use super::{Capped, SpanIds, TraceContext, MAX_LOGGED_USER_AGENT_LEN};
@@ -55,33 +57,144 @@ fn is_opentelemetry_span(span: &tracing::Span) -> bool {
     .unwrap_or(false)
 }
 
-/// [`bridge`] for the request span of a server, which names it and adds the request's
-/// details as attributes first. Spans of other subscribers are left as they are, so they pay
-/// for none of it.
+/// The `Registry` (by address) of the last subscriber whose request span was not an
+/// OpenTelemetry span, or 0. A span opening under that subscriber again records its IDs at
+/// once; any other defers them to [`bridge_server`], which is right for every subscriber and
+/// costs one more record where OpenTelemetry is absent. (A new subscriber at the address of a
+/// dropped one would be taken for it until its first span says otherwise.)
+static WITHOUT_OPENTELEMETRY: AtomicUsize = AtomicUsize::new(0);
+
+/// The address of the current subscriber's `Registry`, if it has one.
+fn current_registry() -> Option<usize> {
+    tracing::dispatcher::get_default(|dispatch| {
+        dispatch
+            .downcast_ref::<tracing_subscriber::Registry>()
+            .map(|registry| registry as *const _ as usize)
+    })
+}
+
+/// Whether the request span about to open should wait for [`bridge_server`] to record its
+/// IDs: unless its subscriber is known to run without OpenTelemetry.
+pub(crate) fn ids_come_later() -> bool {
+    let known = WITHOUT_OPENTELEMETRY.load(Relaxed);
+    known == 0 || current_registry() != Some(known)
+}
+
+/// [`bridge`] for the request span of a server. An OpenTelemetry span first gets its name
+/// and the request's details, in one record before it starts; its IDs are recorded when final
+/// (its parent is native to OpenTelemetry, so `parent_span_id` is not repeated as an
+/// attribute). Other spans get their IDs if they opened without them (`ids_recorded` false)
+/// and nothing else.
 pub(crate) fn bridge_server(
     span: &tracing::Span,
     ctx: &mut TraceContext,
     extras: &ServerExtras<'_>,
+    ids_recorded: bool,
 ) {
-    if !is_opentelemetry_span(span) {
+    if span.is_disabled() {
         return;
     }
-    span.record("otel.name", tracing::field::display(&extras.name));
-    if let Some(details) = extras.details {
-        span.set_attribute("url.scheme", details.scheme);
-        span.set_attribute("network.protocol.version", details.version);
-        if let Some(user_agent) = details.user_agent {
-            span.set_attribute(
+    if !is_opentelemetry_span(span) {
+        if !ids_recorded {
+            record_ids(span, &ctx.span, ctx.parent_span_id.as_ref());
+            if let Some(registry) = current_registry() {
+                WITHOUT_OPENTELEMETRY.store(registry, Relaxed);
+            }
+        }
+        return;
+    }
+    if ids_recorded {
+        // This subscriber runs OpenTelemetry after all: defer the IDs from now on.
+        WITHOUT_OPENTELEMETRY.store(0, Relaxed);
+    }
+    let name = tracing::field::display(&extras.name);
+    let details = extras.details;
+    let user_agent = details
+        .and_then(|d| d.user_agent)
+        .map(|ua| tracing::field::display(Capped(ua, MAX_LOGGED_USER_AGENT_LEN)));
+    record_values(
+        span,
+        [
+            ("otel.name", Some(&name as &dyn tracing::Value)),
+            (
+                "url.scheme",
+                details.map(|d| &d.scheme as &dyn tracing::Value),
+            ),
+            (
+                "network.protocol.version",
+                details.map(|d| &d.version as &dyn tracing::Value),
+            ),
+            (
                 "user_agent.original",
-                Capped(user_agent, MAX_LOGGED_USER_AGENT_LEN).to_string(),
-            );
+                user_agent.as_ref().map(|ua| ua as &dyn tracing::Value),
+            ),
+        ],
+    );
+    let joined = link_to_caller(span, ctx, extras.baggage_attributes);
+    if ids_recorded {
+        if joined {
+            adopt(span, &mut ctx.span);
+        }
+        return;
+    }
+    if joined {
+        if let Some(ids) = opentelemetry_ids(span) {
+            ctx.span = ids;
         }
     }
-    bridge(span, ctx, extras.baggage_attributes);
+    let parent = ctx.parent_span_id.as_ref().filter(|_| !joined);
+    record_ids(span, &ctx.span, parent);
+}
+
+/// Records `trace_id`, `span_id` and, if given, `parent_span_id` on `span`, in one record.
+fn record_ids(span: &tracing::Span, ids: &SpanIds, parent: Option<&[u8; 8]>) {
+    let trace_id = tracing::field::display(Hex(&ids.trace_id));
+    let span_id = tracing::field::display(Hex(&ids.span_id));
+    let parent = parent.map(|p| tracing::field::display(Hex(p)));
+    record_values(
+        span,
+        [
+            ("trace_id", Some(&trace_id as &dyn tracing::Value)),
+            ("span_id", Some(&span_id as &dyn tracing::Value)),
+            (
+                "parent_span_id",
+                parent.as_ref().map(|p| p as &dyn tracing::Value),
+            ),
+        ],
+    );
+}
+
+/// Records the given values of `span`'s fields in one record (one pass through the
+/// subscriber's layers).
+fn record_values<const N: usize>(
+    span: &tracing::Span,
+    values: [(&str, Option<&dyn tracing::Value>); N],
+) {
+    let Some(meta) = span.metadata() else { return };
+    let fields = meta.fields();
+    // A name the span lacks (never the case for the crate's spans) gets no value, in the
+    // slot of some field of the span.
+    let Some(any) = fields.iter().next() else {
+        return;
+    };
+    let found = values.map(|(name, value)| (fields.field(name), value));
+    let pairs = found.each_ref().map(|(field, value)| match field {
+        Some(field) => (field, *value),
+        None => (&any, None),
+    });
+    span.record_all(&fields.value_set(&pairs));
 }
 
 /// Joins `span` to the OpenTelemetry trace and adopts the span's OpenTelemetry IDs in `ctx`.
 pub(crate) fn bridge(span: &tracing::Span, ctx: &mut TraceContext, baggage_attributes: &[String]) {
+    if link_to_caller(span, ctx, baggage_attributes) {
+        adopt(span, &mut ctx.span);
+    }
+}
+
+/// Sets the caller's context as the parent of `span` (or a link, when untrusted) and copies
+/// allowlisted baggage; `false` when `span` is not an OpenTelemetry span.
+fn link_to_caller(span: &tracing::Span, ctx: &TraceContext, baggage_attributes: &[String]) -> bool {
     if let Some(parent_id) = ctx.parent_span_id {
         let parent = TraceParent {
             trace_id: ctx.span.trace_id,
@@ -92,7 +205,7 @@ pub(crate) fn bridge(span: &tracing::Span, ctx: &mut TraceContext, baggage_attri
         let parent_cx =
             opentelemetry::Context::new().with_remote_span_context(remote(&parent, state));
         if span.set_parent(parent_cx).is_err() {
-            return; // no OpenTelemetry layer (or the span is disabled): keep our own IDs
+            return false; // no OpenTelemetry layer (or the span is disabled): keep our own IDs
         }
     }
     if let Some(link) = ctx.link() {
@@ -105,7 +218,7 @@ pub(crate) fn bridge(span: &tracing::Span, ctx: &mut TraceContext, baggage_attri
             }
         }
     }
-    adopt(span, &mut ctx.span);
+    true
 }
 
 /// Joins a client span to the trace of `parent` (the context the outgoing call continues,
@@ -129,15 +242,8 @@ pub(crate) fn join(span: &tracing::Span, parent: Option<&TraceContext>, ids: &mu
 /// Replaces `ids` with the OpenTelemetry IDs of `span`, when an OpenTelemetry layer gave it
 /// some, and records them on the span.
 pub(crate) fn adopt(span: &tracing::Span, ids: &mut SpanIds) {
-    let cx = span.context();
-    let otel = cx.span().span_context().clone();
-    if !otel.is_valid() {
+    let Some(adopted) = opentelemetry_ids(span) else {
         return;
-    }
-    let adopted = SpanIds {
-        trace_id: otel.trace_id().to_bytes(),
-        span_id: otel.span_id().to_bytes(),
-        sampled: otel.is_sampled(),
     };
     // A continued trace keeps its ID: only what changed is recorded (and formatted) again.
     if adopted.trace_id != ids.trace_id {
@@ -147,4 +253,15 @@ pub(crate) fn adopt(span: &tracing::Span, ids: &mut SpanIds) {
         span.record("span_id", tracing::field::display(Hex(&adopted.span_id)));
     }
     *ids = adopted;
+}
+
+/// The IDs OpenTelemetry gave `span` (starting it), if it is an OpenTelemetry span.
+fn opentelemetry_ids(span: &tracing::Span) -> Option<SpanIds> {
+    let cx = span.context();
+    let otel = cx.span().span_context().clone();
+    otel.is_valid().then(|| SpanIds {
+        trace_id: otel.trace_id().to_bytes(),
+        span_id: otel.span_id().to_bytes(),
+        sampled: otel.is_sampled(),
+    })
 }

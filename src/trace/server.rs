@@ -166,6 +166,12 @@ impl TraceOptions {
                 .get(http::header::USER_AGENT)
                 .and_then(|v| v.to_str().ok()),
         };
+        // An OpenTelemetry span's IDs are known once it has joined its trace: the bridge
+        // records them then, once.
+        #[cfg(feature = "opentelemetry")]
+        let with_ids = !super::otel::ids_come_later();
+        #[cfg(not(feature = "opentelemetry"))]
+        let with_ids = true;
         // The access log is where these belong; OpenTelemetry gets them as attributes.
         let span = open_span(
             req,
@@ -174,6 +180,7 @@ impl TraceOptions {
             route,
             request_id,
             self.access_log.then_some(&details),
+            with_ids,
         );
         #[cfg(feature = "opentelemetry")]
         super::otel::bridge_server(
@@ -184,6 +191,7 @@ impl TraceOptions {
                 details: (!self.access_log).then_some(&details),
                 baggage_attributes: &self.baggage_attributes,
             },
+            with_ids,
         );
         ServerTrace {
             context: ctx,
@@ -231,7 +239,8 @@ pub(crate) struct Details<'a> {
 
 /// The request's span. Its fields are the ones every line logged in the request carries
 /// (the request's IDs, method, route and path), and the ones set when it ends; `details`
-/// adds the connection's and the client's.
+/// adds the connection's and the client's. Without `with_ids`, the IDs are left for the
+/// OpenTelemetry bridge to record.
 fn open_span<B>(
     req: &Request<B>,
     ctx: &TraceContext,
@@ -239,8 +248,10 @@ fn open_span<B>(
     route: Option<&str>,
     request_id: Option<&HeaderValue>,
     details: Option<&Details<'_>>,
+    with_ids: bool,
 ) -> tracing::Span {
     let user_agent = details.and_then(|d| d.user_agent);
+    let ids = with_ids.then_some(&ctx.span);
     // Field values are wrappers that format only when a subscriber records them.
     let span = tracing::info_span!(
         target: "tower_observe::http",
@@ -256,9 +267,13 @@ fn open_span<B>(
         user_agent.original = user_agent
             .map(|ua| tracing::field::display(Capped(ua, MAX_LOGGED_USER_AGENT_LEN))),
         request_id = request_id.and_then(|v| v.to_str().ok()),
-        trace_id = %Hex(&ctx.span.trace_id),
-        span_id = %Hex(&ctx.span.span_id),
-        parent_span_id = ctx.parent_span_id.as_ref().map(|p| tracing::field::display(Hex(p))),
+        trace_id = ids.map(|ids| tracing::field::display(Hex(&ids.trace_id))),
+        span_id = ids.map(|ids| tracing::field::display(Hex(&ids.span_id))),
+        parent_span_id = ctx
+            .parent_span_id
+            .as_ref()
+            .filter(|_| ids.is_some())
+            .map(|p| tracing::field::display(Hex(p))),
         link.trace_id = ctx.link().map(|l| tracing::field::display(Hex(&l.trace_id))),
         link.span_id = ctx.link().map(|l| tracing::field::display(Hex(&l.parent_id))),
         http.response.status_code = tracing::field::Empty,
