@@ -96,20 +96,15 @@ fn serve_measured(router: &Router, n: u64) {
     }
 }
 
-/// Serves `n` requests of the stack `name` under its subscriber (installed as the global
-/// default when `global`, the way a service installs it, else for this call only); returns
-/// the allocations.
-fn run(name: &str, n: u64, global: bool) -> u64 {
+/// Serves `n` requests of the stack `name` with its subscriber installed as the global
+/// default (the way a service installs it); returns the allocations.
+fn run(name: &str, n: u64) -> u64 {
     let (router, subscriber) = stacks::stack(name).expect("a stack name");
     let (dispatch, provider) = stacks::dispatch(subscriber);
-    let allocations = match dispatch {
-        Some(dispatch) if global => {
-            tracing::dispatcher::set_global_default(dispatch).expect("the first subscriber");
-            serve(&router, n)
-        }
-        Some(dispatch) => tracing::dispatcher::with_default(&dispatch, || serve(&router, n)),
-        None => serve(&router, n),
-    };
+    if let Some(dispatch) = dispatch {
+        tracing::dispatcher::set_global_default(dispatch).expect("the first subscriber");
+    }
+    let allocations = serve(&router, n);
     if let Some(provider) = provider {
         let _ = provider.shutdown();
     }
@@ -131,15 +126,30 @@ fn main() {
         // One stack, N requests: for callgrind.
         [name, n] => {
             let n: u64 = n.parse().expect("a number of requests");
-            let allocations = run(name, n, true);
+            let allocations = run(name, n);
             println!("{name}: {n} requests, {allocations} allocations");
         }
+        // Every stack, each in a fresh process (axum-prometheus installs a global recorder,
+        // and each stack gets its subscriber as the global default, as a service would).
         _ => {
+            let exe = std::env::current_exe().expect("the benchmark's own path");
+            let n = 2000;
             println!("{:<28} {:>12}", "stack", "allocs/req");
             for name in stacks::STACKS {
-                let n = 2000;
-                let allocations = run(name, n, false);
-                println!("{name:<28} {:>12.2}", allocations as f64 / n as f64);
+                let out = std::process::Command::new(&exe)
+                    .args([name, &n.to_string()])
+                    .output()
+                    .expect("the benchmark runs itself");
+                let stdout = String::from_utf8_lossy(&out.stdout);
+                let allocations: Option<f64> = stdout
+                    .split_whitespace()
+                    .rev()
+                    .nth(1)
+                    .and_then(|count| count.parse().ok());
+                match allocations {
+                    Some(count) => println!("{name:<28} {:>12.2}", count / n as f64),
+                    None => panic!("{name}: {}", String::from_utf8_lossy(&out.stderr)),
+                }
             }
         }
     }

@@ -19,7 +19,7 @@ pub(crate) enum Subscriber {
 }
 
 /// The stacks, in the order they are reported.
-pub(crate) const STACKS: [&str; 15] = [
+pub(crate) const STACKS: [&str; 18] = [
     "bare",
     "noop_layer",
     "ours_untraced",
@@ -35,6 +35,9 @@ pub(crate) const STACKS: [&str; 15] = [
     "tower_http_trace_fmt",
     "tower_http_trace_otel",
     "axum_prometheus",
+    "glue_ecs",
+    "glue_fmt",
+    "glue_otel",
 ];
 
 fn base() -> Router {
@@ -45,12 +48,29 @@ fn base() -> Router {
 /// writes what our traced stack with an access log writes (at its default `DEBUG` an `INFO`
 /// subscriber would skip it entirely).
 fn tower_http_trace() -> Router {
+    base().layer(trace_layer())
+}
+
+fn trace_layer() -> tower_http::trace::TraceLayer<
+    tower_http::classify::SharedClassifier<tower_http::classify::ServerErrorsAsFailures>,
+> {
     use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
-    base().layer(
-        TraceLayer::new_for_http()
-            .make_span_with(DefaultMakeSpan::new().level(tracing::Level::INFO))
-            .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)),
-    )
+    TraceLayer::new_for_http()
+        .make_span_with(DefaultMakeSpan::new().level(tracing::Level::INFO))
+        .on_response(DefaultOnResponse::new().level(tracing::Level::INFO))
+}
+
+/// What the crate replaces: request IDs and `TraceLayer` from tower-http, metrics from
+/// axum-prometheus.
+fn glue() -> Router {
+    use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+    let header = http::HeaderName::from_static("x-request-id");
+    let (metrics, _handle) = axum_prometheus::PrometheusMetricLayer::pair();
+    base()
+        .layer(metrics)
+        .layer(trace_layer())
+        .layer(PropagateRequestIdLayer::new(header.clone()))
+        .layer(SetRequestIdLayer::new(header, MakeRequestUuid))
 }
 
 /// The stack `name`: its router and the subscriber it runs under. axum-prometheus spawns a
@@ -108,6 +128,9 @@ pub(crate) fn stack(name: &str) -> Option<(Router, Subscriber)> {
             let (layer, _handle) = axum_prometheus::PrometheusMetricLayer::pair();
             (base().layer(layer), Subscriber::None)
         }
+        "glue_ecs" => (glue(), Subscriber::Ecs),
+        "glue_fmt" => (glue(), Subscriber::Fmt),
+        "glue_otel" => (glue(), Subscriber::OpenTelemetry),
         _ => return None,
     })
 }

@@ -113,11 +113,11 @@ impl AssignRequestIdLayer {
 
     /// Gives `req` its ID and returns the value to echo on the response.
     pub(crate) fn assign<B>(&self, req: &mut Request<B>) -> HeaderValue {
-        self.assign_at(req, None)
+        self.assign_at(req, None).into_header_value()
     }
 
     /// [`assign`](Self::assign), reusing a system-clock reading the caller already took.
-    pub(crate) fn assign_at<B>(&self, req: &mut Request<B>, now: Option<u64>) -> HeaderValue {
+    pub(crate) fn assign_at<B>(&self, req: &mut Request<B>, now: Option<u64>) -> RequestId {
         let generate = || match now {
             Some(now) => RequestId::generate_at(now),
             None => RequestId::generate(),
@@ -135,16 +135,15 @@ impl AssignRequestIdLayer {
             },
             None => (generate(), self.set_request_header),
         };
-        let value = id.0.clone();
         if write_header {
-            req.headers_mut().insert(self.header.clone(), value.clone());
+            req.headers_mut().insert(self.header.clone(), id.0.clone());
         }
         // No subscriber was ever installed: there is no span to record into.
         if tracing::dispatcher::has_been_set() {
             tracing::Span::current().record("request_id", id.as_str());
         }
-        req.extensions_mut().insert(id);
-        value
+        req.extensions_mut().insert(id.clone());
+        id
     }
 }
 

@@ -94,12 +94,16 @@ impl RequestId {
     /// The ID as text.
     pub fn as_str(&self) -> &str {
         // Only safe ASCII ever gets in (see `is_valid` and `generate`).
-        self.0.to_str().unwrap_or_default()
+        std::str::from_utf8(self.0.as_bytes()).unwrap_or_default()
     }
 
     /// The ID as a header value.
     pub fn header_value(&self) -> &HeaderValue {
         &self.0
+    }
+
+    pub(crate) fn into_header_value(self) -> HeaderValue {
+        self.0
     }
 }
 

@@ -4,7 +4,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
-use http::{HeaderValue, Response};
+use http::Response;
 use pin_project_lite::pin_project;
 
 use super::body::ResponseBody;
@@ -19,18 +19,14 @@ pin_project! {
         #[pin]
         inner: F,
         in_flight: Option<InFlight>,
-        // The request ID to echo (the header name is in the shared config, to keep this
-        // future small).
-        request_id: Option<HeaderValue>,
     }
 }
 
 impl<F> ResponseFuture<F> {
-    pub(super) fn new(inner: F, in_flight: InFlight, request_id: Option<HeaderValue>) -> Self {
+    pub(super) fn new(inner: F, in_flight: InFlight) -> Self {
         Self {
             inner,
             in_flight: Some(in_flight),
-            request_id,
         }
     }
 }
@@ -61,11 +57,13 @@ where
             Ok(response) => {
                 let (mut parts, body) = response.into_parts();
                 if let Some(in_flight) = &mut in_flight {
-                    if let (Some(value), Some(ids)) =
-                        (this.request_id.take(), &in_flight.config.request_id)
+                    if let (Some(ids), Some(id)) =
+                        (&in_flight.config.request_id, in_flight.request_id())
                     {
                         // Always ours: the echoed ID must be the validated one the logs carry.
-                        parts.headers.insert(ids.header.clone(), value);
+                        parts
+                            .headers
+                            .insert(ids.header.clone(), id.header_value().clone());
                     }
                     in_flight.on_response(&parts);
                 }

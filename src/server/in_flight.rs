@@ -70,6 +70,7 @@ impl InFlight {
         req: &Request<B>,
         (start, method, scheme, route): (u64, HttpMethod, Scheme, RouteLabel),
         trace: Option<ServerTrace>,
+        request_id: Option<RequestId>,
     ) -> Self {
         let dimensions = if config.observer.dimensions().is_empty() {
             None
@@ -82,7 +83,6 @@ impl InFlight {
                 (Some(trace.context), Some(Box::new(trace.span)), Some(ids))
             }
             None => {
-                let request_id = req.extensions().get::<RequestId>().cloned();
                 let context = TraceContext::passed_through(req.headers(), request_id);
                 (
                     Some(context),
@@ -116,6 +116,11 @@ impl InFlight {
     }
 
     /// Counts the request body's bytes as the application reads them.
+    /// The request's ID, if it has one.
+    pub(crate) fn request_id(&self) -> Option<&RequestId> {
+        self.arrival.context.as_ref()?.request_id.as_ref()
+    }
+
     pub(crate) fn count_request_bytes(&mut self, counter: Option<Arc<AtomicU64>>) {
         self.arrival.request_bytes = counter;
     }

@@ -12,6 +12,7 @@ use super::in_flight::InFlight;
 use super::layer::Config;
 use super::route::RouteLabel;
 use super::series::Scheme;
+use crate::request_id::RequestId;
 
 /// The service made by [`ObserveLayer`](super::ObserveLayer).
 #[derive(Clone)]
@@ -66,18 +67,20 @@ where
             Some(_) => Scheme::Http,
             None => config.default_scheme,
         };
+        // The ID this layer gave the request, or one an outer layer did.
+        let request_id = request_id.or_else(|| req.extensions().get::<RequestId>().cloned());
         let trace = config.traces.as_ref().map(|options| {
             options.start(
                 &mut req,
                 method,
                 Some(route.as_str()),
                 scheme.as_str(),
-                request_id.as_ref(),
+                request_id.clone(),
             )
         });
         // Armed before the inner call: even a panic in it brings the active gauge back down.
         let arrival = (start, method, scheme, route);
-        let mut in_flight = InFlight::arrive(config.clone(), &req, arrival, trace);
+        let mut in_flight = InFlight::arrive(config.clone(), &req, arrival, trace, request_id);
         let (parts, body) = req.into_parts();
         let (body, request_bytes) = RequestBody::wrap(body);
         in_flight.count_request_bytes(request_bytes);
@@ -86,6 +89,6 @@ where
         // The handler runs in the request's span with its context current, from its first
         // synchronous line to its last poll.
         let future = in_flight.in_scope(|| inner.call(req));
-        ResponseFuture::new(future, in_flight, request_id)
+        ResponseFuture::new(future, in_flight)
     }
 }

@@ -1,6 +1,6 @@
 //! The server side: extract the caller's context, open the request's span.
 
-use http::{HeaderMap, HeaderValue, Request};
+use http::{HeaderMap, Request};
 
 use super::w3c::TraceParent;
 use super::{new_trace_id, non_zero_span_id, SpanIds, TraceContext};
@@ -137,10 +137,10 @@ impl TraceOptions {
         method: HttpMethod,
         route: Option<&str>,
         scheme: &'static str,
-        request_id: Option<&HeaderValue>,
+        request_id: Option<RequestId>,
     ) -> ServerTrace {
         let mut ctx = self.extract(req.headers());
-        ctx.request_id = req.extensions().get::<RequestId>().cloned();
+        ctx.request_id = request_id;
         if let Some(baggage) = ctx.baggage() {
             let mut dims = Dimensions::new();
             for key in &self.baggage_dimensions {
@@ -178,7 +178,6 @@ impl TraceOptions {
             &ctx,
             method,
             route,
-            request_id,
             self.access_log.then_some(&details),
             with_ids,
         );
@@ -246,7 +245,6 @@ fn open_span<B>(
     ctx: &TraceContext,
     method: HttpMethod,
     route: Option<&str>,
-    request_id: Option<&HeaderValue>,
     details: Option<&Details<'_>>,
     with_ids: bool,
 ) -> tracing::Span {
@@ -266,7 +264,7 @@ fn open_span<B>(
         network.protocol.version = details.map(|d| d.version),
         user_agent.original = user_agent
             .map(|ua| tracing::field::display(Capped(ua, MAX_LOGGED_USER_AGENT_LEN))),
-        request_id = request_id.and_then(|v| v.to_str().ok()),
+        request_id = ctx.request_id.as_ref().map(RequestId::as_str),
         trace_id = ids.map(|ids| tracing::field::display(Hex(&ids.trace_id))),
         span_id = ids.map(|ids| tracing::field::display(Hex(&ids.span_id))),
         parent_span_id = ctx
