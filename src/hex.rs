@@ -26,19 +26,29 @@ pub(crate) fn to_string(bytes: &[u8]) -> String {
     s
 }
 
-/// An ID printed as lower-case hex when (and only when) it is formatted: span fields take it
-/// with `%Hex(&id)`, so an ID nobody records is never encoded.
-pub(crate) struct Hex<'a>(pub(crate) &'a [u8]);
+/// An ID's lower-case hex digits, on the stack. Span fields take it as a string
+/// (`hex::id16(&id).as_str()`), which every subscriber records without formatting machinery.
+pub(crate) struct HexId<const N: usize>([u8; N]);
 
-impl std::fmt::Display for Hex<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let mut buf = [0u8; 32];
-        for chunk in self.0.chunks(16) {
-            encode_into(chunk, &mut buf);
-            f.write_str(std::str::from_utf8(&buf[..2 * chunk.len()]).unwrap_or_default())?;
-        }
-        Ok(())
+impl<const N: usize> HexId<N> {
+    pub(crate) fn as_str(&self) -> &str {
+        // Always ASCII hex digits.
+        std::str::from_utf8(&self.0).unwrap_or_default()
     }
+}
+
+/// A trace ID's 32 hex digits.
+pub(crate) fn id16(bytes: &[u8; 16]) -> HexId<32> {
+    let mut out = [0u8; 32];
+    encode_into(bytes, &mut out);
+    HexId(out)
+}
+
+/// A span ID's 16 hex digits.
+pub(crate) fn id8(bytes: &[u8; 8]) -> HexId<16> {
+    let mut out = [0u8; 16];
+    encode_into(bytes, &mut out);
+    HexId(out)
 }
 
 /// The value of one lower-case hex digit (W3C Trace Context allows no upper case).
@@ -77,11 +87,11 @@ mod tests {
         let id = [0x00, 0xf0, 0x67, 0xaa, 0x0b, 0xa9, 0x02, 0xb7];
         let text = to_string(&id);
         assert_eq!(text, "00f067aa0ba902b7");
-        assert_eq!(Hex(&id).to_string(), text);
+        assert_eq!(id8(&id).as_str(), text);
+        assert_eq!(id16(&[0xab; 16]).as_str(), "ab".repeat(16));
         let mut back = [0u8; 8];
         assert!(decode_into(text.as_bytes(), &mut back));
         assert_eq!(back, id);
         assert!(!decode_into(b"00F067AA0BA902B7", &mut back));
-        assert_eq!(Hex(&[0xab; 20]).to_string(), "ab".repeat(20));
     }
 }

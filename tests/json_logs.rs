@@ -79,4 +79,40 @@ async fn request_logs_carry_request_and_trace_ids() {
     assert_eq!(access["transaction.id"], access["span.id"]);
     assert_eq!(access["http.response.status_code"], 200);
     assert!(access["event.duration"].as_u64().unwrap() > 0);
+
+    // Requests served without a span still log their IDs: a trace the caller did not sample
+    // (no span: nobody would see it) and the untraced quick start (no spans at all).
+    let handler = || async {
+        tracing::info!("serving");
+        "ok"
+    };
+    let traced = Router::new()
+        .route("/unsampled", get(handler))
+        .layer(observer.layer().traces(TraceOptions::new()));
+    let untraced = Router::new()
+        .route("/untraced", get(handler))
+        .layer(observer.layer());
+    for (app, path, id) in [
+        (traced, "/unsampled", "req-78"),
+        (untraced, "/untraced", "req-79"),
+    ] {
+        let addr = serve(app).await;
+        reqwest::Client::new()
+            .get(format!("http://{addr}{path}"))
+            .header(
+                "traceparent",
+                "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00",
+            )
+            .header("x-request-id", id)
+            .send()
+            .await
+            .unwrap();
+        eventually(|| capture.lines().iter().any(|l| l["http.request.id"] == id)).await;
+        let lines = capture.lines();
+        let line = lines.iter().find(|l| l["http.request.id"] == id).unwrap();
+        assert_eq!(line["message"], "serving");
+        assert_eq!(line["trace.id"], "0af7651916cd43dd8448eb211c80319c");
+        assert!(line.get("span.id").is_none(), "no span, no span.id: {line}");
+        assert!(line.get("url.path").is_none(), "no span fields: {line}");
+    }
 }

@@ -46,6 +46,13 @@ async fn request_spans_are_opentelemetry_spans_with_the_callers_parent() {
             }),
         )
         .route("/broken", get(|| async { StatusCode::INTERNAL_SERVER_ERROR }))
+        .route(
+            "/query",
+            get(|| async {
+                let _db = tracing::info_span!("db query").entered();
+                "rows"
+            }),
+        )
         .layer(observer.layer().traces(TraceOptions::new().baggage_as_attribute("tenant")));
     let addr = serve(app).await;
     let client = reqwest::Client::new();
@@ -139,6 +146,23 @@ async fn request_spans_are_opentelemetry_spans_with_the_callers_parent() {
         broken.status
     );
     assert_eq!(attr(broken, "error.type").as_deref(), Some("500"));
+
+    // A caller that did not sample: neither the request span nor the handler's own spans are
+    // exported (the handler's span is not a new root: its parent is the unsampled request).
+    client
+        .get(format!("http://{addr}/query"))
+        .header("traceparent", format!("00-{TRACE_ID}-{PARENT_ID}-00"))
+        .send()
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let exported: Vec<String> = exporter
+        .get_finished_spans()
+        .unwrap()
+        .iter()
+        .map(|s| s.name.to_string())
+        .collect();
+    assert_eq!(exported.len(), 2, "{exported:?}");
 
     // The exemplar of the sampled request points at the exported span.
     let text = observer.registry().unwrap().render_openmetrics();

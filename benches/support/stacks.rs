@@ -19,7 +19,7 @@ pub(crate) enum Subscriber {
 }
 
 /// The stacks, in the order they are reported.
-pub(crate) const STACKS: [&str; 18] = [
+pub(crate) const STACKS: [&str; 20] = [
     "bare",
     "noop_layer",
     "ours_untraced",
@@ -30,6 +30,8 @@ pub(crate) const STACKS: [&str; 18] = [
     "ours_traced_fmt",
     "ours_traced_fmt_access_log",
     "ours_traced_otel",
+    "ours_unsampled_ecs",
+    "ours_unsampled_fmt",
     "tower_http_request_id",
     "tower_http_trace_ecs",
     "tower_http_trace_fmt",
@@ -110,6 +112,15 @@ pub(crate) fn stack(name: &str) -> Option<(Router, Subscriber)> {
             Subscriber::Fmt,
         ),
         "ours_traced_otel" => (traced(TraceOptions::new()), Subscriber::OpenTelemetry),
+        // Traces on, but this service samples none of the traces it starts.
+        "ours_unsampled_ecs" => (
+            traced(TraceOptions::new().root_sample_ratio(0.0)),
+            Subscriber::Ecs,
+        ),
+        "ours_unsampled_fmt" => (
+            traced(TraceOptions::new().root_sample_ratio(0.0)),
+            Subscriber::Fmt,
+        ),
         "tower_http_request_id" => {
             use tower_http::request_id::SetRequestIdLayer;
             use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer};

@@ -7,7 +7,7 @@ use super::ClientOptions;
 #[cfg(feature = "cache")]
 use crate::cache::{CacheHandle, CacheStatus};
 use crate::classify::{status_label, ClientRequest, ClientResponse, Failure, ResendCount};
-use crate::hex::Hex;
+use crate::hex;
 use crate::labels::{protocol_version, HttpMethod};
 use crate::stats::Outcome;
 use crate::trace::{
@@ -241,8 +241,8 @@ fn open_span<R: ClientRequest>(
             tracing::field::display(UrlFull { scheme, host, port, path: req.path() })
         }),
         http.request.resend_count = (resend_count > 0).then_some(resend_count),
-        trace_id = %Hex(&ids.trace_id),
-        span_id = %Hex(&ids.span_id),
+        trace_id = hex::id16(&ids.trace_id).as_str(),
+        span_id = hex::id8(&ids.span_id).as_str(),
         http.response.status_code = tracing::field::Empty,
         network.protocol.version = tracing::field::Empty,
         error.type = tracing::field::Empty,

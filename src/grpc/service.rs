@@ -13,7 +13,7 @@ use super::body::{complete_at_headers, header_status, GrpcRequestBody, GrpcRespo
 use super::call::{self, GrpcCall};
 use super::future::{GrpcClientFuture, GrpcServerFuture};
 use super::{method_of, Code, GrpcClientLayer, GrpcServerLayer, Side};
-use crate::hex::Hex;
+use crate::hex;
 use crate::request_id::RequestId;
 use crate::trace::{TraceContext, WithContext};
 
@@ -93,9 +93,9 @@ where
                     rpc.method_original = tracing::field::Empty,
                     rpc.status_code = tracing::field::Empty,
                     request_id = ctx.request_id.as_ref().map(|r| r.as_str()),
-                    trace_id = %Hex(&ctx.span.trace_id),
-                    span_id = %Hex(&ctx.span.span_id),
-                    parent_span_id = ctx.parent_span_id.as_ref().map(|p| tracing::field::display(Hex(p))),
+                    trace_id = hex::id16(&ctx.span.trace_id).as_str(),
+                    span_id = hex::id8(&ctx.span.span_id).as_str(),
+                    parent_span_id = ctx.parent_span_id.as_ref().map(hex::id8).as_ref().map(|p| p.as_str()),
                     error.type = tracing::field::Empty,
                     otel.status_code = tracing::field::Empty,
                 );
@@ -208,8 +208,8 @@ where
             rpc.status_code = tracing::field::Empty,
             server.address = (!address.is_empty()).then_some(address),
             server.port = port.parse::<u16>().ok(),
-            trace_id = %Hex(&ids.trace_id),
-            span_id = %Hex(&ids.span_id),
+            trace_id = hex::id16(&ids.trace_id).as_str(),
+            span_id = hex::id8(&ids.span_id).as_str(),
             error.type = tracing::field::Empty,
             otel.status_code = tracing::field::Empty,
         );

@@ -3,6 +3,8 @@
 use std::cell::RefCell;
 use std::io::{self, Write};
 use std::sync::Arc;
+
+use crate::hex;
 use std::time::SystemTime;
 
 use tracing::span::{Attributes, Id, Record};
@@ -93,6 +95,11 @@ impl Line {
         1 << ((bytes.len() as u64 ^ u64::from(last) << 2) & 63)
     }
 
+    /// Whether the line has `name` already.
+    fn has(&self, name: &str) -> bool {
+        self.seen & Self::bit(name) != 0 && self.names.contains(&name)
+    }
+
     /// Whether the line has `name` already; if not, it has it from now on.
     fn claim(&mut self, name: &'static str) -> bool {
         let bit = Self::bit(name);
@@ -176,6 +183,22 @@ impl<W> EcsJsonLayer<W> {
                     }
                 }
             }
+        }
+        // A request served without a span (untraced, or a trace not sampled) still has IDs:
+        // the context the observe layer keeps current while the request is served.
+        if !line.has("trace.id") || !line.has("http.request.id") {
+            crate::trace::TraceContext::peek_current(|ctx| {
+                if line.claim("trace.id") {
+                    write_key(&mut line.json, "trace.id");
+                    write_str(&mut line.json, hex::id16(&ctx.span.trace_id).as_str());
+                }
+                if let Some(id) = &ctx.request_id {
+                    if line.claim("http.request.id") {
+                        write_key(&mut line.json, "http.request.id");
+                        write_str(&mut line.json, id.as_str());
+                    }
+                }
+            });
         }
         let fixed: [(&'static str, &str); 3] = [
             ("log.logger", meta.target()),

@@ -80,7 +80,7 @@ impl InFlight {
         let (context, span, span_ids) = match trace {
             Some(trace) => {
                 let ids = trace.context.span;
-                (Some(trace.context), Some(Box::new(trace.span)), Some(ids))
+                (Some(trace.context), trace.span.map(Box::new), Some(ids))
             }
             None => {
                 let context = TraceContext::passed_through(req.headers(), request_id);

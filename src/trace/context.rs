@@ -183,6 +183,18 @@ impl TraceContext {
             .flatten()
     }
 
+    /// Runs `f` with the context current on this thread, if any, borrowed (nothing is
+    /// cloned).
+    pub(crate) fn peek_current<R>(f: impl FnOnce(&TraceContext) -> R) -> Option<R> {
+        CURRENT
+            .try_with(|c| {
+                let current = c.try_borrow().ok()?;
+                current.as_ref().map(f)
+            })
+            .ok()
+            .flatten()
+    }
+
     /// Runs `future` with this context current (for tasks spawned while serving a request).
     ///
     /// ```

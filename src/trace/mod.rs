@@ -45,6 +45,15 @@ impl std::fmt::Display for Capped<'_> {
     }
 }
 
+/// Whether the current subscriber may run `tracing-opentelemetry` (always `false` without
+/// feature `opentelemetry`).
+pub(crate) fn may_be_opentelemetry() -> bool {
+    #[cfg(feature = "opentelemetry")]
+    return otel::may_be_opentelemetry();
+    #[cfg(not(feature = "opentelemetry"))]
+    false
+}
+
 /// Records the method as received on `span` (`http.request.method_original`), for methods
 /// the label folds into `_OTHER`.
 pub(crate) fn record_method_original(span: &tracing::Span, method: &http::Method) {

@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use super::server::{Details, SpanName};
 use super::w3c::TraceParent;
 use super::{Capped, SpanIds, TraceContext, MAX_LOGGED_USER_AGENT_LEN};
-use crate::hex::Hex;
+use crate::hex;
 
 fn remote(parent: &TraceParent, trace_state: Option<&str>) -> SpanContext {
     SpanContext::new(
@@ -71,6 +71,11 @@ fn current_registry() -> Option<usize> {
             .downcast_ref::<tracing_subscriber::Registry>()
             .map(|registry| registry as *const _ as usize)
     })
+}
+
+/// Whether the current subscriber may run OpenTelemetry: unless it is known not to.
+pub(crate) fn may_be_opentelemetry() -> bool {
+    ids_come_later()
 }
 
 /// Whether the request span about to open should wait for [`bridge_server`] to record its
@@ -148,9 +153,10 @@ pub(crate) fn bridge_server(
 
 /// Records `trace_id`, `span_id` and, if given, `parent_span_id` on `span`, in one record.
 fn record_ids(span: &tracing::Span, ids: &SpanIds, parent: Option<&[u8; 8]>) {
-    let trace_id = tracing::field::display(Hex(&ids.trace_id));
-    let span_id = tracing::field::display(Hex(&ids.span_id));
-    let parent = parent.map(|p| tracing::field::display(Hex(p)));
+    let (trace_id, span_id) = (hex::id16(&ids.trace_id), hex::id8(&ids.span_id));
+    let (trace_id, span_id) = (trace_id.as_str(), span_id.as_str());
+    let parent = parent.map(hex::id8);
+    let parent = parent.as_ref().map(|p| p.as_str());
     record_values(
         span,
         [
@@ -247,10 +253,10 @@ pub(crate) fn adopt(span: &tracing::Span, ids: &mut SpanIds) {
     };
     // A continued trace keeps its ID: only what changed is recorded (and formatted) again.
     if adopted.trace_id != ids.trace_id {
-        span.record("trace_id", tracing::field::display(Hex(&adopted.trace_id)));
+        span.record("trace_id", hex::id16(&adopted.trace_id).as_str());
     }
     if adopted.span_id != ids.span_id {
-        span.record("span_id", tracing::field::display(Hex(&adopted.span_id)));
+        span.record("span_id", hex::id8(&adopted.span_id).as_str());
     }
     *ids = adopted;
 }

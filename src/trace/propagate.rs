@@ -9,7 +9,7 @@ use tower_service::Service;
 use tracing::instrument::{Instrument, Instrumented};
 
 use super::TraceContext;
-use crate::hex::Hex;
+use crate::hex;
 use crate::labels::HttpMethod;
 
 /// Injects the current [`TraceContext`] into outgoing requests; see the [module docs](crate::trace).
@@ -91,7 +91,7 @@ where
             "HTTP client request",
             otel.name = client_span_name(req.method()),
             otel.kind = "client",
-            span_id = %Hex(&ids.span_id),
+            span_id = hex::id8(&ids.span_id).as_str(),
         );
         #[cfg(feature = "opentelemetry")]
         super::otel::join(&span, Some(&parent), &mut ids);

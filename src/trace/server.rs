@@ -5,7 +5,7 @@ use http::{HeaderMap, Request};
 use super::w3c::TraceParent;
 use super::{new_trace_id, non_zero_span_id, SpanIds, TraceContext};
 use super::{Capped, MAX_LOGGED_URL_LEN, MAX_LOGGED_USER_AGENT_LEN};
-use crate::hex::Hex;
+use crate::hex;
 use crate::labels::{Dimensions, HttpMethod, UNMATCHED_ROUTE};
 use crate::names::ERROR_ABORTED;
 use crate::request_id::{random_u64, RequestId};
@@ -157,6 +157,16 @@ impl TraceOptions {
                 }
             }
         }
+        if !ctx.span.sampled && !self.access_log && !super::may_be_opentelemetry() {
+            // Nobody will see this span: no trace is kept, no access line is written, and
+            // no OpenTelemetry layer needs it as the parent of the handler's own spans (their
+            // sampler follows it). The context still propagates, unsampled; lines logged in
+            // the request find its IDs through `TraceContext::current()`.
+            return ServerTrace {
+                context: ctx,
+                span: None,
+            };
+        }
         let route = route.filter(|r| *r != UNMATCHED_ROUTE);
         let details = Details {
             scheme,
@@ -194,10 +204,10 @@ impl TraceOptions {
         );
         ServerTrace {
             context: ctx,
-            span: SpanHandle {
+            span: Some(SpanHandle {
                 span,
                 access_log: self.access_log,
-            },
+            }),
         }
     }
 }
@@ -250,6 +260,10 @@ fn open_span<B>(
 ) -> tracing::Span {
     let user_agent = details.and_then(|d| d.user_agent);
     let ids = with_ids.then_some(&ctx.span);
+    let trace_id = ids.map(|ids| hex::id16(&ids.trace_id));
+    let span_id = ids.map(|ids| hex::id8(&ids.span_id));
+    let link_trace_id = ctx.link().map(|l| hex::id16(&l.trace_id));
+    let link_span_id = ctx.link().map(|l| hex::id8(&l.parent_id));
     // Field values are wrappers that format only when a subscriber records them.
     let span = tracing::info_span!(
         target: "tower_observe::http",
@@ -265,15 +279,17 @@ fn open_span<B>(
         user_agent.original = user_agent
             .map(|ua| tracing::field::display(Capped(ua, MAX_LOGGED_USER_AGENT_LEN))),
         request_id = ctx.request_id.as_ref().map(RequestId::as_str),
-        trace_id = ids.map(|ids| tracing::field::display(Hex(&ids.trace_id))),
-        span_id = ids.map(|ids| tracing::field::display(Hex(&ids.span_id))),
+        trace_id = trace_id.as_ref().map(|id| id.as_str()),
+        span_id = span_id.as_ref().map(|id| id.as_str()),
         parent_span_id = ctx
             .parent_span_id
             .as_ref()
             .filter(|_| ids.is_some())
-            .map(|p| tracing::field::display(Hex(p))),
-        link.trace_id = ctx.link().map(|l| tracing::field::display(Hex(&l.trace_id))),
-        link.span_id = ctx.link().map(|l| tracing::field::display(Hex(&l.parent_id))),
+            .map(hex::id8)
+            .as_ref()
+            .map(|p| p.as_str()),
+        link.trace_id = link_trace_id.as_ref().map(|id| id.as_str()),
+        link.span_id = link_span_id.as_ref().map(|id| id.as_str()),
         http.response.status_code = tracing::field::Empty,
         error.type = tracing::field::Empty,
         otel.status_code = tracing::field::Empty,
@@ -288,7 +304,8 @@ fn open_span<B>(
 #[derive(Debug)]
 pub(crate) struct ServerTrace {
     pub(crate) context: TraceContext,
-    pub(crate) span: SpanHandle,
+    /// `None` for a request nobody would see a span of (see [`TraceOptions::start`]).
+    pub(crate) span: Option<SpanHandle>,
 }
 
 /// The request's span, closed when the request is recorded, so that the span's duration is
