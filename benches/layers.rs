@@ -16,7 +16,6 @@
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::routing::get;
 use axum::Router;
 use criterion::measurement::WallTime;
 use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion};
@@ -30,19 +29,9 @@ use tower_observe::{AssignRequestIdLayer, Observer};
 mod passthrough;
 use passthrough::BodyPassThroughLayer;
 
-fn base() -> Router {
-    Router::new().route("/users/{id}", get(|| async { "user" }))
-}
-
-fn request() -> Request<Body> {
-    // Headers as a real client sends them (hyper gives the map this capacity).
-    Request::get("/users/42")
-        .header("host", "127.0.0.1:3000")
-        .header("user-agent", "bench/1.0")
-        .header("accept", "*/*")
-        .body(Body::empty())
-        .unwrap()
-}
+#[path = "support/app.rs"]
+mod app;
+use app::{base, request};
 
 /// Finalises the router the way `axum::serve` does (`with_state` turns every handler into a
 /// route once), so no variant pays per request for building its routes.

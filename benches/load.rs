@@ -29,6 +29,8 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+#[path = "support/app.rs"]
+mod app;
 #[path = "support/stacks.rs"]
 mod stacks;
 

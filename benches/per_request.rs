@@ -17,9 +17,7 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
-use axum::body::Body;
 use axum::Router;
-use http::Request;
 use http_body_util::BodyExt;
 use tower::ServiceExt;
 
@@ -50,17 +48,12 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
+#[path = "support/app.rs"]
+mod app;
 #[path = "support/stacks.rs"]
 mod stacks;
 
-fn request() -> Request<Body> {
-    Request::get("/users/42")
-        .header("host", "127.0.0.1:3000")
-        .header("user-agent", "bench/1.0")
-        .header("accept", "*/*")
-        .body(Body::empty())
-        .unwrap()
-}
+use app::request;
 
 /// Polls `future` to its end on this thread. Every stack here answers without waiting, so no
 /// runtime is needed, and none adds its own (timing-dependent) work to the count.

@@ -1,8 +1,9 @@
 //! Shared by the `load` and `per_request` benchmarks: the stacks they compare, by name, and
 //! the `tracing` subscriber each one runs under. Every stack serves `GET /users/{id}`.
 
-use axum::routing::get;
 use axum::Router;
+
+use super::app::base;
 use tower_observe::trace::TraceOptions;
 use tower_observe::Observer;
 
@@ -41,10 +42,6 @@ pub(crate) const STACKS: [&str; 20] = [
     "glue_fmt",
     "glue_otel",
 ];
-
-fn base() -> Router {
-    Router::new().route("/users/{id}", get(|| async { "user" }))
-}
 
 /// tower-http's `TraceLayer` with its span and its response event at `INFO`, so that it
 /// writes what our traced stack with an access log writes (at its default `DEBUG` an `INFO`
