@@ -83,6 +83,18 @@ where
                 let mut ctx = options.extract(req.headers());
                 ctx.request_id = req.extensions().get::<RequestId>().cloned();
                 let name = span_method(method, known);
+                // As for HTTP: an OpenTelemetry span's IDs wait until they are final.
+                #[cfg(feature = "opentelemetry")]
+                let with_ids = !crate::trace::otel::ids_come_later();
+                #[cfg(not(feature = "opentelemetry"))]
+                let with_ids = true;
+                let trace_id = with_ids.then(|| hex::id16(&ctx.span.trace_id));
+                let span_id = with_ids.then(|| hex::id8(&ctx.span.span_id));
+                let parent_span_id = ctx
+                    .parent_span_id
+                    .as_ref()
+                    .filter(|_| with_ids)
+                    .map(hex::id8);
                 let span = tracing::info_span!(
                     target: "tower_observe::grpc",
                     "gRPC request",
@@ -93,14 +105,23 @@ where
                     rpc.method_original = tracing::field::Empty,
                     rpc.status_code = tracing::field::Empty,
                     request_id = ctx.request_id.as_ref().map(|r| r.as_str()),
-                    trace_id = hex::id16(&ctx.span.trace_id).as_str(),
-                    span_id = hex::id8(&ctx.span.span_id).as_str(),
-                    parent_span_id = ctx.parent_span_id.as_ref().map(hex::id8).as_ref().map(|p| p.as_str()),
+                    trace_id = trace_id.as_ref().map(|id| id.as_str()),
+                    span_id = span_id.as_ref().map(|id| id.as_str()),
+                    parent_span_id = parent_span_id.as_ref().map(|id| id.as_str()),
                     error.type = tracing::field::Empty,
                     otel.status_code = tracing::field::Empty,
                 );
                 #[cfg(feature = "opentelemetry")]
-                crate::trace::otel::bridge(&span, &mut ctx, &[]);
+                crate::trace::otel::bridge_server(
+                    &span,
+                    &mut ctx,
+                    &crate::trace::otel::ServerExtras {
+                        name: None,
+                        details: None,
+                        baggage_attributes: &[],
+                    },
+                    with_ids,
+                );
                 let ids = ctx.span;
                 (Some(ctx), span, Some(ids))
             }

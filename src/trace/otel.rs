@@ -32,8 +32,9 @@ fn remote(parent: &TraceParent, trace_state: Option<&str>) -> SpanContext {
 
 /// What a server span adds when it is an OpenTelemetry span.
 pub(crate) struct ServerExtras<'a> {
-    /// The conventions' span name (the `tracing` span's name is fixed at compile time).
-    pub(crate) name: SpanName<'a>,
+    /// The conventions' span name (the `tracing` span's name is fixed at compile time), when
+    /// the span does not have it as a field already.
+    pub(crate) name: Option<SpanName<'a>>,
     /// The request's details, when they are not span fields already.
     pub(crate) details: Option<&'a Details<'a>>,
     pub(crate) baggage_attributes: &'a [String],
@@ -85,11 +86,13 @@ pub(crate) fn ids_come_later() -> bool {
     known == 0 || current_registry() != Some(known)
 }
 
-/// [`bridge`] for the request span of a server. An OpenTelemetry span first gets its name
-/// and the request's details, in one record before it starts; its IDs are recorded when final
-/// (its parent is native to OpenTelemetry, so `parent_span_id` is not repeated as an
-/// attribute). Other spans get their IDs if they opened without them (`ids_recorded` false)
-/// and nothing else.
+/// Joins a server's request span (HTTP or gRPC) to OpenTelemetry, when it is an
+/// OpenTelemetry span: the caller's context becomes its parent (or a link, when untrusted),
+/// the name and the request's details are set in one record before it starts, and the IDs the
+/// SDK assigns replace the layer's own in `ctx` — recorded on the span once, when final (its
+/// parent is native to OpenTelemetry, so `parent_span_id` is not repeated as an attribute).
+/// Other spans get their IDs if they opened without them (`ids_recorded` false) and nothing
+/// else.
 pub(crate) fn bridge_server(
     span: &tracing::Span,
     ctx: &mut TraceContext,
@@ -112,7 +115,7 @@ pub(crate) fn bridge_server(
         // This subscriber runs OpenTelemetry after all: defer the IDs from now on.
         WITHOUT_OPENTELEMETRY.store(0, Relaxed);
     }
-    let name = tracing::field::display(&extras.name);
+    let name = extras.name.as_ref().map(tracing::field::display);
     let details = extras.details;
     let user_agent = details
         .and_then(|d| d.user_agent)
@@ -120,7 +123,7 @@ pub(crate) fn bridge_server(
     record_values(
         span,
         [
-            ("otel.name", Some(&name as &dyn tracing::Value)),
+            ("otel.name", name.as_ref().map(|n| n as &dyn tracing::Value)),
             (
                 "url.scheme",
                 details.map(|d| &d.scheme as &dyn tracing::Value),
@@ -189,13 +192,6 @@ fn record_values<const N: usize>(
         None => (&any, None),
     });
     span.record_all(&fields.value_set(&pairs));
-}
-
-/// Joins `span` to the OpenTelemetry trace and adopts the span's OpenTelemetry IDs in `ctx`.
-pub(crate) fn bridge(span: &tracing::Span, ctx: &mut TraceContext, baggage_attributes: &[String]) {
-    if link_to_caller(span, ctx, baggage_attributes) {
-        adopt(span, &mut ctx.span);
-    }
 }
 
 /// Sets the caller's context as the parent of `span` (or a link, when untrusted) and copies

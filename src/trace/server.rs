@@ -196,7 +196,7 @@ impl TraceOptions {
             &span,
             &mut ctx,
             &super::otel::ServerExtras {
-                name: span_name(method, route),
+                name: Some(span_name(method, route)),
                 details: (!self.access_log).then_some(&details),
                 baggage_attributes: &self.baggage_attributes,
             },
