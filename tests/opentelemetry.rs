@@ -226,6 +226,16 @@ async fn request_spans_are_opentelemetry_spans_with_the_callers_parent() {
         .find(|s| s.span_kind == SpanKind::Client)
         .expect("a client span");
     assert_eq!(outgoing.name, "GET");
+    // Each span has one `span_id` attribute, its own.
+    for span in [server, outgoing] {
+        let ids: Vec<String> = span
+            .attributes
+            .iter()
+            .filter(|kv| kv.key.as_str() == "span_id")
+            .map(|kv| kv.value.to_string())
+            .collect();
+        assert_eq!(ids, [hex(&span.span_context.span_id().to_bytes())]);
+    }
     assert_eq!(
         outgoing.parent_span_id,
         server.span_context.span_id(),

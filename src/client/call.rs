@@ -67,9 +67,10 @@ impl ClientCall {
         #[cfg_attr(not(feature = "opentelemetry"), allow(unused_mut))]
         let mut ids = TraceContext::client_span_ids(parent.as_ref());
         let server = req.server();
-        let span = open_span(req, method, server, resend_count, &ids);
+        let with_ids = !crate::trace::ids_come_later();
+        let span = open_span(req, method, server, resend_count, with_ids.then_some(&ids));
         #[cfg(feature = "opentelemetry")]
-        crate::trace::otel::join(&span, parent.as_ref(), &mut ids);
+        crate::trace::otel::join(&span, parent.as_ref(), &mut ids, with_ids);
         let upstream = server.map(|server| {
             part.call_started(
                 observer,
@@ -226,8 +227,10 @@ fn open_span<R: ClientRequest>(
     method: HttpMethod,
     server: Option<(&str, &str, u16)>,
     resend_count: u32,
-    ids: &SpanIds,
+    ids: Option<&SpanIds>,
 ) -> tracing::Span {
+    let trace_id = ids.map(|ids| hex::id16(&ids.trace_id));
+    let span_id = ids.map(|ids| hex::id8(&ids.span_id));
     let span = tracing::info_span!(
         target: "tower_observe::http_client",
         "HTTP client request",
@@ -241,8 +244,8 @@ fn open_span<R: ClientRequest>(
             tracing::field::display(UrlFull { scheme, host, port, path: req.path() })
         }),
         http.request.resend_count = (resend_count > 0).then_some(resend_count),
-        trace_id = hex::id16(&ids.trace_id).as_str(),
-        span_id = hex::id8(&ids.span_id).as_str(),
+        trace_id = trace_id.as_ref().map(|id| id.as_str()),
+        span_id = span_id.as_ref().map(|id| id.as_str()),
         http.response.status_code = tracing::field::Empty,
         network.protocol.version = tracing::field::Empty,
         error.type = tracing::field::Empty,

@@ -84,10 +84,7 @@ where
                 ctx.request_id = req.extensions().get::<RequestId>().cloned();
                 let name = span_method(method, known);
                 // As for HTTP: an OpenTelemetry span's IDs wait until they are final.
-                #[cfg(feature = "opentelemetry")]
-                let with_ids = !crate::trace::otel::ids_come_later();
-                #[cfg(not(feature = "opentelemetry"))]
-                let with_ids = true;
+                let with_ids = !crate::trace::ids_come_later();
                 let trace_id = with_ids.then(|| hex::id16(&ctx.span.trace_id));
                 let span_id = with_ids.then(|| hex::id8(&ctx.span.span_id));
                 let parent_span_id = ctx
@@ -218,6 +215,9 @@ where
             Some(Arc::new((host.into(), port.into())))
         });
         let (address, port) = server.as_deref().map_or(("", ""), |(a, p)| (&**a, &**p));
+        let with_ids = !crate::trace::ids_come_later();
+        let trace_id = with_ids.then(|| hex::id16(&ids.trace_id));
+        let span_id = with_ids.then(|| hex::id8(&ids.span_id));
         let span = tracing::info_span!(
             target: "tower_observe::grpc",
             "gRPC client request",
@@ -229,13 +229,13 @@ where
             rpc.status_code = tracing::field::Empty,
             server.address = (!address.is_empty()).then_some(address),
             server.port = port.parse::<u16>().ok(),
-            trace_id = hex::id16(&ids.trace_id).as_str(),
-            span_id = hex::id8(&ids.span_id).as_str(),
+            trace_id = trace_id.as_ref().map(|id| id.as_str()),
+            span_id = span_id.as_ref().map(|id| id.as_str()),
             error.type = tracing::field::Empty,
             otel.status_code = tracing::field::Empty,
         );
         #[cfg(feature = "opentelemetry")]
-        crate::trace::otel::join(&span, parent.as_ref(), &mut ids);
+        crate::trace::otel::join(&span, parent.as_ref(), &mut ids, with_ids);
         let deadline = call::deadline(req.headers(), start);
         if layer.propagate {
             TraceContext::inject_as_client(

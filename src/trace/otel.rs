@@ -60,7 +60,7 @@ fn is_opentelemetry_span(span: &tracing::Span) -> bool {
 
 /// The `Registry` (by address) of the last subscriber whose request span was not an
 /// OpenTelemetry span, or 0. A span opening under that subscriber again records its IDs at
-/// once; any other defers them to [`bridge_server`], which is right for every subscriber and
+/// once; any other defers them to [`bridge_server`] or [`join`], which is right for every subscriber and
 /// costs one more record where OpenTelemetry is absent. (A new subscriber at the address of a
 /// dropped one would be taken for it until its first span says otherwise.)
 static WITHOUT_OPENTELEMETRY: AtomicUsize = AtomicUsize::new(0);
@@ -79,8 +79,8 @@ pub(crate) fn may_be_opentelemetry() -> bool {
     ids_come_later()
 }
 
-/// Whether the request span about to open should wait for [`bridge_server`] to record its
-/// IDs: unless its subscriber is known to run without OpenTelemetry.
+/// Whether the span about to open should wait for [`bridge_server`] or [`join`] to record
+/// its IDs: unless its subscriber is known to run without OpenTelemetry.
 pub(crate) fn ids_come_later() -> bool {
     let known = WITHOUT_OPENTELEMETRY.load(Relaxed);
     known == 0 || current_registry() != Some(known)
@@ -99,21 +99,8 @@ pub(crate) fn bridge_server(
     extras: &ServerExtras<'_>,
     ids_recorded: bool,
 ) {
-    if span.is_disabled() {
+    if !is_opentelemetry(span, &ctx.span, ctx.parent_span_id.as_ref(), ids_recorded) {
         return;
-    }
-    if !is_opentelemetry_span(span) {
-        if !ids_recorded {
-            record_ids(span, &ctx.span, ctx.parent_span_id.as_ref());
-            if let Some(registry) = current_registry() {
-                WITHOUT_OPENTELEMETRY.store(registry, Relaxed);
-            }
-        }
-        return;
-    }
-    if ids_recorded {
-        // This subscriber runs OpenTelemetry after all: defer the IDs from now on.
-        WITHOUT_OPENTELEMETRY.store(0, Relaxed);
     }
     let name = extras.name.as_ref().map(tracing::field::display);
     let details = extras.details;
@@ -139,19 +126,59 @@ pub(crate) fn bridge_server(
         ],
     );
     let joined = link_to_caller(span, ctx, extras.baggage_attributes);
+    let parent = ctx.parent_span_id;
+    settle_ids(span, &mut ctx.span, parent.as_ref(), joined, ids_recorded);
+}
+
+/// Whether `span` is an OpenTelemetry span, remembered for [`ids_come_later`]. A span that
+/// is not, and opened without its IDs (`ids_recorded` false), gets `ids` and `parent` now.
+fn is_opentelemetry(
+    span: &tracing::Span,
+    ids: &SpanIds,
+    parent: Option<&[u8; 8]>,
+    ids_recorded: bool,
+) -> bool {
+    if span.is_disabled() {
+        return false;
+    }
+    if !is_opentelemetry_span(span) {
+        if !ids_recorded {
+            record_ids(span, ids, parent);
+            if let Some(registry) = current_registry() {
+                WITHOUT_OPENTELEMETRY.store(registry, Relaxed);
+            }
+        }
+        return false;
+    }
+    if ids_recorded {
+        // This subscriber runs OpenTelemetry after all: defer the IDs from now on.
+        WITHOUT_OPENTELEMETRY.store(0, Relaxed);
+    }
+    true
+}
+
+/// After an OpenTelemetry span has been given its parent (`joined`; `false` when the layer
+/// refused it): its IDs replace `ids` and are recorded once. `parent` is recorded only when
+/// the span did not join (OpenTelemetry's own parent says it otherwise).
+fn settle_ids(
+    span: &tracing::Span,
+    ids: &mut SpanIds,
+    parent: Option<&[u8; 8]>,
+    joined: bool,
+    ids_recorded: bool,
+) {
     if ids_recorded {
         if joined {
-            adopt(span, &mut ctx.span);
+            adopt(span, ids);
         }
         return;
     }
     if joined {
-        if let Some(ids) = opentelemetry_ids(span) {
-            ctx.span = ids;
+        if let Some(adopted) = opentelemetry_ids(span) {
+            *ids = adopted;
         }
     }
-    let parent = ctx.parent_span_id.as_ref().filter(|_| !joined);
-    record_ids(span, &ctx.span, parent);
+    record_ids(span, ids, parent.filter(|_| !joined));
 }
 
 /// Records `trace_id`, `span_id` and, if given, `parent_span_id` on `span`, in one record.
@@ -224,21 +251,31 @@ fn link_to_caller(span: &tracing::Span, ctx: &TraceContext, baggage_attributes: 
 }
 
 /// Joins a client span to the trace of `parent` (the context the outgoing call continues,
-/// whether or not a `tracing` span of the request is open) and adopts its OpenTelemetry IDs.
-pub(crate) fn join(span: &tracing::Span, parent: Option<&TraceContext>, ids: &mut SpanIds) {
-    if let Some(parent) = parent {
-        let parent = TraceParent {
-            trace_id: parent.span.trace_id,
-            parent_id: parent.span.span_id,
-            flags: u8::from(parent.span.sampled),
-        };
-        let parent_cx =
-            opentelemetry::Context::new().with_remote_span_context(remote(&parent, None));
-        if span.set_parent(parent_cx).is_err() {
-            return;
-        }
+/// whether or not a `tracing` span of the request is open) and adopts its OpenTelemetry IDs,
+/// recorded once (`ids_recorded`: the span opened with the layer's own).
+pub(crate) fn join(
+    span: &tracing::Span,
+    parent: Option<&TraceContext>,
+    ids: &mut SpanIds,
+    ids_recorded: bool,
+) {
+    if !is_opentelemetry(span, ids, None, ids_recorded) {
+        return;
     }
-    adopt(span, ids);
+    let joined = match parent {
+        Some(parent) => {
+            let parent = TraceParent {
+                trace_id: parent.span.trace_id,
+                parent_id: parent.span.span_id,
+                flags: u8::from(parent.span.sampled),
+            };
+            let parent_cx =
+                opentelemetry::Context::new().with_remote_span_context(remote(&parent, None));
+            span.set_parent(parent_cx).is_ok()
+        }
+        None => true,
+    };
+    settle_ids(span, ids, None, joined, ids_recorded);
 }
 
 /// Replaces `ids` with the OpenTelemetry IDs of `span`, when an OpenTelemetry layer gave it

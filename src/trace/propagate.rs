@@ -86,15 +86,17 @@ where
         };
         #[cfg_attr(not(feature = "opentelemetry"), allow(unused_mut))]
         let mut ids = TraceContext::client_span_ids(Some(&parent));
+        let with_ids = !super::ids_come_later();
+        let span_id = with_ids.then(|| hex::id8(&ids.span_id));
         let span = tracing::info_span!(
             target: "tower_observe::propagate",
             "HTTP client request",
             otel.name = client_span_name(req.method()),
             otel.kind = "client",
-            span_id = hex::id8(&ids.span_id).as_str(),
+            span_id = span_id.as_ref().map(|id| id.as_str()),
         );
         #[cfg(feature = "opentelemetry")]
-        super::otel::join(&span, Some(&parent), &mut ids);
+        super::otel::join(&span, Some(&parent), &mut ids, with_ids);
         TraceContext::inject_as_client(
             Some(parent),
             ids,

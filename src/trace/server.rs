@@ -178,10 +178,7 @@ impl TraceOptions {
         };
         // An OpenTelemetry span's IDs are known once it has joined its trace: the bridge
         // records them then, once.
-        #[cfg(feature = "opentelemetry")]
-        let with_ids = !super::otel::ids_come_later();
-        #[cfg(not(feature = "opentelemetry"))]
-        let with_ids = true;
+        let with_ids = !super::ids_come_later();
         // The access log is where these belong; OpenTelemetry gets them as attributes.
         let span = open_span(
             req,
