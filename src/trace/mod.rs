@@ -46,12 +46,10 @@ impl std::fmt::Display for Capped<'_> {
 }
 
 /// Whether a span about to open should leave its IDs for the OpenTelemetry bridge to record
-/// once they are final (never without feature `opentelemetry`).
+/// once they are final: when the current subscriber may run `tracing-opentelemetry` (never
+/// without feature `opentelemetry`).
 pub(crate) fn ids_come_later() -> bool {
-    #[cfg(feature = "opentelemetry")]
-    return otel::ids_come_later();
-    #[cfg(not(feature = "opentelemetry"))]
-    false
+    may_be_opentelemetry()
 }
 
 /// Whether the current subscriber may run `tracing-opentelemetry` (always `false` without

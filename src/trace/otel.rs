@@ -58,10 +58,10 @@ fn is_opentelemetry_span(span: &tracing::Span) -> bool {
     .unwrap_or(false)
 }
 
-/// The `Registry` (by address) of the last subscriber whose request span was not an
-/// OpenTelemetry span, or 0. A span opening under that subscriber again records its IDs at
-/// once; any other defers them to [`bridge_server`] or [`join`], which is right for every subscriber and
-/// costs one more record where OpenTelemetry is absent. (A new subscriber at the address of a
+/// The `Registry` (by address) of the last subscriber whose span was not an OpenTelemetry
+/// span, or 0. A span opening under that subscriber again records its IDs at once; any other
+/// defers them to [`bridge_server`] or [`join`], which is right for every subscriber and costs
+/// one more record where OpenTelemetry is absent. (A new subscriber at the address of a
 /// dropped one would be taken for it until its first span says otherwise.)
 static WITHOUT_OPENTELEMETRY: AtomicUsize = AtomicUsize::new(0);
 
@@ -74,14 +74,9 @@ fn current_registry() -> Option<usize> {
     })
 }
 
-/// Whether the current subscriber may run OpenTelemetry: unless it is known not to.
+/// Whether the current subscriber may run OpenTelemetry: unless it is known not to. A span
+/// opening under it leaves its IDs to [`bridge_server`] or [`join`].
 pub(crate) fn may_be_opentelemetry() -> bool {
-    ids_come_later()
-}
-
-/// Whether the span about to open should wait for [`bridge_server`] or [`join`] to record
-/// its IDs: unless its subscriber is known to run without OpenTelemetry.
-pub(crate) fn ids_come_later() -> bool {
     let known = WITHOUT_OPENTELEMETRY.load(Relaxed);
     known == 0 || current_registry() != Some(known)
 }
@@ -130,8 +125,9 @@ pub(crate) fn bridge_server(
     settle_ids(span, &mut ctx.span, parent.as_ref(), joined, ids_recorded);
 }
 
-/// Whether `span` is an OpenTelemetry span, remembered for [`ids_come_later`]. A span that
-/// is not, and opened without its IDs (`ids_recorded` false), gets `ids` and `parent` now.
+/// Whether `span` is an OpenTelemetry span, remembered for [`may_be_opentelemetry`]. A span
+/// that is not, and opened without its IDs (`ids_recorded` false), gets `ids` and `parent`
+/// now.
 fn is_opentelemetry(
     span: &tracing::Span,
     ids: &SpanIds,
