@@ -338,8 +338,26 @@ impl ServerPart {
         for (k, v) in dims.iter() {
             labels.push(Label::new(k.to_string(), v.to_string()));
         }
-        let series = Arc::new(Series {
-            handles: Arc::new(Handles::register(observer.source(), &labels)),
+        let handles = Arc::new(Handles::register(observer.source(), &labels));
+        let series = self.new_series(key, handles, error_type, dims, None);
+        let mut next = SeriesMap::clone(&map);
+        next.insert(Arc::new(key.to_owned_key()), series.clone());
+        self.map.store(Arc::new(next));
+        series
+    }
+
+    /// A series of `key` over `handles`, with its `/v1/stats` cells (per route and per
+    /// dimension value).
+    fn new_series(
+        &self,
+        key: &SeriesKeyRef<'_>,
+        handles: Arc<Handles>,
+        error_type: Option<Box<str>>,
+        dims: Box<[(Arc<str>, Arc<str>)]>,
+        overflow: Option<Counter>,
+    ) -> Arc<Series> {
+        Arc::new(Series {
+            handles,
             route_stats: self.stats.route_cell(key.method, key.route),
             dim_stats: dims
                 .iter()
@@ -348,12 +366,8 @@ impl ServerPart {
             route: Arc::from(key.route),
             error_type,
             dims,
-            overflow: None,
-        });
-        let mut next = SeriesMap::clone(&map);
-        next.insert(Arc::new(key.to_owned_key()), series.clone());
-        self.map.store(Arc::new(next));
-        series
+            overflow,
+        })
     }
 
     fn overflow_series(&self, observer: &Observer, key: &SeriesKeyRef<'_>) -> Arc<Series> {
@@ -409,18 +423,7 @@ impl ServerPart {
             .iter()
             .map(|k| (k.clone(), other.clone()))
             .collect();
-        let series = Arc::new(Series {
-            handles,
-            route_stats: self.stats.route_cell(key.method, key.route),
-            dim_stats: dims
-                .iter()
-                .map(|(k, v)| self.stats.dimension_cell(k, v))
-                .collect(),
-            route: Arc::from(key.route),
-            error_type,
-            dims,
-            overflow: Some(counter),
-        });
+        let series = self.new_series(key, handles, error_type, dims, Some(counter));
         write(&self.overflow)
             .entry(route_key)
             .or_insert(series)
