@@ -101,8 +101,8 @@ impl HealthOptions {
     }
 }
 
-/// Health status.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+/// Health status, from best to worst.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
     /// Serving normally.
@@ -133,6 +133,11 @@ pub struct HealthReport {
     pub uptime_seconds: f64,
     /// One entry per dependency check.
     pub checks: std::collections::BTreeMap<String, CheckResult>,
+    /// Why the status is worse than the error rate alone makes it (a firing alert, …).
+    pub reasons: Vec<String>,
+    /// What further capabilities report (`process`, `alerts`), by name.
+    #[serde(flatten)]
+    pub sections: std::collections::BTreeMap<&'static str, serde_json::Value>,
 }
 
 /// The thresholds in effect.
@@ -309,6 +314,11 @@ impl Observer {
         if checks.iter().any(|(_, c)| c.status == Status::Red) {
             status = Status::Red;
         }
+        let mut reasons = Vec::new();
+        for (asked, reason) in input.degraded {
+            status = status.max(asked);
+            reasons.push(reason);
+        }
         HealthReport {
             status,
             error_rate,
@@ -321,6 +331,8 @@ impl Observer {
             started_at: crate::time_fmt::rfc3339(self.started_wall()),
             uptime_seconds: uptime,
             checks: checks.into_iter().collect(),
+            reasons,
+            sections: input.sections,
         }
     }
 }

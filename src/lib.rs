@@ -51,6 +51,10 @@
 mod macros;
 mod observer;
 
+#[cfg(feature = "alerts")]
+#[cfg_attr(docsrs, doc(cfg(feature = "alerts")))]
+pub mod alerts;
+
 #[cfg(feature = "cache")]
 #[cfg_attr(docsrs, doc(cfg(feature = "cache")))]
 pub mod cache;
@@ -79,6 +83,9 @@ pub mod otlp;
 #[cfg(feature = "pool")]
 #[cfg_attr(docsrs, doc(cfg(feature = "pool")))]
 pub mod pool;
+#[cfg(feature = "process")]
+#[cfg_attr(docsrs, doc(cfg(feature = "process")))]
+pub mod process;
 pub mod registry;
 pub mod request_id;
 mod response;

@@ -31,6 +31,24 @@ pub(crate) fn rfc3339_bytes(t: SystemTime) -> [u8; 24] {
     out
 }
 
+/// Serializes a time as RFC 3339 (serde `serialize_with`).
+#[cfg(feature = "alerts")]
+pub(crate) fn serialize_rfc3339<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&rfc3339(*t))
+}
+
+/// Serializes an optional time as RFC 3339 or `null` (serde `serialize_with`).
+#[cfg(feature = "alerts")]
+pub(crate) fn serialize_rfc3339_opt<S: serde::Serializer>(
+    t: &Option<SystemTime>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match t {
+        Some(t) => s.serialize_str(&rfc3339(*t)),
+        None => s.serialize_none(),
+    }
+}
+
 /// Howard Hinnant's days-to-civil algorithm (proleptic Gregorian calendar).
 fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let z = z + 719_468;

@@ -140,6 +140,7 @@ impl Observer {
     /// Renders `/metrics`: the registry's Prometheus text, or the output of the renderer
     /// configured with [`ObserverBuilder::renderer`]; `None` when there is neither.
     pub fn render_metrics(&self) -> Option<String> {
+        self.refresh_parts();
         if let Some(render) = &self.inner.renderer {
             return catch_unwind(AssertUnwindSafe(|| render())).ok();
         }
@@ -206,6 +207,13 @@ impl Observer {
     /// Every attached part, in attachment order.
     pub(crate) fn parts(&self) -> Vec<Arc<dyn Part>> {
         self.inner.parts.all()
+    }
+
+    /// Asks every part to bring its scrape-time figures up to date (see `Part::refresh`).
+    pub(crate) fn refresh_parts(&self) {
+        for part in self.inner.parts.all() {
+            self.guarded(|| part.refresh());
+        }
     }
 
     /// What every part reports to `/health`.

@@ -38,6 +38,11 @@ pub(crate) trait Part: Any + Send + Sync {
     /// Adds what this part knows about the service's health.
     fn health(&self, _elapsed: f64, _input: &mut HealthInput) {}
 
+    /// Brings this part's gauges and counters up to date just before `/metrics` is rendered
+    /// (figures read from outside the recording path, such as the process's CPU time). It
+    /// must be quick and must not fail: a figure it cannot read is left out.
+    fn refresh(&self) {}
+
     /// The endpoints this part serves (asked once, when a router or endpoints service is made).
     fn routes(&self, _observer: &Observer) -> Vec<Route> {
         Vec::new()
@@ -45,12 +50,17 @@ pub(crate) trait Part: Any + Send + Sync {
 }
 
 /// What the parts report to `/health`.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone)]
 pub(crate) struct HealthInput {
     /// Requests (or calls) served in the last minute.
     pub(crate) requests: u64,
     /// Of which failed.
     pub(crate) failed: u64,
+    /// Statuses parts ask for beyond the error rate (a firing critical alert: red), each with
+    /// the reason shown in the report.
+    pub(crate) degraded: Vec<(crate::health::Status, String)>,
+    /// Further sections of the report (`process`, `alerts`, …), by name.
+    pub(crate) sections: std::collections::BTreeMap<&'static str, serde_json::Value>,
 }
 
 impl HealthInput {

@@ -1,0 +1,1 @@
+//! Process and runtime metrics (being written).
