@@ -1,1 +1,345 @@
-//! Process and runtime metrics (being written).
+#![doc = include_str!("../../docs/process.md")]
+
+mod export;
+mod runtime;
+mod sample;
+mod stats;
+
+pub use stats::{ProcessStats, RuntimeStats};
+
+use crate::sync::lock;
+use std::any::Any;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use export::Export;
+use runtime::RuntimeWatch;
+use sample::{OsReading, Reading, Sampled, State};
+
+use crate::observer::{HealthInput, Part, Pending, RecordSink};
+use crate::stats::StatsSnapshot;
+use crate::{Observer, ObserverBuilder};
+
+/// How often the background sampler reads the figures.
+pub const SAMPLE_INTERVAL: Duration = Duration::from_secs(5);
+
+/// The process metrics of one observer; see the [module docs](self). Cheap to clone.
+///
+/// Got from [`Observer::process_metrics`] once turned on with
+/// [`ObserverBuilder::process_metrics`].
+#[derive(Clone)]
+pub struct ProcessMetrics {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for ProcessMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProcessMetrics")
+            .field("runtime", &self.shared.runtime.is_some())
+            .field("sampler", &lock(&self.shared.stop).is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+struct Shared {
+    export: Export,
+    runtime: Option<RuntimeWatch>,
+    state: Mutex<State>,
+    /// Dropping (or taking) the sender stops the background sampler at once.
+    stop: Mutex<Option<mpsc::Sender<()>>>,
+}
+
+impl Shared {
+    /// Reads every figure now, publishes it, and returns what the latest sample holds.
+    ///
+    /// The reads (a few `/proc` files) happen before the lock is taken; the lock covers only
+    /// the arithmetic and the atomic stores.
+    fn sample(&self) -> Sampled {
+        let reading = Reading {
+            at: Instant::now(),
+            os: OsReading::read(),
+            runtime: self.runtime.as_ref().map(RuntimeWatch::read),
+        };
+        let mut state = lock(&self.state);
+        match state.update(reading) {
+            Some(sampled) => {
+                self.export.publish(&sampled);
+                sampled
+            }
+            // A newer sample was stored meanwhile: it stands.
+            None => state.latest().cloned().unwrap_or_default(),
+        }
+    }
+
+    fn latest(&self) -> Option<Sampled> {
+        lock(&self.state).latest().cloned()
+    }
+}
+
+impl ProcessMetrics {
+    /// Reads every figure now (updating the metrics) and returns them. Rates are those of the
+    /// latest window of at least one second, so a sample taken sooner than that after the
+    /// previous one reports the previous window's rates.
+    pub fn sample(&self) -> ProcessStats {
+        self.shared.sample().stats()
+    }
+
+    /// The figures of the latest sample (taken at build time, then by every scrape of
+    /// `/metrics` and every [`SAMPLE_INTERVAL`] by the background sampler).
+    pub fn stats(&self) -> ProcessStats {
+        match self.shared.latest() {
+            Some(sampled) => sampled.stats(),
+            None => self.sample(),
+        }
+    }
+
+    /// Stops the background sampler (it also stops by itself when the observer and every
+    /// `ProcessMetrics` are dropped). The figures are then read only by scrapes of
+    /// `/metrics` and by [`sample`](Self::sample).
+    pub fn stop_sampler(&self) {
+        lock(&self.shared.stop).take();
+    }
+
+    /// Whether the background sampler is running (not stopped, and it could be started).
+    pub fn sampler_running(&self) -> bool {
+        lock(&self.shared.stop).is_some()
+    }
+}
+
+/// Starts the sampler thread: it holds only a weak reference, and ends when the sender is
+/// dropped (the observer is gone, or [`ProcessMetrics::stop_sampler`]).
+fn spawn_sampler(shared: Weak<Shared>, stop: mpsc::Receiver<()>) -> bool {
+    let spawned = std::thread::Builder::new()
+        .name("tower-observe-process".into())
+        .spawn(move || loop {
+            match stop.recv_timeout(SAMPLE_INTERVAL) {
+                Err(RecvTimeoutError::Timeout) => {}
+                Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
+            }
+            let Some(shared) = shared.upgrade() else {
+                return;
+            };
+            // A panic here would be a bug of ours; it must not end the sampling.
+            let _ = catch_unwind(AssertUnwindSafe(|| shared.sample()));
+        });
+    match spawned {
+        Ok(_) => true,
+        Err(e) => {
+            tracing::error!(
+                target: "tower_observe::process",
+                { "error.message" = %e },
+                "cannot start the process metrics sampler; figures are read only at scrape time"
+            );
+            false
+        }
+    }
+}
+
+/// Process metrics configured on the builder; started when the observer is built.
+#[derive(Debug, Default)]
+struct PendingProcess {
+    enabled: bool,
+    runtime: Option<tokio::runtime::Handle>,
+}
+
+impl Pending for PendingProcess {
+    fn attach(self: Box<Self>, observer: &Observer) -> Option<Arc<dyn RecordSink>> {
+        if !self.enabled {
+            return None;
+        }
+        let runtime = self
+            .runtime
+            .or_else(|| tokio::runtime::Handle::try_current().ok())
+            .map(|handle| RuntimeWatch::new(&handle));
+        let first = Reading {
+            at: Instant::now(),
+            os: OsReading::read(),
+            runtime: runtime.as_ref().map(RuntimeWatch::read),
+        };
+        let mut state = State::default();
+        let sampled = state.update(first);
+        let export = match (observer.registry(), &sampled) {
+            (Some(registry), _) => Some(Export::lazy(registry.clone())),
+            (None, Some(sampled)) => {
+                let mut export = None;
+                observer.with_source(|source| export = Some(Export::eager(source, sampled)));
+                export
+            }
+            (None, None) => None,
+        };
+        // A recorder that panicked while registering: the figures stay in `/v1/stats` only.
+        let export = export.unwrap_or_else(Export::none);
+        if let Some(sampled) = &sampled {
+            export.publish(sampled);
+        }
+        let (stop, stopped) = mpsc::channel();
+        let shared = Arc::new(Shared {
+            export,
+            runtime,
+            state: Mutex::new(state),
+            stop: Mutex::new(Some(stop)),
+        });
+        if !spawn_sampler(Arc::downgrade(&shared), stopped) {
+            lock(&shared.stop).take();
+        }
+        let part = ProcessMetrics { shared };
+        observer.part(move || part);
+        None
+    }
+
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+}
+
+impl Part for ProcessMetrics {
+    fn stats(&self, snapshot: &mut StatsSnapshot, _elapsed: f64) {
+        // The latest sample (at most one interval old): `/v1/stats` does not read `/proc`.
+        snapshot.process = Some(ProcessMetrics::stats(self));
+    }
+
+    fn health(&self, _elapsed: f64, input: &mut HealthInput) {
+        let stats = ProcessMetrics::stats(self);
+        input.sections.insert(
+            "process",
+            serde_json::json!({
+                "cpu_utilization": stats.cpu_utilization,
+                "cpu_cores_used": stats.cpu_cores_used,
+                "available_cores": stats.available_cores,
+                "resident_memory_bytes": stats.resident_memory_bytes,
+            }),
+        );
+    }
+
+    fn refresh(&self) {
+        self.shared.sample();
+    }
+}
+
+impl ObserverBuilder {
+    /// Exports the process's CPU, memory, file descriptors and threads (the Prometheus
+    /// `process_*` family), its CPU utilization against the CPUs available to it, and the
+    /// stable figures of a tokio runtime: the one given with
+    /// [`tokio_runtime`](Self::tokio_runtime), else the runtime the observer is built in, if
+    /// any (feature `process`; see [`crate::process`]).
+    ///
+    /// The figures are read when `/metrics` is scraped and every [`SAMPLE_INTERVAL`] by one
+    /// background thread, and are in `/v1/stats` (`process`) and `/health`.
+    ///
+    /// ```
+    /// use tower_observe::Observer;
+    ///
+    /// let observer = Observer::builder().process_metrics().build().unwrap();
+    /// let text = observer.render_metrics().unwrap();
+    /// # #[cfg(target_os = "linux")]
+    /// assert!(text.contains("\nprocess_resident_memory_bytes "));
+    ///
+    /// let process = observer.process_metrics().unwrap().sample();
+    /// assert!(process.available_cores >= Some(1));
+    /// ```
+    pub fn process_metrics(mut self) -> Self {
+        self.pending::<PendingProcess>().enabled = true;
+        self
+    }
+
+    /// The tokio runtime whose figures are exported (`tokio_*`); turns the process metrics
+    /// on. Without it, the runtime the observer is built in is watched, if there is one.
+    ///
+    /// ```
+    /// let runtime = tokio::runtime::Builder::new_multi_thread()
+    ///     .worker_threads(2)
+    ///     .build()
+    ///     .unwrap();
+    /// let observer = tower_observe::Observer::builder()
+    ///     .tokio_runtime(runtime.handle().clone())
+    ///     .build()
+    ///     .unwrap();
+    /// let stats = observer.process_metrics().unwrap().stats();
+    /// assert_eq!(stats.runtime.unwrap().workers, 2);
+    /// ```
+    pub fn tokio_runtime(mut self, handle: tokio::runtime::Handle) -> Self {
+        let pending = self.pending::<PendingProcess>();
+        pending.enabled = true;
+        pending.runtime = Some(handle);
+        self
+    }
+}
+
+impl Observer {
+    /// The process metrics, when turned on with [`ObserverBuilder::process_metrics`].
+    pub fn process_metrics(&self) -> Option<ProcessMetrics> {
+        self.attached::<ProcessMetrics>()
+            .map(|p| ProcessMetrics::clone(&p))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn off_unless_asked_for() {
+        let observer = Observer::new();
+        assert!(observer.process_metrics().is_none());
+        assert!(observer.stats().process.is_none());
+        let json = serde_json::to_value(observer.stats()).unwrap();
+        assert!(json.get("process").is_none());
+    }
+
+    #[test]
+    fn stats_health_and_sampler() {
+        let observer = Observer::builder().process_metrics().build().unwrap();
+        let process = observer.process_metrics().unwrap();
+        assert!(process.sampler_running());
+        let stats = observer.stats().process.unwrap();
+        assert!(stats.available_cores >= Some(1));
+        // Built outside a runtime: none is watched.
+        assert!(stats.runtime.is_none());
+        let input = observer.health_input();
+        let section = &input.sections["process"];
+        assert!(section.get("cpu_utilization").is_some());
+        assert!(section.get("resident_memory_bytes").is_some());
+
+        // The sampler holds only a weak reference: dropping every strong one ends it.
+        let weak = Arc::downgrade(&process.shared);
+        process.stop_sampler();
+        assert!(!process.sampler_running());
+        drop((observer, process));
+        assert!(weak.upgrade().is_none());
+    }
+
+    #[test]
+    fn the_sampler_thread_ends_with_the_observer() {
+        let observer = Observer::builder().process_metrics().build().unwrap();
+        let weak = Arc::downgrade(&observer.process_metrics().unwrap().shared);
+        drop(observer);
+        assert!(weak.upgrade().is_none(), "only the observer held it");
+    }
+
+    #[test]
+    fn a_foreign_recorder_gets_the_figures_read_at_build_time() {
+        let registry = crate::registry::Registry::new();
+        let observer = Observer::builder()
+            .recorder(registry.clone())
+            .process_metrics()
+            .build()
+            .unwrap();
+        observer.process_metrics().unwrap().sample();
+        let text = registry.render();
+        assert!(
+            text.contains("# TYPE process_cpu_utilization_ratio gauge"),
+            "{text}"
+        );
+        #[cfg(target_os = "linux")]
+        {
+            // Through the facade, CPU seconds are a u64 counter in whole seconds.
+            assert!(
+                text.contains("# TYPE process_cpu_seconds_total counter"),
+                "{text}"
+            );
+            assert!(text.contains("\nprocess_open_fds "), "{text}");
+        }
+    }
+}

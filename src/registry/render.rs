@@ -64,7 +64,7 @@ pub(super) fn render(registry: &Registry, out: &mut String, format: Format) {
         let name = meta.name.as_str();
         // OpenMetrics names a counter family without `_total` and its sample with it.
         let (family, counter_suffix) = match (open_metrics, meta.kind) {
-            (true, Kind::Counter) => match name.strip_suffix("_total") {
+            (true, Kind::Counter | Kind::FloatCounter) => match name.strip_suffix("_total") {
                 Some(base) => (base, "_total"),
                 None => (name, "_total"),
             },
@@ -90,7 +90,8 @@ pub(super) fn render(registry: &Registry, out: &mut String, format: Format) {
                     out.push('\n');
                 }
                 Storage::Gauge(g) => {
-                    push_sample_start(out, name, "", &s.labels);
+                    // A float counter's cell is a gauge's; it is named like a counter.
+                    push_sample_start(out, family, counter_suffix, &s.labels);
                     push_f64(out, g.get());
                     out.push('\n');
                 }
@@ -240,6 +241,32 @@ mod tests {
     fn escapes_label_values() {
         let labels = [Label::new("a", "x\"y\\z\nw"), Label::new("a", "dup")];
         assert_eq!(format_labels(labels.iter()), r#"a="x\"y\\z\nw""#);
+    }
+
+    #[test]
+    fn float_counter_is_a_counter_in_both_formats() {
+        let r = Registry::new();
+        let key = metrics::Key::from_name("cpu_seconds_total");
+        let Some(c) = r.float_counter_storage(&key) else {
+            panic!("a float counter registers");
+        };
+        c.fetch_max(1.5);
+        assert_eq!(
+            r.render(),
+            "# TYPE cpu_seconds_total counter\ncpu_seconds_total 1.5\n"
+        );
+        assert_eq!(
+            r.render_openmetrics(),
+            "# TYPE cpu_seconds counter\ncpu_seconds_total 1.5\n# EOF\n"
+        );
+        // The name is a float counter's: a gauge or a u64 counter of it records nowhere.
+        let labelled =
+            metrics::Key::from_parts("cpu_seconds_total", vec![metrics::Label::new("a", "b")]);
+        assert!(r.gauge_storage(&labelled).is_none());
+        metrics::with_local_recorder(&r, || {
+            metrics::counter!("cpu_seconds_total", "a" => "b").increment(1);
+        });
+        assert_eq!(r.label_sets("cpu_seconds_total"), 1);
     }
 
     #[test]

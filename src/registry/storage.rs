@@ -36,6 +36,15 @@ impl AtomicGauge {
     pub(crate) fn get(&self) -> f64 {
         f64::from_bits(self.0.load(Relaxed))
     }
+
+    /// Raises the value to `value` if that is larger (a float counter set from an absolute
+    /// total never goes back); NaN is ignored.
+    #[cfg_attr(not(feature = "process"), allow(dead_code))]
+    pub(crate) fn fetch_max(&self, value: f64) {
+        let _ = self.0.fetch_update(Relaxed, Relaxed, |bits| {
+            (value > f64::from_bits(bits)).then_some(value.to_bits())
+        });
+    }
 }
 
 fn add_f64(cell: &AtomicU64, delta: f64) {
@@ -226,6 +235,17 @@ mod tests {
         assert_eq!(g.get(), 1.5);
         g.set(-3.0);
         assert_eq!(g.get(), -3.0);
+    }
+
+    #[test]
+    fn float_counter_cell_only_rises() {
+        let g = AtomicGauge::default();
+        g.fetch_max(1.25);
+        g.fetch_max(0.5);
+        g.fetch_max(f64::NAN);
+        assert_eq!(g.get(), 1.25);
+        g.fetch_max(2.5);
+        assert_eq!(g.get(), 2.5);
     }
 
     #[test]

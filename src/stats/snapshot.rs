@@ -41,6 +41,12 @@ pub struct StatsSnapshot {
     pub pools: BTreeMap<String, super::PoolEntry>,
     /// gRPC calls per method, served and made (feature `tonic`; empty without it).
     pub grpc: super::GrpcStats,
+    /// CPU, memory, file descriptors and threads of the process, and the tokio runtime
+    /// (feature `process`, with [`ObserverBuilder::process_metrics`](crate::ObserverBuilder::process_metrics)).
+    #[cfg(feature = "process")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "process")))]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub process: Option<crate::process::ProcessStats>,
 }
 
 impl StatsSnapshot {
@@ -66,6 +72,8 @@ impl StatsSnapshot {
             caches: BTreeMap::new(),
             pools: BTreeMap::new(),
             grpc: super::GrpcStats::default(),
+            #[cfg(feature = "process")]
+            process: None,
         }
     }
 }

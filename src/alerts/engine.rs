@@ -1,0 +1,516 @@
+//! The engine: samples the registry, evaluates every rule each tick on a thread of its own,
+//! hands state changes to the channels, and serves `GET /v1/alerts`.
+
+use std::any::Any;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant, SystemTime};
+
+use serde::Serialize;
+
+use super::event::fingerprint;
+use super::notify::{ChannelStatus, Notifier};
+use super::promql::{Expr, Labels, SampleStore};
+use super::rules::{ms, AlertRule, Figure};
+use super::state::{AlertState, Change, RuleAlerts};
+use super::template::Template;
+use super::{AlertEvent, Alerts, EventStatus, FailedRequest, Severity, ALERTS_PATH};
+use crate::clock::Clock;
+use crate::health::Status;
+use crate::observer::{HealthInput, Part, Pending, RecordSink, Route, RouteMethod};
+use crate::registry::read::Reading;
+use crate::registry::Registry;
+use crate::response::json;
+use crate::sync::lock;
+use crate::time_fmt::rfc3339;
+use crate::{names, Observer};
+
+/// Transitions kept for `/v1/alerts`.
+const MAX_TRANSITIONS: usize = 200;
+/// Failing requests attached to a notification.
+const MAX_FAILED_REQUESTS: usize = 5;
+
+/// The alert settings on the builder, attached when the observer is built.
+#[derive(Default)]
+pub(crate) struct AlertsPending(pub(crate) Option<Alerts>);
+
+impl Pending for AlertsPending {
+    fn attach(self: Box<Self>, observer: &Observer) -> Option<Arc<dyn RecordSink>> {
+        let alerts = self.0?;
+        let part = observer.part(|| AlertsPart::new(alerts, observer));
+        spawn_ticker(Arc::downgrade(&part), part.interval);
+        None
+    }
+
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+}
+
+struct CompiledRule {
+    rule: AlertRule,
+    condition: Expr,
+    value: Expr,
+    annotations: Vec<(String, Template)>,
+}
+
+/// What one rule looked like at its last evaluation.
+#[derive(Debug, Default, Clone)]
+struct RuleStatus {
+    /// The figure by label set (a few), whether or not it breached.
+    values: Vec<(Labels, f64)>,
+    last_evaluation: Option<SystemTime>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+struct Transition {
+    at: String,
+    rule: String,
+    labels: BTreeMap<String, String>,
+    from: AlertState,
+    to: AlertState,
+    value: f64,
+}
+
+struct EngineState {
+    store: SampleStore,
+    alerts: Vec<RuleAlerts>,
+    status: Vec<RuleStatus>,
+    transitions: VecDeque<Transition>,
+    evaluations: u64,
+    last_evaluation: Option<SystemTime>,
+    last_duration: Duration,
+}
+
+/// The alerting capability of an observer.
+pub(crate) struct AlertsPart {
+    rules: Vec<CompiledRule>,
+    interval: Duration,
+    clock: Clock,
+    start: u64,
+    registry: Option<Registry>,
+    notifier: Arc<Notifier>,
+    external_url: Option<String>,
+    yellow_from: Option<Severity>,
+    red_from: Option<Severity>,
+    state: Mutex<EngineState>,
+}
+
+impl AlertsPart {
+    fn new(alerts: Alerts, observer: &Observer) -> Self {
+        let rules: Vec<CompiledRule> = alerts
+            .rules
+            .rules
+            .into_iter()
+            .map(|rule| CompiledRule {
+                condition: rule.condition(),
+                value: rule.value_expr(),
+                annotations: rule
+                    .annotations
+                    .iter()
+                    .filter_map(|(k, v)| Some((k.clone(), Template::parse(v).ok()?)))
+                    .collect(),
+                rule,
+            })
+            .collect();
+        let store = SampleStore::for_exprs(rules.iter().flat_map(|r| [&r.condition, &r.value]));
+        let registry = observer.registry().cloned();
+        if registry.is_none() {
+            tracing::warn!(target: "tower_observe::alerts", "alert rules read the built-in registry, and this observer records into another recorder: rules will never fire");
+        }
+        Self {
+            state: Mutex::new(EngineState {
+                store,
+                alerts: rules.iter().map(|_| RuleAlerts::default()).collect(),
+                status: vec![RuleStatus::default(); rules.len()],
+                transitions: VecDeque::new(),
+                evaluations: 0,
+                last_evaluation: None,
+                last_duration: Duration::ZERO,
+            }),
+            rules,
+            interval: alerts.interval,
+            clock: observer.clock().clone(),
+            start: observer.now_nanos(),
+            registry,
+            notifier: Notifier::new(alerts.channels, observer, alerts.external_url.clone()),
+            external_url: alerts.external_url,
+            yellow_from: alerts.yellow_from,
+            red_from: alerts.red_from,
+        }
+    }
+
+    /// Samples the registry and evaluates every rule, as of now.
+    pub(crate) fn tick(&self) {
+        let now = self.clock.now_nanos();
+        let t = (now.saturating_sub(self.start) / 1_000_000) as i64;
+        let wall = self.clock.wall_at(now);
+        let started = Instant::now();
+        let mut events = Vec::new();
+        {
+            let mut state = lock(&self.state);
+            if let Some(registry) = &self.registry {
+                sample(registry, &mut state.store, t);
+            }
+            let state = &mut *state;
+            for (i, compiled) in self.rules.iter().enumerate() {
+                let result = compiled.condition.eval(&state.store, t);
+                let mut values = compiled.value.eval(&state.store, t);
+                values.truncate(20);
+                state.status[i] = RuleStatus {
+                    values,
+                    last_evaluation: Some(wall),
+                };
+                let rule = &compiled.rule;
+                let changes =
+                    state.alerts[i].evaluate(result, t, ms(rule.hold), ms(rule.keep_firing_for));
+                for change in changes {
+                    if let Some(event) = self.event(compiled, &change, t, wall) {
+                        events.push(event);
+                    }
+                    if state.transitions.len() == MAX_TRANSITIONS {
+                        state.transitions.pop_front();
+                    }
+                    state.transitions.push_back(Transition {
+                        at: rfc3339(wall),
+                        rule: rule.name.clone(),
+                        labels: change.labels.clone(),
+                        from: change.from,
+                        to: change.to,
+                        value: change.value,
+                    });
+                }
+            }
+            state.evaluations += 1;
+            state.last_evaluation = Some(wall);
+            state.last_duration = started.elapsed();
+        }
+        // Outside the lock: the channels' queues never wait on the engine, nor it on them.
+        for event in &events {
+            self.notifier.dispatch(event);
+        }
+    }
+
+    /// The notification of a change, when it is one: to firing, or from firing.
+    fn event(&self, compiled: &CompiledRule, change: &Change, t: i64, wall: SystemTime) -> Option<AlertEvent> {
+        let status = match (change.from, change.to) {
+            (_, AlertState::Firing) => EventStatus::Firing,
+            (AlertState::Firing, AlertState::Inactive) => EventStatus::Resolved,
+            _ => return None,
+        };
+        let rule = &compiled.rule;
+        let mut labels = change.labels.clone();
+        labels.extend(rule.labels.iter().map(|(k, v)| (k.clone(), v.clone())));
+        labels.insert("alertname".to_owned(), rule.name.clone());
+        labels.insert("severity".to_owned(), rule.severity.as_str().to_owned());
+        let annotations = compiled
+            .annotations
+            .iter()
+            .map(|(name, template)| (name.clone(), template.render(change.value, &labels)))
+            .collect();
+        let active_for = Duration::from_millis(t.saturating_sub(change.active_at).max(0) as u64);
+        let starts_at = wall.checked_sub(active_for).unwrap_or(wall);
+        let base = self.external_url.as_deref().unwrap_or("");
+        let history = history_link(base, rule, &labels, starts_at, wall);
+        Some(AlertEvent {
+            rule: rule.name.clone(),
+            status,
+            severity: rule.severity,
+            fingerprint: fingerprint(&labels),
+            annotations,
+            starts_at,
+            ends_at: (status == EventStatus::Resolved).then_some(wall),
+            value: change.value,
+            links: vec![
+                ("Alerts".to_owned(), format!("{base}{ALERTS_PATH}")),
+                ("History of the breach".to_owned(), history.clone()),
+            ],
+            generator_url: history,
+            failed_requests: self.failed_requests(rule, &change.labels),
+            labels,
+        })
+    }
+
+    /// A few recent requests of the kind the rule watches (failed ones for an error rule),
+    /// from the duration histogram's exemplars (traced requests only).
+    fn failed_requests(&self, rule: &AlertRule, group: &Labels) -> Vec<FailedRequest> {
+        let Some(registry) = &self.registry else {
+            return Vec::new();
+        };
+        let errors_only = match rule.figure {
+            Figure::ErrorRate { .. } | Figure::BurnRate { .. } => true,
+            Figure::LatencyQuantile { .. } => false,
+            _ => return Vec::new(),
+        };
+        let keep = |labels: &[(String, String)]| {
+            let get = |name: &str| labels.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+            (!errors_only || get(names::ERROR_TYPE).is_some_and(|v| !v.is_empty()))
+                && rule.matchers.iter().all(|(k, v)| get(k) == Some(v.as_str()))
+                && group.iter().all(|(k, v)| get(k) == Some(v.as_str()))
+        };
+        registry
+            .recent_exemplars(names::HTTP_SERVER_REQUEST_DURATION, &keep, MAX_FAILED_REQUESTS)
+            .into_iter()
+            .map(|e| FailedRequest {
+                trace_id: crate::hex::to_string(&e.trace_id),
+                span_id: crate::hex::to_string(&e.span_id),
+            })
+            .collect()
+    }
+
+    /// The `/v1/alerts` document.
+    fn report(&self) -> AlertsReport {
+        let state = lock(&self.state);
+        let now = self.clock.now_nanos();
+        let t = (now.saturating_sub(self.start) / 1_000_000) as i64;
+        let wall = self.clock.wall_at(now);
+        let rules = self
+            .rules
+            .iter()
+            .zip(&state.alerts)
+            .zip(&state.status)
+            .map(|((compiled, alerts), status)| {
+                let rule = &compiled.rule;
+                RuleReport {
+                    name: rule.name.clone(),
+                    severity: rule.severity,
+                    state: alerts.state(),
+                    expression: compiled.condition.to_string(),
+                    for_seconds: rule.hold.as_secs_f64(),
+                    keep_firing_for_seconds: rule.keep_firing_for.as_secs_f64(),
+                    last_evaluation: status.last_evaluation.map(rfc3339),
+                    values: status
+                        .values
+                        .iter()
+                        .map(|(labels, value)| ValueReport {
+                            labels: labels.clone(),
+                            value: finite(*value),
+                        })
+                        .collect(),
+                    alerts: alerts
+                        .instances
+                        .iter()
+                        .map(|(labels, a)| {
+                            let since = |at: i64| {
+                                let ago = Duration::from_millis(t.saturating_sub(at).max(0) as u64);
+                                rfc3339(wall.checked_sub(ago).unwrap_or(wall))
+                            };
+                            InstanceReport {
+                                labels: labels.clone(),
+                                state: a.state,
+                                active_since: since(a.active_at),
+                                firing_since: a.fired_at.map(since),
+                                value: finite(a.value),
+                            }
+                        })
+                        .collect(),
+                    untracked: alerts.dropped,
+                }
+            })
+            .collect::<Vec<_>>();
+        AlertsReport {
+            evaluation_interval_seconds: self.interval.as_secs_f64(),
+            evaluations: state.evaluations,
+            last_evaluation: state.last_evaluation.map(rfc3339),
+            last_evaluation_ms: state.last_duration.as_secs_f64() * 1e3,
+            series: state.store.series_count(),
+            firing: rules.iter().map(|r| r.alerts.iter().filter(|a| a.state == AlertState::Firing).count()).sum(),
+            pending: rules.iter().map(|r| r.alerts.iter().filter(|a| a.state == AlertState::Pending).count()).sum(),
+            error: self
+                .registry
+                .is_none()
+                .then_some("rules read the built-in registry; this observer records into another recorder"),
+            rules,
+            transitions: state.transitions.iter().rev().cloned().collect(),
+            channels: self.notifier.statuses(),
+        }
+    }
+}
+
+fn finite(v: f64) -> Option<f64> {
+    v.is_finite().then_some(v)
+}
+
+/// `/v1/stats/history` over the breach (from a window before it started), for the rule's
+/// route when it has one.
+fn history_link(base: &str, rule: &AlertRule, labels: &Labels, from: SystemTime, to: SystemTime) -> String {
+    let lead = Duration::from_secs(15 * 60);
+    let from = from.checked_sub(lead).unwrap_or(from);
+    let mut url = format!(
+        "{base}/v1/stats/history?from={}&to={}&step=1m",
+        unix(from),
+        unix(to) + 60
+    );
+    let route = labels
+        .get(names::HTTP_ROUTE)
+        .or_else(|| rule.matchers.iter().find(|(k, _)| k == names::HTTP_ROUTE).map(|(_, v)| v));
+    if let Some(route) = route {
+        url.push_str("&route=");
+        for byte in route.bytes() {
+            if byte.is_ascii_alphanumeric() || b"/-_.~{}".contains(&byte) {
+                url.push(byte as char);
+            } else {
+                url.push_str(&format!("%{byte:02X}"));
+            }
+        }
+    }
+    url
+}
+
+fn unix(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// Reads the families the rules need from the registry into the store, at `t` (ms).
+/// Histograms become `_bucket` (with `le`), `_count` and `_sum` series, as Prometheus sees them.
+pub(crate) fn sample(registry: &Registry, store: &mut SampleStore, t: i64) {
+    let mut families = BTreeSet::new();
+    for metric in store.metrics() {
+        families.insert(metric.to_owned());
+        for suffix in ["_bucket", "_count", "_sum"] {
+            if let Some(base) = metric.strip_suffix(suffix) {
+                families.insert(base.to_owned());
+            }
+        }
+    }
+    for family in families {
+        let (bucket, count, sum) = (
+            format!("{family}_bucket"),
+            format!("{family}_count"),
+            format!("{family}_sum"),
+        );
+        let wants_buckets = store.keeps(&bucket);
+        registry.read_family(&family, &mut |labels, reading| match reading {
+            Reading::Counter(v) | Reading::Gauge(v) => store.push(&family, labels, t, v),
+            Reading::Histogram {
+                bounds,
+                cumulative,
+                sum: total,
+            } => {
+                let observations = cumulative.last().copied().unwrap_or(0) as f64;
+                store.push(&count, labels, t, observations);
+                store.push(&sum, labels, t, total);
+                if wants_buckets {
+                    let mut with_le = labels.to_vec();
+                    with_le.push(("le".to_owned(), String::new()));
+                    for (i, c) in cumulative.iter().enumerate() {
+                        let le = bounds.get(i).map_or_else(|| "+Inf".to_owned(), |b| format!("{b}"));
+                        if let Some(last) = with_le.last_mut() {
+                            last.1 = le;
+                        }
+                        store.push(&bucket, &with_le, t, *c as f64);
+                    }
+                }
+            }
+        });
+    }
+}
+
+fn spawn_ticker(part: Weak<AlertsPart>, every: Duration) {
+    let spawned = std::thread::Builder::new()
+        .name("tower-observe-alerts".into())
+        .spawn(move || loop {
+            match part.upgrade() {
+                Some(part) => {
+                    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| part.tick())).is_err() {
+                        tracing::error!(target: "tower_observe::alerts", "alert evaluation panicked; trying again next tick");
+                    }
+                }
+                None => return,
+            }
+            std::thread::sleep(every);
+        });
+    if let Err(e) = spawned {
+        tracing::error!(target: "tower_observe::alerts", { "error.message" = %e }, "cannot start the alert engine; rules are not evaluated");
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct AlertsReport {
+    evaluation_interval_seconds: f64,
+    evaluations: u64,
+    last_evaluation: Option<String>,
+    last_evaluation_ms: f64,
+    series: usize,
+    firing: usize,
+    pending: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'static str>,
+    rules: Vec<RuleReport>,
+    transitions: Vec<Transition>,
+    channels: Vec<ChannelStatus>,
+}
+
+#[derive(Debug, Serialize)]
+struct RuleReport {
+    name: String,
+    severity: Severity,
+    state: AlertState,
+    expression: String,
+    for_seconds: f64,
+    keep_firing_for_seconds: f64,
+    last_evaluation: Option<String>,
+    values: Vec<ValueReport>,
+    alerts: Vec<InstanceReport>,
+    untracked: u64,
+}
+
+#[derive(Debug, Serialize)]
+struct ValueReport {
+    labels: Labels,
+    value: Option<f64>,
+}
+
+#[derive(Debug, Serialize)]
+struct InstanceReport {
+    labels: Labels,
+    state: AlertState,
+    active_since: String,
+    firing_since: Option<String>,
+    value: Option<f64>,
+}
+
+impl Part for AlertsPart {
+    fn health(&self, _elapsed: f64, input: &mut HealthInput) {
+        let state = lock(&self.state);
+        let mut firing = Vec::new();
+        for (compiled, alerts) in self.rules.iter().zip(&state.alerts) {
+            let severity = compiled.rule.severity;
+            for (labels, alert) in &alerts.instances {
+                if alert.state != AlertState::Firing {
+                    continue;
+                }
+                firing.push(compiled.rule.name.clone());
+                let status = if self.red_from.is_some_and(|s| severity >= s) {
+                    Status::Red
+                } else if self.yellow_from.is_some_and(|s| severity >= s) {
+                    Status::Yellow
+                } else {
+                    continue;
+                };
+                let scope: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                let scope = if scope.is_empty() { String::new() } else { format!(" ({})", scope.join(", ")) };
+                input.degraded.push((
+                    status,
+                    format!("alert {} is firing{scope} ({})", compiled.rule.name, severity.as_str()),
+                ));
+            }
+        }
+        input
+            .sections
+            .insert("alerts", serde_json::json!({ "firing": firing }));
+    }
+
+    fn routes(&self, observer: &Observer) -> Vec<Route> {
+        let observer = observer.clone();
+        vec![Route::new(ALERTS_PATH, RouteMethod::Get, move |_| {
+            let report = observer.attached::<AlertsPart>().map(|part| part.report());
+            async move {
+                match report {
+                    Some(report) => json(&report),
+                    None => crate::response::not_found(),
+                }
+            }
+        })]
+    }
+}
