@@ -59,6 +59,39 @@ pub const HISTORY_WRITE_ERRORS: &str = "tower_observe_history_write_errors_total
 pub const REQUEST_ID_REJECTED: &str = "tower_observe_request_id_rejected_total";
 /// Recordings folded into an `_OTHER` series by the cardinality limit.
 pub const CARDINALITY_OVERFLOW: &str = "tower_observe_cardinality_overflow_total";
+/// Alert notifications by channel and result (`success`, `failure` after the last retry,
+/// `dropped` because the channel's queue was full).
+pub const ALERT_NOTIFICATIONS: &str = "alert_notifications_total";
+/// Process CPU time, user and system, in seconds (a float counter).
+pub const PROCESS_CPU_SECONDS: &str = "process_cpu_seconds_total";
+/// Resident memory of the process, in bytes.
+pub const PROCESS_RESIDENT_MEMORY: &str = "process_resident_memory_bytes";
+/// Virtual memory of the process, in bytes.
+pub const PROCESS_VIRTUAL_MEMORY: &str = "process_virtual_memory_bytes";
+/// The address-space limit of the process, in bytes (only when it is limited).
+pub const PROCESS_VIRTUAL_MEMORY_MAX: &str = "process_virtual_memory_max_bytes";
+/// Open file descriptors of the process.
+pub const PROCESS_OPEN_FDS: &str = "process_open_fds";
+/// The open file descriptor limit of the process (only when it is limited).
+pub const PROCESS_MAX_FDS: &str = "process_max_fds";
+/// When the process started, in seconds since the Unix epoch.
+pub const PROCESS_START_TIME: &str = "process_start_time_seconds";
+/// OS threads of the process.
+pub const PROCESS_THREADS: &str = "process_threads";
+/// CPUs available to the process (cgroup quota and affinity applied).
+pub const PROCESS_CPU_AVAILABLE_CORES: &str = "process_cpu_available_cores";
+/// `process.cpu.utilization`: CPU time over wall time × available CPUs, between samples, 0 to 1.
+pub const PROCESS_CPU_UTILIZATION: &str = "process_cpu_utilization_ratio";
+/// Worker threads of the watched tokio runtime.
+pub const TOKIO_WORKERS: &str = "tokio_workers";
+/// Tasks alive in the watched tokio runtime.
+pub const TOKIO_ALIVE_TASKS: &str = "tokio_alive_tasks";
+/// Tasks waiting in the watched tokio runtime's global queue.
+pub const TOKIO_GLOBAL_QUEUE_DEPTH: &str = "tokio_global_queue_depth";
+/// Time the watched tokio runtime's workers spent busy, summed over workers, in seconds.
+pub const TOKIO_BUSY_DURATION: &str = "tokio_busy_duration_seconds_total";
+/// Busy time over wall time × workers of the watched tokio runtime, between samples, 0 to 1.
+pub const TOKIO_BUSY_RATIO: &str = "tokio_busy_ratio";
 
 /// `http.request.method`
 pub const HTTP_REQUEST_METHOD: &str = "http_request_method";
@@ -261,6 +294,32 @@ pub(crate) const METRICS: &[MetricSpec] = &[
         "Incoming request IDs that were invalid and replaced by a fresh one."),
     spec(CARDINALITY_OVERFLOW, Kind::Counter, None,
         "Recordings whose label set exceeded the per-metric limit and were folded into the _OTHER series."),
+    spec(ALERT_NOTIFICATIONS, Kind::Counter, None,
+        "Alert notifications by channel and result (success, failure after retries, dropped when the queue was full)."),
+    spec(PROCESS_CPU_SECONDS, Kind::Counter, SECONDS,
+        "Total user and system CPU time spent by the process, in seconds."),
+    spec(PROCESS_RESIDENT_MEMORY, Kind::Gauge, BYTES, "Resident memory size of the process, in bytes."),
+    spec(PROCESS_VIRTUAL_MEMORY, Kind::Gauge, BYTES, "Virtual memory size of the process, in bytes."),
+    spec(PROCESS_VIRTUAL_MEMORY_MAX, Kind::Gauge, BYTES,
+        "Maximum amount of virtual memory available to the process, in bytes (absent when unlimited)."),
+    spec(PROCESS_OPEN_FDS, Kind::Gauge, None, "Number of open file descriptors."),
+    spec(PROCESS_MAX_FDS, Kind::Gauge, None,
+        "Maximum number of open file descriptors (absent when unlimited)."),
+    spec(PROCESS_START_TIME, Kind::Gauge, SECONDS,
+        "Start time of the process since the Unix epoch, in seconds."),
+    spec(PROCESS_THREADS, Kind::Gauge, None, "Number of OS threads in the process."),
+    spec(PROCESS_CPU_AVAILABLE_CORES, Kind::Gauge, None,
+        "CPUs available to the process (affinity and cgroup CPU quota applied, rounded down, at least 1)."),
+    spec(PROCESS_CPU_UTILIZATION, Kind::Gauge, None,
+        "CPU time used over wall time times available CPUs, between samples, 0 to 1 (OpenTelemetry process.cpu.utilization)."),
+    spec(TOKIO_WORKERS, Kind::Gauge, None, "Worker threads of the tokio runtime."),
+    spec(TOKIO_ALIVE_TASKS, Kind::Gauge, None, "Tasks alive in the tokio runtime."),
+    spec(TOKIO_GLOBAL_QUEUE_DEPTH, Kind::Gauge, None,
+        "Tasks waiting in the tokio runtime's global (injection) queue."),
+    spec(TOKIO_BUSY_DURATION, Kind::Counter, SECONDS,
+        "Time the tokio runtime's workers spent busy, summed over workers, in seconds."),
+    spec(TOKIO_BUSY_RATIO, Kind::Gauge, None,
+        "Busy time of the tokio runtime's workers over wall time times workers, between samples, 0 to 1."),
 ];
 
 /// The table entry of `name`.

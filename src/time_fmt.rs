@@ -33,7 +33,10 @@ pub(crate) fn rfc3339_bytes(t: SystemTime) -> [u8; 24] {
 
 /// Serializes a time as RFC 3339 (serde `serialize_with`).
 #[cfg(feature = "alerts")]
-pub(crate) fn serialize_rfc3339<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+pub(crate) fn serialize_rfc3339<S: serde::Serializer>(
+    t: &SystemTime,
+    s: S,
+) -> Result<S::Ok, S::Error> {
     s.serialize_str(&rfc3339(*t))
 }
 

@@ -126,11 +126,19 @@ impl RuleSpec {
             field,
             reason,
         };
-        let duration_of = |field: &'static str, text: &Option<String>| -> Result<Option<Duration>, RuleError> {
-            text.as_deref()
-                .map(|t| parse_duration(t).ok_or_else(|| fail(field, format!("{t:?} is not a duration (30s, 5m, 1h30m, 2d)"))))
-                .transpose()
-        };
+        let duration_of =
+            |field: &'static str, text: &Option<String>| -> Result<Option<Duration>, RuleError> {
+                text.as_deref()
+                    .map(|t| {
+                        parse_duration(t).ok_or_else(|| {
+                            fail(
+                                field,
+                                format!("{t:?} is not a duration (30s, 5m, 1h30m, 2d)"),
+                            )
+                        })
+                    })
+                    .transpose()
+            };
         let needed = |field: &'static str, d: Option<Duration>| {
             d.ok_or_else(|| fail(field, format!("{} needs a {field}", self.figure)))
         };
@@ -173,11 +181,17 @@ impl RuleSpec {
             (Comparison::AtMost, self.at_most),
         ];
         let mut set = comparisons.iter().filter_map(|(c, v)| Some((*c, (*v)?)));
-        let (comparison, threshold) = set
-            .next()
-            .ok_or_else(|| fail("threshold", "set one of above, below, at_least, at_most".into()))?;
+        let (comparison, threshold) = set.next().ok_or_else(|| {
+            fail(
+                "threshold",
+                "set one of above, below, at_least, at_most".into(),
+            )
+        })?;
         if set.next().is_some() {
-            return Err(fail("threshold", "set only one of above, below, at_least, at_most".into()));
+            return Err(fail(
+                "threshold",
+                "set only one of above, below, at_least, at_most".into(),
+            ));
         }
         let mut rule = AlertRule::new(self.name.clone(), figure).compare(comparison, threshold);
         if let Some(hold) = duration_of("for", &self.hold)? {
@@ -228,7 +242,9 @@ pub(crate) fn parse_duration(text: &str) -> Option<Duration> {
         }
         let n: u64 = rest[..digits].parse().ok()?;
         rest = &rest[digits..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
         let unit = match &rest[..unit_len] {
             "ms" => Duration::from_millis(n),
             "s" => Duration::from_secs(n),
@@ -258,12 +274,44 @@ mod tests {
 
     #[test]
     fn file_errors_name_rule_and_field() {
-        let err = AlertRules::from_toml("[[rule]]\nname = \"A\"\nfigure = \"nope\"\nabove = 1\n").unwrap_err();
-        assert!(matches!(err, RuleError::Invalid { field: "figure", .. }), "{err}");
-        let err = AlertRules::from_toml("[[rule]]\nname = \"A\"\nfigure = \"pool_health\"\n").unwrap_err();
-        assert!(matches!(err, RuleError::Invalid { field: "threshold", .. }), "{err}");
-        let err = AlertRules::from_toml("[[rule]]\nname = \"A\"\nfigure = \"error_rate\"\nwindow = \"5x\"\nabove = 1\n").unwrap_err();
-        assert!(matches!(err, RuleError::Invalid { field: "window", .. }), "{err}");
+        let err = AlertRules::from_toml("[[rule]]\nname = \"A\"\nfigure = \"nope\"\nabove = 1\n")
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                RuleError::Invalid {
+                    field: "figure",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        let err = AlertRules::from_toml("[[rule]]\nname = \"A\"\nfigure = \"pool_health\"\n")
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                RuleError::Invalid {
+                    field: "threshold",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        let err = AlertRules::from_toml(
+            "[[rule]]\nname = \"A\"\nfigure = \"error_rate\"\nwindow = \"5x\"\nabove = 1\n",
+        )
+        .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                RuleError::Invalid {
+                    field: "window",
+                    ..
+                }
+            ),
+            "{err}"
+        );
         let err = AlertRules::from_toml("[[rule]]\nname = \"A\"\nabve = 1\n").unwrap_err();
         assert!(matches!(err, RuleError::File { .. }), "{err}");
         assert!(err.to_string().contains("abve"), "{err}");
@@ -289,16 +337,19 @@ mod tests {
             "#,
         )
         .unwrap();
-        let built = AlertRule::new("BackendErrors", Figure::error_rate(Duration::from_secs(300)))
-            .above(0.05)
-            .for_duration(Duration::from_secs(120))
-            .keep_firing_for(Duration::from_secs(60))
-            .min_requests(10)
-            .severity(Severity::Critical)
-            .matching("model", "gpt")
-            .for_each("backend")
-            .label("team", "ml")
-            .summary("{{ $labels.backend }} fails");
+        let built = AlertRule::new(
+            "BackendErrors",
+            Figure::error_rate(Duration::from_secs(300)),
+        )
+        .above(0.05)
+        .for_duration(Duration::from_secs(120))
+        .keep_firing_for(Duration::from_secs(60))
+        .min_requests(10)
+        .severity(Severity::Critical)
+        .matching("model", "gpt")
+        .for_each("backend")
+        .label("team", "ml")
+        .summary("{{ $labels.backend }} fails");
         assert_eq!(rules.rules()[0].condition(), built.condition());
         assert_eq!(format!("{:?}", rules.rules()[0]), format!("{built:?}"));
     }

@@ -80,6 +80,8 @@ struct EngineState {
     evaluations: u64,
     last_evaluation: Option<SystemTime>,
     last_duration: Duration,
+    /// When the registry was last sampled (ms).
+    last_sampled: Option<i64>,
 }
 
 /// The alerting capability of an observer.
@@ -127,6 +129,7 @@ impl AlertsPart {
                 evaluations: 0,
                 last_evaluation: None,
                 last_duration: Duration::ZERO,
+                last_sampled: None,
             }),
             rules,
             interval: alerts.interval,
@@ -150,7 +153,9 @@ impl AlertsPart {
         {
             let mut state = lock(&self.state);
             if let Some(registry) = &self.registry {
-                sample(registry, &mut state.store, t);
+                let previous = state.last_sampled;
+                sample(registry, &mut state.store, t, previous);
+                state.last_sampled = Some(t);
             }
             let state = &mut *state;
             for (i, compiled) in self.rules.iter().enumerate() {
@@ -192,7 +197,13 @@ impl AlertsPart {
     }
 
     /// The notification of a change, when it is one: to firing, or from firing.
-    fn event(&self, compiled: &CompiledRule, change: &Change, t: i64, wall: SystemTime) -> Option<AlertEvent> {
+    fn event(
+        &self,
+        compiled: &CompiledRule,
+        change: &Change,
+        t: i64,
+        wall: SystemTime,
+    ) -> Option<AlertEvent> {
         let status = match (change.from, change.to) {
             (_, AlertState::Firing) => EventStatus::Firing,
             (AlertState::Firing, AlertState::Inactive) => EventStatus::Resolved,
@@ -243,13 +254,25 @@ impl AlertsPart {
             _ => return Vec::new(),
         };
         let keep = |labels: &[(String, String)]| {
-            let get = |name: &str| labels.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+            let get = |name: &str| {
+                labels
+                    .iter()
+                    .find(|(k, _)| k == name)
+                    .map(|(_, v)| v.as_str())
+            };
             (!errors_only || get(names::ERROR_TYPE).is_some_and(|v| !v.is_empty()))
-                && rule.matchers.iter().all(|(k, v)| get(k) == Some(v.as_str()))
+                && rule
+                    .matchers
+                    .iter()
+                    .all(|(k, v)| get(k) == Some(v.as_str()))
                 && group.iter().all(|(k, v)| get(k) == Some(v.as_str()))
         };
         registry
-            .recent_exemplars(names::HTTP_SERVER_REQUEST_DURATION, &keep, MAX_FAILED_REQUESTS)
+            .recent_exemplars(
+                names::HTTP_SERVER_REQUEST_DURATION,
+                &keep,
+                MAX_FAILED_REQUESTS,
+            )
             .into_iter()
             .map(|e| FailedRequest {
                 trace_id: crate::hex::to_string(&e.trace_id),
@@ -314,12 +337,27 @@ impl AlertsPart {
             last_evaluation: state.last_evaluation.map(rfc3339),
             last_evaluation_ms: state.last_duration.as_secs_f64() * 1e3,
             series: state.store.series_count(),
-            firing: rules.iter().map(|r| r.alerts.iter().filter(|a| a.state == AlertState::Firing).count()).sum(),
-            pending: rules.iter().map(|r| r.alerts.iter().filter(|a| a.state == AlertState::Pending).count()).sum(),
-            error: self
-                .registry
-                .is_none()
-                .then_some("rules read the built-in registry; this observer records into another recorder"),
+            firing: rules
+                .iter()
+                .map(|r| {
+                    r.alerts
+                        .iter()
+                        .filter(|a| a.state == AlertState::Firing)
+                        .count()
+                })
+                .sum(),
+            pending: rules
+                .iter()
+                .map(|r| {
+                    r.alerts
+                        .iter()
+                        .filter(|a| a.state == AlertState::Pending)
+                        .count()
+                })
+                .sum(),
+            error: self.registry.is_none().then_some(
+                "rules read the built-in registry; this observer records into another recorder",
+            ),
             rules,
             transitions: state.transitions.iter().rev().cloned().collect(),
             channels: self.notifier.statuses(),
@@ -333,7 +371,13 @@ fn finite(v: f64) -> Option<f64> {
 
 /// `/v1/stats/history` over the breach (from a window before it started), for the rule's
 /// route when it has one.
-fn history_link(base: &str, rule: &AlertRule, labels: &Labels, from: SystemTime, to: SystemTime) -> String {
+fn history_link(
+    base: &str,
+    rule: &AlertRule,
+    labels: &Labels,
+    from: SystemTime,
+    to: SystemTime,
+) -> String {
     let lead = Duration::from_secs(15 * 60);
     let from = from.checked_sub(lead).unwrap_or(from);
     let mut url = format!(
@@ -341,9 +385,12 @@ fn history_link(base: &str, rule: &AlertRule, labels: &Labels, from: SystemTime,
         unix(from),
         unix(to) + 60
     );
-    let route = labels
-        .get(names::HTTP_ROUTE)
-        .or_else(|| rule.matchers.iter().find(|(k, _)| k == names::HTTP_ROUTE).map(|(_, v)| v));
+    let route = labels.get(names::HTTP_ROUTE).or_else(|| {
+        rule.matchers
+            .iter()
+            .find(|(k, _)| k == names::HTTP_ROUTE)
+            .map(|(_, v)| v)
+    });
     if let Some(route) = route {
         url.push_str("&route=");
         for byte in route.bytes() {
@@ -358,12 +405,16 @@ fn history_link(base: &str, rule: &AlertRule, labels: &Labels, from: SystemTime,
 }
 
 fn unix(t: SystemTime) -> u64 {
-    t.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// Reads the families the rules need from the registry into the store, at `t` (ms).
 /// Histograms become `_bucket` (with `le`), `_count` and `_sum` series, as Prometheus sees them.
-pub(crate) fn sample(registry: &Registry, store: &mut SampleStore, t: i64) {
+///
+/// `previous` is the time of the previous sampling: a counter or histogram series first seen
+/// now was created since then, so it counted from zero at `previous`.
+pub(crate) fn sample(registry: &Registry, store: &mut SampleStore, t: i64, previous: Option<i64>) {
     let mut families = BTreeSet::new();
     for metric in store.metrics() {
         families.insert(metric.to_owned());
@@ -381,24 +432,27 @@ pub(crate) fn sample(registry: &Registry, store: &mut SampleStore, t: i64) {
         );
         let wants_buckets = store.keeps(&bucket);
         registry.read_family(&family, &mut |labels, reading| match reading {
-            Reading::Counter(v) | Reading::Gauge(v) => store.push(&family, labels, t, v),
+            Reading::Counter(v) => store.push_counter(&family, labels, t, v, previous),
+            Reading::Gauge(v) => store.push(&family, labels, t, v),
             Reading::Histogram {
                 bounds,
                 cumulative,
                 sum: total,
             } => {
                 let observations = cumulative.last().copied().unwrap_or(0) as f64;
-                store.push(&count, labels, t, observations);
-                store.push(&sum, labels, t, total);
+                store.push_counter(&count, labels, t, observations, previous);
+                store.push_counter(&sum, labels, t, total, previous);
                 if wants_buckets {
                     let mut with_le = labels.to_vec();
                     with_le.push(("le".to_owned(), String::new()));
                     for (i, c) in cumulative.iter().enumerate() {
-                        let le = bounds.get(i).map_or_else(|| "+Inf".to_owned(), |b| format!("{b}"));
+                        let le = bounds
+                            .get(i)
+                            .map_or_else(|| "+Inf".to_owned(), |b| format!("{b}"));
                         if let Some(last) = with_le.last_mut() {
                             last.1 = le;
                         }
-                        store.push(&bucket, &with_le, t, *c as f64);
+                        store.push_counter(&bucket, &with_le, t, *c as f64, previous);
                     }
                 }
             }
@@ -489,10 +543,18 @@ impl Part for AlertsPart {
                     continue;
                 };
                 let scope: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
-                let scope = if scope.is_empty() { String::new() } else { format!(" ({})", scope.join(", ")) };
+                let scope = if scope.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", scope.join(", "))
+                };
                 input.degraded.push((
                     status,
-                    format!("alert {} is firing{scope} ({})", compiled.rule.name, severity.as_str()),
+                    format!(
+                        "alert {} is firing{scope} ({})",
+                        compiled.rule.name,
+                        severity.as_str()
+                    ),
                 ));
             }
         }

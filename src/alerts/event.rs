@@ -6,7 +6,9 @@ use std::time::SystemTime;
 use serde::Serialize;
 
 /// How urgent an alert is. Its label value is `severity="critical"` and so on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
     /// For information only.

@@ -29,12 +29,20 @@ impl AlertRules {
         out.push_str("    rules:\n");
         for rule in &self.rules {
             let _ = writeln!(out, "      - alert: {}", rule.name);
-            let _ = writeln!(out, "        expr: {}", quote(&rule.condition().to_string()));
+            let _ = writeln!(
+                out,
+                "        expr: {}",
+                quote(&rule.condition().to_string())
+            );
             if !rule.hold.is_zero() {
                 let _ = writeln!(out, "        for: {}", duration(ms(rule.hold)));
             }
             if !rule.keep_firing_for.is_zero() {
-                let _ = writeln!(out, "        keep_firing_for: {}", duration(ms(rule.keep_firing_for)));
+                let _ = writeln!(
+                    out,
+                    "        keep_firing_for: {}",
+                    duration(ms(rule.keep_firing_for))
+                );
             }
             out.push_str("        labels:\n");
             let _ = writeln!(out, "          severity: {}", rule.severity.as_str());

@@ -216,10 +216,7 @@ fn without_name(labels: &[(String, String)]) -> Labels {
 fn aggregate(agg: Aggregation, by: &[String], input: Vector) -> Vector {
     let mut groups: BTreeMap<Labels, (f64, usize)> = BTreeMap::new();
     for (labels, v) in input {
-        let key: Labels = labels
-            .into_iter()
-            .filter(|(k, _)| by.contains(k))
-            .collect();
+        let key: Labels = labels.into_iter().filter(|(k, _)| by.contains(k)).collect();
         let slot = groups.entry(key).or_insert((
             match agg {
                 Aggregation::Sum | Aggregation::Avg => 0.0,
@@ -376,11 +373,14 @@ fn bucket_quantile(q: f64, mut buckets: Vec<(f64, f64)>) -> f64 {
     start + (end - start) * (rank / count)
 }
 
+/// The samples of one metric's series, by label set.
+type SeriesSamples = HashMap<Vec<(String, String)>, VecDeque<(i64, f64)>>;
+
 /// Samples of the series the rules read: a bounded ring per series.
 #[derive(Debug, Default)]
 pub(crate) struct SampleStore {
     /// By metric name, then by label set (sorted): samples (time in ms, value), oldest first.
-    series: HashMap<String, HashMap<Vec<(String, String)>, VecDeque<(i64, f64)>>>,
+    series: HashMap<String, SeriesSamples>,
     /// How long to keep samples of each metric, in ms.
     keep: HashMap<String, i64>,
 }
@@ -419,6 +419,31 @@ impl SampleStore {
     /// Adds a sample of `metric{labels}` at `t` (ms), dropping samples older than the metric
     /// needs. Metrics no expression reads are ignored.
     pub(crate) fn push(&mut self, metric: &str, labels: &[(String, String)], t: i64, value: f64) {
+        self.push_sample(metric, labels, t, value, None);
+    }
+
+    /// Like [`push`](Self::push), for a counter that was zero at `zero_at` if this is the
+    /// first sample of its series: a series the registry created since the previous sampling
+    /// counted from zero, so its first increments show at once rather than a sample later.
+    pub(crate) fn push_counter(
+        &mut self,
+        metric: &str,
+        labels: &[(String, String)],
+        t: i64,
+        value: f64,
+        zero_at: Option<i64>,
+    ) {
+        self.push_sample(metric, labels, t, value, zero_at);
+    }
+
+    fn push_sample(
+        &mut self,
+        metric: &str,
+        labels: &[(String, String)],
+        t: i64,
+        value: f64,
+        zero_at: Option<i64>,
+    ) {
         let Some(&keep) = self.keep.get(metric) else {
             return;
         };
@@ -430,6 +455,9 @@ impl SampleStore {
             .or_default()
             .entry(sorted)
             .or_default();
+        if let Some(zero_at) = zero_at.filter(|z| samples.is_empty() && *z < t) {
+            samples.push_back((zero_at, 0.0));
+        }
         if samples.back().is_some_and(|(last, _)| *last >= t) {
             return; // time went backwards or repeated: keep the first
         }
@@ -495,7 +523,12 @@ impl fmt::Display for Selector {
 pub(crate) fn duration(ms: i64) -> String {
     let mut out = String::new();
     let mut rest = ms;
-    for (unit, size) in [("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000)] {
+    for (unit, size) in [
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1000),
+    ] {
         if rest >= size {
             let _ = write!(out, "{}{unit}", rest / size);
             rest %= size;
@@ -532,7 +565,11 @@ impl fmt::Display for Expr {
 /// A number as PromQL reads it back exactly.
 pub(crate) fn number(x: f64) -> String {
     if x.is_infinite() {
-        return if x > 0.0 { "+Inf".into() } else { "-Inf".into() };
+        return if x > 0.0 {
+            "+Inf".into()
+        } else {
+            "-Inf".into()
+        };
     }
     if x.is_nan() {
         return "NaN".into();

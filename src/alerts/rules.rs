@@ -457,11 +457,7 @@ impl AlertRule {
 
     /// The whole condition: the figure compared with the threshold, and enough traffic.
     pub(crate) fn condition(&self) -> Expr {
-        let breach = Expr::Compare(
-            Box::new(self.value_expr()),
-            self.comparison,
-            self.threshold,
-        );
+        let breach = Expr::Compare(Box::new(self.value_expr()), self.comparison, self.threshold);
         match self.traffic_expr() {
             Some(traffic) if self.min_requests > 0 => Expr::And(
                 Box::new(breach),
@@ -561,9 +557,8 @@ impl AlertRule {
             if !is_identifier(name) {
                 return Err(fail("annotations", format!("{name:?} is not a name")));
             }
-            Template::parse(text).map_err(|reason| {
-                fail("annotations", format!("{name}: {reason}"))
-            })?;
+            Template::parse(text)
+                .map_err(|reason| fail("annotations", format!("{name}: {reason}")))?;
         }
         Ok(())
     }
@@ -643,7 +638,10 @@ mod tests {
             ("A".into(), "threshold")
         );
         assert_eq!(
-            check(AlertRule::new("B", Figure::error_rate(Duration::from_secs(5)))),
+            check(AlertRule::new(
+                "B",
+                Figure::error_rate(Duration::from_secs(5))
+            )),
             ("B".into(), "window")
         );
         assert_eq!(
@@ -679,10 +677,13 @@ mod tests {
 
     #[test]
     fn the_error_rate_condition_reads_like_promql() {
-        let rule = AlertRule::new("HighErrorRate", Figure::error_rate(Duration::from_secs(300)))
-            .above(0.1)
-            .min_requests(20)
-            .for_each_route();
+        let rule = AlertRule::new(
+            "HighErrorRate",
+            Figure::error_rate(Duration::from_secs(300)),
+        )
+        .above(0.1)
+        .min_requests(20)
+        .for_each_route();
         assert_eq!(
             rule.condition().to_string(),
             "((sum by (http_route) (increase(http_server_request_duration_seconds_count{error_type!=\"\"}[5m]))) \

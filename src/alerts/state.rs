@@ -67,7 +67,13 @@ pub(crate) struct RuleAlerts {
 impl RuleAlerts {
     /// Applies one evaluation at `t` (ms): `result` holds the elements for which the
     /// condition holds. Returns the changes, in label order.
-    pub(crate) fn evaluate(&mut self, result: Vector, t: i64, hold: i64, keep_firing_for: i64) -> Vec<Change> {
+    pub(crate) fn evaluate(
+        &mut self,
+        result: Vector,
+        t: i64,
+        hold: i64,
+        keep_firing_for: i64,
+    ) -> Vec<Change> {
         let mut changes = Vec::new();
         let mut holding: BTreeMap<Labels, f64> = BTreeMap::new();
         for (labels, value) in result {
@@ -183,16 +189,53 @@ mod tests {
     fn the_state_machine_against_a_table() {
         let b = Some(0.2); // breach
         let n = None; // condition does not hold (no element, as PromQL filters it out)
-        // (name, results per minute, for, keep_firing_for, expected states)
-        let table: &[(&str, Vec<Option<f64>>, i64, i64, Vec<AlertState>)] = &[
-            ("steady breach fires after `for`", vec![n, b, b, b, b, b], 3 * MIN, 0, vec![I, P, P, P, F, F]),
+                      // (name, results per minute, for, keep_firing_for, expected states)
+        type Row = (&'static str, Vec<Option<f64>>, i64, i64, Vec<AlertState>);
+        let table: &[Row] = &[
+            (
+                "steady breach fires after `for`",
+                vec![n, b, b, b, b, b],
+                3 * MIN,
+                0,
+                vec![I, P, P, P, F, F],
+            ),
             ("for 0 fires at once", vec![n, b, n], 0, 0, vec![I, F, I]),
-            ("flapping never fires", vec![b, b, n, b, b, n, b], 2 * MIN, 0, vec![P, P, I, P, P, I, P]),
-            ("flapping while firing resolves without keep_firing_for", vec![b, b, n, b], MIN, 0, vec![P, F, I, P]),
-            ("keep_firing_for bridges a gap", vec![b, b, n, b, n, n, n], MIN, 2 * MIN, vec![P, F, F, F, F, F, I]),
-            ("recovery resolves", vec![b, b, b, n, n], MIN, 0, vec![P, F, F, I, I]),
+            (
+                "flapping never fires",
+                vec![b, b, n, b, b, n, b],
+                2 * MIN,
+                0,
+                vec![P, P, I, P, P, I, P],
+            ),
+            (
+                "flapping while firing resolves without keep_firing_for",
+                vec![b, b, n, b],
+                MIN,
+                0,
+                vec![P, F, I, P],
+            ),
+            (
+                "keep_firing_for bridges a gap",
+                vec![b, b, n, b, n, n, n],
+                MIN,
+                2 * MIN,
+                vec![P, F, F, F, F, F, I],
+            ),
+            (
+                "recovery resolves",
+                vec![b, b, b, n, n],
+                MIN,
+                0,
+                vec![P, F, F, I, I],
+            ),
             // Minimum traffic is part of the condition: too few requests = no element.
-            ("minimum traffic: idle is no breach", vec![n, n, n], 0, 0, vec![I, I, I]),
+            (
+                "minimum traffic: idle is no breach",
+                vec![n, n, n],
+                0,
+                0,
+                vec![I, I, I],
+            ),
         ];
         for (name, results, hold, keep, expected) in table {
             assert_eq!(&timeline(results, *hold, *keep), expected, "{name}");

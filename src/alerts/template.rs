@@ -39,7 +39,11 @@ impl Template {
             let close = after
                 .find("}}")
                 .ok_or_else(|| "a `{{` is not closed by `}}`".to_owned())?;
-            let action = after[..close].trim().trim_start_matches('-').trim_end_matches('-').trim();
+            let action = after[..close]
+                .trim()
+                .trim_start_matches('-')
+                .trim_end_matches('-')
+                .trim();
             pieces.push(parse_action(action)?);
             rest = &after[close + 2..];
         }
@@ -92,9 +96,7 @@ fn parse_action(action: &str) -> Result<Piece, String> {
     match label {
         Some(name) if !name.is_empty() && pipes.is_empty() => Ok(Piece::Label(name.to_owned())),
         Some(_) => Err(format!("{head:?}: labels take no functions")),
-        None => Err(format!(
-            "{head:?} is not `$value` or `$labels.<name>`"
-        )),
+        None => Err(format!("{head:?} is not `$value` or `$labels.<name>`")),
     }
 }
 
@@ -104,7 +106,11 @@ fn go_float(v: f64) -> String {
         return "NaN".into();
     }
     if v.is_infinite() {
-        return if v > 0.0 { "+Inf".into() } else { "-Inf".into() };
+        return if v > 0.0 {
+            "+Inf".into()
+        } else {
+            "-Inf".into()
+        };
     }
     let abs = v.abs();
     if abs != 0.0 && !(1e-4..1e21).contains(&abs) {
@@ -187,11 +193,7 @@ fn humanize_duration(v: f64) -> String {
         let sign = if v < 0.0 { "-" } else { "" };
         let total = v.abs();
         let seconds = total as u64;
-        let (days, hours, minutes) = (
-            seconds / 86_400,
-            seconds / 3600 % 24,
-            seconds / 60 % 60,
-        );
+        let (days, hours, minutes) = (seconds / 86_400, seconds / 3600 % 24, seconds / 60 % 60);
         let secs = total - (seconds - seconds % 60) as f64;
         let mut out = String::from(sign);
         if days > 0 {
@@ -248,7 +250,9 @@ mod tests {
     #[test]
     fn bad_templates_say_why() {
         assert!(Template::parse("{{ $value ").is_err());
-        assert!(Template::parse("{{ $value | shout }}").unwrap_err().contains("shout"));
+        assert!(Template::parse("{{ $value | shout }}")
+            .unwrap_err()
+            .contains("shout"));
         assert!(Template::parse("{{ .Foo }}").is_err());
     }
 }

@@ -6,6 +6,7 @@ mod store;
 
 pub use query::{HistoryPoint, HistoryQuery, HistoryResponse, QueryError};
 
+use crate::sync::lock;
 use std::any::Any;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -275,10 +276,6 @@ impl History {
     pub(crate) fn dimension_keys(&self) -> &[Arc<str>] {
         &self.shared.dimension_keys
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 fn spawn_flusher(shared: Weak<Shared>, every: Duration) {

@@ -1,5 +1,6 @@
 #![doc = include_str!("../../docs/registry.md")]
 
+pub(crate) mod read;
 mod render;
 pub(crate) mod storage;
 
@@ -32,6 +33,9 @@ pub const OVERFLOW_METRIC: &str = crate::names::CARDINALITY_OVERFLOW;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
     Counter,
+    /// A counter whose value is a float (CPU seconds), kept in an `f64` cell
+    /// ([`Registry::float_counter_storage`]); rendered as a counter.
+    FloatCounter,
     Gauge,
     Histogram,
 }
@@ -39,7 +43,7 @@ enum Kind {
 impl Kind {
     fn as_str(self) -> &'static str {
         match self {
-            Kind::Counter => "counter",
+            Kind::Counter | Kind::FloatCounter => "counter",
             Kind::Gauge => "gauge",
             Kind::Histogram => "histogram",
         }
@@ -57,6 +61,8 @@ enum Storage {
 struct Series {
     /// `a="x",b="y"` — escaped once, at registration.
     labels: String,
+    /// The same labels, unescaped, for in-process reads (see `read`).
+    pairs: Box<[(String, String)]>,
     storage: Storage,
 }
 
@@ -236,6 +242,18 @@ impl Registry {
         }
     }
 
+    /// The storage behind a counter whose value is a float (`process_cpu_seconds_total`): an
+    /// `f64` cell in a family rendered `# TYPE … counter`. The owner keeps it monotonic
+    /// ([`AtomicGauge::fetch_max`]); the name cannot also be a `u64` counter (that
+    /// registration gets a no-op). The `u64` counters' storage and hot path are untouched.
+    #[cfg_attr(not(feature = "process"), allow(dead_code))]
+    pub(crate) fn float_counter_storage(&self, key: &Key) -> Option<Arc<AtomicGauge>> {
+        match self.register(key, Kind::FloatCounter) {
+            Some(Storage::Gauge(g)) => Some(g),
+            _ => None,
+        }
+    }
+
     fn buckets_for(&self, name: &str) -> Arc<Buckets> {
         self.shared
             .buckets
@@ -275,7 +293,7 @@ impl Registry {
         }
         let new_storage = || match kind {
             Kind::Counter => Storage::Counter(Arc::default()),
-            Kind::Gauge => Storage::Gauge(Arc::default()),
+            Kind::Gauge | Kind::FloatCounter => Storage::Gauge(Arc::default()),
             Kind::Histogram => Storage::Histogram(Arc::new(AtomicHistogram::new(
                 buckets
                     .clone()
@@ -294,6 +312,7 @@ impl Registry {
                 .collect();
             family.series.push(Arc::new(Series {
                 labels: render::format_labels(overflow_labels.iter()),
+                pairs: read::pairs(overflow_labels.iter()),
                 storage: storage.clone(),
             }));
             family.overflow = Some(storage.clone());
@@ -307,6 +326,7 @@ impl Registry {
         let storage = new_storage();
         family.series.push(Arc::new(Series {
             labels: render::format_labels(key.labels()),
+            pairs: read::pairs(key.labels()),
             storage: storage.clone(),
         }));
         state.index.insert(key, storage.clone());
@@ -334,6 +354,7 @@ impl Registry {
             });
         family.series.push(Arc::new(Series {
             labels: render::format_labels(key.labels()),
+            pairs: read::pairs(key.labels()),
             storage: Storage::Counter(counter.clone()),
         }));
         state.help.entry(OVERFLOW_METRIC.to_owned()).or_insert_with(|| {

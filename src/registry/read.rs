@@ -8,6 +8,9 @@ use metrics::Label;
 use super::{Registry, Series, Storage};
 use crate::sync::read;
 
+/// A series' labels, unescaped: `(name, value)` pairs.
+pub(crate) type LabelPairs = [(String, String)];
+
 /// Label pairs, unescaped, as kept beside each series.
 pub(super) fn pairs<'a>(labels: impl Iterator<Item = &'a Label>) -> Box<[(String, String)]> {
     labels
@@ -36,11 +39,7 @@ pub(crate) enum Reading<'a> {
 impl Registry {
     /// Calls `visit` with the labels and current value of every series of the family `name`.
     /// The registry lock is held only while the series list is copied.
-    pub(crate) fn read_family(
-        &self,
-        name: &str,
-        visit: &mut dyn FnMut(&[(String, String)], Reading<'_>),
-    ) {
+    pub(crate) fn read_family(&self, name: &str, visit: &mut dyn FnMut(&LabelPairs, Reading<'_>)) {
         let series: Vec<Arc<Series>> = match read(&self.shared.state).families.get(name) {
             Some(family) => family.series.clone(),
             None => return,
@@ -73,7 +72,7 @@ impl Registry {
     pub(crate) fn recent_exemplars(
         &self,
         name: &str,
-        keep: &dyn Fn(&[(String, String)]) -> bool,
+        keep: &dyn Fn(&LabelPairs) -> bool,
         max: usize,
     ) -> Vec<super::storage::Exemplar> {
         let series: Vec<Arc<Series>> = match read(&self.shared.state).families.get(name) {
@@ -99,9 +98,7 @@ mod tests {
 
     #[test]
     fn reads_back_what_was_recorded() {
-        let registry = Registry::builder()
-            .buckets_for("lat", &[0.1, 1.0])
-            .build();
+        let registry = Registry::builder().buckets_for("lat", &[0.1, 1.0]).build();
         let labels = [("route", "/a")];
         metrics::with_local_recorder(&registry, || {
             metrics::counter!("hits_total", &labels).increment(3);

@@ -1,0 +1,179 @@
+//! The HTTP side of the channels: one blocking `ureq` agent per channel, JSON posts, and
+//! errors described without secrets.
+
+use std::fmt;
+use std::io;
+
+use super::format::redacted_target;
+use super::{SendError, Settings};
+
+/// Where a channel posts: the URL (a secret, for Slack and most webhooks) and what of it may
+/// be shown.
+#[derive(Clone)]
+pub(crate) struct Target {
+    url: String,
+    shown: String,
+}
+
+impl Target {
+    pub(crate) fn new(url: String) -> Self {
+        let shown = redacted_target(&url);
+        Target { url, shown }
+    }
+
+    /// `scheme://host:port`.
+    pub(crate) fn shown(&self) -> &str {
+        &self.shown
+    }
+
+    /// The full URL (secret).
+    pub(crate) fn url(&self) -> &str {
+        &self.url
+    }
+}
+
+impl fmt::Debug for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "\"{}/<redacted>\"", self.shown)
+    }
+}
+
+/// An extra request header whose value is never shown.
+#[derive(Clone)]
+pub(crate) struct SecretHeader {
+    pub(crate) name: String,
+    pub(crate) value: String,
+}
+
+impl fmt::Debug for SecretHeader {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "\"{}: <redacted>\"", self.name)
+    }
+}
+
+/// A blocking HTTP client with the channel's timeouts, following no redirects.
+pub(crate) fn agent(settings: &Settings) -> ureq::Agent {
+    let config = ureq::Agent::config_builder()
+        .timeout_global(Some(settings.timeout))
+        .timeout_connect(Some(settings.connect_timeout.min(settings.timeout)))
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .max_redirects_will_error(false)
+        .user_agent(concat!("tower-observe/", env!("CARGO_PKG_VERSION")))
+        .build();
+    ureq::Agent::new_with_config(config)
+}
+
+/// POSTs a JSON body; success is any 2xx status.
+pub(crate) fn post_json(
+    agent: &ureq::Agent,
+    target: &Target,
+    headers: &[SecretHeader],
+    body: &[u8],
+) -> Result<(), SendError> {
+    let mut request = agent
+        .post(target.url())
+        .header("content-type", "application/json");
+    for header in headers {
+        request = request.header(header.name.as_str(), header.value.as_str());
+    }
+    let mut response = request
+        .send(body)
+        .map_err(|e| request_error(&e, target.shown()))?;
+    let status = response.status().as_u16();
+    // Read (a bounded amount of) the body so the connection can be reused.
+    let _ = response
+        .body_mut()
+        .with_config()
+        .limit(64 * 1024)
+        .read_to_vec();
+    status_result(status, target.shown())
+}
+
+/// `Ok` for 2xx; otherwise an error retried for 408, 429 and 5xx.
+pub(crate) fn status_result(status: u16, shown: &str) -> Result<(), SendError> {
+    match status {
+        200..=299 => Ok(()),
+        408 | 429 | 500..=599 => Err(SendError::transient(format!("HTTP {status} from {shown}"))),
+        _ => Err(SendError::permanent(format!("HTTP {status} from {shown}"))),
+    }
+}
+
+/// Describes a failed request by its kind and the redacted target — never with the error's
+/// own text, which may quote the URL.
+pub(crate) fn request_error(error: &ureq::Error, shown: &str) -> SendError {
+    use ureq::Error as E;
+    match error {
+        E::StatusCode(status) => status_result(*status, shown)
+            .err()
+            .unwrap_or_else(|| SendError::permanent(format!("HTTP {status} from {shown}"))),
+        E::Timeout(which) => SendError::transient(format!("{which} timeout ({shown})")),
+        E::Io(io) => io_error(io, shown),
+        E::HostNotFound => SendError::transient(format!("host not found ({shown})")),
+        E::ConnectionFailed => SendError::transient(format!("connection failed ({shown})")),
+        E::Tls(what) => SendError::transient(format!("TLS error: {what} ({shown})")),
+        E::BadUri(_) | E::Http(_) => {
+            SendError::permanent(format!("invalid URL or header ({shown})"))
+        }
+        E::Protocol(_) => SendError::transient(format!("HTTP protocol error ({shown})")),
+        E::RedirectFailed | E::TooManyRedirects => {
+            SendError::permanent(format!("redirected ({shown})"))
+        }
+        E::Rustls(_) | E::Pem(_) => SendError::transient(format!("TLS error ({shown})")),
+        E::TlsRequired | E::RequireHttpsOnly(_) => {
+            SendError::permanent(format!("HTTPS required ({shown})"))
+        }
+        _ => SendError::transient(format!("request failed ({shown})")),
+    }
+}
+
+/// Describes an I/O error by its kind.
+pub(crate) fn io_error(error: &io::Error, shown: &str) -> SendError {
+    use io::ErrorKind as K;
+    let what = match error.kind() {
+        K::ConnectionRefused => "connection refused",
+        K::ConnectionReset => "connection reset",
+        K::ConnectionAborted => "connection aborted",
+        K::TimedOut | K::WouldBlock => "timed out",
+        K::UnexpectedEof => "connection closed early",
+        K::BrokenPipe => "connection closed (broken pipe)",
+        K::AddrNotAvailable | K::NotConnected => "address not available",
+        K::PermissionDenied => "permission denied",
+        K::InvalidData => "invalid data (TLS?)",
+        _ => "I/O error",
+    };
+    SendError::transient(format!("{what} ({shown})"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notify_http_errors_are_redacted() {
+        let target = Target::new("https://hooks.slack.com/services/T0/B0/secret".to_owned());
+        assert!(!format!("{target:?}").contains("secret"));
+        let refused = io::Error::new(io::ErrorKind::ConnectionRefused, "secret");
+        let e = request_error(&ureq::Error::Io(refused), target.shown());
+        assert_eq!(
+            e.message,
+            "connection refused (https://hooks.slack.com:443)"
+        );
+        assert!(e.retryable);
+        let e = request_error(
+            &ureq::Error::BadUri("https://x/secret".into()),
+            target.shown(),
+        );
+        assert!(!e.message.contains("secret") && !e.retryable);
+        let e = status_result(500, target.shown()).unwrap_err();
+        assert_eq!(e.message, "HTTP 500 from https://hooks.slack.com:443");
+        assert!(e.retryable);
+        assert!(!status_result(404, "x").unwrap_err().retryable);
+        assert!(status_result(429, "x").unwrap_err().retryable);
+        let header = SecretHeader {
+            name: "Authorization".into(),
+            value: "Bearer secret".into(),
+        };
+        assert_eq!(format!("{header:?}"), "\"Authorization: <redacted>\"");
+    }
+}

@@ -1,0 +1,57 @@
+//! The log channel: each notification as a `tracing` event.
+
+use super::format::{summary, value};
+use super::{settings_setters, Deliver, SendError, Settings};
+use crate::alerts::{AlertEvent, EventStatus};
+
+/// Logs each notification with `tracing` at `INFO` (target `tower_observe::alerts`): the
+/// alert's name, status, severity, value, summary and fingerprint. Handy in development and
+/// demos, and as an audit trail next to the other channels.
+///
+/// ```
+/// use tower_observe::alerts::notify::{Channel, Log};
+///
+/// let channel: Channel = Log::new().into();
+/// assert_eq!(channel.name(), "log");
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct Log {
+    pub(crate) settings: Settings,
+}
+
+impl Log {
+    /// A channel that logs.
+    pub fn new() -> Self {
+        Log::default()
+    }
+
+    settings_setters!();
+}
+
+impl Deliver for Log {
+    fn send(&mut self, event: &AlertEvent) -> Result<(), SendError> {
+        let summary = summary(event);
+        let value = value(event.value);
+        match event.status {
+            EventStatus::Firing => tracing::info!(
+                target: "tower_observe::alerts",
+                alert = %event.rule,
+                status = "firing",
+                severity = event.severity.as_str(),
+                value = %value,
+                fingerprint = %event.fingerprint,
+                "alert firing: {summary}"
+            ),
+            EventStatus::Resolved => tracing::info!(
+                target: "tower_observe::alerts",
+                alert = %event.rule,
+                status = "resolved",
+                severity = event.severity.as_str(),
+                value = %value,
+                fingerprint = %event.fingerprint,
+                "alert resolved: {summary}"
+            ),
+        }
+        Ok(())
+    }
+}
