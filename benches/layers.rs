@@ -5,6 +5,7 @@
 //! ```text
 //! cargo bench --bench layers
 //! cargo bench --bench layers --all-features -- history   # what the history adds
+//! cargo bench --bench layers --all-features -- alerts    # what the alert engine adds
 //! ```
 //!
 //! Read the results as "added cost" = variant − `bare_router`, and compare the added costs:
@@ -149,6 +150,37 @@ fn bench_layers(c: &mut Criterion) {
     bench_spans(c, &rt, &observer);
     #[cfg(feature = "history")]
     bench_history(c, &rt);
+    #[cfg(feature = "alerts")]
+    bench_alerts(c, &rt);
+}
+
+/// What the alert engine adds to a request (feature `alerts`; run with `--all-features`): the
+/// full stack without and with the recommended rules evaluated every 100 ms on the engine's
+/// thread (50 times the default rate), in the same run. The engine works off the request
+/// path, so the two should not differ beyond noise.
+#[cfg(feature = "alerts")]
+fn bench_alerts(c: &mut Criterion, rt: &tokio::runtime::Runtime) {
+    use tower_observe::alerts::{AlertRules, Alerts};
+
+    let plain = Observer::new();
+    let with_alerts = Observer::builder()
+        .alerts(
+            Alerts::new(AlertRules::recommended()).evaluation_interval(Duration::from_millis(100)),
+        )
+        .unwrap()
+        .build()
+        .unwrap();
+    let mut group = c.benchmark_group("alerts");
+    group.measurement_time(Duration::from_secs(4));
+    bench_one(&mut group, rt, "bare_router", ready(base()));
+    bench_one(&mut group, rt, "ours_full", ready(base().layer(plain.layer())));
+    bench_one(
+        &mut group,
+        rt,
+        "ours_full_with_alert_engine",
+        ready(base().layer(with_alerts.layer())),
+    );
+    group.finish();
 }
 
 /// What the history adds to a request (feature `history`; run with `--all-features`): the

@@ -149,34 +149,66 @@ impl Expr {
         }
     }
 
-    /// The value of the expression at `t` (milliseconds), over `store`.
-    pub(crate) fn eval(&self, store: &SampleStore, t: i64) -> Vector {
+    /// Calls `f` with each series' value, for a selector expression (`increase`, `rate`, an
+    /// instant selector); `false` for any other expression.
+    fn each_series(
+        &self,
+        store: &SampleStore,
+        t: i64,
+        mut f: impl FnMut(&[(String, String)], f64),
+    ) -> bool {
         match self {
             Expr::Increase(s, w) | Expr::Rate(s, w) => {
                 let is_rate = matches!(self, Expr::Rate(..));
-                let mut out = Vector::new();
                 store.each(s, |labels, samples| {
                     let from = samples.partition_point(|(ts, _)| *ts < t - w);
                     let to = samples.partition_point(|(ts, _)| *ts <= t);
                     let in_range = &samples[from..to.max(from)];
                     if let Some(v) = extrapolated_increase(in_range, t - w, t, is_rate) {
-                        out.push((without_name(labels), v));
+                        f(labels, v);
                     }
                 });
-                out
+                true
             }
             Expr::Instant(s) => {
-                let mut out = Vector::new();
                 store.each(s, |labels, samples| {
                     if let Some((ts, v)) = samples.iter().rev().find(|(ts, _)| *ts <= t) {
                         if *ts > t - LOOKBACK_MS && !v.is_nan() {
-                            out.push((without_name(labels), *v));
+                            f(labels, *v);
                         }
                     }
                 });
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The value of the expression at `t` (milliseconds), over `store`.
+    pub(crate) fn eval(&self, store: &SampleStore, t: i64) -> Vector {
+        match self {
+            Expr::Increase(..) | Expr::Rate(..) | Expr::Instant(..) => {
+                let mut out = Vector::new();
+                self.each_series(store, t, |labels, v| out.push((without_name(labels), v)));
                 out
             }
-            Expr::Aggregate(agg, by, e) => aggregate(*agg, by, e.eval(store, t)),
+            Expr::Aggregate(agg, by, e) => {
+                // Over a selector, group each series straight into its `by` labels: no label
+                // set is built per series.
+                let mut input = Vector::new();
+                let direct = e.each_series(store, t, |labels, v| {
+                    let key: Labels = labels
+                        .iter()
+                        .filter(|(k, _)| by.contains(k))
+                        .cloned()
+                        .collect();
+                    input.push((key, v));
+                });
+                if !direct {
+                    input = e.eval(store, t);
+                }
+                aggregate(*agg, by, input)
+            }
             Expr::Div(a, b) => {
                 let rhs = b.eval(store, t);
                 a.eval(store, t)
@@ -447,14 +479,20 @@ impl SampleStore {
         let Some(&keep) = self.keep.get(metric) else {
             return;
         };
-        let mut sorted = labels.to_vec();
-        sorted.sort();
-        let samples = self
-            .series
-            .entry(metric.to_owned())
-            .or_default()
-            .entry(sorted)
-            .or_default();
+        // The registry hands a series' labels in the same order every time: the label set
+        // as given is the key, and an existing series is found without allocating.
+        if !self.series.contains_key(metric) {
+            self.series.insert(metric.to_owned(), SeriesSamples::new());
+        }
+        let Some(series) = self.series.get_mut(metric) else {
+            return;
+        };
+        if !series.contains_key(labels) {
+            series.insert(labels.to_vec(), VecDeque::new());
+        }
+        let Some(samples) = series.get_mut(labels) else {
+            return;
+        };
         if let Some(zero_at) = zero_at.filter(|z| samples.is_empty() && *z < t) {
             samples.push_back((zero_at, 0.0));
         }
