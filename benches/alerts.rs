@@ -50,8 +50,9 @@ fn bench_evaluation(c: &mut Criterion) {
     metrics::with_local_recorder(&registry, || {
         for route in 0..100 {
             for status in 0..10 {
-                let code = ["200", "201", "204", "301", "400", "404", "409", "500", "502", "503"]
-                    [status];
+                let code = [
+                    "200", "201", "204", "301", "400", "404", "409", "500", "502", "503",
+                ][status];
                 let mut labels = vec![
                     ("http_route", format!("/route/{route}")),
                     ("http_request_method", "GET".to_owned()),
@@ -67,7 +68,10 @@ fn bench_evaluation(c: &mut Criterion) {
             }
         }
     });
-    assert_eq!(registry.label_sets(names::HTTP_SERVER_REQUEST_DURATION), 1000);
+    assert_eq!(
+        registry.label_sets(names::HTTP_SERVER_REQUEST_DURATION),
+        1000
+    );
     let mut group = c.benchmark_group("alert_engine");
     group.measurement_time(Duration::from_secs(5));
     group.bench_function("tick_100_rules_1000_series", |b| {

@@ -173,7 +173,12 @@ fn bench_alerts(c: &mut Criterion, rt: &tokio::runtime::Runtime) {
     let mut group = c.benchmark_group("alerts");
     group.measurement_time(Duration::from_secs(4));
     bench_one(&mut group, rt, "bare_router", ready(base()));
-    bench_one(&mut group, rt, "ours_full", ready(base().layer(plain.layer())));
+    bench_one(
+        &mut group,
+        rt,
+        "ours_full",
+        ready(base().layer(plain.layer())),
+    );
     bench_one(
         &mut group,
         rt,

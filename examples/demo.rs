@@ -1,24 +1,37 @@
-//! An instrumented axum service with every tower-observe layer and endpoint.
+//! An instrumented axum service with every tower-observe capability: metrics, statistics,
+//! health, ECS logs, traces, process metrics and alerts.
 //!
 //! ```text
-//! cargo run --example demo                      # serve on 127.0.0.1:3000
-//! cargo run --example demo -- --traffic         # …and drive it with a steady local load
-//! cargo run --example demo -- --addr 127.0.0.1:8080 --traffic --exit-after 30
+//! cargo run --all-features --example demo -- --traffic   # serve on 127.0.0.1:3000, drive it
+//! cargo run --all-features --example demo -- --addr 127.0.0.1:8080 --traffic --exit-after 30
+//! cargo run --all-features --example demo -- --traffic --fault errors   # a fault after 20 s
 //! ```
 //!
-//! Then open `/metrics` and `/v1/stats`. The routes have different latencies and error
-//! rates; `/api/chat/{model}` reports `backend` and `model` dimensions.
+//! Then open `/metrics`, `/v1/stats`, `/health` and `/v1/alerts`. The routes have different
+//! latencies and error rates; `/api/chat/{model}` reports `backend` and `model` dimensions.
+//!
+//! Alerts are on: the recommended rules, plus `DemoErrorRate` and `DemoSlowRequests` that move
+//! within a couple of minutes. Make one fire by injecting a fault into the `/api` routes —
+//! `curl -X POST 'http://127.0.0.1:3000/demo/fault?kind=errors&seconds=90'` (or
+//! `kind=latency`) — and watch `GET /v1/alerts`: pending, then firing, then resolved once the
+//! fault is over. Notifications go to the log (stdout); `--alert-webhook URL` sends them to a
+//! webhook too (Alertmanager's payload), and `--alert-interval SECS` sets how often the rules
+//! are evaluated (default 5).
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
-use axum::extract::Path;
+use axum::extract::{Path, Query, Request, State};
 use axum::http::StatusCode;
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Router};
+use tower_observe::alerts::{notify, AlertRule, AlertRules, Alerts, Figure, Severity};
 use tower_observe::trace::TraceOptions;
 use tower_observe::{Dimensions, HttpServerRecord, Observer, RecordSink, RequestId};
 
@@ -29,8 +42,21 @@ const SPEC: common::Spec = common::Spec {
     default_addr: SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 3000),
     default_rps: 40,
     max_rps: 2000,
-    extra: &[],
+    extra: &[
+        ("--alert-webhook", "URL"),
+        ("--alert-interval", "SECS"),
+        ("--fault", "errors|latency"),
+    ],
 };
+
+/// The route `DemoSlowRequests` watches: 1–5 ms normally, the busiest route of the traffic.
+const USERS_ROUTE: &str = "/api/users/{id}";
+/// How long `--fault` waits after start-up, and how long its fault lasts.
+const BOOT_FAULT_DELAY: Duration = Duration::from_secs(20);
+const BOOT_FAULT_SECONDS: u64 = 120;
+/// `POST /demo/fault` without `seconds`, and the most it accepts.
+const DEFAULT_FAULT_SECONDS: u64 = 120;
+const MAX_FAULT_SECONDS: u64 = 600;
 
 /// Counts slow requests per route: a `RecordSink` sees every request the metrics see.
 struct SlowRequests;
@@ -42,6 +68,151 @@ impl RecordSink for SlowRequests {
                 .increment(1);
         }
     }
+}
+
+/// What an injected fault does to the `/api` routes, for half of their requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FaultKind {
+    /// Fail with a 500 before the handler runs.
+    Errors = 1,
+    /// Sleep an extra 0.8–1.5 s before the handler runs.
+    Latency = 2,
+}
+
+impl FaultKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            FaultKind::Errors => "errors",
+            FaultKind::Latency => "latency",
+        }
+    }
+}
+
+impl std::str::FromStr for FaultKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "errors" => Ok(FaultKind::Errors),
+            "latency" => Ok(FaultKind::Latency),
+            _ => Err(format!("unknown fault kind {s:?} (errors or latency)")),
+        }
+    }
+}
+
+/// The injected fault, shared by the fault endpoint and every request: one atomic word
+/// holding `deadline << 2 | kind` (the deadline in milliseconds since `epoch`; 0 when there
+/// has been none), so the request path reads it without a lock, and kind and deadline always
+/// change together.
+struct Fault {
+    epoch: Instant,
+    word: AtomicU64,
+}
+
+impl Fault {
+    fn new() -> Self {
+        Fault {
+            epoch: Instant::now(),
+            word: AtomicU64::new(0),
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX >> 2)
+    }
+
+    /// Starts `kind` for `seconds` (replacing any active fault); 0 seconds ends it.
+    fn start(&self, kind: FaultKind, seconds: u64) {
+        let word = if seconds == 0 {
+            0
+        } else {
+            ((self.now_ms() + seconds * 1000) << 2) | kind as u64
+        };
+        self.word.store(word, Ordering::Relaxed);
+    }
+
+    /// The active fault and the time it has left.
+    fn active(&self) -> Option<(FaultKind, Duration)> {
+        let word = self.word.load(Ordering::Relaxed);
+        let kind = match word & 3 {
+            1 => FaultKind::Errors,
+            2 => FaultKind::Latency,
+            _ => return None,
+        };
+        let left = (word >> 2)
+            .checked_sub(self.now_ms())
+            .filter(|&ms| ms > 0)?;
+        Some((kind, Duration::from_millis(left)))
+    }
+
+    fn report(&self) -> serde_json::Value {
+        match self.active() {
+            Some((kind, left)) => serde_json::json!({
+                "active": true,
+                "kind": kind.as_str(),
+                "remaining_seconds": left.as_secs(),
+            }),
+            None => serde_json::json!({ "active": false }),
+        }
+    }
+}
+
+/// The middleware of the `/api` routes: during a fault, half of the requests fail or are slow.
+/// It runs inside the observer's layer, so the metrics, the logs and the alerts see it.
+async fn inject_fault(State(fault): State<Arc<Fault>>, request: Request, next: Next) -> Response {
+    match fault.active() {
+        Some((FaultKind::Errors, _)) if fastrand::bool() => {
+            return (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "injected fault (see /demo/fault)",
+            )
+                .into_response();
+        }
+        Some((FaultKind::Latency, _)) if fastrand::bool() => sleep_ms(800..1500).await,
+        _ => {}
+    }
+    next.run(request).await
+}
+
+/// `GET /demo/fault`: the active fault, if any.
+async fn fault_status(State(fault): State<Arc<Fault>>) -> Response {
+    axum::Json(fault.report()).into_response()
+}
+
+/// `POST /demo/fault?kind=errors|latency&seconds=N`: starts a fault (default 120 s, at most
+/// 600; 0 ends the active one).
+async fn start_fault(
+    State(fault): State<Arc<Fault>>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Response {
+    let kind = match params.get("kind").map(|k| k.parse::<FaultKind>()) {
+        None => FaultKind::Errors,
+        Some(Ok(kind)) => kind,
+        Some(Err(e)) => return (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response(),
+    };
+    let seconds = match params.get("seconds").map(|s| s.parse::<u64>()) {
+        None => DEFAULT_FAULT_SECONDS,
+        Some(Ok(s)) if s <= MAX_FAULT_SECONDS => s,
+        _ => {
+            let message = format!("seconds must be a whole number from 0 to {MAX_FAULT_SECONDS}\n");
+            return (StatusCode::BAD_REQUEST, message).into_response();
+        }
+    };
+    fault.start(kind, seconds);
+    if seconds == 0 {
+        tracing::warn!("injected fault ended");
+    } else {
+        tracing::warn!(
+            fault.kind = kind.as_str(),
+            fault.seconds = seconds,
+            "injected fault: half of the /api requests {} for {seconds}s; watch GET /v1/alerts",
+            match kind {
+                FaultKind::Errors => "fail",
+                FaultKind::Latency => "are 0.8-1.5 s slower",
+            }
+        );
+    }
+    axum::Json(fault.report()).into_response()
 }
 
 async fn sleep_ms(range: std::ops::Range<u64>) {
@@ -104,14 +275,19 @@ async fn stream() -> Body {
     Body::from_stream(chunks)
 }
 
-fn app(observer: &Observer) -> Router {
+fn app(observer: &Observer, fault: Arc<Fault>) -> Router {
     Router::new()
-        .route("/", get(index))
-        .route("/api/users/{id}", get(user))
+        .route(USERS_ROUTE, get(user))
         .route("/api/search", get(search))
         .route("/api/checkout", post(checkout))
         .route("/api/chat/{model}", get(chat))
         .route("/api/stream", get(stream))
+        // Only the routes above get the injected faults.
+        .route_layer(middleware::from_fn_with_state(fault.clone(), inject_fault))
+        .route("/", get(index))
+        .route("/demo/fault", get(fault_status).post(start_fault))
+        .with_state(fault)
+        // /metrics, /v1/stats, /health, /v1/alerts (and /v1/stats/history with `history`).
         .merge(observer.router())
         .layer(
             observer
@@ -122,7 +298,74 @@ fn app(observer: &Observer) -> Router {
 
 async fn index() -> &'static str {
     "tower-observe demo\n\n/metrics     Prometheus text\n/v1/stats    JSON statistics\n\
+     /health      health, with the firing alerts and the process\n\
+     /v1/alerts   alert rules, alerts, transitions, channels\n\
+     /demo/fault  the injected fault (POST ?kind=errors|latency&seconds=N starts one)\n\n\
      /api/users/{id}  /api/search  POST /api/checkout  /api/chat/{small|large}  /api/stream\n"
+}
+
+/// The recommended rules, and two that a fault makes fire within a minute or so. Under the
+/// normal traffic the error rate is about 1 % (checkout 5 %, chat on `us-1` 4 %; the scanners'
+/// 404s are not failures) and `/api/users/{id}` answers in 1–5 ms, so neither moves unless a
+/// fault is injected.
+fn alert_rules() -> AlertRules {
+    let minute = Duration::from_secs(60);
+    let half = Duration::from_secs(30);
+    AlertRules::recommended()
+        .rule(
+            AlertRule::new("DemoErrorRate", Figure::error_rate(minute))
+                .above(0.20)
+                .for_duration(half)
+                .keep_firing_for(half)
+                .min_requests(10)
+                .severity(Severity::Critical)
+                .summary("Error rate is {{ $value | humanizePercentage }}")
+                .description(
+                    "More than 20% of the requests failed over the last minute, for 30 seconds \
+                     (try POST /demo/fault?kind=errors).",
+                ),
+        )
+        .rule(
+            AlertRule::new("DemoSlowRequests", Figure::latency_quantile(0.95, minute))
+                .route(USERS_ROUTE)
+                .above(0.5)
+                .for_duration(half)
+                .min_requests(10)
+                .severity(Severity::Warning)
+                .summary("p95 latency of /api/users/{id} is {{ $value | humanizeDuration }}")
+                .description(
+                    "The 95th percentile of /api/users/{id} over the last minute has been above \
+                     500ms for 30 seconds (try POST /demo/fault?kind=latency).",
+                ),
+        )
+}
+
+/// The alert settings from the flags: notifications to the log, and to `--alert-webhook`;
+/// evaluated every `--alert-interval` seconds (default 5).
+fn alerts(args: &common::Args, addr: SocketAddr) -> Alerts {
+    let mut alerts = Alerts::new(alert_rules())
+        .channel(notify::Log::new())
+        .external_url(format!("http://{addr}"));
+    if let Some(url) = args.extra.get("--alert-webhook") {
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            eprintln!("--alert-webhook {url}: not an http:// or https:// URL");
+            std::process::exit(2);
+        }
+        alerts = alerts.channel(notify::Webhook::new(url.clone()));
+    }
+    alerts.evaluation_interval(alert_interval(args))
+}
+
+fn alert_interval(args: &common::Args) -> Duration {
+    match args.extra_parsed::<f64>("--alert-interval") {
+        None => tower_observe::alerts::DEFAULT_EVALUATION_INTERVAL,
+        // The 1-minute windows need two evaluations in them.
+        Some(secs) if (0.1..=30.0).contains(&secs) => Duration::from_secs_f64(secs),
+        Some(_) => {
+            eprintln!("--alert-interval must be from 0.1 to 30 seconds");
+            std::process::exit(2);
+        }
+    }
 }
 
 /// A steady, bounded load against our own address: `rps` requests per second, each with a
@@ -222,11 +465,26 @@ fn main() {
 }
 
 async fn run(args: common::Args) {
+    let boot_fault: Option<FaultKind> = args.extra_parsed("--fault");
+    // Bound first: the alerts' links point at the address actually listened on.
+    let listener = common::bind(args.addr).await;
+    let addr = listener.local_addr().expect("bound address");
+    let alerts = alerts(&args, addr);
+    let interval = alert_interval(&args);
+    let webhook = args.extra.contains_key("--alert-webhook");
+
     let builder = Observer::builder()
         .dimension("backend")
         .dimension("model")
         .service_version(env!("CARGO_PKG_VERSION"))
-        .sink(Arc::new(SlowRequests));
+        .sink(Arc::new(SlowRequests))
+        // process_* and tokio_* (this runtime) on /metrics, `process` in /v1/stats and /health.
+        .process_metrics()
+        .alerts(alerts)
+        .unwrap_or_else(|e| {
+            eprintln!("{e}");
+            std::process::exit(2);
+        });
     // With `--features history` (or `--all-features`): history kept in memory for the demo.
     #[cfg(feature = "history")]
     let builder = builder.history(tower_observe::history::HistoryOptions::in_memory());
@@ -241,20 +499,50 @@ async fn run(args: common::Args) {
         );
     }
 
-    let listener = common::bind(args.addr).await;
-    let addr = listener.local_addr().expect("bound address");
+    let rules = alert_rules();
+    let names: Vec<&str> = rules.rules().iter().map(AlertRule::name).collect();
     println!("tower-observe demo listening on http://{addr}");
     println!("  metrics:  http://{addr}/metrics");
     println!("  stats:    http://{addr}/v1/stats");
     println!("  health:   http://{addr}/health");
+    println!(
+        "  alerts:   http://{addr}/v1/alerts ({}, every {interval:?}; notifications to the log{})",
+        names.join(", "),
+        if webhook { " and the webhook" } else { "" }
+    );
     if cfg!(feature = "history") {
         println!("  history:  http://{addr}/v1/stats/history?step=1m (add &format=csv)");
     }
+    println!("  fault:    http://{addr}/demo/fault");
     println!("  routes:   http://{addr}/");
     if args.traffic {
         println!("  traffic:  {} requests/s to http://{addr}", args.rps);
         tokio::spawn(drive_traffic(addr, args.rps));
     }
+    println!();
+    println!("Make an alert fire: fail half of the /api requests for 90 s,");
+    println!("  curl -X POST 'http://{addr}/demo/fault?kind=errors&seconds=90'");
+    println!("then watch DemoErrorRate go pending, firing, and resolved once the fault is over:");
+    println!("  curl -s http://{addr}/v1/alerts");
+    println!("(kind=latency makes DemoSlowRequests fire instead.)");
+    if !args.traffic {
+        println!("Start with --traffic, or send requests yourself: alerts need traffic.");
+    }
+    println!();
 
-    common::serve(listener, app(&observer), args.exit_after).await;
+    let fault = Arc::new(Fault::new());
+    if let Some(kind) = boot_fault {
+        let fault = fault.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(BOOT_FAULT_DELAY).await;
+            fault.start(kind, BOOT_FAULT_SECONDS);
+            tracing::warn!(
+                fault.kind = kind.as_str(),
+                fault.seconds = BOOT_FAULT_SECONDS,
+                "injected fault (--fault): half of the /api requests are affected; watch GET /v1/alerts"
+            );
+        });
+    }
+
+    common::serve(listener, app(&observer, fault), args.exit_after).await;
 }

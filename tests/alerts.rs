@@ -114,6 +114,14 @@ async fn a_breach_is_notified_within_seconds_and_resolves() {
     let resolved = receiver.wait_for(2)[1].json();
     assert_eq!(resolved["status"], "resolved");
     assert_ne!(resolved["alerts"][0]["endsAt"], "0001-01-01T00:00:00Z");
+    assert_eq!(
+        resolved["alerts"][0]["startsAt"],
+        firing["alerts"][0]["startsAt"]
+    );
+    assert_eq!(
+        resolved["alerts"][0]["fingerprint"],
+        firing["alerts"][0]["fingerprint"]
+    );
     eprintln!(
         "resolved {:.2} s after recovery",
         recovery.elapsed().as_secs_f64()

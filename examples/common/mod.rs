@@ -3,8 +3,10 @@
 #![allow(dead_code, unreachable_pub, missing_docs)]
 
 use std::collections::HashMap;
+use std::fmt::Display;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,6 +28,25 @@ pub struct Args {
     pub rps: u32,
     pub exit_after: Option<Duration>,
     pub extra: HashMap<&'static str, String>,
+}
+
+impl Args {
+    /// The value of the extra flag `flag` parsed as a `T`, or `None` when it was not given;
+    /// on a bad value, prints why and exits with 2 (as a bad built-in flag does).
+    pub fn extra_parsed<T>(&self, flag: &str) -> Option<T>
+    where
+        T: FromStr,
+        T::Err: Display,
+    {
+        let v = self.extra.get(flag)?;
+        match v.parse() {
+            Ok(value) => Some(value),
+            Err(e) => {
+                eprintln!("{flag} {v}: {e}");
+                std::process::exit(2);
+            }
+        }
+    }
 }
 
 impl Spec {

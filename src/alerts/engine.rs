@@ -90,6 +90,8 @@ pub(crate) struct AlertsPart {
     interval: Duration,
     clock: Clock,
     start: u64,
+    /// The wall-clock time of `start`.
+    started_wall: SystemTime,
     registry: Option<Registry>,
     notifier: Arc<Notifier>,
     external_url: Option<String>,
@@ -116,6 +118,7 @@ impl AlertsPart {
             })
             .collect();
         let store = SampleStore::for_exprs(rules.iter().flat_map(|r| [&r.condition, &r.value]));
+        let start = observer.now_nanos();
         let registry = observer.registry().cloned();
         if registry.is_none() {
             tracing::warn!(target: "tower_observe::alerts", "alert rules read the built-in registry, and this observer records into another recorder: rules will never fire");
@@ -134,7 +137,8 @@ impl AlertsPart {
             rules,
             interval: alerts.interval,
             clock: observer.clock().clone(),
-            start: observer.now_nanos(),
+            start,
+            started_wall: observer.wall_at(start),
             registry,
             notifier: Notifier::new(alerts.channels, observer, alerts.external_url.clone()),
             external_url: alerts.external_url,
@@ -170,7 +174,7 @@ impl AlertsPart {
                 let changes =
                     state.alerts[i].evaluate(result, t, ms(rule.hold), ms(rule.keep_firing_for));
                 for change in changes {
-                    if let Some(event) = self.event(compiled, &change, t, wall) {
+                    if let Some(event) = self.event(compiled, &change, wall) {
                         events.push(event);
                     }
                     if state.transitions.len() == MAX_TRANSITIONS {
@@ -201,7 +205,6 @@ impl AlertsPart {
         &self,
         compiled: &CompiledRule,
         change: &Change,
-        t: i64,
         wall: SystemTime,
     ) -> Option<AlertEvent> {
         let status = match (change.from, change.to) {
@@ -219,8 +222,9 @@ impl AlertsPart {
             .iter()
             .map(|(name, template)| (name.clone(), template.render(change.value, &labels)))
             .collect();
-        let active_for = Duration::from_millis(t.saturating_sub(change.active_at).max(0) as u64);
-        let starts_at = wall.checked_sub(active_for).unwrap_or(wall);
+        // From the engine's start, so the firing and the resolved notification carry the very
+        // same `startsAt`.
+        let starts_at = self.started_wall + Duration::from_millis(change.active_at.max(0) as u64);
         let base = self.external_url.as_deref().unwrap_or("");
         let history = history_link(base, rule, &labels, starts_at, wall);
         Some(AlertEvent {
