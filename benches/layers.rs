@@ -170,7 +170,20 @@ fn bench_alerts(c: &mut Criterion, rt: &tokio::runtime::Runtime) {
         .unwrap()
         .build()
         .unwrap();
-    let mut group = c.benchmark_group("alerts");
+    with_and_without(c, rt, "alerts", &plain, &with_alerts);
+}
+
+/// The full stack from `plain` and from `with` (an observer with one capability more), beside
+/// the bare router, in one group: what that capability adds to a request.
+#[cfg(any(feature = "history", feature = "alerts"))]
+fn with_and_without(
+    c: &mut Criterion,
+    rt: &tokio::runtime::Runtime,
+    capability: &str,
+    plain: &Observer,
+    with: &Observer,
+) {
+    let mut group = c.benchmark_group(capability);
     group.measurement_time(Duration::from_secs(4));
     bench_one(&mut group, rt, "bare_router", ready(base()));
     bench_one(
@@ -182,8 +195,8 @@ fn bench_alerts(c: &mut Criterion, rt: &tokio::runtime::Runtime) {
     bench_one(
         &mut group,
         rt,
-        "ours_full_with_alert_engine",
-        ready(base().layer(with_alerts.layer())),
+        &format!("ours_full_with_{capability}"),
+        ready(base().layer(with.layer())),
     );
     group.finish();
 }
@@ -199,22 +212,7 @@ fn bench_history(c: &mut Criterion, rt: &tokio::runtime::Runtime) {
         .history(HistoryOptions::in_memory())
         .build()
         .unwrap();
-    let mut group = c.benchmark_group("history");
-    group.measurement_time(Duration::from_secs(4));
-    bench_one(&mut group, rt, "bare_router", ready(base()));
-    bench_one(
-        &mut group,
-        rt,
-        "ours_full",
-        ready(base().layer(plain.layer())),
-    );
-    bench_one(
-        &mut group,
-        rt,
-        "ours_full_with_history",
-        ready(base().layer(with_history.layer())),
-    );
-    group.finish();
+    with_and_without(c, rt, "history", &plain, &with_history);
 }
 
 /// The span part: our full stack with traces against tower-http's `TraceLayer`, first with no

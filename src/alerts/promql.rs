@@ -451,24 +451,13 @@ impl SampleStore {
     /// Adds a sample of `metric{labels}` at `t` (ms), dropping samples older than the metric
     /// needs. Metrics no expression reads are ignored.
     pub(crate) fn push(&mut self, metric: &str, labels: &[(String, String)], t: i64, value: f64) {
-        self.push_sample(metric, labels, t, value, None);
+        self.push_counter(metric, labels, t, value, None);
     }
 
     /// Like [`push`](Self::push), for a counter that was zero at `zero_at` if this is the
     /// first sample of its series: a series the registry created since the previous sampling
     /// counted from zero, so its first increments show at once rather than a sample later.
     pub(crate) fn push_counter(
-        &mut self,
-        metric: &str,
-        labels: &[(String, String)],
-        t: i64,
-        value: f64,
-        zero_at: Option<i64>,
-    ) {
-        self.push_sample(metric, labels, t, value, zero_at);
-    }
-
-    fn push_sample(
         &mut self,
         metric: &str,
         labels: &[(String, String)],

@@ -2,7 +2,7 @@
 
 use super::format::{summary, value};
 use super::{settings_setters, Deliver, SendError, Settings};
-use crate::alerts::{AlertEvent, EventStatus};
+use crate::alerts::AlertEvent;
 
 /// Logs each notification with `tracing` at `INFO` (target `tower_observe::alerts`): the
 /// alert's name, status, severity, value, summary and fingerprint. Handy in development and
@@ -32,26 +32,16 @@ impl Deliver for Log {
     fn send(&mut self, event: &AlertEvent) -> Result<(), SendError> {
         let summary = summary(event);
         let value = value(event.value);
-        match event.status {
-            EventStatus::Firing => tracing::info!(
-                target: "tower_observe::alerts",
-                alert = %event.rule,
-                status = "firing",
-                severity = event.severity.as_str(),
-                value = %value,
-                fingerprint = %event.fingerprint,
-                "alert firing: {summary}"
-            ),
-            EventStatus::Resolved => tracing::info!(
-                target: "tower_observe::alerts",
-                alert = %event.rule,
-                status = "resolved",
-                severity = event.severity.as_str(),
-                value = %value,
-                fingerprint = %event.fingerprint,
-                "alert resolved: {summary}"
-            ),
-        }
+        let status = event.status.as_str();
+        tracing::info!(
+            target: "tower_observe::alerts",
+            alert = %event.rule,
+            status,
+            severity = event.severity.as_str(),
+            value = %value,
+            fingerprint = %event.fingerprint,
+            "alert {status}: {summary}"
+        );
         Ok(())
     }
 }
