@@ -67,10 +67,10 @@ where
                     }
                     in_flight.on_response(&parts);
                 }
-                if in_flight
-                    .as_ref()
-                    .is_some_and(|f| f.is_bodiless(parts.status))
-                {
+                if in_flight.as_ref().is_some_and(|f| {
+                    f.is_bodiless(parts.status)
+                        || parts.extensions.get::<super::LiveStream>().is_some()
+                }) {
                     if let Some(mut f) = in_flight.take() {
                         f.finish(Finish::Complete);
                     }

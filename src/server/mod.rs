@@ -66,6 +66,19 @@ pub use body::{RequestBody, ResponseBody};
 pub use layer::ObserveLayer;
 pub use service::Observe;
 
+/// A response extension that marks a live stream (Server-Sent Events, a long poll, a
+/// WebSocket upgrade): its body lasts as long as the client stays, so the request is measured
+/// to its response headers instead of to the end of its body, and does not count as in flight
+/// while the stream is open. Without it, one dashboard left open for an hour would read as a
+/// one-hour request in the latency percentiles.
+///
+/// ```
+/// let mut response = http::Response::new(());
+/// response.extensions_mut().insert(tower_observe::server::LiveStream);
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LiveStream;
+
 use crate::Observer;
 
 impl Observer {
