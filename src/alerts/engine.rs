@@ -528,7 +528,78 @@ struct InstanceReport {
     value: Option<f64>,
 }
 
+impl AlertsPart {
+    /// The alerts pending and firing now, for `/v1/stats` (and so the dashboard's stream).
+    fn active(&self) -> ActiveAlerts {
+        let state = lock(&self.state);
+        let now = self.clock.now_nanos();
+        let t = (now.saturating_sub(self.start) / 1_000_000) as i64;
+        let wall = self.clock.wall_at(now);
+        let mut active = Vec::new();
+        for (compiled, alerts) in self.rules.iter().zip(&state.alerts) {
+            let rule = &compiled.rule;
+            for (labels, alert) in &alerts.instances {
+                let ago = Duration::from_millis(t.saturating_sub(alert.active_at).max(0) as u64);
+                let mut full = labels.clone();
+                full.extend(rule.labels.iter().map(|(k, v)| (k.clone(), v.clone())));
+                let summary = compiled
+                    .annotations
+                    .iter()
+                    .find(|(name, _)| name == "summary")
+                    .map(|(_, template)| template.render(alert.value, &full));
+                active.push(ActiveAlert {
+                    rule: rule.name.clone(),
+                    severity: rule.severity,
+                    state: alert.state,
+                    labels: labels.clone(),
+                    active_since: rfc3339(wall.checked_sub(ago).unwrap_or(wall)),
+                    value: finite(alert.value),
+                    summary,
+                });
+            }
+        }
+        ActiveAlerts {
+            active,
+            rules: self.rules.len(),
+        }
+    }
+}
+
+/// The alerts pending and firing now: the `alerts` section of `/v1/stats`.
+#[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
+pub struct ActiveAlerts {
+    /// Every pending or firing alert.
+    pub active: Vec<ActiveAlert>,
+    /// How many rules are evaluated.
+    pub rules: usize,
+}
+
+/// One pending or firing alert.
+#[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
+pub struct ActiveAlert {
+    /// The rule's name.
+    pub rule: String,
+    /// The rule's severity.
+    pub severity: Severity,
+    /// `pending` or `firing`.
+    pub state: AlertState,
+    /// The label set of this alert (for a rule evaluated per route, backend, …).
+    pub labels: BTreeMap<String, String>,
+    /// When its condition started to hold (RFC 3339).
+    pub active_since: String,
+    /// The figure at the last evaluation where the condition held.
+    pub value: Option<f64>,
+    /// The rule's `summary` annotation, filled in.
+    pub summary: Option<String>,
+}
+
 impl Part for AlertsPart {
+    fn stats(&self, snapshot: &mut crate::stats::StatsSnapshot, _elapsed: f64) {
+        snapshot.alerts = Some(self.active());
+    }
+
     fn health(&self, _elapsed: f64, input: &mut HealthInput) {
         let state = lock(&self.state);
         let mut firing = Vec::new();

@@ -23,6 +23,7 @@ pub use rules::{AlertRule, Figure, GaugeAggregation, RuleError};
 pub use state::AlertState;
 
 pub(crate) use engine::AlertsPending;
+pub use engine::{ActiveAlert, ActiveAlerts};
 
 /// Path of the alerts endpoint.
 pub const ALERTS_PATH: &str = "/v1/alerts";

@@ -47,6 +47,12 @@ pub struct StatsSnapshot {
     #[cfg_attr(docsrs, doc(cfg(feature = "process")))]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub process: Option<crate::process::ProcessStats>,
+    /// The alerts pending and firing now (feature `alerts`, with
+    /// [`ObserverBuilder::alerts`](crate::ObserverBuilder::alerts)).
+    #[cfg(feature = "alerts")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "alerts")))]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub alerts: Option<crate::alerts::ActiveAlerts>,
 }
 
 impl StatsSnapshot {
@@ -74,6 +80,8 @@ impl StatsSnapshot {
             grpc: super::GrpcStats::default(),
             #[cfg(feature = "process")]
             process: None,
+            #[cfg(feature = "alerts")]
+            alerts: None,
         }
     }
 }
