@@ -53,6 +53,8 @@ pub const RPC_SERVER_RESPONSES_PER_RPC: &str = "rpc_server_responses_per_rpc";
 pub const RPC_CLIENT_RESPONSES_PER_RPC: &str = "rpc_client_responses_per_rpc";
 /// `POST /v1/stats/reset` requests refused, by reason (`missing`, `invalid` token).
 pub const STATS_RESET_REJECTED: &str = "tower_observe_stats_reset_rejected_total";
+/// Requests to the dashboard or its live stream refused, by reason (`missing`, `invalid` token).
+pub const DASHBOARD_REJECTED: &str = "tower_observe_dashboard_rejected_total";
 /// History writes that failed (the data is kept in memory and retried).
 pub const HISTORY_WRITE_ERRORS: &str = "tower_observe_history_write_errors_total";
 /// Incoming request IDs that were invalid and replaced by a fresh one.
@@ -286,6 +288,8 @@ pub(crate) const METRICS: &[MetricSpec] = &[
     spec(RPC_SERVER_REQUESTS_PER_RPC, MESSAGES, None, "Request messages per gRPC call served."),
     spec(RPC_SERVER_RESPONSES_PER_RPC, MESSAGES, None, "Response messages per gRPC call served."),
     spec(RPC_CLIENT_RESPONSES_PER_RPC, MESSAGES, None, "Response messages per gRPC call made."),
+    spec(DASHBOARD_REJECTED, Kind::Counter, None,
+        "Requests to the dashboard or its live stream refused, by reason (missing, invalid token)."),
     spec(STATS_RESET_REJECTED, Kind::Counter, None,
         "POST /v1/stats/reset requests refused, by reason (missing, invalid token)."),
     spec(HISTORY_WRITE_ERRORS, Kind::Counter, None,

@@ -1,0 +1,357 @@
+//! A live dashboard at `GET /dashboard`, fed by a Server-Sent Events stream of the
+//! statistics at `GET /v1/stats/stream`.
+//!
+#![doc = include_str!("../../docs/dashboard.md")]
+
+mod stream;
+
+use std::any::Any;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+
+use crate::endpoints::token::{refusal, AccessToken};
+use crate::observer::{Part, Pending, RecordSink, Route, RouteMethod};
+use crate::response::EndpointBody;
+use crate::{names, Observer, ObserverBuilder};
+
+/// Path of the dashboard page.
+pub const DASHBOARD_PATH: &str = "/dashboard";
+/// Path of the live statistics stream (Server-Sent Events).
+pub const STREAM_PATH: &str = "/v1/stats/stream";
+
+/// Dashboard settings; given to [`ObserverBuilder::dashboard`].
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_observe::dashboard::DashboardOptions;
+///
+/// let options = DashboardOptions::new()
+///     .token(std::env::var("DASHBOARD_TOKEN").unwrap_or_default())
+///     .tick(Duration::from_secs(2));
+/// # let _ = options;
+/// ```
+#[derive(Clone)]
+#[must_use]
+pub struct DashboardOptions {
+    token: Option<String>,
+    tick: Duration,
+    keep_alive: Duration,
+}
+
+// Never prints the token.
+impl std::fmt::Debug for DashboardOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DashboardOptions")
+            .field("token", &self.token.as_ref().map(|_| "<set>"))
+            .field("tick", &self.tick)
+            .field("keep_alive", &self.keep_alive)
+            .finish()
+    }
+}
+
+impl Default for DashboardOptions {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl DashboardOptions {
+    /// No token, a snapshot every second, a keep-alive comment every 15 seconds.
+    pub fn new() -> Self {
+        Self {
+            token: None,
+            tick: Duration::from_secs(1),
+            keep_alive: Duration::from_secs(15),
+        }
+    }
+
+    /// Requires this token for the page and the stream: `Authorization: Bearer <token>`, or
+    /// `?token=<token>` (a browser opens `/dashboard?token=…`; the page passes it on to the
+    /// stream). An empty token is ignored. Compared in constant time; refusals are counted in
+    /// `tower_observe_dashboard_rejected_total{reason}`.
+    pub fn token(mut self, token: impl Into<String>) -> Self {
+        let token = token.into();
+        self.token = (!token.is_empty()).then_some(token);
+        self
+    }
+
+    /// Time between two snapshots of the stream (100 ms to 60 s; default 1 s).
+    pub fn tick(mut self, tick: Duration) -> Self {
+        self.tick = tick.clamp(Duration::from_millis(100), Duration::from_secs(60));
+        self
+    }
+}
+
+impl ObserverBuilder {
+    /// Serves the live dashboard at `GET /dashboard` (with its assets under
+    /// `/dashboard/assets/`) and the statistics stream at `GET /v1/stats/stream`.
+    ///
+    /// ```
+    /// use tower_observe::{dashboard::DashboardOptions, Observer};
+    ///
+    /// let observer = Observer::builder()
+    ///     .dashboard(DashboardOptions::new())
+    ///     .build()
+    ///     .unwrap();
+    /// # let _ = observer;
+    /// ```
+    pub fn dashboard(mut self, options: DashboardOptions) -> Self {
+        self.pending::<DashboardPending>().0 = Some(options);
+        self
+    }
+}
+
+#[derive(Default)]
+struct DashboardPending(Option<DashboardOptions>);
+
+impl Pending for DashboardPending {
+    fn attach(self: Box<Self>, observer: &Observer) -> Option<Arc<dyn RecordSink>> {
+        let options = self.0?;
+        let epoch = observer
+            .started_wall()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let hub = stream::Hub::start(
+            observer.downgrade(),
+            epoch,
+            options.tick,
+            options.keep_alive,
+        );
+        observer.part(move || DashboardPart {
+            token: options
+                .token
+                .map(|t| AccessToken::new(t, names::DASHBOARD_REJECTED)),
+            hub,
+        });
+        None
+    }
+
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+}
+
+/// The dashboard capability: its token and its stream.
+struct DashboardPart {
+    token: Option<AccessToken>,
+    hub: Arc<stream::Hub>,
+}
+
+impl DashboardPart {
+    fn refused(
+        &self,
+        observer: &Observer,
+        parts: &http::request::Parts,
+    ) -> Option<Response<EndpointBody>> {
+        let token = self.token.as_ref()?;
+        refusal(token.check(observer, parts, true))
+    }
+}
+
+impl Part for DashboardPart {
+    fn routes(&self, observer: &Observer) -> Vec<Route> {
+        let page = observer.clone();
+        let live = observer.clone();
+        let mut routes = vec![
+            Route::new(DASHBOARD_PATH, RouteMethod::Get, move |parts| {
+                let response = match page.attached::<DashboardPart>() {
+                    Some(part) => part
+                        .refused(&page, &parts)
+                        .unwrap_or_else(|| asset_response(&parts, page_asset())),
+                    None => crate::response::not_found(),
+                };
+                async move { response }
+            }),
+            Route::new(STREAM_PATH, RouteMethod::Get, move |parts| {
+                let response = match live.attached::<DashboardPart>() {
+                    Some(part) => part.refused(&live, &parts).unwrap_or_else(|| {
+                        stream::response(&part.hub, &live, parts.headers.get("last-event-id"))
+                    }),
+                    None => crate::response::not_found(),
+                };
+                async move { response }
+            }),
+        ];
+        // The assets are code, not data: served without the token, cached for good.
+        for asset in assets() {
+            routes.push(Route::new(
+                format!("{DASHBOARD_PATH}/assets/{}", asset.name),
+                RouteMethod::Get,
+                move |parts| {
+                    let response = asset_response(&parts, asset);
+                    async move { response }
+                },
+            ));
+        }
+        routes
+    }
+}
+
+/// A file of the page, with its strong validator.
+#[derive(Debug)]
+struct Asset {
+    name: &'static str,
+    content_type: &'static str,
+    body: Bytes,
+    etag: HeaderValue,
+    /// `immutable` for the versioned assets, revalidated for the page.
+    cache_control: &'static str,
+}
+
+const FILES: [(&str, &str, &[u8]); 4] = [
+    (
+        "app.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("assets/app.js"),
+    ),
+    (
+        "app.css",
+        "text/css; charset=utf-8",
+        include_bytes!("assets/app.css"),
+    ),
+    (
+        "uplot.min.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("assets/uplot.min.js"),
+    ),
+    (
+        "uplot.min.css",
+        "text/css; charset=utf-8",
+        include_bytes!("assets/uplot.min.css"),
+    ),
+];
+
+/// FNV-1a, 64 bits: a content hash for validators and cache-busting.
+fn content_hash(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
+        (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+fn asset(
+    name: &'static str,
+    content_type: &'static str,
+    body: Bytes,
+    cache_control: &'static str,
+) -> Asset {
+    let etag = HeaderValue::from_str(&format!("\"{:016x}\"", content_hash(&body)))
+        .unwrap_or_else(|_| HeaderValue::from_static("\"0\""));
+    Asset {
+        name,
+        content_type,
+        body,
+        etag,
+        cache_control,
+    }
+}
+
+fn assets() -> &'static [Asset] {
+    static ASSETS: OnceLock<Vec<Asset>> = OnceLock::new();
+    ASSETS.get_or_init(|| {
+        FILES
+            .iter()
+            .map(|(name, content_type, body)| {
+                asset(
+                    name,
+                    content_type,
+                    Bytes::from_static(body),
+                    "public, max-age=31536000, immutable",
+                )
+            })
+            .collect()
+    })
+}
+
+/// The page, its asset URLs carrying the assets' combined hash (`?v=`), so a new version of
+/// the crate is never served stale assets.
+fn page_asset() -> &'static Asset {
+    static PAGE: OnceLock<Asset> = OnceLock::new();
+    PAGE.get_or_init(|| {
+        let version = assets()
+            .iter()
+            .fold(0u64, |v, a| v.rotate_left(7) ^ content_hash(&a.body));
+        let html =
+            include_str!("assets/index.html").replace("{{VERSION}}", &format!("{version:016x}"));
+        asset(
+            DASHBOARD_PATH,
+            "text/html; charset=utf-8",
+            Bytes::from(html),
+            "no-cache",
+        )
+    })
+}
+
+/// An asset, or 304 when the client's copy is current.
+fn asset_response(parts: &http::request::Parts, asset: &Asset) -> Response<EndpointBody> {
+    let current = parts
+        .headers
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|tag| tag.trim() == asset.etag || tag.trim() == "*");
+    let (status, body) = if current {
+        (StatusCode::NOT_MODIFIED, Bytes::new())
+    } else {
+        (StatusCode::OK, asset.body.clone())
+    };
+    let mut res = Response::new(Full::new(body).boxed());
+    *res.status_mut() = status;
+    let headers = res.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(asset.content_type),
+    );
+    headers.insert(header::ETAG, asset.etag.clone());
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static(asset.cache_control),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    if asset.name == DASHBOARD_PATH {
+        // Nothing but this origin's own files and data: no inline script, no third party.
+        headers.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(
+                "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+                 connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+            ),
+        );
+        headers.insert(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        );
+    }
+    res
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn assets_have_strong_validators_and_the_page_names_their_version() {
+        let page = page_asset();
+        assert!(!String::from_utf8_lossy(&page.body).contains("{{VERSION}}"));
+        for a in assets() {
+            assert!(a.etag.to_str().unwrap().starts_with('"'));
+            assert!(!a.body.is_empty(), "{}", a.name);
+        }
+        let (parts, ()) = http::Request::get("/dashboard")
+            .header(header::IF_NONE_MATCH, page.etag.clone())
+            .body(())
+            .unwrap()
+            .into_parts();
+        assert_eq!(
+            asset_response(&parts, page).status(),
+            StatusCode::NOT_MODIFIED
+        );
+    }
+}
