@@ -6,6 +6,7 @@
 //! cargo bench --bench layers
 //! cargo bench --bench layers --all-features -- history   # what the history adds
 //! cargo bench --bench layers --all-features -- alerts    # what the alert engine adds
+//! cargo bench --bench layers --all-features -- dashboard # what 200 open dashboards cost
 //! ```
 //!
 //! Read the results as "added cost" = variant − `bare_router`, and compare the added costs:
@@ -152,6 +153,49 @@ fn bench_layers(c: &mut Criterion) {
     bench_history(c, &rt);
     #[cfg(feature = "alerts")]
     bench_alerts(c, &rt);
+    #[cfg(feature = "dashboard")]
+    bench_dashboard(c, &rt);
+}
+
+/// What open dashboards cost a request (feature `dashboard`; run with `--all-features`): the
+/// full stack of an observer serving the dashboard, first with no stream open, then with 200
+/// `/v1/stats/stream` clients reading their events on the same runtime (their share of the
+/// work lands in the measured requests; the snapshot itself is taken once a second on the
+/// stream's own thread).
+#[cfg(feature = "dashboard")]
+fn bench_dashboard(c: &mut Criterion, rt: &tokio::runtime::Runtime) {
+    use tower_observe::dashboard::DashboardOptions;
+
+    let observer = Observer::builder()
+        .dashboard(DashboardOptions::new())
+        .build()
+        .unwrap();
+    let app = || ready(base().merge(observer.router()).layer(observer.layer()));
+    let mut group = c.benchmark_group("dashboard");
+    group.measurement_time(Duration::from_secs(4));
+    bench_one(&mut group, rt, "bare_router", ready(base()));
+    bench_one(&mut group, rt, "ours_full_no_stream_open", app());
+    let streams: Vec<_> = (0..200)
+        .map(|_| {
+            let res = rt
+                .block_on(
+                    app().oneshot(
+                        Request::get("/v1/stats/stream")
+                            .body(Body::empty())
+                            .unwrap(),
+                    ),
+                )
+                .unwrap();
+            assert_eq!(res.status(), 200);
+            let mut body = res.into_body();
+            rt.spawn(async move { while let Some(Ok(_)) = body.frame().await {} })
+        })
+        .collect();
+    bench_one(&mut group, rt, "ours_full_200_streams_open", app());
+    for stream in streams {
+        stream.abort();
+    }
+    group.finish();
 }
 
 /// What the alert engine adds to a request (feature `alerts`; run with `--all-features`): the
