@@ -214,3 +214,27 @@ async fn a_token_guards_the_page_and_the_stream() {
     assert_eq!(rejected("invalid"), Some(1.0));
     assert!(!metrics.contains("s3cret"));
 }
+
+#[tokio::test]
+async fn every_open_stream_gets_the_same_snapshots() {
+    let (_observer, addr) = app(DashboardOptions::new()).await;
+    let client = reqwest::Client::new();
+    let mut readers = Vec::new();
+    for _ in 0..20 {
+        let res = client
+            .get(format!("http://{addr}/v1/stats/stream"))
+            .send()
+            .await
+            .unwrap();
+        readers.push(tokio::spawn(events(res, 4)));
+    }
+    let mut ids = Vec::new();
+    for reader in readers {
+        let (_, got) = reader.await.unwrap();
+        ids.extend(got.into_iter().map(|(id, _)| seq(&id)));
+    }
+    // Twenty clients, four events each, over a handful of ticks: one snapshot per tick, not
+    // one per client (20 × 4 snapshots would number up to 80).
+    let highest = ids.iter().max().copied().unwrap();
+    assert!(highest <= 12, "snapshots taken: {highest}");
+}
