@@ -821,3 +821,29 @@ async fn a_failing_response_body_is_a_body_error() {
     );
     assert_eq!(observer.stats().totals.errors, 1);
 }
+
+#[tokio::test]
+async fn stats_count_the_requests_in_flight() {
+    let gate = std::sync::Arc::new(tokio::sync::Notify::new());
+    let wait = gate.clone();
+    let observer = Observer::new();
+    let app = Router::new()
+        .route(
+            "/slow",
+            get(move || {
+                let wait = wait.clone();
+                async move {
+                    wait.notified().await;
+                    "done"
+                }
+            }),
+        )
+        .layer(observer.layer());
+    let addr = serve(app).await;
+    assert_eq!(observer.stats().in_flight, Some(0));
+    let pending = tokio::spawn(reqwest::get(format!("http://{addr}/slow")));
+    eventually(|| observer.stats().in_flight == Some(1)).await;
+    gate.notify_one();
+    pending.await.unwrap().unwrap().text().await.unwrap();
+    eventually(|| observer.stats().in_flight == Some(0)).await;
+}

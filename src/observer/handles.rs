@@ -84,6 +84,15 @@ impl GaugeHandle {
     pub(crate) fn noop() -> Self {
         GaugeHandle::Facade(Gauge::noop())
     }
+
+    /// The gauge's value, when it lives in the built-in registry (a facade gauge cannot be
+    /// read back).
+    pub(crate) fn value(&self) -> Option<f64> {
+        match self {
+            GaugeHandle::Builtin(g) => Some(g.get()),
+            GaugeHandle::Facade(_) => None,
+        }
+    }
 }
 
 fn metadata() -> metrics::Metadata<'static> {

@@ -189,6 +189,11 @@ pub(crate) struct ServerPart {
 impl Part for ServerPart {
     fn stats(&self, snapshot: &mut StatsSnapshot, elapsed: f64) {
         self.stats.snapshot_into(snapshot, elapsed);
+        let gauges = self.active.iter().flatten().filter_map(OnceLock::get);
+        snapshot.in_flight = gauges
+            .map(GaugeHandle::value)
+            .sum::<Option<f64>>()
+            .map(|n| n.max(0.0) as u64);
     }
 
     fn reset(&self) {

@@ -18,6 +18,9 @@ pub struct StatsSnapshot {
     pub totals: Totals,
     /// Requests per second over the last 60 s (or since start, if shorter).
     pub requests_per_second: f64,
+    /// Requests whose response is not complete yet (the `http_server_active_requests`
+    /// gauges summed); `null` when the observer records into another recorder.
+    pub in_flight: Option<u64>,
     /// Share of completed requests that did not fail; `null` before the first one.
     pub success_rate: Option<f64>,
     /// Latency since start; `null` before the first request.
@@ -67,6 +70,7 @@ impl StatsSnapshot {
                 aborted: 0,
             },
             requests_per_second: 0.0,
+            in_flight: None,
             success_rate: None,
             latency_ms: None,
             latency_relative_error: super::LATENCY_RELATIVE_ERROR,
