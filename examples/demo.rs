@@ -7,8 +7,10 @@
 //! cargo run --all-features --example demo -- --traffic --fault errors   # a fault after 20 s
 //! ```
 //!
-//! Then open `/metrics`, `/v1/stats`, `/health` and `/v1/alerts`. The routes have different
-//! latencies and error rates; `/api/chat/{model}` reports `backend` and `model` dimensions.
+//! Then open `/dashboard` (feature `dashboard`), `/metrics`, `/v1/stats`, `/health` and
+//! `/v1/alerts`. The routes have different latencies and error rates; `/api/chat/{model}`
+//! reports `backend` and `model` dimensions (one request in 200 asks for a model named
+//! `<script>alert(1)</script>`, which the dashboard shows as text).
 //!
 //! Alerts are on: the recommended rules, plus `DemoErrorRate` and `DemoSlowRequests` that move
 //! within a couple of minutes. Make one fire by injecting a fault into the `/api` routes —
@@ -51,6 +53,9 @@ const SPEC: common::Spec = common::Spec {
 
 /// The route `DemoSlowRequests` watches: 1–5 ms normally, the busiest route of the traffic.
 const USERS_ROUTE: &str = "/api/users/{id}";
+/// A scanner's model name that is markup: the chat route reports it as its `model` (this one
+/// value only, so the label stays bounded), and the dashboard must show it as text.
+const PROBE_MODEL: &str = "<script>alert(1)</script>";
 /// How long `--fault` waits after start-up, and how long its fault lasts.
 const BOOT_FAULT_DELAY: Duration = Duration::from_secs(20);
 const BOOT_FAULT_SECONDS: u64 = 120;
@@ -245,6 +250,11 @@ async fn chat(Path(model): Path<String>) -> Response {
     let (base, spread) = match model.as_str() {
         "small" => (30, 40),
         "large" => (150, 250),
+        // The probe is labelled as asked for; every other unknown model is not (unbounded).
+        PROBE_MODEL => {
+            let dims = Extension(Dimensions::new().with("model", PROBE_MODEL));
+            return (StatusCode::NOT_FOUND, dims, "unknown model").into_response();
+        }
         _ => return (StatusCode::NOT_FOUND, "unknown model").into_response(),
     };
     let backend = if fastrand::bool() { "eu-1" } else { "us-1" };
@@ -376,8 +386,13 @@ async fn drive_traffic(addr: SocketAddr, rps: u32) {
         .build()
         .expect("reqwest client");
     let base = format!("http://{addr}");
+    // The markup probe: the first request, then one in 200.
+    let probe = format!("{base}/api/chat/%3Cscript%3Ealert(1)%3C%2Fscript%3E");
+    let mut sent: u64 = 0;
     common::drive(rps, 64, move || {
+        sent += 1;
         let request = match fastrand::u8(0..100) {
+            _ if sent % 200 == 1 => client.get(&probe),
             0..=39 => client.get(format!("{base}/api/users/{}", fastrand::u32(1..500))),
             40..=59 => client.get(format!("{base}/api/search")),
             60..=69 => {
@@ -488,6 +503,9 @@ async fn run(args: common::Args) {
     // With `--features history` (or `--all-features`): history kept in memory for the demo.
     #[cfg(feature = "history")]
     let builder = builder.history(tower_observe::history::HistoryOptions::in_memory());
+    // With `--features dashboard`: the live page at /dashboard and its stream.
+    #[cfg(feature = "dashboard")]
+    let builder = builder.dashboard(tower_observe::dashboard::DashboardOptions::new());
     let observer = builder.build().expect("valid observer configuration");
     // The application's own `metrics::counter!` calls land on /metrics too.
     if let Some(registry) = observer.registry() {
@@ -512,6 +530,9 @@ async fn run(args: common::Args) {
     );
     if cfg!(feature = "history") {
         println!("  history:  http://{addr}/v1/stats/history?step=1m (add &format=csv)");
+    }
+    if cfg!(feature = "dashboard") {
+        println!("  dashboard: http://{addr}/dashboard (live, from /v1/stats/stream)");
     }
     println!("  fault:    http://{addr}/demo/fault");
     println!("  routes:   http://{addr}/");
