@@ -12,7 +12,12 @@ pub(crate) fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
     lock.write().unwrap_or_else(|e| e.into_inner())
 }
 
-#[cfg(any(feature = "alerts", feature = "process", feature = "history"))]
+#[cfg(any(
+    feature = "alerts",
+    feature = "dashboard",
+    feature = "process",
+    feature = "history"
+))]
 pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
