@@ -195,6 +195,8 @@ fn bench_dashboard(c: &mut Criterion, rt: &tokio::runtime::Runtime) {
     for stream in streams {
         stream.abort();
     }
+    // Once more without streams, to tell order effects from the streams' cost.
+    bench_one(&mut group, rt, "ours_full_streams_closed", app());
     group.finish();
 }
 
