@@ -101,17 +101,9 @@ impl HealthOptions {
     }
 }
 
-/// Health status, from best to worst.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Status {
-    /// Serving normally.
-    Green,
-    /// Error rate above the yellow threshold.
-    Yellow,
-    /// Error rate above the red threshold, or a dependency check failed.
-    Red,
-}
+/// Health status, from best to worst (defined by the core, which every capability reports
+/// its health to).
+pub use crate::observer::Status;
 
 /// The document `GET /health` serves.
 #[derive(Debug, Clone, Serialize)]

@@ -51,6 +51,7 @@
 mod macros;
 mod observer;
 
+mod access;
 #[cfg(feature = "alerts")]
 #[cfg_attr(docsrs, doc(cfg(feature = "alerts")))]
 pub mod alerts;

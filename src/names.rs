@@ -133,7 +133,7 @@ pub(crate) const HTTP_SERVER_LABELS: &[&str] = &[
 ];
 
 /// The labels of the HTTP client metrics (constant client labels may not reuse them).
-#[cfg(feature = "client")]
+#[allow(dead_code)] // used by optional capabilities
 pub(crate) const HTTP_CLIENT_LABELS: &[&str] = &[
     HTTP_REQUEST_METHOD,
     URL_SCHEME,

@@ -12,12 +12,7 @@ pub(crate) fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
     lock.write().unwrap_or_else(|e| e.into_inner())
 }
 
-#[cfg(any(
-    feature = "alerts",
-    feature = "dashboard",
-    feature = "process",
-    feature = "history"
-))]
+#[allow(dead_code)] // used by optional capabilities
 pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|e| e.into_inner())
 }

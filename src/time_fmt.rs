@@ -32,7 +32,7 @@ pub(crate) fn rfc3339_bytes(t: SystemTime) -> [u8; 24] {
 }
 
 /// Serializes a time as RFC 3339 (serde `serialize_with`).
-#[cfg(feature = "alerts")]
+#[allow(dead_code)] // used by optional capabilities
 pub(crate) fn serialize_rfc3339<S: serde::Serializer>(
     t: &SystemTime,
     s: S,
@@ -41,7 +41,7 @@ pub(crate) fn serialize_rfc3339<S: serde::Serializer>(
 }
 
 /// Serializes an optional time as RFC 3339 or `null` (serde `serialize_with`).
-#[cfg(feature = "alerts")]
+#[allow(dead_code)] // used by optional capabilities
 pub(crate) fn serialize_rfc3339_opt<S: serde::Serializer>(
     t: &Option<SystemTime>,
     s: S,

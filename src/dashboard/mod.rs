@@ -13,7 +13,7 @@ use bytes::Bytes;
 use http::{header, HeaderValue, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 
-use crate::endpoints::token::{refusal, AccessToken};
+use crate::access::{refusal, AccessToken};
 use crate::observer::{Part, Pending, RecordSink, Route, RouteMethod};
 use crate::response::EndpointBody;
 use crate::{names, Observer, ObserverBuilder};

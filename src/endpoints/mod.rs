@@ -23,7 +23,6 @@
 #[cfg(feature = "axum")]
 mod axum;
 mod reset;
-pub(crate) mod token;
 
 use std::convert::Infallible;
 use std::future::Future;

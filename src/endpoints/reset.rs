@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use http::StatusCode;
 
-use super::token::{refusal, AccessToken};
 use super::RESET_PATH;
+use crate::access::{refusal, AccessToken};
 use crate::names;
 use crate::observer::{Part, Pending, RecordSink, Route, RouteMethod};
 use crate::response::{json, plain, EndpointBody};

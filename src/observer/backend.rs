@@ -43,10 +43,9 @@ impl RecorderSource for RecorderBackend {
 
 /// Where registrations go when the recorder panicked: nowhere. Handles made from it are
 /// no-ops, so the code holding them needs no special case.
-#[cfg(any(feature = "retry", feature = "cache", feature = "pool"))]
+#[allow(dead_code)] // used by optional capabilities
 pub(crate) struct NoRecorder;
 
-#[cfg(any(feature = "retry", feature = "cache", feature = "pool"))]
 impl RecorderSource for NoRecorder {
     fn with(&self, _: &mut dyn FnMut(&dyn Recorder)) {}
 

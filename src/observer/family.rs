@@ -49,12 +49,6 @@ pub(crate) struct Family<T> {
 
 impl<T> Family<T> {
     /// A family whose values all fold into `_OTHER` past the limit.
-    #[cfg(any(
-        feature = "tonic",
-        feature = "retry",
-        feature = "cache",
-        feature = "pool"
-    ))]
     pub(crate) fn new(metric: &'static str, limit: usize) -> Self {
         Self::keeping(metric, limit, 0)
     }
@@ -150,12 +144,6 @@ impl<T> Family<T> {
     }
 
     /// Every entry with its label values (the overflow entries last), for `/v1/stats`.
-    #[cfg(any(
-        feature = "tonic",
-        feature = "retry",
-        feature = "cache",
-        feature = "pool"
-    ))]
     pub(crate) fn entries(&self) -> Vec<(Vec<String>, Arc<T>)> {
         let collect = |map: &HashMap<Values, Arc<T>>| {
             let mut out: Vec<(Vec<String>, Arc<T>)> = map
@@ -174,7 +162,6 @@ impl<T> Family<T> {
 impl<T> Family<T> {
     /// Every entry's figures by its name (a family of one label: targets, caches, pools),
     /// for a `/v1/stats` section.
-    #[cfg(any(feature = "retry", feature = "cache", feature = "pool"))]
     pub(crate) fn by_name<E>(
         &self,
         figures: impl Fn(&T) -> E,

@@ -72,7 +72,7 @@ impl GaugeHandle {
         }
     }
 
-    #[cfg(feature = "pool")]
+    #[allow(dead_code)] // used by optional capabilities
     pub(crate) fn set(&self, value: f64) {
         match self {
             GaugeHandle::Builtin(g) => metrics::GaugeFn::set(&**g, value),
@@ -120,12 +120,7 @@ pub(crate) fn count_overflow(overflow: &Option<Counter>) {
 
 /// The key of an entry of a bounded family: with `otel_metric_overflow="true"` when the entry
 /// is the family's overflow (`overflow` is its counter).
-#[cfg(any(
-    feature = "tonic",
-    feature = "retry",
-    feature = "cache",
-    feature = "pool"
-))]
+#[allow(dead_code)] // used by optional capabilities
 pub(crate) fn entry_key(
     name: &'static str,
     labels: &[(&str, &str)],

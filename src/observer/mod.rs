@@ -13,13 +13,7 @@
 mod backend;
 mod builder;
 // The toolkit of the capabilities whose label values come from outside the code.
-#[cfg(any(
-    feature = "client",
-    feature = "tonic",
-    feature = "retry",
-    feature = "cache",
-    feature = "pool"
-))]
+#[allow(dead_code)] // used by optional capabilities
 pub(crate) mod family;
 pub(crate) mod handles;
 pub(crate) mod parts;
@@ -41,6 +35,7 @@ pub(crate) use backend::{RecorderBackend, RecorderSource};
 pub(crate) use builder::Pending;
 pub use builder::{BuildError, ObserverBuilder, MAX_DIMENSIONS};
 use handles::{ExemplarIds, HistogramHandle};
+pub use parts::Status;
 pub(crate) use parts::{HealthInput, Part, Route, RouteMethod};
 pub use sink::{HttpClientRecord, HttpServerRecord, RecordSink};
 
@@ -317,7 +312,7 @@ impl Observer {
     /// The entry called `name` of a family of named things (retry targets, caches, pools),
     /// made with the recorder on first use — or, should the recorder panic, a detached entry
     /// that records nowhere.
-    #[cfg(any(feature = "retry", feature = "cache", feature = "pool"))]
+    #[allow(dead_code)] // used by optional capabilities
     pub(crate) fn named<T>(
         &self,
         family: &family::Family<T>,

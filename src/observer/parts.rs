@@ -49,6 +49,19 @@ pub(crate) trait Part: Any + Send + Sync {
     }
 }
 
+/// Health status, from best to worst: the colour of `/health`, and what a part asks for
+/// when it reports itself degraded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Serving normally.
+    Green,
+    /// Error rate above the yellow threshold.
+    Yellow,
+    /// Error rate above the red threshold, or a dependency check failed.
+    Red,
+}
+
 /// What the parts report to `/health`.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct HealthInput {
@@ -58,7 +71,7 @@ pub(crate) struct HealthInput {
     pub(crate) failed: u64,
     /// Statuses parts ask for beyond the error rate (a firing critical alert: red), each with
     /// the reason shown in the report.
-    pub(crate) degraded: Vec<(crate::health::Status, String)>,
+    pub(crate) degraded: Vec<(Status, String)>,
     /// Further sections of the report (`process`, `alerts`, …), by name.
     pub(crate) sections: std::collections::BTreeMap<&'static str, serde_json::Value>,
 }

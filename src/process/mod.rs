@@ -3,9 +3,8 @@
 mod export;
 mod runtime;
 mod sample;
-mod stats;
 
-pub use stats::{ProcessStats, RuntimeStats};
+pub use crate::stats::{ProcessStats, RuntimeStats};
 
 use crate::sync::lock;
 use std::any::Any;

@@ -4,7 +4,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::runtime::RuntimeReading;
-use super::stats::{ProcessStats, RuntimeStats};
+use crate::stats::{ProcessStats, RuntimeStats};
 
 /// The shortest window a rate is computed over. The kernel counts CPU time in clock ticks
 /// (10 ms on most Linux systems), so a shorter window would be mostly rounding; a sample

@@ -246,7 +246,7 @@ impl Registry {
     /// `f64` cell in a family rendered `# TYPE … counter`. The owner keeps it monotonic
     /// ([`AtomicGauge::fetch_max`]); the name cannot also be a `u64` counter (that
     /// registration gets a no-op). The `u64` counters' storage and hot path are untouched.
-    #[cfg_attr(not(feature = "process"), allow(dead_code))]
+    #[allow(dead_code)] // used by optional capabilities
     pub(crate) fn float_counter_storage(&self, key: &Key) -> Option<Arc<AtomicGauge>> {
         match self.register(key, Kind::FloatCounter) {
             Some(Storage::Gauge(g)) => Some(g),

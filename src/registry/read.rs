@@ -20,7 +20,7 @@ pub(super) fn pairs<'a>(labels: impl Iterator<Item = &'a Label>) -> Box<[(String
 
 /// One series' value as of the read.
 #[derive(Debug, Clone, Copy)]
-#[cfg_attr(not(feature = "alerts"), allow(dead_code))]
+#[allow(dead_code)] // used by optional capabilities
 pub(crate) enum Reading<'a> {
     /// A counter's total.
     Counter(f64),
@@ -35,7 +35,7 @@ pub(crate) enum Reading<'a> {
     },
 }
 
-#[cfg_attr(not(feature = "alerts"), allow(dead_code))]
+#[allow(dead_code)] // used by optional capabilities
 impl Registry {
     /// Calls `visit` with the labels and current value of every series of the family `name`.
     /// The registry lock is held only while the series list is copied.
@@ -65,7 +65,7 @@ impl Registry {
     }
 }
 
-#[cfg_attr(not(feature = "alerts"), allow(dead_code))]
+#[allow(dead_code)] // used by optional capabilities
 impl Registry {
     /// The latest exemplars (newest first, at most `max`) of the histogram family `name`'s
     /// series that `keep` accepts: a few recent requests of that kind, by trace.

@@ -39,7 +39,7 @@ impl AtomicGauge {
 
     /// Raises the value to `value` if that is larger (a float counter set from an absolute
     /// total never goes back); NaN is ignored.
-    #[cfg_attr(not(feature = "process"), allow(dead_code))]
+    #[allow(dead_code)] // used by optional capabilities
     pub(crate) fn fetch_max(&self, value: f64) {
         let _ = self.0.fetch_update(Relaxed, Relaxed, |bits| {
             (value > f64::from_bits(bits)).then_some(value.to_bits())

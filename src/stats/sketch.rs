@@ -140,7 +140,7 @@ impl Default for SketchData {
 }
 
 // Single-threaded recording and the byte encoding serve the history store.
-#[cfg_attr(not(feature = "history"), allow(dead_code))]
+#[allow(dead_code)] // used by optional capabilities
 impl SketchData {
     /// Adds one value (for single-threaded aggregation, such as history rollups).
     pub(crate) fn record(&mut self, nanos: u64) {
@@ -244,7 +244,7 @@ impl SketchData {
     }
 }
 
-#[cfg_attr(not(feature = "history"), allow(dead_code))]
+#[allow(dead_code)] // used by optional capabilities
 pub(crate) fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
         out.push((v as u8) | 0x80);
@@ -253,7 +253,7 @@ pub(crate) fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     out.push(v as u8);
 }
 
-#[cfg_attr(not(feature = "history"), allow(dead_code))]
+#[allow(dead_code)] // used by optional capabilities
 pub(crate) fn get_varint(input: &mut &[u8]) -> Option<u64> {
     let mut v = 0u64;
     for shift in (0..64).step_by(7) {

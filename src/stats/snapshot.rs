@@ -45,11 +45,9 @@ pub struct StatsSnapshot {
     /// gRPC calls per method, served and made (feature `tonic`; empty without it).
     pub grpc: super::GrpcStats,
     /// CPU, memory, file descriptors and threads of the process, and the tokio runtime
-    /// (feature `process`, with [`ObserverBuilder::process_metrics`](crate::ObserverBuilder::process_metrics)).
-    #[cfg(feature = "process")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "process")))]
+    /// (feature `process`, with `ObserverBuilder::process_metrics`); `None` without them.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub process: Option<crate::process::ProcessStats>,
+    pub process: Option<super::ProcessStats>,
     /// The alerts pending and firing now (feature `alerts`, with
     /// [`ObserverBuilder::alerts`](crate::ObserverBuilder::alerts)).
     #[cfg(feature = "alerts")]
@@ -82,7 +80,6 @@ impl StatsSnapshot {
             caches: BTreeMap::new(),
             pools: BTreeMap::new(),
             grpc: super::GrpcStats::default(),
-            #[cfg(feature = "process")]
             process: None,
             #[cfg(feature = "alerts")]
             alerts: None,
