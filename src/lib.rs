@@ -27,21 +27,29 @@
 //! # Pieces
 //!
 //! The core, [`Observer`], records; each capability is a module that plugs into it (see
-//! `docs/architecture.md`):
+//! [`architecture`]). One cargo feature per capability; the first six are on by default:
 //!
-//! - [`server`]: [`ObserveLayer`] — request IDs, HTTP server metrics measured to the end of the
-//!   body, and (with `.traces(…)`) a span per request;
-//! - [`request_id`]: validate or generate `x-request-id`, on its own;
-//! - [`trace`]: W3C Trace Context in and out, request spans, [`trace::PropagateLayer`];
-//! - `client`, `retry`, `cache`, `pool` (features of the same names, on by default): upstream
-//!   calls, retries and failover, cache results, backend pool health;
-//! - `grpc` (feature `tonic`): gRPC servers and clients, status from the trailers;
-//! - [`health`]: `/health` and `/health/live`; `history` (feature `history`): rollups in an
-//!   embedded file; `logs` (feature `logs`): ECS JSON logs; `otlp` (feature `otlp`);
-//! - [`registry`]: the built-in `metrics` recorder and its Prometheus renderer; your own
-//!   `metrics::counter!` calls land there too once it is installed;
-//! - [`endpoints`]: the axum router fragment and the plain `tower::Service` for hyper;
-//! - [`stats`]: the `/v1/stats` document; [`names`]: every metric and label name.
+//! | feature | module | what it adds |
+//! |---|---|---|
+//! | — (always) | [`server`], [`request_id`], [`trace`], [`registry`], [`stats`], [`health`], [`endpoints`] | request IDs, HTTP server metrics, W3C trace context and request spans, the built-in registry, `/metrics`, `/v1/stats`, `/health` |
+//! | `axum` | [`endpoints`] | route templates from axum's `MatchedPath`, `observer.router()` |
+//! | `logs` | `logs` | ECS JSON log lines with the request and trace IDs, redaction |
+//! | `client` | `client`, [`classify`] | `http_client_*` metrics, client spans and propagation for any tower HTTP client |
+//! | `retry` | `retry` | retries and failovers per target (`client_retries_total`, …) |
+//! | `cache` | `cache` | cache results and hit ratios (`cache_requests_total`) |
+//! | `pool` | `pool` | backend pool members and health (`backend_pool_health_ratio`) |
+//! | `opentelemetry` | [`trace`] | request spans join OpenTelemetry traces through `tracing-opentelemetry` |
+//! | `otlp` | `otlp` | request spans exported to an OpenTelemetry collector (OTLP/HTTP) |
+//! | `reqwest`, `reqwest-middleware` | `client` | `reqwest::Client` as an instrumented tower service, or as middleware |
+//! | `tower-retry` | `retry` | retry accounting for `tower::retry` policies |
+//! | `tonic` | `grpc` | gRPC server and client layers, status from the trailers |
+//! | `history` | `history` | 1m/5m/1h/1d rollups in an embedded file, `/v1/stats/history` |
+//! | `alerts` | `alerts` | rules evaluated in process, notifications, `/v1/alerts`, rules for Prometheus |
+//! | `process` | `process` | `process_*` metrics, CPU utilization, tokio runtime figures |
+//! | `dashboard` | `dashboard` | the live dashboard at `/dashboard`, `/v1/stats/stream` |
+//!
+//! [`names`] holds every metric and label name, [`labels`] the label checks and dimensions,
+//! [`clock`] the clock the layers read.
 //!
 //! Each layer works alone or stacked with `tower::ServiceBuilder`.
 
@@ -101,6 +109,9 @@ pub mod stats;
 mod sync;
 mod time_fmt;
 pub mod trace;
+
+#[doc = include_str!("../docs/architecture.md")]
+pub mod architecture {}
 
 pub use labels::{Dimensions, RouteTemplate};
 pub use observer::{

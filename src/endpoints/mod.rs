@@ -34,6 +34,11 @@ use bytes::Bytes;
 use http::{header, HeaderValue, Request, Response, StatusCode};
 use tower_service::Service;
 
+// Every path the observer serves, defined by the module that serves it, re-exported here.
+#[cfg(feature = "alerts")]
+pub use crate::alerts::ALERTS_PATH;
+#[cfg(feature = "dashboard")]
+pub use crate::dashboard::{DASHBOARD_PATH, STREAM_PATH};
 pub use crate::health::{HEALTH_PATH, LIVE_PATH};
 #[cfg(feature = "history")]
 pub use crate::history::HISTORY_PATH;

@@ -14,15 +14,15 @@ use crate::{Observer, ObserverBuilder};
 
 /// The reset token configured on the builder.
 #[derive(Default)]
-pub(crate) struct ResetPart {
+pub(crate) struct ResetPending {
     token: String,
 }
 
-impl Pending for ResetPart {
+impl Pending for ResetPending {
     fn attach(self: Box<Self>, observer: &Observer) -> Option<Arc<dyn RecordSink>> {
         if !self.token.is_empty() {
             let token = AccessToken::new(self.token, names::STATS_RESET_REJECTED);
-            observer.part(move || ResetAccess(token));
+            observer.part(move || ResetPart(token));
         }
         None
     }
@@ -33,17 +33,17 @@ impl Pending for ResetPart {
 }
 
 // Never prints the token.
-impl std::fmt::Debug for ResetPart {
+impl std::fmt::Debug for ResetPending {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("ResetPart")
+        f.write_str("ResetPending")
     }
 }
 
 /// The attached reset capability: its token.
 #[derive(Debug)]
-pub(crate) struct ResetAccess(AccessToken);
+pub(crate) struct ResetPart(AccessToken);
 
-impl Part for ResetAccess {
+impl Part for ResetPart {
     fn routes(&self, observer: &Observer) -> Vec<Route> {
         let observer = observer.clone();
         vec![Route::new(RESET_PATH, RouteMethod::Post, move |parts| {
@@ -57,7 +57,7 @@ impl ObserverBuilder {
     /// Enables `POST /v1/stats/reset`, allowed only with `Authorization: Bearer <token>`.
     /// Without a token the route does not exist. An empty token is ignored.
     pub fn reset_token(mut self, token: impl Into<String>) -> Self {
-        self.pending::<ResetPart>().token = token.into();
+        self.pending::<ResetPending>().token = token.into();
         self
     }
 }
@@ -67,7 +67,7 @@ fn reset_response(
     observer: &Observer,
     parts: &http::request::Parts,
 ) -> http::Response<EndpointBody> {
-    let Some(access) = observer.attached::<ResetAccess>() else {
+    let Some(access) = observer.attached::<ResetPart>() else {
         return plain(StatusCode::NOT_FOUND, "not found");
     };
     if let Some(refused) = refusal(access.0.check(observer, parts, false)) {

@@ -6,9 +6,8 @@
 //! request, and the [parts](parts) capabilities attach to it. It names no capability: the
 //! HTTP server, the client, retries, caches, pools, gRPC, health and history each keep their
 //! state in a part of their own and are asked for their `/v1/stats` sections, resets, health
-//! input and routes through one trait.
-//!
-#![doc = include_str!("../../docs/architecture.md")]
+//! input and routes through one trait. The map of the whole crate is the public
+//! [`architecture`](crate::architecture) page.
 
 mod backend;
 mod builder;
