@@ -24,7 +24,7 @@ use crate::registry::AtomicGauge;
 
 /// The gauges, in [`GAUGES`] order.
 #[derive(Debug, Clone, Copy)]
-enum G {
+enum GaugeId {
     ResidentMemory,
     VirtualMemory,
     VirtualMemoryMax,
@@ -115,25 +115,28 @@ impl Export {
         let export = Self::none();
         let os = &first.os;
         let mut present = vec![
-            (G::ResidentMemory, os.resident_memory_bytes.is_some()),
-            (G::VirtualMemory, os.virtual_memory_bytes.is_some()),
-            (G::VirtualMemoryMax, os.virtual_memory_max_bytes.is_some()),
-            (G::OpenFds, os.open_fds.is_some()),
-            (G::MaxFds, os.max_fds.is_some()),
-            (G::StartTime, os.start_time_seconds.is_some()),
-            (G::Threads, os.threads.is_some()),
-            (G::AvailableCores, os.available_cores.is_some()),
+            (GaugeId::ResidentMemory, os.resident_memory_bytes.is_some()),
+            (GaugeId::VirtualMemory, os.virtual_memory_bytes.is_some()),
             (
-                G::CpuUtilization,
+                GaugeId::VirtualMemoryMax,
+                os.virtual_memory_max_bytes.is_some(),
+            ),
+            (GaugeId::OpenFds, os.open_fds.is_some()),
+            (GaugeId::MaxFds, os.max_fds.is_some()),
+            (GaugeId::StartTime, os.start_time_seconds.is_some()),
+            (GaugeId::Threads, os.threads.is_some()),
+            (GaugeId::AvailableCores, os.available_cores.is_some()),
+            (
+                GaugeId::CpuUtilization,
                 os.cpu_seconds.is_some() && os.available_cores.is_some(),
             ),
         ];
         if first.runtime.is_some() {
             present.extend([
-                (G::TokioWorkers, true),
-                (G::TokioAliveTasks, true),
-                (G::TokioGlobalQueueDepth, true),
-                (G::TokioBusyRatio, first.busy_seconds.is_some()),
+                (GaugeId::TokioWorkers, true),
+                (GaugeId::TokioAliveTasks, true),
+                (GaugeId::TokioGlobalQueueDepth, true),
+                (GaugeId::TokioBusyRatio, first.busy_seconds.is_some()),
             ]);
         }
         for (g, read) in present {
@@ -160,30 +163,39 @@ impl Export {
         let os = &sampled.os;
         let gauges = [
             (
-                G::ResidentMemory,
+                GaugeId::ResidentMemory,
                 os.resident_memory_bytes.map(|v| v as f64),
             ),
-            (G::VirtualMemory, os.virtual_memory_bytes.map(|v| v as f64)),
             (
-                G::VirtualMemoryMax,
+                GaugeId::VirtualMemory,
+                os.virtual_memory_bytes.map(|v| v as f64),
+            ),
+            (
+                GaugeId::VirtualMemoryMax,
                 os.virtual_memory_max_bytes.map(|v| v as f64),
             ),
-            (G::OpenFds, os.open_fds.map(|v| v as f64)),
-            (G::MaxFds, os.max_fds.map(|v| v as f64)),
-            (G::StartTime, os.start_time_seconds.map(|v| v as f64)),
-            (G::Threads, os.threads.map(|v| v as f64)),
-            (G::AvailableCores, os.available_cores.map(|v| v as f64)),
-            (G::CpuUtilization, sampled.cpu_utilization),
-            (G::TokioWorkers, sampled.runtime.map(|r| r.workers as f64)),
+            (GaugeId::OpenFds, os.open_fds.map(|v| v as f64)),
+            (GaugeId::MaxFds, os.max_fds.map(|v| v as f64)),
+            (GaugeId::StartTime, os.start_time_seconds.map(|v| v as f64)),
+            (GaugeId::Threads, os.threads.map(|v| v as f64)),
             (
-                G::TokioAliveTasks,
+                GaugeId::AvailableCores,
+                os.available_cores.map(|v| v as f64),
+            ),
+            (GaugeId::CpuUtilization, sampled.cpu_utilization),
+            (
+                GaugeId::TokioWorkers,
+                sampled.runtime.map(|r| r.workers as f64),
+            ),
+            (
+                GaugeId::TokioAliveTasks,
                 sampled.runtime.map(|r| r.alive_tasks as f64),
             ),
             (
-                G::TokioGlobalQueueDepth,
+                GaugeId::TokioGlobalQueueDepth,
                 sampled.runtime.map(|r| r.global_queue_depth as f64),
             ),
-            (G::TokioBusyRatio, sampled.busy_ratio),
+            (GaugeId::TokioBusyRatio, sampled.busy_ratio),
         ];
         for (g, value) in gauges {
             // Registered (with the built-in registry) only once there is a value.
@@ -208,7 +220,7 @@ impl Export {
         }
     }
 
-    fn gauge(&self, g: G) -> Option<&GaugeHandle> {
+    fn gauge(&self, g: GaugeId) -> Option<&GaugeHandle> {
         let slot = &self.gauges[g as usize];
         if let Some(handle) = slot.get() {
             return Some(handle);
