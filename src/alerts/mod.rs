@@ -2,15 +2,15 @@
 //!
 #![doc = include_str!("../../docs/alerts.md")]
 
-mod config;
 mod engine;
 #[cfg(test)]
 mod equivalence;
 mod event;
 pub mod notify;
-mod prometheus;
+mod prometheus_rules;
 mod promql;
 mod rules;
+mod rules_file;
 mod state;
 mod template;
 
