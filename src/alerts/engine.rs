@@ -10,8 +10,8 @@ use serde::Serialize;
 
 use super::event::fingerprint;
 use super::notify::{ChannelStatus, Notifier};
-use super::promql::{Expr, Labels, SampleStore};
-use super::rules::{ms, AlertRule, Figure};
+use super::promql::{ms, Expr, Labels, SampleStore};
+use super::rules::{AlertRule, Figure};
 use super::state::{AlertState, Change, RuleAlerts};
 use super::template::Template;
 use super::{AlertEvent, Alerts, EventStatus, FailedRequest, Severity, ALERTS_PATH};

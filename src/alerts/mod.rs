@@ -131,7 +131,7 @@ impl AlertRules {
             .above(factor)
             .min_requests(10)
             .severity(severity)
-            .label("window", promql::duration(rules::ms(long)))
+            .label("window", promql::duration(promql::ms(long)))
             .summary(format!(
                 "Error budget of the {pct}% objective burning {{{{ $value | humanize }}}}x as fast as it may"
             ))
