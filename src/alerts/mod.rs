@@ -9,8 +9,10 @@ mod event;
 pub mod notify;
 mod prometheus_rules;
 mod promql;
+mod report;
 mod rules;
 mod rules_file;
+mod sample;
 mod state;
 mod template;
 
@@ -23,7 +25,7 @@ pub use rules::{AlertRule, Figure, GaugeAggregation, RuleError};
 pub use state::AlertState;
 
 pub(crate) use engine::AlertsPending;
-pub use engine::{ActiveAlert, ActiveAlerts};
+pub use report::{ActiveAlert, ActiveAlerts};
 
 /// Path of the alerts endpoint.
 pub const ALERTS_PATH: &str = "/v1/alerts";
