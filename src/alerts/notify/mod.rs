@@ -203,15 +203,15 @@ impl Channel {
         }
     }
 
-    /// The channel's sender; `name` is its final (deduplicated) name.
-    fn into_deliver(self, name: &str, external_url: Option<&str>) -> Box<dyn Deliver> {
+    /// The channel's sender.
+    fn into_deliver(self, ctx: &DeliverContext<'_>) -> Box<dyn Deliver> {
         match self.inner {
-            ChannelKind::Webhook(c) => Box::new(c.into_deliver(name, external_url)),
-            ChannelKind::Slack(c) => Box::new(c.into_deliver()),
-            ChannelKind::PagerDuty(c) => Box::new(c.into_deliver(external_url)),
-            ChannelKind::Email(c) => Box::new(c.into_deliver()),
-            ChannelKind::Alertmanager(c) => Box::new(c.into_deliver()),
-            ChannelKind::Log(c) => Box::new(c),
+            ChannelKind::Webhook(c) => Box::new(c.into_deliver(ctx)),
+            ChannelKind::Slack(c) => Box::new(c.into_deliver(ctx)),
+            ChannelKind::PagerDuty(c) => Box::new(c.into_deliver(ctx)),
+            ChannelKind::Email(c) => Box::new(c.into_deliver(ctx)),
+            ChannelKind::Alertmanager(c) => Box::new(c.into_deliver(ctx)),
+            ChannelKind::Log(c) => Box::new(c.into_deliver(ctx)),
         }
     }
 }
@@ -248,6 +248,16 @@ impl SendError {
             retryable: false,
         }
     }
+}
+
+/// What a channel's sender is made with besides its builder. Every channel takes the whole of
+/// it, so a new need is one field here rather than one more argument list.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct DeliverContext<'a> {
+    /// The channel's final name, deduplicated (the webhook's `receiver`).
+    pub(crate) name: &'a str,
+    /// The service's external URL (the webhook's `externalURL`, PagerDuty's `client_url`).
+    pub(crate) external_url: Option<&'a str>,
 }
 
 /// One channel's way of sending, owned by its worker thread.

@@ -10,7 +10,7 @@ use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
-use super::{Channel, ChannelStatus, Deliver, LastError, SendError, Settings};
+use super::{Channel, ChannelStatus, Deliver, DeliverContext, LastError, SendError, Settings};
 use crate::alerts::AlertEvent;
 use crate::observer::handles::{counter, key};
 use crate::observer::Observer;
@@ -303,7 +303,10 @@ fn start(
     });
     let stop = Arc::new(Stop::default());
     let (tx, rx) = mpsc::sync_channel(settings.queue_capacity);
-    let deliver = channel.into_deliver(&shared.name, external_url);
+    let deliver = channel.into_deliver(&DeliverContext {
+        name: &shared.name,
+        external_url,
+    });
     let spawned = std::thread::Builder::new()
         .name(format!("tower-observe-alerts-{kind}"))
         .spawn({
