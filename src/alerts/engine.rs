@@ -1,24 +1,24 @@
-//! The engine: samples the registry, evaluates every rule each tick on a thread of its own,
-//! hands state changes to the channels, and serves `GET /v1/alerts`.
+//! The engine: each tick samples the registry, evaluates every rule and hands the changes of
+//! state to the channels; it is the observer part that serves `GET /v1/alerts`.
 
 use std::any::Any;
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant, SystemTime};
 
 use serde::Serialize;
 
 use super::event::fingerprint;
-use super::notify::{ChannelStatus, Notifier};
-use super::promql::{Expr, Labels, SampleStore};
-use super::rules::{ms, AlertRule, Figure};
+use super::notify::Notifier;
+use super::promql::{ms, Expr, Labels, SampleStore};
+use super::rules::{AlertRule, Figure};
+use super::sample::sample;
 use super::state::{AlertState, Change, RuleAlerts};
 use super::template::Template;
 use super::{AlertEvent, Alerts, EventStatus, FailedRequest, Severity, ALERTS_PATH};
 use crate::clock::Clock;
 use crate::health::Status;
 use crate::observer::{HealthInput, Part, Pending, RecordSink, Route, RouteMethod};
-use crate::registry::read::Reading;
 use crate::registry::Registry;
 use crate::response::json;
 use crate::sync::lock;
@@ -47,23 +47,23 @@ impl Pending for AlertsPending {
     }
 }
 
-struct CompiledRule {
-    rule: AlertRule,
-    condition: Expr,
+pub(super) struct CompiledRule {
+    pub(super) rule: AlertRule,
+    pub(super) condition: Expr,
     value: Expr,
-    annotations: Vec<(String, Template)>,
+    pub(super) annotations: Vec<(String, Template)>,
 }
 
 /// What one rule looked like at its last evaluation.
 #[derive(Debug, Default, Clone)]
-struct RuleStatus {
+pub(super) struct RuleStatus {
     /// The figure by label set (a few), whether or not it breached.
-    values: Vec<(Labels, f64)>,
-    last_evaluation: Option<SystemTime>,
+    pub(super) values: Vec<(Labels, f64)>,
+    pub(super) last_evaluation: Option<SystemTime>,
 }
 
 #[derive(Debug, Clone, Serialize)]
-struct Transition {
+pub(super) struct Transition {
     at: String,
     rule: String,
     labels: BTreeMap<String, String>,
@@ -72,32 +72,32 @@ struct Transition {
     value: f64,
 }
 
-struct EngineState {
-    store: SampleStore,
-    alerts: Vec<RuleAlerts>,
-    status: Vec<RuleStatus>,
-    transitions: VecDeque<Transition>,
-    evaluations: u64,
-    last_evaluation: Option<SystemTime>,
-    last_duration: Duration,
+pub(super) struct EngineState {
+    pub(super) store: SampleStore,
+    pub(super) alerts: Vec<RuleAlerts>,
+    pub(super) status: Vec<RuleStatus>,
+    pub(super) transitions: VecDeque<Transition>,
+    pub(super) evaluations: u64,
+    pub(super) last_evaluation: Option<SystemTime>,
+    pub(super) last_duration: Duration,
     /// When the registry was last sampled (ms).
     last_sampled: Option<i64>,
 }
 
 /// The alerting capability of an observer.
 pub(crate) struct AlertsPart {
-    rules: Vec<CompiledRule>,
-    interval: Duration,
-    clock: Clock,
-    start: u64,
+    pub(super) rules: Vec<CompiledRule>,
+    pub(super) interval: Duration,
+    pub(super) clock: Clock,
+    pub(super) start: u64,
     /// The wall-clock time of `start`.
     started_wall: SystemTime,
-    registry: Option<Registry>,
-    notifier: Arc<Notifier>,
+    pub(super) registry: Option<Registry>,
+    pub(super) notifier: Arc<Notifier>,
     external_url: Option<String>,
     yellow_from: Option<Severity>,
     red_from: Option<Severity>,
-    state: Mutex<EngineState>,
+    pub(super) state: Mutex<EngineState>,
 }
 
 impl AlertsPart {
@@ -284,93 +284,6 @@ impl AlertsPart {
             })
             .collect()
     }
-
-    /// The `/v1/alerts` document.
-    fn report(&self) -> AlertsReport {
-        let state = lock(&self.state);
-        let now = self.clock.now_nanos();
-        let t = (now.saturating_sub(self.start) / 1_000_000) as i64;
-        let wall = self.clock.wall_at(now);
-        let rules = self
-            .rules
-            .iter()
-            .zip(&state.alerts)
-            .zip(&state.status)
-            .map(|((compiled, alerts), status)| {
-                let rule = &compiled.rule;
-                RuleReport {
-                    name: rule.name.clone(),
-                    severity: rule.severity,
-                    state: alerts.state(),
-                    expression: compiled.condition.to_string(),
-                    for_seconds: rule.hold.as_secs_f64(),
-                    keep_firing_for_seconds: rule.keep_firing_for.as_secs_f64(),
-                    last_evaluation: status.last_evaluation.map(rfc3339),
-                    values: status
-                        .values
-                        .iter()
-                        .map(|(labels, value)| ValueReport {
-                            labels: labels.clone(),
-                            value: finite(*value),
-                        })
-                        .collect(),
-                    alerts: alerts
-                        .instances
-                        .iter()
-                        .map(|(labels, a)| {
-                            let since = |at: i64| {
-                                let ago = Duration::from_millis(t.saturating_sub(at).max(0) as u64);
-                                rfc3339(wall.checked_sub(ago).unwrap_or(wall))
-                            };
-                            InstanceReport {
-                                labels: labels.clone(),
-                                state: a.state,
-                                active_since: since(a.active_at),
-                                firing_since: a.fired_at.map(since),
-                                value: finite(a.value),
-                            }
-                        })
-                        .collect(),
-                    untracked: alerts.dropped,
-                }
-            })
-            .collect::<Vec<_>>();
-        AlertsReport {
-            evaluation_interval_seconds: self.interval.as_secs_f64(),
-            evaluations: state.evaluations,
-            last_evaluation: state.last_evaluation.map(rfc3339),
-            last_evaluation_ms: state.last_duration.as_secs_f64() * 1e3,
-            series: state.store.series_count(),
-            firing: rules
-                .iter()
-                .map(|r| {
-                    r.alerts
-                        .iter()
-                        .filter(|a| a.state == AlertState::Firing)
-                        .count()
-                })
-                .sum(),
-            pending: rules
-                .iter()
-                .map(|r| {
-                    r.alerts
-                        .iter()
-                        .filter(|a| a.state == AlertState::Pending)
-                        .count()
-                })
-                .sum(),
-            error: self.registry.is_none().then_some(
-                "rules read the built-in registry; this observer records into another recorder",
-            ),
-            rules,
-            transitions: state.transitions.iter().rev().cloned().collect(),
-            channels: self.notifier.statuses(),
-        }
-    }
-}
-
-fn finite(v: f64) -> Option<f64> {
-    v.is_finite().then_some(v)
 }
 
 /// `/v1/stats/history` over the breach (from a window before it started), for the rule's
@@ -413,57 +326,6 @@ fn unix(t: SystemTime) -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// Reads the families the rules need from the registry into the store, at `t` (ms).
-/// Histograms become `_bucket` (with `le`), `_count` and `_sum` series, as Prometheus sees them.
-///
-/// `previous` is the time of the previous sampling: a counter or histogram series first seen
-/// now was created since then, so it counted from zero at `previous`.
-pub(crate) fn sample(registry: &Registry, store: &mut SampleStore, t: i64, previous: Option<i64>) {
-    let mut families = BTreeSet::new();
-    for metric in store.metrics() {
-        families.insert(metric.to_owned());
-        for suffix in ["_bucket", "_count", "_sum"] {
-            if let Some(base) = metric.strip_suffix(suffix) {
-                families.insert(base.to_owned());
-            }
-        }
-    }
-    for family in families {
-        let (bucket, count, sum) = (
-            format!("{family}_bucket"),
-            format!("{family}_count"),
-            format!("{family}_sum"),
-        );
-        let wants_buckets = store.keeps(&bucket);
-        registry.read_family(&family, &mut |labels, reading| match reading {
-            Reading::Counter(v) => store.push_counter(&family, labels, t, v, previous),
-            Reading::Gauge(v) => store.push(&family, labels, t, v),
-            Reading::Histogram {
-                bounds,
-                cumulative,
-                sum: total,
-            } => {
-                let observations = cumulative.last().copied().unwrap_or(0) as f64;
-                store.push_counter(&count, labels, t, observations, previous);
-                store.push_counter(&sum, labels, t, total, previous);
-                if wants_buckets {
-                    let mut with_le = labels.to_vec();
-                    with_le.push(("le".to_owned(), String::new()));
-                    for (i, c) in cumulative.iter().enumerate() {
-                        let le = bounds
-                            .get(i)
-                            .map_or_else(|| "+Inf".to_owned(), |b| format!("{b}"));
-                        if let Some(last) = with_le.last_mut() {
-                            last.1 = le;
-                        }
-                        store.push_counter(&bucket, &with_le, t, *c as f64, previous);
-                    }
-                }
-            }
-        });
-    }
-}
-
 fn spawn_ticker(part: Weak<AlertsPart>, every: Duration) {
     let spawned = std::thread::Builder::new()
         .name("tower-observe-alerts".into())
@@ -481,118 +343,6 @@ fn spawn_ticker(part: Weak<AlertsPart>, every: Duration) {
     if let Err(e) = spawned {
         tracing::error!(target: "tower_observe::alerts", { "error.message" = %e }, "cannot start the alert engine; rules are not evaluated");
     }
-}
-
-#[derive(Debug, Serialize)]
-struct AlertsReport {
-    evaluation_interval_seconds: f64,
-    evaluations: u64,
-    last_evaluation: Option<String>,
-    last_evaluation_ms: f64,
-    series: usize,
-    firing: usize,
-    pending: usize,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    error: Option<&'static str>,
-    rules: Vec<RuleReport>,
-    transitions: Vec<Transition>,
-    channels: Vec<ChannelStatus>,
-}
-
-#[derive(Debug, Serialize)]
-struct RuleReport {
-    name: String,
-    severity: Severity,
-    state: AlertState,
-    expression: String,
-    for_seconds: f64,
-    keep_firing_for_seconds: f64,
-    last_evaluation: Option<String>,
-    values: Vec<ValueReport>,
-    alerts: Vec<InstanceReport>,
-    untracked: u64,
-}
-
-#[derive(Debug, Serialize)]
-struct ValueReport {
-    labels: Labels,
-    value: Option<f64>,
-}
-
-#[derive(Debug, Serialize)]
-struct InstanceReport {
-    labels: Labels,
-    state: AlertState,
-    active_since: String,
-    firing_since: Option<String>,
-    value: Option<f64>,
-}
-
-impl AlertsPart {
-    /// The alerts pending and firing now, for `/v1/stats` (and so the dashboard's stream).
-    fn active(&self) -> ActiveAlerts {
-        let state = lock(&self.state);
-        let now = self.clock.now_nanos();
-        let t = (now.saturating_sub(self.start) / 1_000_000) as i64;
-        let wall = self.clock.wall_at(now);
-        let mut active = Vec::new();
-        for (compiled, alerts) in self.rules.iter().zip(&state.alerts) {
-            let rule = &compiled.rule;
-            for (labels, alert) in &alerts.instances {
-                let ago = Duration::from_millis(t.saturating_sub(alert.active_at).max(0) as u64);
-                let mut full = labels.clone();
-                full.extend(rule.labels.iter().map(|(k, v)| (k.clone(), v.clone())));
-                let summary = compiled
-                    .annotations
-                    .iter()
-                    .find(|(name, _)| name == "summary")
-                    .map(|(_, template)| template.render(alert.value, &full));
-                active.push(ActiveAlert {
-                    rule: rule.name.clone(),
-                    severity: rule.severity,
-                    state: alert.state,
-                    labels: labels.clone(),
-                    active_since: rfc3339(wall.checked_sub(ago).unwrap_or(wall)),
-                    value: finite(alert.value),
-                    summary,
-                });
-            }
-        }
-        ActiveAlerts {
-            active,
-            rules: self.rules.len(),
-        }
-    }
-}
-
-/// The alerts pending and firing now: the `alerts` section of `/v1/stats`.
-#[derive(Debug, Clone, Serialize)]
-#[non_exhaustive]
-pub struct ActiveAlerts {
-    /// Every pending or firing alert.
-    pub active: Vec<ActiveAlert>,
-    /// How many rules are evaluated.
-    pub rules: usize,
-}
-
-/// One pending or firing alert.
-#[derive(Debug, Clone, Serialize)]
-#[non_exhaustive]
-pub struct ActiveAlert {
-    /// The rule's name.
-    pub rule: String,
-    /// The rule's severity.
-    pub severity: Severity,
-    /// `pending` or `firing`.
-    pub state: AlertState,
-    /// The label set of this alert (for a rule evaluated per route, backend, …).
-    pub labels: BTreeMap<String, String>,
-    /// When its condition started to hold (RFC 3339).
-    pub active_since: String,
-    /// The figure at the last evaluation where the condition held.
-    pub value: Option<f64>,
-    /// The rule's `summary` annotation, filled in.
-    pub summary: Option<String>,
 }
 
 impl Part for AlertsPart {

@@ -11,8 +11,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
-use super::promql::{Labels, SampleStore};
-use super::rules::ms;
+use super::promql::{ms, Labels, SampleStore};
 use super::state::{AlertState, RuleAlerts};
 use super::template::Template;
 use super::AlertRules;

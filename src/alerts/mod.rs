@@ -2,15 +2,17 @@
 //!
 #![doc = include_str!("../../docs/alerts.md")]
 
-mod config;
 mod engine;
 #[cfg(test)]
 mod equivalence;
 mod event;
 pub mod notify;
-mod prometheus;
+mod prometheus_rules;
 mod promql;
+mod report;
 mod rules;
+mod rules_file;
+mod sample;
 mod state;
 mod template;
 
@@ -23,7 +25,7 @@ pub use rules::{AlertRule, Figure, GaugeAggregation, RuleError};
 pub use state::AlertState;
 
 pub(crate) use engine::AlertsPending;
-pub use engine::{ActiveAlert, ActiveAlerts};
+pub use report::{ActiveAlert, ActiveAlerts};
 
 /// Path of the alerts endpoint.
 pub const ALERTS_PATH: &str = "/v1/alerts";
@@ -131,7 +133,7 @@ impl AlertRules {
             .above(factor)
             .min_requests(10)
             .severity(severity)
-            .label("window", promql::duration(rules::ms(long)))
+            .label("window", promql::duration(promql::ms(long)))
             .summary(format!(
                 "Error budget of the {pct}% objective burning {{{{ $value | humanize }}}}x as fast as it may"
             ))

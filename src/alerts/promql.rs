@@ -8,6 +8,7 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt::{self, Write as _};
+use std::time::Duration;
 
 /// A label set (the metric name is not part of it).
 pub(crate) type Labels = BTreeMap<String, String>;
@@ -544,6 +545,11 @@ impl fmt::Display for Selector {
         }
         f.write_char('}')
     }
+}
+
+/// Milliseconds of a duration, saturating: the unit of the sample store's times.
+pub(crate) fn ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
 /// A duration in PromQL notation (`5m`, `90s`, `1h30m`).

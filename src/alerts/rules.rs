@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
-use super::promql::{Aggregation, Comparison, Expr, Matcher, Selector};
+use super::promql::{ms, Aggregation, Comparison, Expr, Matcher, Selector};
 use super::template::Template;
 use super::Severity;
 use crate::names;
@@ -379,18 +379,18 @@ impl AlertRule {
             }
             Figure::CpuUtilization { window } => Expr::Div(
                 Box::new(Expr::Rate(
-                    self.selector("process_cpu_seconds_total", Vec::new()),
+                    self.selector(names::PROCESS_CPU_SECONDS, Vec::new()),
                     ms(*window),
                 )),
                 Box::new(Expr::Instant(
-                    self.selector("process_cpu_available_cores", Vec::new()),
+                    self.selector(names::PROCESS_CPU_AVAILABLE_CORES, Vec::new()),
                 )),
             ),
             Figure::ResidentMemory => Expr::Aggregate(
                 Aggregation::Max,
                 self.group(),
                 Box::new(Expr::Instant(
-                    self.selector("process_resident_memory_bytes", Vec::new()),
+                    self.selector(names::PROCESS_RESIDENT_MEMORY, Vec::new()),
                 )),
             ),
             Figure::PoolHealth => Expr::Aggregate(
@@ -562,11 +562,6 @@ impl AlertRule {
         }
         Ok(())
     }
-}
-
-/// Milliseconds of a duration, saturating.
-pub(crate) fn ms(d: Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
 fn is_identifier(s: &str) -> bool {

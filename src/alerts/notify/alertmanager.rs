@@ -5,8 +5,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde::Serialize;
 
-use super::http::{agent, post_json, SecretHeader, Target};
-use super::{settings_setters, Deliver, SendError, Settings};
+use super::http::{agent, header_setter, post_json, SecretHeader, Target};
+use super::{settings_setters, Deliver, DeliverContext, SendError, Settings};
 use crate::alerts::{AlertEvent, EventStatus};
 use crate::time_fmt::rfc3339;
 
@@ -65,19 +65,14 @@ impl Alertmanager {
         self
     }
 
-    /// Adds a request header, e.g. `Authorization` for an Alertmanager behind a proxy (its
-    /// value is kept secret).
-    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
-        self.headers.push(SecretHeader {
-            name: name.into(),
-            value: value.into(),
-        });
-        self
+    header_setter! {
+        /// Adds a request header, e.g. `Authorization` for an Alertmanager behind a proxy (its
+        /// value is kept secret).
     }
 
     settings_setters!();
 
-    pub(crate) fn into_deliver(self) -> AlertmanagerDeliver {
+    pub(crate) fn into_deliver(self, _ctx: &DeliverContext<'_>) -> AlertmanagerDeliver {
         AlertmanagerDeliver {
             agent: agent(&self.settings),
             target: self.target,

@@ -11,7 +11,7 @@ use lettre::{Message, SmtpTransport, Transport};
 
 use super::format::{summary, title, value};
 use super::http::io_error;
-use super::{settings_setters, Deliver, SendError, Settings};
+use super::{settings_setters, Deliver, DeliverContext, SendError, Settings};
 use crate::alerts::{AlertEvent, EventStatus};
 use crate::time_fmt::rfc3339;
 
@@ -145,7 +145,7 @@ impl Email {
         })
     }
 
-    pub(crate) fn into_deliver(self) -> EmailDeliver {
+    pub(crate) fn into_deliver(self, _ctx: &DeliverContext<'_>) -> EmailDeliver {
         let shown = format!("smtp://{}:{}", self.host, self.effective_port());
         EmailDeliver {
             shown,
@@ -347,7 +347,10 @@ mod tests {
 
     #[test]
     fn notify_email_needs_sender_and_recipients() {
-        let deliver = Email::new("smtp.example.com").into_deliver();
+        let deliver = Email::new("smtp.example.com").into_deliver(&DeliverContext {
+            name: "email",
+            external_url: None,
+        });
         let event = crate::alerts::notify::tests_support::event(EventStatus::Firing);
         let e = deliver.message(&event).unwrap_err();
         assert!(!e.retryable && e.message.contains("sender"));

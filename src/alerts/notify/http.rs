@@ -51,6 +51,22 @@ impl fmt::Debug for SecretHeader {
     }
 }
 
+/// The `header` setter of the channels that send extra headers (their `headers` field), with
+/// each channel's own doc comment.
+macro_rules! header_setter {
+    ($(#[$doc:meta])*) => {
+        $(#[$doc])*
+        pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+            self.headers.push($crate::alerts::notify::http::SecretHeader {
+                name: name.into(),
+                value: value.into(),
+            });
+            self
+        }
+    };
+}
+pub(crate) use header_setter;
+
 /// A blocking HTTP client with the channel's timeouts, following no redirects.
 pub(crate) fn agent(settings: &Settings) -> ureq::Agent {
     let config = ureq::Agent::config_builder()

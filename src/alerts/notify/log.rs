@@ -1,7 +1,7 @@
 //! The log channel: each notification as a `tracing` event.
 
 use super::format::{summary, value};
-use super::{settings_setters, Deliver, SendError, Settings};
+use super::{settings_setters, Deliver, DeliverContext, SendError, Settings};
 use crate::alerts::AlertEvent;
 
 /// Logs each notification with `tracing` at `INFO` (target `tower_observe::alerts`): the
@@ -26,6 +26,11 @@ impl Log {
     }
 
     settings_setters!();
+
+    /// A log channel sends by itself: nothing to build.
+    pub(crate) fn into_deliver(self, _ctx: &DeliverContext<'_>) -> Log {
+        self
+    }
 }
 
 impl Deliver for Log {

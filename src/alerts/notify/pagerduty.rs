@@ -6,7 +6,7 @@ use serde_json::{json, Map, Value};
 
 use super::format::summary;
 use super::http::{agent, post_json, Target};
-use super::{settings_setters, Deliver, SendError, Settings};
+use super::{settings_setters, Deliver, DeliverContext, SendError, Settings};
 use crate::alerts::{AlertEvent, EventStatus};
 use crate::time_fmt::rfc3339;
 
@@ -78,13 +78,13 @@ impl PagerDuty {
 
     settings_setters!();
 
-    pub(crate) fn into_deliver(self, external_url: Option<&str>) -> PagerDutyDeliver {
+    pub(crate) fn into_deliver(self, ctx: &DeliverContext<'_>) -> PagerDutyDeliver {
         PagerDutyDeliver {
             agent: agent(&self.settings),
             routing_key: self.routing_key,
             target: self.target,
             source: self.source,
-            external_url: external_url.map(str::to_owned),
+            external_url: ctx.external_url.map(str::to_owned),
         }
     }
 }

@@ -4,7 +4,7 @@ use serde_json::{json, Value};
 
 use super::format::{summary, title, value};
 use super::http::{agent, post_json, Target};
-use super::{settings_setters, Deliver, SendError, Settings};
+use super::{settings_setters, Deliver, DeliverContext, SendError, Settings};
 use crate::alerts::{AlertEvent, EventStatus, Severity};
 
 /// Posts each notification to a Slack incoming webhook: a header with the status, the summary
@@ -40,7 +40,7 @@ impl Slack {
 
     settings_setters!();
 
-    pub(crate) fn into_deliver(self) -> SlackDeliver {
+    pub(crate) fn into_deliver(self, _ctx: &DeliverContext<'_>) -> SlackDeliver {
         SlackDeliver {
             agent: agent(&self.settings),
             target: self.target,

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use super::format::ZERO_TIME;
-use super::http::{agent, post_json, SecretHeader, Target};
-use super::{settings_setters, Deliver, SendError, Settings};
+use super::http::{agent, header_setter, post_json, SecretHeader, Target};
+use super::{settings_setters, Deliver, DeliverContext, SendError, Settings};
 use crate::alerts::{AlertEvent, EventStatus};
 use crate::time_fmt::rfc3339;
 
@@ -46,22 +46,17 @@ impl Webhook {
         }
     }
 
-    /// Adds a request header, e.g. `Authorization` (its value is kept secret).
-    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
-        self.headers.push(SecretHeader {
-            name: name.into(),
-            value: value.into(),
-        });
-        self
+    header_setter! {
+        /// Adds a request header, e.g. `Authorization` (its value is kept secret).
     }
 
     settings_setters!();
 
-    pub(crate) fn into_deliver(self, name: &str, external_url: Option<&str>) -> WebhookDeliver {
+    pub(crate) fn into_deliver(self, ctx: &DeliverContext<'_>) -> WebhookDeliver {
         WebhookDeliver {
             agent: agent(&self.settings),
-            receiver: name.to_owned(),
-            external_url: external_url.unwrap_or_default().to_owned(),
+            receiver: ctx.name.to_owned(),
+            external_url: ctx.external_url.unwrap_or_default().to_owned(),
             target: self.target,
             headers: self.headers,
         }

@@ -3,8 +3,7 @@
 
 use std::fmt::Write as _;
 
-use super::promql::duration;
-use super::rules::ms;
+use super::promql::{duration, ms};
 use super::AlertRules;
 
 impl AlertRules {
