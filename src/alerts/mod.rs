@@ -24,8 +24,8 @@ pub use promql::Comparison;
 pub use rules::{AlertRule, Figure, GaugeAggregation, RuleError};
 pub use state::AlertState;
 
+pub use crate::stats::{ActiveAlert, ActiveAlerts};
 pub(crate) use engine::AlertsPending;
-pub use report::{ActiveAlert, ActiveAlerts};
 
 /// Path of the alerts endpoint.
 pub const ALERTS_PATH: &str = "/v1/alerts";

@@ -1,7 +1,6 @@
 //! What the engine shows: the `GET /v1/alerts` document, and the alerts pending and firing
 //! now for `/v1/stats`.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -11,6 +10,7 @@ use super::notify::ChannelStatus;
 use super::promql::Labels;
 use super::state::AlertState;
 use super::Severity;
+use crate::stats::{ActiveAlert, ActiveAlerts};
 use crate::sync::lock;
 use crate::time_fmt::rfc3339;
 
@@ -164,8 +164,8 @@ impl AlertsPart {
                     .map(|(_, template)| template.render(alert.value, &full));
                 active.push(ActiveAlert {
                     rule: rule.name.clone(),
-                    severity: rule.severity,
-                    state: alert.state,
+                    severity: rule.severity.as_str(),
+                    state: alert.state.as_str(),
                     labels: labels.clone(),
                     active_since: rfc3339(wall.checked_sub(ago).unwrap_or(wall)),
                     value: finite(alert.value),
@@ -178,36 +178,6 @@ impl AlertsPart {
             rules: self.rules.len(),
         }
     }
-}
-
-/// The alerts pending and firing now: the `alerts` section of `/v1/stats`.
-#[derive(Debug, Clone, Serialize)]
-#[non_exhaustive]
-pub struct ActiveAlerts {
-    /// Every pending or firing alert.
-    pub active: Vec<ActiveAlert>,
-    /// How many rules are evaluated.
-    pub rules: usize,
-}
-
-/// One pending or firing alert.
-#[derive(Debug, Clone, Serialize)]
-#[non_exhaustive]
-pub struct ActiveAlert {
-    /// The rule's name.
-    pub rule: String,
-    /// The rule's severity.
-    pub severity: Severity,
-    /// `pending` or `firing`.
-    pub state: AlertState,
-    /// The label set of this alert (for a rule evaluated per route, backend, …).
-    pub labels: BTreeMap<String, String>,
-    /// When its condition started to hold (RFC 3339).
-    pub active_since: String,
-    /// The figure at the last evaluation where the condition held.
-    pub value: Option<f64>,
-    /// The rule's `summary` annotation, filled in.
-    pub summary: Option<String>,
 }
 
 fn finite(v: f64) -> Option<f64> {

@@ -154,3 +154,33 @@ pub struct RuntimeStats {
     /// targets without 64-bit atomics).
     pub busy_ratio: Option<f64>,
 }
+
+/// The alerts pending and firing now: the `alerts` section (module `alerts`).
+#[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
+pub struct ActiveAlerts {
+    /// Every pending or firing alert.
+    pub active: Vec<ActiveAlert>,
+    /// How many rules are evaluated.
+    pub rules: usize,
+}
+
+/// One pending or firing alert.
+#[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
+pub struct ActiveAlert {
+    /// The rule's name.
+    pub rule: String,
+    /// The rule's severity: `info`, `warning`, `critical` or `page`.
+    pub severity: &'static str,
+    /// `pending` or `firing`.
+    pub state: &'static str,
+    /// The label set of this alert (for a rule evaluated per route, backend, …).
+    pub labels: BTreeMap<String, String>,
+    /// When its condition started to hold (RFC 3339).
+    pub active_since: String,
+    /// The figure at the last evaluation where the condition held.
+    pub value: Option<f64>,
+    /// The rule's `summary` annotation, filled in.
+    pub summary: Option<String>,
+}

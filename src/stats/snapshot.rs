@@ -48,12 +48,10 @@ pub struct StatsSnapshot {
     /// (feature `process`, with `ObserverBuilder::process_metrics`); `None` without them.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub process: Option<super::ProcessStats>,
-    /// The alerts pending and firing now (feature `alerts`, with
-    /// [`ObserverBuilder::alerts`](crate::ObserverBuilder::alerts)).
-    #[cfg(feature = "alerts")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "alerts")))]
+    /// The alerts pending and firing now (feature `alerts`, with `ObserverBuilder::alerts`);
+    /// `None` without them.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub alerts: Option<crate::alerts::ActiveAlerts>,
+    pub alerts: Option<super::ActiveAlerts>,
 }
 
 impl StatsSnapshot {
@@ -81,7 +79,6 @@ impl StatsSnapshot {
             pools: BTreeMap::new(),
             grpc: super::GrpcStats::default(),
             process: None,
-            #[cfg(feature = "alerts")]
             alerts: None,
         }
     }
