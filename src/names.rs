@@ -5,9 +5,8 @@
 //! The table is data, not code: the observer applies the bucket layouts and registration
 //! describes each metric from it, without knowing which feature records the metric.
 //!
-// An example in docs/metrics.md uses axum (and no hidden lines to gate it): the page is always
-// rendered, and run as doctests when the `axum` feature is on.
-#![cfg_attr(any(not(doctest), feature = "axum"), doc = include_str!("../docs/metrics.md"))]
+//! The metrics of HTTP servers — labels, what counts as a failure, dimensions, buckets,
+//! cardinality and layer order — are described in [`server`](crate::server).
 
 use metrics::Unit;
 

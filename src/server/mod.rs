@@ -53,6 +53,10 @@
 //!
 //! [`RouteTemplate`]: crate::labels::RouteTemplate
 //! [`RecordSink`]: crate::RecordSink
+//!
+// An example in docs/metrics.md uses axum (and no hidden lines to gate it): the page is always
+// rendered, and run as doctests when the `axum` feature is on.
+#![cfg_attr(any(not(doctest), feature = "axum"), doc = include_str!("../../docs/metrics.md"))]
 
 mod body;
 pub mod future;
