@@ -11,6 +11,8 @@
 #![doc = include_str!("../../docs/architecture.md")]
 
 mod backend;
+#[allow(dead_code)] // used by optional capabilities
+pub(crate) mod background;
 mod builder;
 // The toolkit of the capabilities whose label values come from outside the code.
 #[cfg(any(
