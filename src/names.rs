@@ -60,6 +60,9 @@ pub const DASHBOARD_REJECTED: &str = "tower_observe_dashboard_rejected_total";
 pub const HISTORY_WRITE_ERRORS: &str = "tower_observe_history_write_errors_total";
 /// Incoming request IDs that were invalid and replaced by a fresh one.
 pub const REQUEST_ID_REJECTED: &str = "tower_observe_request_id_rejected_total";
+/// Ticks of a capability's background thread (history flusher, process sampler, alert
+/// engine, dashboard stream) that panicked, by `capability`; the thread keeps ticking.
+pub const BACKGROUND_PANICS: &str = "tower_observe_background_panics_total";
 /// Recordings folded into an `_OTHER` series by the cardinality limit.
 pub const CARDINALITY_OVERFLOW: &str = "tower_observe_cardinality_overflow_total";
 /// Alert notifications by channel and result (`success`, `failure` after the last retry,
@@ -297,6 +300,8 @@ pub(crate) const METRICS: &[MetricSpec] = &[
         "History writes that failed (kept in memory and retried)."),
     spec(REQUEST_ID_REJECTED, Kind::Counter, None,
         "Incoming request IDs that were invalid and replaced by a fresh one."),
+    spec(BACKGROUND_PANICS, Kind::Counter, None,
+        "Ticks of a background thread that panicked, by capability (the thread keeps ticking)."),
     spec(CARDINALITY_OVERFLOW, Kind::Counter, None,
         "Recordings whose label set exceeded the per-metric limit and were folded into the _OTHER series."),
     spec(ALERT_NOTIFICATIONS, Kind::Counter, None,

@@ -3,7 +3,7 @@
 
 use std::any::Any;
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use serde::Serialize;
@@ -18,6 +18,7 @@ use super::template::Template;
 use super::{AlertEvent, Alerts, EventStatus, FailedRequest, Severity, ALERTS_PATH};
 use crate::clock::Clock;
 use crate::health::Status;
+use crate::observer::background::{self, Background};
 use crate::observer::{HealthInput, Part, Pending, RecordSink, Route, RouteMethod};
 use crate::registry::Registry;
 use crate::response::json;
@@ -38,7 +39,17 @@ impl Pending for AlertsPending {
     fn attach(self: Box<Self>, observer: &Observer) -> Option<Arc<dyn RecordSink>> {
         let alerts = self.0?;
         let part = observer.part(|| AlertsPart::new(alerts, observer));
-        spawn_ticker(Arc::downgrade(&part), part.interval);
+        let ticker = background::spawn(
+            background::task!(
+                "alerts",
+                "cannot start the alert engine; rules are not evaluated"
+            ),
+            observer,
+            &part,
+            part.interval,
+            |_, part| part.tick(),
+        );
+        let _ = part.ticker.set(ticker);
         None
     }
 
@@ -98,6 +109,8 @@ pub(crate) struct AlertsPart {
     yellow_from: Option<Severity>,
     red_from: Option<Severity>,
     pub(super) state: Mutex<EngineState>,
+    /// The engine's thread (see [`background`]), evaluating every `interval`.
+    ticker: OnceLock<Background>,
 }
 
 impl AlertsPart {
@@ -144,6 +157,7 @@ impl AlertsPart {
             external_url: alerts.external_url,
             yellow_from: alerts.yellow_from,
             red_from: alerts.red_from,
+            ticker: OnceLock::new(),
         }
     }
 
@@ -326,25 +340,6 @@ fn unix(t: SystemTime) -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-fn spawn_ticker(part: Weak<AlertsPart>, every: Duration) {
-    let spawned = std::thread::Builder::new()
-        .name("tower-observe-alerts".into())
-        .spawn(move || loop {
-            match part.upgrade() {
-                Some(part) => {
-                    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| part.tick())).is_err() {
-                        tracing::error!(target: "tower_observe::alerts", "alert evaluation panicked; trying again next tick");
-                    }
-                }
-                None => return,
-            }
-            std::thread::sleep(every);
-        });
-    if let Err(e) = spawned {
-        tracing::error!(target: "tower_observe::alerts", { "error.message" = %e }, "cannot start the alert engine; rules are not evaluated");
-    }
-}
-
 impl Part for AlertsPart {
     fn stats(&self, snapshot: &mut crate::stats::StatsSnapshot, _elapsed: f64) {
         snapshot.alerts = Some(self.active());
@@ -399,5 +394,37 @@ impl Part for AlertsPart {
                 }
             }
         })]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::alerts::AlertRules;
+    use crate::observer::background::{panics_on_metrics, wait_for};
+
+    #[test]
+    fn the_engine_survives_a_panicking_evaluation() {
+        let observer = Observer::builder()
+            .alerts(
+                Alerts::new(AlertRules::recommended())
+                    .evaluation_interval(Duration::from_millis(100)),
+            )
+            .unwrap()
+            .build()
+            .unwrap();
+        let part = observer.attached::<AlertsPart>().unwrap();
+        let ticker = part.ticker.get().unwrap();
+        let evaluations = || lock(&part.state).evaluations;
+        wait_for("the first evaluation", || evaluations() >= 1);
+        ticker.panic_next_tick();
+        wait_for("the panic", || ticker.panics() == 1);
+        // Still evaluating, on its own schedule.
+        let before = evaluations();
+        wait_for("evaluations after the panic", || {
+            evaluations() >= before + 2
+        });
+        assert!(ticker.is_running());
+        assert_eq!(panics_on_metrics(&observer, "alerts"), Some(1.0));
     }
 }

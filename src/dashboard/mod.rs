@@ -9,13 +9,14 @@ mod stream;
 
 use std::any::Any;
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{header, HeaderValue, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 
 use crate::access::{refusal, AccessToken};
+use crate::observer::background::{self, Background};
 use crate::observer::{Part, Pending, RecordSink, Route, RouteMethod};
 use crate::response::EndpointBody;
 use crate::{names, Observer, ObserverBuilder};
@@ -117,17 +118,25 @@ impl Pending for DashboardPending {
             .started_wall()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
-        let hub = stream::Hub::start(
-            observer.downgrade(),
-            epoch,
+        let hub = stream::Hub::new(epoch, options.tick);
+        let keep_alive = options.keep_alive;
+        let mut last_keep_alive = Instant::now();
+        let publisher = background::spawn(
+            background::task!(
+                "dashboard",
+                "cannot start the stats stream; streams get one snapshot and keep-alives only"
+            ),
+            observer,
+            &hub,
             options.tick,
-            options.keep_alive,
+            move |observer, hub| hub.tick(observer, &mut last_keep_alive, keep_alive),
         );
         observer.part(move || DashboardPart {
             token: options
                 .token
                 .map(|t| AccessToken::new(t, names::DASHBOARD_REJECTED)),
             hub,
+            publisher,
         });
         None
     }
@@ -141,6 +150,16 @@ impl Pending for DashboardPending {
 struct DashboardPart {
     token: Option<AccessToken>,
     hub: Arc<stream::Hub>,
+    /// The thread publishing the snapshots; it ends with the part.
+    #[allow(dead_code)] // kept for its `Drop`; read by the tests
+    publisher: Background,
+}
+
+impl Drop for DashboardPart {
+    /// The observer is gone: the open streams end.
+    fn drop(&mut self) {
+        self.hub.close();
+    }
 }
 
 impl DashboardPart {
@@ -337,6 +356,55 @@ fn asset_response(parts: &http::request::Parts, asset: &Asset) -> Response<Endpo
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_stream_survives_a_panicking_tick() {
+        use crate::observer::background::{panics_on_metrics, wait_for};
+        let observer = Observer::builder()
+            .dashboard(DashboardOptions::new().tick(Duration::from_millis(100)))
+            .build()
+            .unwrap();
+        let part = observer.attached::<DashboardPart>().unwrap();
+        // A listener: the thread publishes only while someone listens.
+        let stream = stream::response(&part.hub, &observer, None);
+        part.publisher.panic_next_tick();
+        wait_for("the panic", || part.publisher.panics() == 1);
+        let before = part.hub.seq();
+        wait_for("snapshots after the panic", || part.hub.seq() >= before + 2);
+        assert!(part.publisher.is_running());
+        assert_eq!(panics_on_metrics(&observer, "dashboard"), Some(1.0));
+        drop(stream);
+    }
+
+    #[test]
+    fn the_streams_end_with_the_observer() {
+        use http_body::Body;
+        let observer = Observer::builder()
+            .dashboard(DashboardOptions::new().tick(Duration::from_millis(100)))
+            .build()
+            .unwrap();
+        let part = observer.attached::<DashboardPart>().unwrap();
+        let hub = part.hub.clone();
+        let mut stream = stream::response(&hub, &observer, None).into_body();
+        drop((part, observer));
+        struct Noop;
+        impl std::task::Wake for Noop {
+            fn wake(self: Arc<Self>) {}
+        }
+        let waker = std::task::Waker::from(Arc::new(Noop));
+        let mut cx = std::task::Context::from_waker(&waker);
+        let mut frames = 0;
+        // The greeting and the snapshots, then the end (once a tick in progress, which holds
+        // the observer for its duration, is over).
+        crate::observer::background::wait_for("the end of the stream", || loop {
+            match std::pin::Pin::new(&mut stream).poll_frame(&mut cx) {
+                std::task::Poll::Ready(Some(_)) => frames += 1,
+                std::task::Poll::Ready(None) => return true,
+                std::task::Poll::Pending => return false,
+            }
+        });
+        assert!(frames >= 2, "the greeting and a snapshot: {frames}");
+    }
 
     #[test]
     fn assets_have_strong_validators_and_the_page_names_their_version() {

@@ -14,7 +14,6 @@ use http::{header, HeaderValue, Response};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
 
-use crate::observer::WeakObserver;
 use crate::response::EndpointBody;
 use crate::sync::lock;
 
@@ -46,45 +45,32 @@ pub(crate) struct Hub {
 }
 
 impl Hub {
-    /// A hub publishing every `tick`, and its thread (which ends with the observer).
-    pub(crate) fn start(
-        observer: WeakObserver,
-        epoch: u64,
-        tick: Duration,
-        keep_alive: Duration,
-    ) -> Arc<Self> {
-        let hub = Arc::new(Self {
+    /// A hub publishing every `tick`; its thread is started by the dashboard (see
+    /// [`Hub::tick`]).
+    pub(crate) fn new(epoch: u64, tick: Duration) -> Arc<Self> {
+        Arc::new(Self {
             epoch,
             tick,
             latest: Mutex::new(Latest::default()),
             listeners: AtomicUsize::new(0),
-        });
-        let weak = Arc::downgrade(&hub);
-        let spawned = std::thread::Builder::new()
-            .name("tower-observe-stream".into())
-            .spawn(move || {
-                let mut last_keep_alive = Instant::now();
-                loop {
-                    std::thread::sleep(tick);
-                    let (Some(hub), Some(observer)) = (weak.upgrade(), observer.upgrade()) else {
-                        if let Some(hub) = weak.upgrade() {
-                            hub.close();
-                        }
-                        return;
-                    };
-                    if last_keep_alive.elapsed() >= keep_alive {
-                        last_keep_alive = Instant::now();
-                        lock(&hub.latest).keep_alive += 1;
-                    }
-                    if hub.listeners.load(Relaxed) > 0 {
-                        hub.publish(&observer);
-                    }
-                }
-            });
-        if let Err(e) = spawned {
-            tracing::error!(target: "tower_observe::dashboard", { "error.message" = %e }, "cannot start the stats stream; streams get one snapshot and keep-alives only");
+        })
+    }
+
+    /// One tick of the hub's thread: a keep-alive when `keep_alive` has passed since
+    /// `last_keep_alive`, and a snapshot when a client listens.
+    pub(crate) fn tick(
+        &self,
+        observer: &crate::Observer,
+        last_keep_alive: &mut Instant,
+        keep_alive: Duration,
+    ) {
+        if last_keep_alive.elapsed() >= keep_alive {
+            *last_keep_alive = Instant::now();
+            lock(&self.latest).keep_alive += 1;
         }
-        hub
+        if self.listeners.load(Relaxed) > 0 {
+            self.publish(observer);
+        }
     }
 
     /// Takes a snapshot of `observer` and wakes every stream.
@@ -111,9 +97,16 @@ impl Hub {
         }
     }
 
-    fn close(&self) {
+    /// Ends every open stream (the observer is gone).
+    pub(crate) fn close(&self) {
         lock(&self.latest).closed = true;
         self.wake_all();
+    }
+
+    /// The sequence number of the latest snapshot.
+    #[cfg(test)]
+    pub(crate) fn seq(&self) -> u64 {
+        lock(&self.latest).seq
     }
 
     /// Whether the latest snapshot is recent enough to send a new client.

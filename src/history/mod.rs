@@ -12,7 +12,7 @@ use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, UNIX_EPOCH};
 
 use metrics::Counter;
@@ -21,6 +21,7 @@ use bytes::Bytes;
 use http::{header, HeaderValue, StatusCode};
 
 use crate::clock::Clock;
+use crate::observer::background::{self, Background};
 use crate::observer::handles;
 use crate::observer::{HttpServerRecord, Part, Pending, RecordSink, Route, RouteMethod};
 use crate::response::{json, plain, with_type, EndpointBody};
@@ -174,6 +175,8 @@ struct Shared {
     write_errors: AtomicU64,
     write_error_counter: OnceLock<Counter>,
     dimension_keys: Box<[Arc<str>]>,
+    /// The flusher thread (set once it is started; it ends when this is dropped).
+    flusher: OnceLock<Background>,
 }
 
 type PendingMinutes = hashbrown::HashMap<(u64, Box<str>), Agg>;
@@ -236,8 +239,8 @@ impl History {
             write_errors: AtomicU64::new(0),
             write_error_counter: OnceLock::new(),
             dimension_keys,
+            flusher: OnceLock::new(),
         });
-        spawn_flusher(Arc::downgrade(&shared), shared.options.flush_interval);
         History { shared }
     }
 
@@ -278,19 +281,20 @@ impl History {
     }
 }
 
-fn spawn_flusher(shared: Weak<Shared>, every: Duration) {
-    let spawned = std::thread::Builder::new()
-        .name("tower-observe-history".into())
-        .spawn(move || loop {
-            std::thread::sleep(every);
-            match shared.upgrade() {
-                Some(shared) => shared.flush(),
-                None => return,
-            }
-        });
-    if let Err(e) = spawned {
-        tracing::error!(target: "tower_observe::history", { "error.message" = %e }, "cannot start the history flusher; history is written only by explicit flushes");
-    }
+/// Starts the flusher thread: it writes what is pending every flush interval, for as long as
+/// the observer and the history live.
+fn start_flusher(observer: &Observer, shared: &Arc<Shared>) {
+    let flusher = background::spawn(
+        background::task!(
+            "history",
+            "cannot start the history flusher; history is written only by explicit flushes"
+        ),
+        observer,
+        shared,
+        shared.options.flush_interval,
+        |_, shared| shared.flush(),
+    );
+    let _ = shared.flusher.set(flusher);
 }
 
 impl Shared {
@@ -439,6 +443,7 @@ impl Pending for PendingHistory {
             );
             let _ = history.shared.write_error_counter.set(counter);
         });
+        start_flusher(observer, &history.shared);
         let part = history.clone();
         observer.part(move || part);
         Some(Arc::new(history))
@@ -525,7 +530,42 @@ pub(crate) fn split_series(series: &str) -> Option<SeriesParts<'_>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::observer::background::{panics_on_metrics, wait_for};
     use std::hash::BuildHasher;
+
+    #[test]
+    fn the_flusher_survives_a_panicking_flush() {
+        let observer = Observer::builder()
+            .history(HistoryOptions::in_memory().flush_interval(Duration::from_millis(20)))
+            .build()
+            .unwrap();
+        let history = observer.history().unwrap();
+        let flusher = history.shared.flusher.get().unwrap();
+        assert!(flusher.is_running());
+        flusher.panic_next_tick();
+        wait_for("the panic", || flusher.panics() == 1);
+
+        // A minute of traffic, pending: the flusher (nothing else) writes it.
+        let now = history.shared.now_seconds();
+        let mut agg = Agg::default();
+        agg.record(1_000_000, Ended::Completed { error: false });
+        lock(&history.shared.pending[0])
+            .insert((now - now % 60, "GET\u{1f}/x\u{1f}2xx".into()), agg);
+        wait_for("the flush", || {
+            let mut pending = 0;
+            history.shared.for_each_pending(|_, _, _| pending += 1);
+            pending == 0
+        });
+        let stored: u64 = history
+            .storage_stats()
+            .unwrap()
+            .iter()
+            .map(|s| s.buckets)
+            .sum();
+        assert_eq!(stored, 4, "one bucket per resolution");
+        assert!(flusher.is_running());
+        assert_eq!(panics_on_metrics(&observer, "history"), Some(1.0));
+    }
 
     #[test]
     fn borrowed_pending_keys_hash_like_owned_ones() {

@@ -10,6 +10,8 @@
 //! [`architecture`](crate::architecture) page.
 
 mod backend;
+#[allow(dead_code)] // used by optional capabilities
+pub(crate) mod background;
 mod builder;
 // The toolkit of the capabilities whose label values come from outside the code.
 #[allow(dead_code)] // used by optional capabilities
@@ -185,28 +187,8 @@ impl Observer {
     }
 }
 
-/// An observer that does not keep it alive: for a capability's background thread, which
-/// ends when the observer is dropped.
-#[cfg(feature = "dashboard")]
-#[derive(Clone)]
-pub(crate) struct WeakObserver(std::sync::Weak<Inner>);
-
-#[cfg(feature = "dashboard")]
-impl WeakObserver {
-    /// The observer, while it lives.
-    pub(crate) fn upgrade(&self) -> Option<Observer> {
-        self.0.upgrade().map(|inner| Observer { inner })
-    }
-}
-
 /// The core's services to the capabilities.
 impl Observer {
-    /// A handle that does not keep the observer alive.
-    #[cfg(feature = "dashboard")]
-    pub(crate) fn downgrade(&self) -> WeakObserver {
-        WeakObserver(Arc::downgrade(&self.inner))
-    }
-
     /// The part of type `T`, attached (made by `make`) on first use. Call it when building a
     /// layer or handle and keep the `Arc`: it is a lookup, not for the request path.
     pub(crate) fn part<T: Part>(&self, make: impl FnOnce() -> T) -> Arc<T> {

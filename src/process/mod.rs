@@ -8,15 +8,14 @@ pub use crate::stats::{ProcessStats, RuntimeStats};
 
 use crate::sync::lock;
 use std::any::Any;
-use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::mpsc::{self, RecvTimeoutError};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use export::Export;
 use runtime::RuntimeWatch;
 use sample::{OsReading, Reading, Sampled, State};
 
+use crate::observer::background::{self, Background};
 use crate::observer::{HealthInput, Part, Pending, RecordSink};
 use crate::stats::StatsSnapshot;
 use crate::{Observer, ObserverBuilder};
@@ -37,7 +36,7 @@ impl std::fmt::Debug for ProcessMetrics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ProcessMetrics")
             .field("runtime", &self.shared.runtime.is_some())
-            .field("sampler", &lock(&self.shared.stop).is_some())
+            .field("sampler", &self.sampler_running())
             .finish_non_exhaustive()
     }
 }
@@ -46,8 +45,8 @@ struct Shared {
     export: Export,
     runtime: Option<RuntimeWatch>,
     state: Mutex<State>,
-    /// Dropping (or taking) the sender stops the background sampler at once.
-    stop: Mutex<Option<mpsc::Sender<()>>>,
+    /// The background sampler; dropping (or taking) it stops the thread at once.
+    sampler: Mutex<Option<Background>>,
 }
 
 impl Shared {
@@ -94,46 +93,38 @@ impl ProcessMetrics {
         }
     }
 
-    /// Stops the background sampler (it also stops by itself when the observer and every
-    /// `ProcessMetrics` are dropped). The figures are then read only by scrapes of
-    /// `/metrics` and by [`sample`](Self::sample).
+    /// Stops the background sampler (it also stops by itself when the observer is
+    /// dropped). The figures are then read only by scrapes of `/metrics` and by
+    /// [`sample`](Self::sample).
     pub fn stop_sampler(&self) {
-        lock(&self.shared.stop).take();
+        let sampler = lock(&self.shared.sampler).take();
+        drop(sampler);
     }
 
     /// Whether the background sampler is running (not stopped, and it could be started).
     pub fn sampler_running(&self) -> bool {
-        lock(&self.shared.stop).is_some()
+        lock(&self.shared.sampler)
+            .as_ref()
+            .is_some_and(Background::is_running)
     }
 }
 
-/// Starts the sampler thread: it holds only a weak reference, and ends when the sender is
-/// dropped (the observer is gone, or [`ProcessMetrics::stop_sampler`]).
-fn spawn_sampler(shared: Weak<Shared>, stop: mpsc::Receiver<()>) -> bool {
-    let spawned = std::thread::Builder::new()
-        .name("tower-observe-process".into())
-        .spawn(move || loop {
-            match stop.recv_timeout(SAMPLE_INTERVAL) {
-                Err(RecvTimeoutError::Timeout) => {}
-                Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
-            }
-            let Some(shared) = shared.upgrade() else {
-                return;
-            };
-            // A panic here would be a bug of ours; it must not end the sampling.
-            let _ = catch_unwind(AssertUnwindSafe(|| shared.sample()));
-        });
-    match spawned {
-        Ok(_) => true,
-        Err(e) => {
-            tracing::error!(
-                target: "tower_observe::process",
-                { "error.message" = %e },
-                "cannot start the process metrics sampler; figures are read only at scrape time"
-            );
-            false
-        }
-    }
+/// Starts the sampler thread (see [`background`]): it samples every `every` while the
+/// observer lives, until [`ProcessMetrics::stop_sampler`].
+fn start_sampler(observer: &Observer, shared: &Arc<Shared>, every: Duration) {
+    let sampler = background::spawn(
+        background::task!(
+            "process",
+            "cannot start the process metrics sampler; figures are read only at scrape time"
+        ),
+        observer,
+        shared,
+        every,
+        |_, shared| {
+            shared.sample();
+        },
+    );
+    *lock(&shared.sampler) = Some(sampler);
 }
 
 /// Process metrics configured on the builder; started when the observer is built.
@@ -141,6 +132,9 @@ fn spawn_sampler(shared: Weak<Shared>, stop: mpsc::Receiver<()>) -> bool {
 struct PendingProcess {
     enabled: bool,
     runtime: Option<tokio::runtime::Handle>,
+    /// Time between two samples of the background sampler ([`SAMPLE_INTERVAL`] unless a
+    /// test shortens it).
+    interval: Option<Duration>,
 }
 
 impl Pending for PendingProcess {
@@ -173,16 +167,13 @@ impl Pending for PendingProcess {
         if let Some(sampled) = &sampled {
             export.publish(sampled);
         }
-        let (stop, stopped) = mpsc::channel();
         let shared = Arc::new(Shared {
             export,
             runtime,
             state: Mutex::new(state),
-            stop: Mutex::new(Some(stop)),
+            sampler: Mutex::new(None),
         });
-        if !spawn_sampler(Arc::downgrade(&shared), stopped) {
-            lock(&shared.stop).take();
-        }
+        start_sampler(observer, &shared, self.interval.unwrap_or(SAMPLE_INTERVAL));
         let part = ProcessMetrics { shared };
         observer.part(move || part);
         None
@@ -266,6 +257,18 @@ impl ObserverBuilder {
     }
 }
 
+#[cfg(test)]
+impl ObserverBuilder {
+    /// Process metrics sampled in the background every `every` instead of
+    /// [`SAMPLE_INTERVAL`].
+    pub(crate) fn process_sample_interval(mut self, every: Duration) -> Self {
+        let pending = self.pending::<PendingProcess>();
+        pending.enabled = true;
+        pending.interval = Some(every);
+        self
+    }
+}
+
 impl Observer {
     /// The process metrics, when turned on with [`ObserverBuilder::process_metrics`].
     pub fn process_metrics(&self) -> Option<ProcessMetrics> {
@@ -277,6 +280,7 @@ impl Observer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::observer::background::wait_for;
 
     #[test]
     fn off_unless_asked_for() {
@@ -301,12 +305,13 @@ mod tests {
         assert!(section.get("cpu_utilization").is_some());
         assert!(section.get("resident_memory_bytes").is_some());
 
-        // The sampler holds only a weak reference: dropping every strong one ends it.
+        // The sampler holds only a weak reference: dropping every strong one ends it (once
+        // a tick in progress, which holds one for its duration, is over).
         let weak = Arc::downgrade(&process.shared);
         process.stop_sampler();
         assert!(!process.sampler_running());
         drop((observer, process));
-        assert!(weak.upgrade().is_none());
+        wait_for("the last reference to go", || weak.upgrade().is_none());
     }
 
     #[test]
@@ -314,7 +319,31 @@ mod tests {
         let observer = Observer::builder().process_metrics().build().unwrap();
         let weak = Arc::downgrade(&observer.process_metrics().unwrap().shared);
         drop(observer);
-        assert!(weak.upgrade().is_none(), "only the observer held it");
+        wait_for("only the observer held it", || weak.upgrade().is_none());
+    }
+
+    #[test]
+    fn the_sampler_survives_a_panicking_sample() {
+        let observer = Observer::builder()
+            .process_sample_interval(Duration::from_millis(20))
+            .build()
+            .unwrap();
+        let process = observer.process_metrics().unwrap();
+        let sampler = || lock(&process.shared.sampler);
+        let latest_at = || lock(&process.shared.state).latest_at();
+        assert!(process.sampler_running());
+        sampler().as_ref().unwrap().panic_next_tick();
+        wait_for("the panic", || {
+            sampler().as_ref().is_some_and(|s| s.panics() == 1)
+        });
+        // Still sampling: the latest sample is renewed, by the sampler alone.
+        let before = latest_at();
+        wait_for("a sample after the panic", || latest_at() > before);
+        assert!(process.sampler_running());
+        assert_eq!(
+            crate::observer::background::panics_on_metrics(&observer, "process"),
+            Some(1.0)
+        );
     }
 
     #[test]

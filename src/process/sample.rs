@@ -162,6 +162,12 @@ impl State {
     pub(crate) fn latest(&self) -> Option<&Sampled> {
         self.latest.as_ref()
     }
+
+    /// When the latest sample was read.
+    #[cfg(test)]
+    pub(crate) fn latest_at(&self) -> Option<Instant> {
+        self.latest_at
+    }
 }
 
 impl Sampled {
