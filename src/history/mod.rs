@@ -138,7 +138,7 @@ impl HistoryOptions {
     }
 }
 
-/// Buckets stored at one resolution; see [`History::storage_stats`].
+/// Buckets stored at one resolution; see [`HistoryHandle::storage_stats`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct StorageStats {
@@ -152,11 +152,11 @@ pub struct StorageStats {
 
 /// The history of one observer; see the [module docs](self). Cheap to clone.
 #[derive(Clone)]
-pub struct History {
+pub struct HistoryHandle {
     shared: Arc<Shared>,
 }
 
-impl std::fmt::Debug for History {
+impl std::fmt::Debug for HistoryHandle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("History")
             .field("durable", &self.is_durable())
@@ -212,12 +212,12 @@ fn status_class(status: Option<u16>) -> &'static str {
     }
 }
 
-impl History {
+impl HistoryHandle {
     pub(crate) fn open(
         options: HistoryOptions,
         clock: Clock,
         dimension_keys: Box<[Arc<str>]>,
-    ) -> History {
+    ) -> HistoryHandle {
         let store = match &options.path {
             None => Store::in_memory(),
             Some(path) => Store::open(path).unwrap_or_else(|e| {
@@ -241,7 +241,7 @@ impl History {
             dimension_keys,
             flusher: OnceLock::new(),
         });
-        History { shared }
+        HistoryHandle { shared }
     }
 
     /// Whether history is written to a file (false in memory mode, or when the file could not
@@ -373,7 +373,7 @@ impl Drop for Shared {
     }
 }
 
-impl RecordSink for History {
+impl RecordSink for HistoryHandle {
     fn record_http_server(&self, r: &HttpServerRecord<'_>) {
         let end = r.end.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
         let minute = end - end % 60;
@@ -426,12 +426,12 @@ impl RecordSink for History {
 
 /// History configured on the builder; opened when the observer is built.
 #[derive(Debug, Default)]
-struct PendingHistory(Option<HistoryOptions>);
+struct HistoryPending(Option<HistoryOptions>);
 
-impl Pending for PendingHistory {
+impl Pending for HistoryPending {
     fn attach(self: Box<Self>, observer: &Observer) -> Option<Arc<dyn RecordSink>> {
         let options = self.0?;
-        let history = History::open(
+        let history = HistoryHandle::open(
             options,
             observer.clock().clone(),
             observer.dimensions().into(),
@@ -454,7 +454,7 @@ impl Pending for PendingHistory {
     }
 }
 
-impl Part for History {
+impl Part for HistoryHandle {
     fn routes(&self, _observer: &Observer) -> Vec<Route> {
         let history = self.clone();
         vec![Route::new(HISTORY_PATH, RouteMethod::Get, move |parts| {
@@ -464,7 +464,7 @@ impl Part for History {
     }
 }
 
-impl History {
+impl HistoryHandle {
     /// `GET /v1/stats/history`: JSON, or CSV with `format=csv` or `Accept: text/csv`.
     fn response(
         &self,
@@ -493,15 +493,16 @@ impl ObserverBuilder {
     /// Keeps request history with rollups and retention, served at `GET /v1/stats/history`
     /// (feature `history`; see [`crate::history`]).
     pub fn history(mut self, options: HistoryOptions) -> Self {
-        self.pending::<PendingHistory>().0 = Some(options);
+        self.pending::<HistoryPending>().0 = Some(options);
         self
     }
 }
 
 impl Observer {
     /// The request history, when configured with [`ObserverBuilder::history`].
-    pub fn history(&self) -> Option<History> {
-        self.attached::<History>().map(|h| History::clone(&h))
+    pub fn history(&self) -> Option<HistoryHandle> {
+        self.attached::<HistoryHandle>()
+            .map(|h| HistoryHandle::clone(&h))
     }
 }
 

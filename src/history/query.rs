@@ -6,7 +6,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use serde::Serialize;
 
-use super::{lock, split_series, Agg, History, Resolution};
+use super::{lock, split_series, Agg, HistoryHandle, Resolution};
 use crate::stats::LatencyMs;
 
 /// A parsed history query.
@@ -329,7 +329,7 @@ impl HistoryResponse {
     }
 }
 
-impl History {
+impl HistoryHandle {
     /// Answers a parsed query from the stored buckets and the minutes not yet flushed.
     pub fn query(&self, q: &HistoryQuery) -> Result<HistoryResponse, QueryError> {
         let mut buckets: BTreeMap<u64, Agg> = BTreeMap::new();

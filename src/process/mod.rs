@@ -28,13 +28,13 @@ pub const SAMPLE_INTERVAL: Duration = Duration::from_secs(5);
 /// Got from [`Observer::process_metrics`] once turned on with
 /// [`ObserverBuilder::process_metrics`].
 #[derive(Clone)]
-pub struct ProcessMetrics {
+pub struct ProcessHandle {
     shared: Arc<Shared>,
 }
 
-impl std::fmt::Debug for ProcessMetrics {
+impl std::fmt::Debug for ProcessHandle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ProcessMetrics")
+        f.debug_struct("ProcessHandle")
             .field("runtime", &self.shared.runtime.is_some())
             .field("sampler", &self.sampler_running())
             .finish_non_exhaustive()
@@ -76,7 +76,7 @@ impl Shared {
     }
 }
 
-impl ProcessMetrics {
+impl ProcessHandle {
     /// Reads every figure now (updating the metrics) and returns them. Rates are those of the
     /// latest window of at least one second, so a sample taken sooner than that after the
     /// previous one reports the previous window's rates.
@@ -110,7 +110,7 @@ impl ProcessMetrics {
 }
 
 /// Starts the sampler thread (see [`background`]): it samples every `every` while the
-/// observer lives, until [`ProcessMetrics::stop_sampler`].
+/// observer lives, until [`ProcessHandle::stop_sampler`].
 fn start_sampler(observer: &Observer, shared: &Arc<Shared>, every: Duration) {
     let sampler = background::spawn(
         background::task!(
@@ -129,7 +129,7 @@ fn start_sampler(observer: &Observer, shared: &Arc<Shared>, every: Duration) {
 
 /// Process metrics configured on the builder; started when the observer is built.
 #[derive(Debug, Default)]
-struct PendingProcess {
+struct ProcessPending {
     enabled: bool,
     runtime: Option<tokio::runtime::Handle>,
     /// Time between two samples of the background sampler ([`SAMPLE_INTERVAL`] unless a
@@ -137,7 +137,7 @@ struct PendingProcess {
     interval: Option<Duration>,
 }
 
-impl Pending for PendingProcess {
+impl Pending for ProcessPending {
     fn attach(self: Box<Self>, observer: &Observer) -> Option<Arc<dyn RecordSink>> {
         if !self.enabled {
             return None;
@@ -174,7 +174,7 @@ impl Pending for PendingProcess {
             sampler: Mutex::new(None),
         });
         start_sampler(observer, &shared, self.interval.unwrap_or(SAMPLE_INTERVAL));
-        let part = ProcessMetrics { shared };
+        let part = ProcessHandle { shared };
         observer.part(move || part);
         None
     }
@@ -184,14 +184,14 @@ impl Pending for PendingProcess {
     }
 }
 
-impl Part for ProcessMetrics {
+impl Part for ProcessHandle {
     fn stats(&self, snapshot: &mut StatsSnapshot, _elapsed: f64) {
         // The latest sample (at most one interval old): `/v1/stats` does not read `/proc`.
-        snapshot.process = Some(ProcessMetrics::stats(self));
+        snapshot.process = Some(ProcessHandle::stats(self));
     }
 
     fn health(&self, _elapsed: f64, input: &mut HealthInput) {
-        let stats = ProcessMetrics::stats(self);
+        let stats = ProcessHandle::stats(self);
         input.sections.insert(
             "process",
             serde_json::json!({
@@ -230,7 +230,7 @@ impl ObserverBuilder {
     /// assert!(process.available_cores >= Some(1));
     /// ```
     pub fn process_metrics(mut self) -> Self {
-        self.pending::<PendingProcess>().enabled = true;
+        self.pending::<ProcessPending>().enabled = true;
         self
     }
 
@@ -250,7 +250,7 @@ impl ObserverBuilder {
     /// assert_eq!(stats.runtime.unwrap().workers, 2);
     /// ```
     pub fn tokio_runtime(mut self, handle: tokio::runtime::Handle) -> Self {
-        let pending = self.pending::<PendingProcess>();
+        let pending = self.pending::<ProcessPending>();
         pending.enabled = true;
         pending.runtime = Some(handle);
         self
@@ -262,7 +262,7 @@ impl ObserverBuilder {
     /// Process metrics sampled in the background every `every` instead of
     /// [`SAMPLE_INTERVAL`].
     pub(crate) fn process_sample_interval(mut self, every: Duration) -> Self {
-        let pending = self.pending::<PendingProcess>();
+        let pending = self.pending::<ProcessPending>();
         pending.enabled = true;
         pending.interval = Some(every);
         self
@@ -271,9 +271,9 @@ impl ObserverBuilder {
 
 impl Observer {
     /// The process metrics, when turned on with [`ObserverBuilder::process_metrics`].
-    pub fn process_metrics(&self) -> Option<ProcessMetrics> {
-        self.attached::<ProcessMetrics>()
-            .map(|p| ProcessMetrics::clone(&p))
+    pub fn process_metrics(&self) -> Option<ProcessHandle> {
+        self.attached::<ProcessHandle>()
+            .map(|p| ProcessHandle::clone(&p))
     }
 }
 
