@@ -650,3 +650,87 @@ async fn promtool_accepts_the_llm_exposition() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// The alert figures over the GenAI metrics, evaluated by the in-process engine on the
+/// registry the layers record into: a TTFT p99 above 1 ms and any output token rate fire
+/// while a scripted upstream streams.
+#[cfg(feature = "alerts")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_llm_alert_figures_fire_on_recorded_traffic() {
+    use tower_observe::alerts::{AlertRule, AlertRules, Alerts, Figure};
+
+    let window = Duration::from_secs(10);
+    let rules = AlertRules::new()
+        .rule(
+            AlertRule::new(
+                "SlowFirstToken",
+                Figure::time_to_first_token_quantile(0.99, window),
+            )
+            .for_each("gen_ai_request_model")
+            .above(0.001)
+            .min_requests(1),
+        )
+        .rule(
+            AlertRule::new("Tokens", Figure::token_rate(window))
+                .matching("gen_ai_token_type", "output")
+                .above(0.0),
+        );
+    let observer = Observer::builder()
+        .alerts(Alerts::new(rules))
+        .unwrap()
+        .build()
+        .unwrap();
+    let app = Router::new()
+        .route(
+            "/v1/chat/completions",
+            post(|| async {
+                let frames = [
+                    ROLE.to_owned(),
+                    chunk("a"),
+                    chunk("b"),
+                    USAGE_AND_DONE.to_owned(),
+                ];
+                let stream = tokio_stream::iter(frames).then(|f| async move {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    Ok::<_, Infallible>(Frame::data(Bytes::from(f)))
+                });
+                Response::builder()
+                    .header("content-type", "text/event-stream")
+                    .body(Body::new(StreamBody::new(stream)))
+                    .unwrap()
+            }),
+        )
+        .layer(observer.llm_server_layer().provider("openai").model("m"))
+        .merge(observer.router());
+    let addr = serve(app).await;
+    let http = reqwest::Client::new();
+    let started = std::time::Instant::now();
+    let firing = loop {
+        http.post(format!("http://{addr}/v1/chat/completions"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let alerts: serde_json::Value = http
+            .get(format!("http://{addr}/v1/alerts"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let states: Vec<String> = alerts["rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["state"].as_str().unwrap_or("").to_owned())
+            .collect();
+        if states.iter().all(|s| s == "firing") || started.elapsed() > Duration::from_secs(40) {
+            break (states, alerts);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(firing.0, ["firing", "firing"], "{}", firing.1);
+}
