@@ -100,7 +100,7 @@ def wait_http(url, seconds, proc=None):
 
 def crate_families():
     src = open(NAMES_RS, encoding="utf-8").read()
-    consts = dict(re.findall(r'pub const (\w+): &str = "([^"]+)";', src))
+    consts = dict(re.findall(r'pub const (\w+): &str =\s*"([^"]+)";', src))
     kinds = dict(re.findall(r"const (\w+): Kind = (.+?);", src))
     table = src[src.index("pub(crate) const METRICS"):]
     table = table[: table.index("];")]

@@ -47,6 +47,7 @@
 //! | `alerts` | `alerts` | rules evaluated in process, notifications, `/v1/alerts`, rules for Prometheus |
 //! | `process` | `process` | `process_*` metrics, CPU utilization, tokio runtime figures |
 //! | `dashboard` | `dashboard` | the live dashboard at `/dashboard`, `/v1/stats/stream` |
+//! | `llm` | `llm` | GenAI server and client layers: tokens, time to first token, per provider and model |
 //!
 //! [`names`] holds every metric and label name, [`labels`] the label checks and dimensions,
 //! [`clock`] the clock the layers read.
@@ -85,6 +86,9 @@ mod hex;
 #[cfg_attr(docsrs, doc(cfg(feature = "history")))]
 pub mod history;
 pub mod labels;
+#[cfg(feature = "llm")]
+#[cfg_attr(docsrs, doc(cfg(feature = "llm")))]
+pub mod llm;
 #[cfg(feature = "logs")]
 #[cfg_attr(docsrs, doc(cfg(feature = "logs")))]
 pub mod logs;

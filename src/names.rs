@@ -99,6 +99,63 @@ pub const TOKIO_BUSY_DURATION: &str = "tokio_busy_duration_seconds_total";
 /// Busy time over wall time × workers of the watched tokio runtime, between samples, 0 to 1.
 pub const TOKIO_BUSY_RATIO: &str = "tokio_busy_ratio";
 
+// --- LLM traffic (module `llm`): the OpenTelemetry GenAI metrics -----------------------------
+
+/// `gen_ai.client.token.usage`: histogram of tokens per operation, by `gen_ai_token_type`
+/// (`input`, `output`) and `usage_source` (`provider`, `estimated`).
+pub const GEN_AI_CLIENT_TOKEN_USAGE: &str = "gen_ai_client_token_usage";
+/// `gen_ai.client.operation.duration`: histogram, seconds, of calls to a model provider, to
+/// the end of the response body.
+pub const GEN_AI_CLIENT_OPERATION_DURATION: &str = "gen_ai_client_operation_duration_seconds";
+/// `gen_ai.client.operation.time_to_first_chunk`: histogram, seconds, from sending a streamed
+/// call to its first content chunk.
+pub const GEN_AI_CLIENT_TIME_TO_FIRST_CHUNK: &str =
+    "gen_ai_client_operation_time_to_first_chunk_seconds";
+/// `gen_ai.server.request.duration`: histogram, seconds, of requests to a model API served,
+/// to the end of the response body.
+pub const GEN_AI_SERVER_REQUEST_DURATION: &str = "gen_ai_server_request_duration_seconds";
+/// `gen_ai.server.time_to_first_token`: histogram, seconds, from a streamed request's arrival
+/// to its first content token.
+pub const GEN_AI_SERVER_TIME_TO_FIRST_TOKEN: &str = "gen_ai_server_time_to_first_token_seconds";
+/// `gen_ai.server.time_per_output_token`: histogram, seconds, of (end − first token) / (output
+/// tokens − 1) of a completed stream.
+pub const GEN_AI_SERVER_TIME_PER_OUTPUT_TOKEN: &str = "gen_ai_server_time_per_output_token_seconds";
+
+/// `gen_ai.operation.name`: `chat`, `text_completion`, `embeddings`, …
+pub const GEN_AI_OPERATION_NAME: &str = "gen_ai_operation_name";
+/// `gen_ai.provider.name`: `openai`, `anthropic`, `aws.bedrock`, …
+pub const GEN_AI_PROVIDER_NAME: &str = "gen_ai_provider_name";
+/// `gen_ai.request.model`: the model asked for.
+pub const GEN_AI_REQUEST_MODEL: &str = "gen_ai_request_model";
+/// `gen_ai.token.type`: `input` or `output`.
+pub const GEN_AI_TOKEN_TYPE: &str = "gen_ai_token_type";
+/// Where a token count comes from: `provider` (the provider's `usage` object, or counts the
+/// handler set) or `estimated` (content chunks counted). Not an OpenTelemetry attribute.
+pub const USAGE_SOURCE: &str = "usage_source";
+
+/// `error_type` of an LLM stream that carried an `error` event (or a JSON body with an
+/// `error` object).
+pub const ERROR_STREAM: &str = "stream_error";
+
+/// Bucket bounds of `gen_ai.client.token.usage` (OpenTelemetry's advice: powers of 4 from 1).
+pub const GEN_AI_TOKEN_BUCKETS: [f64; 14] = [
+    1.0, 4.0, 16.0, 64.0, 256.0, 1024.0, 4096.0, 16384.0, 65536.0, 262144.0, 1048576.0, 4194304.0,
+    16777216.0, 67108864.0,
+];
+/// Bucket bounds (seconds) of the GenAI operation and request durations and of the time to
+/// the first chunk (OpenTelemetry's advice: doubling from 10 ms).
+pub const GEN_AI_DURATION_BUCKETS: [f64; 14] = [
+    0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92,
+];
+/// Bucket bounds (seconds) of `gen_ai.server.time_to_first_token` (OpenTelemetry's advice).
+pub const GEN_AI_TTFT_BUCKETS: [f64; 16] = [
+    0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+];
+/// Bucket bounds (seconds) of `gen_ai.server.time_per_output_token` (OpenTelemetry's advice).
+pub const GEN_AI_TPOT_BUCKETS: [f64; 13] = [
+    0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5,
+];
+
 /// `http.request.method`
 pub const HTTP_REQUEST_METHOD: &str = "http_request_method";
 /// `http.route`
@@ -330,6 +387,19 @@ pub(crate) const METRICS: &[MetricSpec] = &[
         "Time the tokio runtime's workers spent busy, summed over workers, in seconds."),
     spec(TOKIO_BUSY_RATIO, Kind::Gauge, None,
         "Busy time of the tokio runtime's workers over wall time times workers, between samples, 0 to 1."),
+    // LLM traffic (module `llm`).
+    spec(GEN_AI_CLIENT_TOKEN_USAGE, Kind::Histogram(Buckets::Fixed(&GEN_AI_TOKEN_BUCKETS)), None,
+        "Tokens used per GenAI operation, by token type (input, output) and usage source (provider, estimated)."),
+    spec(GEN_AI_CLIENT_OPERATION_DURATION, Kind::Histogram(Buckets::Fixed(&GEN_AI_DURATION_BUCKETS)), SECONDS,
+        "Duration of GenAI calls to a model provider, to the end of the response body."),
+    spec(GEN_AI_CLIENT_TIME_TO_FIRST_CHUNK, Kind::Histogram(Buckets::Fixed(&GEN_AI_DURATION_BUCKETS)), SECONDS,
+        "Time from sending a streamed GenAI call to its first content chunk."),
+    spec(GEN_AI_SERVER_REQUEST_DURATION, Kind::Histogram(Buckets::Fixed(&GEN_AI_DURATION_BUCKETS)), SECONDS,
+        "Duration of GenAI requests served, to the end of the response body."),
+    spec(GEN_AI_SERVER_TIME_TO_FIRST_TOKEN, Kind::Histogram(Buckets::Fixed(&GEN_AI_TTFT_BUCKETS)), SECONDS,
+        "Time from a streamed GenAI request's arrival to its first content token (not the first byte)."),
+    spec(GEN_AI_SERVER_TIME_PER_OUTPUT_TOKEN, Kind::Histogram(Buckets::Fixed(&GEN_AI_TPOT_BUCKETS)), SECONDS,
+        "Time per output token after the first, of completed GenAI streams."),
 ];
 
 /// The table entry of `name`.

@@ -75,6 +75,22 @@ pub enum Figure {
         /// The short window (e.g. 5 min).
         short: Duration,
     },
+    /// A quantile (0 to 1) of the time to the first content token of streamed GenAI
+    /// responses served, over the window, in seconds, from the buckets of
+    /// `gen_ai_server_time_to_first_token_seconds` (the `llm` feature's server layer).
+    TimeToFirstTokenQuantile {
+        /// 0.99 for p99.
+        quantile: f64,
+        /// The window.
+        window: Duration,
+    },
+    /// GenAI tokens per second over the window, from `gen_ai_client_token_usage_sum` (input
+    /// and output; scope it with `.matching("gen_ai_token_type", "output")`, or one alert per
+    /// model with `.for_each("gen_ai_request_model")`).
+    TokenRate {
+        /// The window.
+        window: Duration,
+    },
 }
 
 /// How the series of a gauge combine into one figure.
@@ -133,6 +149,16 @@ impl Figure {
         }
     }
 
+    /// [`Figure::TimeToFirstTokenQuantile`]: `quantile` (0.99 for p99) over `window`.
+    pub fn time_to_first_token_quantile(quantile: f64, window: Duration) -> Self {
+        Figure::TimeToFirstTokenQuantile { quantile, window }
+    }
+
+    /// [`Figure::TokenRate`] over `window`.
+    pub fn token_rate(window: Duration) -> Self {
+        Figure::TokenRate { window }
+    }
+
     /// Whether the figure is measured over traffic (so a minimum request count applies).
     fn counts_traffic(&self) -> bool {
         matches!(
@@ -142,6 +168,7 @@ impl Figure {
                 | Figure::LatencyQuantile { .. }
                 | Figure::CacheHitRatio { .. }
                 | Figure::BurnRate { .. }
+                | Figure::TimeToFirstTokenQuantile { .. }
         )
     }
 
@@ -153,7 +180,9 @@ impl Figure {
             | Figure::LatencyQuantile { window, .. }
             | Figure::CpuUtilization { window }
             | Figure::CacheHitRatio { window }
-            | Figure::CounterRate { window, .. } => vec![*window],
+            | Figure::CounterRate { window, .. }
+            | Figure::TimeToFirstTokenQuantile { window, .. }
+            | Figure::TokenRate { window } => vec![*window],
             Figure::BurnRate { long, short, .. } => vec![*long, *short],
             Figure::ResidentMemory | Figure::PoolHealth | Figure::Gauge { .. } => Vec::new(),
         }
@@ -353,6 +382,21 @@ impl AlertRule {
         )
     }
 
+    /// `histogram_quantile(q, sum by (…, le) (rate(<histogram>_bucket[w])))`.
+    fn quantile_of(&self, histogram: &str, quantile: f64, window: Duration) -> Expr {
+        let mut by = self.group();
+        by.push("le".to_owned());
+        let bucket = format!("{histogram}_bucket");
+        Expr::Quantile(
+            quantile,
+            Box::new(Expr::Aggregate(
+                Aggregation::Sum,
+                by,
+                Box::new(Expr::Rate(self.selector(&bucket, Vec::new()), ms(window))),
+            )),
+        )
+    }
+
     /// The figure's expression.
     pub(crate) fn value_expr(&self) -> Expr {
         let count = format!("{}_count", names::HTTP_SERVER_REQUEST_DURATION);
@@ -365,18 +409,22 @@ impl AlertRule {
                 Box::new(Expr::Rate(self.selector(&count, Vec::new()), ms(*window))),
             ),
             Figure::LatencyQuantile { quantile, window } => {
-                let mut by = self.group();
-                by.push("le".to_owned());
-                let bucket = format!("{}_bucket", names::HTTP_SERVER_REQUEST_DURATION);
-                Expr::Quantile(
-                    *quantile,
-                    Box::new(Expr::Aggregate(
-                        Aggregation::Sum,
-                        by,
-                        Box::new(Expr::Rate(self.selector(&bucket, Vec::new()), ms(*window))),
-                    )),
-                )
+                self.quantile_of(names::HTTP_SERVER_REQUEST_DURATION, *quantile, *window)
             }
+            Figure::TimeToFirstTokenQuantile { quantile, window } => {
+                self.quantile_of(names::GEN_AI_SERVER_TIME_TO_FIRST_TOKEN, *quantile, *window)
+            }
+            Figure::TokenRate { window } => Expr::Aggregate(
+                Aggregation::Sum,
+                self.group(),
+                Box::new(Expr::Rate(
+                    self.selector(
+                        &format!("{}_sum", names::GEN_AI_CLIENT_TOKEN_USAGE),
+                        Vec::new(),
+                    ),
+                    ms(*window),
+                )),
+            ),
             Figure::CpuUtilization { window } => Expr::Div(
                 Box::new(Expr::Rate(
                     self.selector(names::PROCESS_CPU_SECONDS, Vec::new()),
@@ -450,6 +498,9 @@ impl AlertRule {
         let window = *self.figure.windows().iter().max()?;
         let metric = match self.figure {
             Figure::CacheHitRatio { .. } => names::CACHE_REQUESTS.to_owned(),
+            Figure::TimeToFirstTokenQuantile { .. } => {
+                format!("{}_count", names::GEN_AI_SERVER_TIME_TO_FIRST_TOKEN)
+            }
             _ => format!("{}_count", names::HTTP_SERVER_REQUEST_DURATION),
         };
         Some(self.sum_increase(&metric, Vec::new(), window))
@@ -500,7 +551,10 @@ impl AlertRule {
             }
         }
         match &self.figure {
-            Figure::LatencyQuantile { quantile, .. } if !(*quantile > 0.0 && *quantile <= 1.0) => {
+            Figure::LatencyQuantile { quantile, .. }
+            | Figure::TimeToFirstTokenQuantile { quantile, .. }
+                if !(*quantile > 0.0 && *quantile <= 1.0) =>
+            {
                 return Err(fail("quantile", "must be above 0 and at most 1".into()));
             }
             Figure::BurnRate {
@@ -685,5 +739,31 @@ mod tests {
 / (sum by (http_route) (increase(http_server_request_duration_seconds_count[5m]))) > 0.1) \
 and (sum by (http_route) (increase(http_server_request_duration_seconds_count[5m])) >= 20)"
         );
+    }
+
+    #[test]
+    fn the_llm_figures_read_like_promql() {
+        let five = Duration::from_secs(300);
+        let ttft = AlertRule::new(
+            "SlowFirstToken",
+            Figure::time_to_first_token_quantile(0.99, five),
+        )
+        .for_each("gen_ai_request_model")
+        .above(2.0)
+        .min_requests(10);
+        assert_eq!(
+            ttft.condition().to_string(),
+            "(histogram_quantile(0.99, sum by (gen_ai_request_model, le) (rate(gen_ai_server_time_to_first_token_seconds_bucket[5m]))) > 2) \
+and (sum by (gen_ai_request_model) (increase(gen_ai_server_time_to_first_token_seconds_count[5m])) >= 10)"
+        );
+        let tokens = AlertRule::new("TokenBurn", Figure::token_rate(five))
+            .matching("gen_ai_token_type", "output")
+            .above(5000.0);
+        assert_eq!(
+            tokens.condition().to_string(),
+            "sum(rate(gen_ai_client_token_usage_sum{gen_ai_token_type=\"output\"}[5m])) > 5000"
+        );
+        let bad = AlertRule::new("Q", Figure::time_to_first_token_quantile(0.0, five));
+        assert!(bad.validate(Duration::from_secs(5)).is_err());
     }
 }

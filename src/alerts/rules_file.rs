@@ -150,6 +150,11 @@ impl RuleSpec {
                 self.quantile.ok_or_else(|| fail("quantile", "latency needs a quantile (0.99 for p99)".into()))?,
                 needed("window", window)?,
             ),
+            "time_to_first_token" => Figure::time_to_first_token_quantile(
+                self.quantile.ok_or_else(|| fail("quantile", "time_to_first_token needs a quantile (0.99 for p99)".into()))?,
+                needed("window", window)?,
+            ),
+            "token_rate" => Figure::token_rate(needed("window", window)?),
             "cpu_utilization" => Figure::cpu_utilization(needed("window", window)?),
             "resident_memory" => Figure::ResidentMemory,
             "pool_health" => Figure::PoolHealth,
@@ -170,7 +175,7 @@ impl RuleSpec {
             other => {
                 return Err(fail(
                     "figure",
-                    format!("unknown figure {other:?} (error_rate, request_rate, latency, cpu_utilization, resident_memory, pool_health, cache_hit_ratio, counter_rate, gauge, burn_rate)"),
+                    format!("unknown figure {other:?} (error_rate, request_rate, latency, cpu_utilization, resident_memory, pool_health, cache_hit_ratio, counter_rate, gauge, burn_rate, time_to_first_token, token_rate)"),
                 ))
             }
         };

@@ -13,6 +13,7 @@ pub use sections::{
     ActiveAlert, ActiveAlerts, BackendEntry, CacheEntry, GrpcMethodEntry, GrpcStats, PoolEntry,
     ProcessStats, RetryEntry, RuntimeStats,
 };
+pub use sections::{LlmEntry, LlmSideStats, LlmStats};
 pub use sketch::RELATIVE_ERROR as LATENCY_RELATIVE_ERROR;
 pub use snapshot::{BreakdownEntry, LatencyMs, RouteEntry, StatsSnapshot, StatusClasses, Totals};
 
@@ -94,6 +95,20 @@ impl StatsCell {
     pub(crate) fn entry(&self, elapsed: f64) -> BreakdownEntry {
         let mut data = CellData::default();
         self.read_into(&mut data, elapsed);
+        data.entry()
+    }
+
+    /// The figures of several cells merged (sketches merge exactly): a breakdown whose slices
+    /// are read together, such as every model of one provider.
+    #[allow(dead_code)] // used by optional capabilities
+    pub(crate) fn merged_entry<'a>(
+        cells: impl IntoIterator<Item = &'a StatsCell>,
+        elapsed: f64,
+    ) -> BreakdownEntry {
+        let mut data = CellData::default();
+        for cell in cells {
+            cell.read_into(&mut data, elapsed);
+        }
         data.entry()
     }
 }

@@ -184,3 +184,53 @@ pub struct ActiveAlert {
     /// The rule's `summary` annotation, filled in.
     pub summary: Option<String>,
 }
+
+// --- LLM traffic (module `llm`) ---------------------------------------------------------------
+
+/// The `llm` section (module `llm`): GenAI requests served (`server`) and calls made to model
+/// providers (`client`), per provider and per model.
+#[derive(Debug, Clone, Default, Serialize)]
+#[non_exhaustive]
+pub struct LlmStats {
+    /// Requests to the service's own model API.
+    pub server: LlmSideStats,
+    /// Calls to upstream model providers.
+    pub client: LlmSideStats,
+}
+
+/// One side of the `llm` section.
+#[derive(Debug, Clone, Default, Serialize)]
+#[non_exhaustive]
+pub struct LlmSideStats {
+    /// Per `gen_ai.provider.name` (`_OTHER` past the allow-list or the label limit).
+    pub providers: BTreeMap<String, LlmEntry>,
+    /// Per `gen_ai.request.model`, whatever the provider.
+    pub models: BTreeMap<String, LlmEntry>,
+}
+
+/// The figures of one provider or model.
+#[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
+pub struct LlmEntry {
+    /// Requests recorded, cancelled ones included.
+    pub requests: u64,
+    /// Requests that failed (an error status, a body or stream error).
+    pub errors: u64,
+    /// Requests whose stream was dropped before its end.
+    pub cancelled: u64,
+    /// `errors / completed requests`; `null` before the first completed one.
+    pub error_rate: Option<f64>,
+    /// Requests per second over the last minute.
+    pub requests_per_second: f64,
+    /// Latency to the end of the response body, of completed requests.
+    pub latency_ms: Option<super::LatencyMs>,
+    /// Time to the first content token of streamed responses.
+    pub ttft_ms: Option<super::LatencyMs>,
+    /// Input (prompt) tokens.
+    pub input_tokens: u64,
+    /// Output (completion) tokens.
+    pub output_tokens: u64,
+    /// Of `input_tokens + output_tokens`, how many were estimated (content chunks counted)
+    /// rather than reported by the provider or the handler.
+    pub estimated_tokens: u64,
+}

@@ -52,6 +52,10 @@ pub struct StatsSnapshot {
     /// `None` without them.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub alerts: Option<super::ActiveAlerts>,
+    /// GenAI traffic per provider and model, served and made (feature `llm`, once an LLM
+    /// layer is made); `None` without it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub llm: Option<super::LlmStats>,
 }
 
 impl StatsSnapshot {
@@ -80,6 +84,7 @@ impl StatsSnapshot {
             grpc: super::GrpcStats::default(),
             process: None,
             alerts: None,
+            llm: None,
         }
     }
 }

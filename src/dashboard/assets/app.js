@@ -306,6 +306,7 @@
     bySection('#caches', caches, s.caches);
     renderPools(s.pools);
     renderGrpc(s.grpc);
+    renderLlm(s.llm);
     renderProcess(proc);
     lastStats = s;
     lastAt = Date.now();
@@ -515,6 +516,34 @@
     for (const side of ['server', 'client']) for (const [method, e] of entries(g?.[side])) rows.push({ side, method, ...e });
     $('#grpc').hidden = !rows.length;
     if (rows.length) grpc.update(rows);
+  }
+
+  // ---- LLM traffic: per provider and per model, served and made
+
+  const ttft = (q) => num('t' + q, 'TTFT ' + q, (r) => r.ttft_ms?.[q], fmtMs);
+  const errRateCell = (v) => h('span', { class: level(isNum(v) ? 1 - v : null) }, fmtPct(v));
+  const llm = table($('#llm .body'), [
+    txt('side', 'Side'),
+    txt('kind', 'By'),
+    txt('name', 'Provider / model'),
+    num('rps', 'Req/s', 'requests_per_second', fmt2),
+    num('req', 'Requests', 'requests'), num('err', 'Errors', 'errors'), num('cancelled', 'Cancelled'),
+    num('erate', 'Error rate', 'error_rate', errRateCell),
+    lat('p50'), lat('p95'), lat('p99'),
+    ttft('p50'), ttft('p95'), ttft('p99'),
+    num('tin', 'Tokens in', 'input_tokens'),
+    num('tout', 'Tokens out', 'output_tokens'),
+    num('test', 'Estimated', 'estimated_tokens'),
+  ], 'req');
+  function renderLlm(l) {
+    const rows = [];
+    for (const side of ['server', 'client']) {
+      for (const [kind, key] of [['provider', 'providers'], ['model', 'models']]) {
+        for (const [name, e] of entries(l?.[side]?.[key])) rows.push({ side, kind, name, ...e });
+      }
+    }
+    $('#llm').hidden = !rows.length;
+    if (rows.length) llm.update(rows);
   }
 
   // ---- Process
