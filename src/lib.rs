@@ -92,6 +92,26 @@ pub mod names;
 #[cfg(feature = "otlp")]
 #[cfg_attr(docsrs, doc(cfg(feature = "otlp")))]
 pub mod otlp;
+
+// The OpenTelemetry crates the bridge and the exporters are built against, for the application
+// to build its layer and providers from (a second version would not join: docs/tracing.md).
+/// `opentelemetry` 0.33, the version the bridge is built against (feature `opentelemetry`).
+#[cfg(feature = "opentelemetry")]
+#[cfg_attr(docsrs, doc(cfg(feature = "opentelemetry")))]
+pub use opentelemetry;
+/// `opentelemetry_otlp` 0.33, the exporter [`otlp`] uses (feature `otlp`).
+#[cfg(feature = "otlp")]
+#[cfg_attr(docsrs, doc(cfg(feature = "otlp")))]
+pub use opentelemetry_otlp;
+/// `opentelemetry_sdk` 0.33, whose providers [`otlp`] builds (feature `otlp`).
+#[cfg(feature = "otlp")]
+#[cfg_attr(docsrs, doc(cfg(feature = "otlp")))]
+pub use opentelemetry_sdk;
+/// `tracing-opentelemetry` 0.34: request spans join traces through a layer of this version
+/// (feature `opentelemetry`).
+#[cfg(feature = "opentelemetry")]
+#[cfg_attr(docsrs, doc(cfg(feature = "opentelemetry")))]
+pub use tracing_opentelemetry;
 #[cfg(feature = "pool")]
 #[cfg_attr(docsrs, doc(cfg(feature = "pool")))]
 pub mod pool;
