@@ -447,14 +447,12 @@ fn init_telemetry() -> Option<Box<dyn FnOnce()>> {
                 let spans = traces.as_ref().map(|(provider, _)| {
                     tower_observe::tracing_opentelemetry::layer()
                         .with_tracer(provider.tracer("demo"))
-                        .with_filter(tracing_subscriber::filter::filter_fn(|meta| {
-                            meta.is_span()
-                        }))
+                        .with_filter(tracing_subscriber::filter::filter_fn(|meta| meta.is_span()))
                 });
-                let records = logs.as_ref().map(|(provider, _)| OtlpLogLayer::new(provider));
-                let _ = tracing::subscriber::set_global_default(
-                    registry.with(spans).with(records),
-                );
+                let records = logs
+                    .as_ref()
+                    .map(|(provider, _)| OtlpLogLayer::new(provider));
+                let _ = tracing::subscriber::set_global_default(registry.with(spans).with(records));
                 let shown = |set: bool| if set { "OTLP" } else { "off" };
                 println!(
                     "  OTLP:     traces {}, logs {} (OTEL_EXPORTER_OTLP_*ENDPOINT)",

@@ -213,7 +213,8 @@ impl<E: LogExporter> LogExporter for Counting<E> {
 /// A `tracing-subscriber` layer that emits every event as an OpenTelemetry log record: the
 /// message as its body, the other fields as attributes after the same redaction as
 /// [`EcsJsonLayer`](crate::logs::EcsJsonLayer) (a redacted value never leaves the process),
-/// and the trace ID, span ID and `http.request.id` of the request it was logged in.
+/// and the trace context it was logged in — the current OpenTelemetry span's, else the request's
+/// own IDs — with the request's `http.request.id`.
 #[must_use]
 pub struct OtlpLogLayer<L> {
     logger: L,
@@ -345,16 +346,30 @@ where
             record: &mut record,
             redaction: &self.redaction,
         });
+        // The innermost OpenTelemetry span, when one is current (a span of the request, or of
+        // the application); else the request's own IDs.
+        let otel = opentelemetry::Context::map_current(|cx| {
+            use opentelemetry::trace::TraceContextExt as _;
+            let span = cx.span();
+            let sc = span.span_context();
+            sc.is_valid()
+                .then(|| (sc.trace_id(), sc.span_id(), sc.trace_flags()))
+        });
+        if let Some((trace_id, span_id, flags)) = otel {
+            record.set_trace_context(trace_id, span_id, Some(flags));
+        }
         crate::trace::TraceContext::peek_current(|ctx| {
-            record.set_trace_context(
-                TraceId::from_bytes(ctx.span.trace_id),
-                SpanId::from_bytes(ctx.span.span_id),
-                Some(if ctx.span.sampled {
-                    TraceFlags::SAMPLED
-                } else {
-                    TraceFlags::default()
-                }),
-            );
+            if otel.is_none() {
+                record.set_trace_context(
+                    TraceId::from_bytes(ctx.span.trace_id),
+                    SpanId::from_bytes(ctx.span.span_id),
+                    Some(if ctx.span.sampled {
+                        TraceFlags::SAMPLED
+                    } else {
+                        TraceFlags::default()
+                    }),
+                );
+            }
             if let Some(id) = &ctx.request_id {
                 record.add_attribute("http.request.id", id.as_str().to_owned());
             }

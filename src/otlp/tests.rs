@@ -411,3 +411,64 @@ fn samplers() {
         "OTEL_TRACES_SAMPLER_ARG",
     );
 }
+
+#[test]
+fn log_records_are_redacted_like_the_ecs_lines() {
+    use opentelemetry::logs::{AnyValue, Severity};
+    use opentelemetry_sdk::logs::{InMemoryLogExporter, SdkLoggerProvider};
+    use tracing_subscriber::layer::SubscriberExt;
+
+    let exporter = InMemoryLogExporter::default();
+    let provider = SdkLoggerProvider::builder()
+        .with_simple_exporter(exporter.clone())
+        .build();
+    let layer = OtlpLogLayer::new(&provider)
+        .redact_field("card_number")
+        .redact_query_param("session");
+    tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+        tracing::warn!(
+            http.request.header.authorization = "Bearer s3cr3t-bearer",
+            card_number = "4111111111111111",
+            url.query = "page=2&api_key=s3cr3t-key&session=s3cr3t-session",
+            url.full = "https://shop.test/p?x=1",
+            rows = 3_u64,
+            ratio = 0.5,
+            cached = true,
+            "slow query"
+        );
+    });
+    let logs = exporter.get_emitted_logs().unwrap();
+    assert_eq!(logs.len(), 1);
+    let record = &logs[0].record;
+    assert_eq!(
+        record.body(),
+        Some(&AnyValue::from("slow query".to_owned()))
+    );
+    assert_eq!(record.severity_number(), Some(Severity::Warn));
+    assert_eq!(record.severity_text(), Some("WARN"));
+    let attr = |key: &str| {
+        record
+            .attributes_iter()
+            .find(|(k, _)| k.as_str() == key)
+            .map(|(_, v)| v.clone())
+    };
+    let text = |key: &str| match attr(key) {
+        Some(AnyValue::String(s)) => s.to_string(),
+        other => panic!("{key}: {other:?}"),
+    };
+    assert_eq!(text("http.request.header.authorization"), REDACTED_VALUE);
+    assert_eq!(text("card_number"), REDACTED_VALUE);
+    assert_eq!(
+        text("url.query"),
+        format!("page=2&api_key={REDACTED_VALUE}&session={REDACTED_VALUE}")
+    );
+    assert_eq!(text("url.full"), "https://shop.test/p?x=1");
+    assert_eq!(attr("rows"), Some(AnyValue::Int(3)));
+    assert_eq!(attr("ratio"), Some(AnyValue::Double(0.5)));
+    assert_eq!(attr("cached"), Some(AnyValue::Boolean(true)));
+    assert!(!format!("{record:?}").contains("s3cr3t"));
+    // Logged outside any request or span: no trace context.
+    assert!(record.trace_context().is_none());
+}
+
+const REDACTED_VALUE: &str = crate::logs::REDACTED;
