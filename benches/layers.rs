@@ -314,7 +314,9 @@ fn bench_spans(c: &mut Criterion, rt: &tokio::runtime::Runtime, observer: &Obser
                 &mut group,
                 rt,
                 "opentelemetry_instrumentation_tower",
-                ready(base().layer(opentelemetry_instrumentation_tower::HTTPLayer::new())),
+                ready(
+                    base().layer(opentelemetry_instrumentation_tower::http::server::Layer::new()),
+                ),
             );
         }
         group.finish();

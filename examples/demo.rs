@@ -421,7 +421,7 @@ async fn drive_traffic(addr: SocketAddr, rps: u32) {
 
 /// JSON logs (ECS) on stdout — the application's lines and failed requests' access-log lines,
 /// each carrying its request ID and trace ID — and, with the `otlp` feature and
-/// `OTEL_EXPORTER_OTLP_ENDPOINT` set, spans to that collector.
+/// `OTEL_EXPORTER_OTLP_ENDPOINT` set, spans and log records to that collector.
 fn init_telemetry() -> Option<Box<dyn FnOnce()>> {
     use tracing_subscriber::filter::{LevelFilter, Targets};
     use tracing_subscriber::layer::SubscriberExt;
@@ -433,22 +433,43 @@ fn init_telemetry() -> Option<Box<dyn FnOnce()>> {
         .with(filter);
 
     #[cfg(feature = "otlp")]
-    if let Some(otlp) = tower_observe::otlp::OtlpTraces::from_env("demo") {
-        use opentelemetry::trace::TracerProvider as _;
-        match otlp.build() {
-            Ok((provider, _stats)) => {
-                let tracer = provider.tracer("demo");
-                let subscriber = registry.with(tracing_opentelemetry::layer().with_tracer(tracer));
-                let _ = tracing::subscriber::set_global_default(subscriber);
+    {
+        use tower_observe::opentelemetry::trace::TracerProvider as _;
+        use tower_observe::otlp::{OtlpLogLayer, OtlpLogs, OtlpTraces};
+        use tracing_subscriber::Layer as _;
+        // Each signal is exported when its endpoint (or the generic one) is set; the other
+        // `OTEL_*` variables apply (service name, headers, TLS root, sampler, batches).
+        let traces = OtlpTraces::from_env("demo").map(|o| o.build()).transpose();
+        let logs = OtlpLogs::from_env("demo").map(|o| o.build()).transpose();
+        match (traces, logs) {
+            (Ok(traces), Ok(logs)) if traces.is_some() || logs.is_some() => {
+                // Spans only: events go out as log records, redacted, not as span events.
+                let spans = traces.as_ref().map(|(provider, _)| {
+                    tower_observe::tracing_opentelemetry::layer()
+                        .with_tracer(provider.tracer("demo"))
+                        .with_filter(tracing_subscriber::filter::filter_fn(|meta| meta.is_span()))
+                });
+                let records = logs
+                    .as_ref()
+                    .map(|(provider, _)| OtlpLogLayer::new(provider));
+                let _ = tracing::subscriber::set_global_default(registry.with(spans).with(records));
+                let shown = |set: bool| if set { "OTLP" } else { "off" };
                 println!(
-                    "  traces:   OTLP to {}",
-                    std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT").unwrap_or_default()
+                    "  OTLP:     traces {}, logs {} (OTEL_EXPORTER_OTLP_*ENDPOINT)",
+                    shown(traces.is_some()),
+                    shown(logs.is_some())
                 );
                 return Some(Box::new(move || {
-                    let _ = provider.shutdown();
+                    if let Some((provider, _)) = traces {
+                        let _ = provider.shutdown();
+                    }
+                    if let Some((provider, _)) = logs {
+                        let _ = provider.shutdown();
+                    }
                 }));
             }
-            Err(e) => eprintln!("OTLP export disabled: {e}"),
+            (Err(e), _) | (_, Err(e)) => eprintln!("OTLP export disabled: {e}"),
+            _ => {}
         }
     }
     #[cfg(not(feature = "otlp"))]

@@ -39,7 +39,7 @@
 //! | `cache` | `cache` | cache results and hit ratios (`cache_requests_total`) |
 //! | `pool` | `pool` | backend pool members and health (`backend_pool_health_ratio`) |
 //! | `opentelemetry` | [`trace`] | request spans join OpenTelemetry traces through `tracing-opentelemetry` |
-//! | `otlp` | `otlp` | request spans exported to an OpenTelemetry collector (OTLP/HTTP) |
+//! | `otlp` | `otlp` | request spans and log records exported to an OpenTelemetry collector (OTLP/HTTP, TLS, `OTEL_*` variables) |
 //! | `reqwest`, `reqwest-middleware` | `client` | `reqwest::Client` as an instrumented tower service, or as middleware |
 //! | `tower-retry` | `retry` | retry accounting for `tower::retry` policies |
 //! | `tonic` | `grpc` | gRPC server and client layers, status from the trailers |
@@ -96,6 +96,26 @@ pub mod names;
 #[cfg(feature = "otlp")]
 #[cfg_attr(docsrs, doc(cfg(feature = "otlp")))]
 pub mod otlp;
+
+// The OpenTelemetry crates the bridge and the exporters are built against, for the application
+// to build its layer and providers from (a second version would not join: docs/tracing.md).
+/// `opentelemetry` 0.33, the version the bridge is built against (feature `opentelemetry`).
+#[cfg(feature = "opentelemetry")]
+#[cfg_attr(docsrs, doc(cfg(feature = "opentelemetry")))]
+pub use opentelemetry;
+/// `opentelemetry_otlp` 0.33, the exporter [`otlp`] uses (feature `otlp`).
+#[cfg(feature = "otlp")]
+#[cfg_attr(docsrs, doc(cfg(feature = "otlp")))]
+pub use opentelemetry_otlp;
+/// `opentelemetry_sdk` 0.33, whose providers [`otlp`] builds (feature `otlp`).
+#[cfg(feature = "otlp")]
+#[cfg_attr(docsrs, doc(cfg(feature = "otlp")))]
+pub use opentelemetry_sdk;
+/// `tracing-opentelemetry` 0.34: request spans join traces through a layer of this version
+/// (feature `opentelemetry`).
+#[cfg(feature = "opentelemetry")]
+#[cfg_attr(docsrs, doc(cfg(feature = "opentelemetry")))]
+pub use tracing_opentelemetry;
 #[cfg(feature = "pool")]
 #[cfg_attr(docsrs, doc(cfg(feature = "pool")))]
 pub mod pool;

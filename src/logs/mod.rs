@@ -14,7 +14,7 @@ use tracing_subscriber::layer::Context;
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::Layer;
 
-mod redact;
+pub(crate) mod redact;
 mod render;
 
 use redact::Redaction;

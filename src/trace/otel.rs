@@ -40,22 +40,67 @@ pub(crate) struct ServerExtras<'a> {
     pub(crate) baggage_attributes: &'a [String],
 }
 
-/// Whether `span` is an OpenTelemetry span: `tracing-opentelemetry`'s layer keeps its data in
-/// the span's extensions. Without a `Registry` to look in, the answer is "perhaps", and the
-/// bridge finds out from what the layer accepts.
-fn is_opentelemetry_span(span: &tracing::Span) -> bool {
-    use tracing_subscriber::registry::{LookupSpan, SpanData};
-    span.with_subscriber(|(id, dispatch)| {
-        match dispatch.downcast_ref::<tracing_subscriber::Registry>() {
-            Some(registry) => registry.span_data(id).is_some_and(|data| {
-                data.extensions()
-                    .get::<tracing_opentelemetry::OtelData>()
-                    .is_some()
-            }),
-            None => true,
+/// The versions the bridge is built against: the application's `tracing-opentelemetry` layer
+/// must be this version for request spans to join its traces.
+pub(crate) const TRACING_OPENTELEMETRY_VERSION: &str = "0.34";
+/// The `opentelemetry` version that goes with [`TRACING_OPENTELEMETRY_VERSION`].
+pub(crate) const OPENTELEMETRY_VERSION: &str = "0.33";
+
+/// The parent `tracing-opentelemetry`'s layer gave a contextual `span` when it opened: the
+/// current span's context (the span the new one opened in), else the current OpenTelemetry
+/// context. Setting it again changes nothing, which makes it a probe without side effects.
+fn parent_as_opened(span: &tracing::Span) -> opentelemetry::Context {
+    let current = tracing::Span::current();
+    if current.id().is_some() && current.id() != span.id() {
+        let cx = current.context();
+        if cx.span().span_context().is_valid() {
+            return cx;
         }
-    })
-    .unwrap_or(false)
+    }
+    opentelemetry::Context::current()
+}
+
+/// Whether `span` is an OpenTelemetry span of the `tracing-opentelemetry` version this crate
+/// uses, asked by setting its parent (`parent`, or the one it opened with): the layer answers
+/// through `set_parent`, and nothing else can tell without starting the span. `Ok` also
+/// when the span already started (its parent stays) or the layer filtered it out (it has no
+/// OpenTelemetry IDs then, and keeps the crate's own). `joining` says the caller asked for a
+/// trace to be joined: when the layer is not found then, a one-time warning says why not.
+fn set_parent_probe(
+    span: &tracing::Span,
+    parent: Option<opentelemetry::Context>,
+    joining: bool,
+) -> bool {
+    let parent = parent.unwrap_or_else(|| parent_as_opened(span));
+    match span.set_parent(parent) {
+        Ok(()) | Err(tracing_opentelemetry::SetParentError::AlreadyStarted) => true,
+        Err(tracing_opentelemetry::SetParentError::LayerNotFound) => {
+            if joining {
+                warn_not_joined();
+            }
+            false
+        }
+        Err(_) => false,
+    }
+}
+
+/// Logs, once per process, that an incoming trace could not be joined because the subscriber
+/// has no `tracing-opentelemetry` layer of the version this crate uses.
+fn warn_not_joined() {
+    static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if WARNED.swap(true, Relaxed) {
+        return;
+    }
+    tracing::warn!(
+        target: "tower_observe::trace",
+        "tower-observe could not join an incoming trace: the subscriber has no \
+         tracing-opentelemetry {TRACING_OPENTELEMETRY_VERSION} layer (the `opentelemetry` \
+         feature is built against tracing-opentelemetry {TRACING_OPENTELEMETRY_VERSION} and \
+         opentelemetry {OPENTELEMETRY_VERSION}). Request spans keep tower-observe's own IDs and \
+         are not part of the exported traces. If the application runs another version of \
+         tracing-opentelemetry, build its layer from the versions tower-observe re-exports: \
+         tower_observe::tracing_opentelemetry and tower_observe::opentelemetry"
+    );
 }
 
 /// The `Registry` (by address) of the last subscriber whose span was not an OpenTelemetry
@@ -94,7 +139,24 @@ pub(crate) fn bridge_server(
     extras: &ServerExtras<'_>,
     ids_recorded: bool,
 ) {
-    if !is_opentelemetry(span, &ctx.span, ctx.parent_span_id.as_ref(), ids_recorded) {
+    let caller = ctx.parent_span_id.map(|parent_id| {
+        let parent = TraceParent {
+            trace_id: ctx.span.trace_id,
+            parent_id,
+            flags: u8::from(ctx.span.sampled),
+        };
+        let state = ctx.trace_state().map(|s| s.as_str());
+        opentelemetry::Context::new().with_remote_span_context(remote(&parent, state))
+    });
+    let joining = caller.is_some();
+    if !is_opentelemetry(
+        span,
+        caller,
+        joining,
+        &ctx.span,
+        ctx.parent_span_id.as_ref(),
+        ids_recorded,
+    ) {
         return;
     }
     let name = extras.name.as_ref().map(tracing::field::display);
@@ -120,9 +182,9 @@ pub(crate) fn bridge_server(
             ),
         ],
     );
-    let joined = link_to_caller(span, ctx, extras.baggage_attributes);
+    link_to_caller(span, ctx, extras.baggage_attributes);
     let parent = ctx.parent_span_id;
-    settle_ids(span, &mut ctx.span, parent.as_ref(), joined, ids_recorded);
+    settle_ids(span, &mut ctx.span, parent.as_ref(), joining, ids_recorded);
 }
 
 /// Whether `span` is an OpenTelemetry span, remembered for [`may_be_opentelemetry`]. A span
@@ -130,6 +192,8 @@ pub(crate) fn bridge_server(
 /// now.
 fn is_opentelemetry(
     span: &tracing::Span,
+    otel_parent: Option<opentelemetry::Context>,
+    joining: bool,
     ids: &SpanIds,
     parent: Option<&[u8; 8]>,
     ids_recorded: bool,
@@ -137,7 +201,7 @@ fn is_opentelemetry(
     if span.is_disabled() {
         return false;
     }
-    if !is_opentelemetry_span(span) {
+    if !set_parent_probe(span, otel_parent, joining) {
         if !ids_recorded {
             record_ids(span, ids, parent);
             if let Some(registry) = current_registry() {
@@ -153,8 +217,8 @@ fn is_opentelemetry(
     true
 }
 
-/// After an OpenTelemetry span has been given its parent (`joined`; `false` when the layer
-/// refused it): its IDs replace `ids` and are recorded once. `parent` is recorded only when
+/// After an OpenTelemetry span has been given its parent (`joined`: a caller's): its IDs
+/// replace `ids` and are recorded once. `parent` is recorded only when
 /// the span did not join (OpenTelemetry's own parent says it otherwise).
 fn settle_ids(
     span: &tracing::Span,
@@ -164,15 +228,13 @@ fn settle_ids(
     ids_recorded: bool,
 ) {
     if ids_recorded {
-        if joined {
-            adopt(span, ids);
-        }
+        adopt(span, ids);
         return;
     }
-    if joined {
-        if let Some(adopted) = opentelemetry_ids(span) {
-            *ids = adopted;
-        }
+    let adopted = opentelemetry_ids(span);
+    let joined = joined && adopted.is_some();
+    if let Some(adopted) = adopted {
+        *ids = adopted;
     }
     record_ids(span, ids, parent.filter(|_| !joined));
 }
@@ -217,22 +279,9 @@ fn record_values<const N: usize>(
     span.record_all(&fields.value_set(&pairs));
 }
 
-/// Sets the caller's context as the parent of `span` (or a link, when untrusted) and copies
-/// allowlisted baggage; `false` when `span` is not an OpenTelemetry span.
-fn link_to_caller(span: &tracing::Span, ctx: &TraceContext, baggage_attributes: &[String]) -> bool {
-    if let Some(parent_id) = ctx.parent_span_id {
-        let parent = TraceParent {
-            trace_id: ctx.span.trace_id,
-            parent_id,
-            flags: u8::from(ctx.span.sampled),
-        };
-        let state = ctx.trace_state().map(|s| s.as_str());
-        let parent_cx =
-            opentelemetry::Context::new().with_remote_span_context(remote(&parent, state));
-        if span.set_parent(parent_cx).is_err() {
-            return false; // no OpenTelemetry layer (or the span is disabled): keep our own IDs
-        }
-    }
+/// Adds the caller's context as a link of `span` (when untrusted) and copies allowlisted
+/// baggage; its parent is set already.
+fn link_to_caller(span: &tracing::Span, ctx: &TraceContext, baggage_attributes: &[String]) {
     if let Some(link) = ctx.link() {
         span.add_link(remote(link, None));
     }
@@ -243,7 +292,6 @@ fn link_to_caller(span: &tracing::Span, ctx: &TraceContext, baggage_attributes: 
             }
         }
     }
-    true
 }
 
 /// Joins a client span to the trace of `parent` (the context the outgoing call continues,
@@ -255,22 +303,18 @@ pub(crate) fn join(
     ids: &mut SpanIds,
     ids_recorded: bool,
 ) {
-    if !is_opentelemetry(span, ids, None, ids_recorded) {
+    let otel_parent = parent.map(|parent| {
+        let parent = TraceParent {
+            trace_id: parent.span.trace_id,
+            parent_id: parent.span.span_id,
+            flags: u8::from(parent.span.sampled),
+        };
+        opentelemetry::Context::new().with_remote_span_context(remote(&parent, None))
+    });
+    let joined = otel_parent.is_some();
+    if !is_opentelemetry(span, otel_parent, false, ids, None, ids_recorded) {
         return;
     }
-    let joined = match parent {
-        Some(parent) => {
-            let parent = TraceParent {
-                trace_id: parent.span.trace_id,
-                parent_id: parent.span.span_id,
-                flags: u8::from(parent.span.sampled),
-            };
-            let parent_cx =
-                opentelemetry::Context::new().with_remote_span_context(remote(&parent, None));
-            span.set_parent(parent_cx).is_ok()
-        }
-        None => true,
-    };
     settle_ids(span, ids, None, joined, ids_recorded);
 }
 

@@ -1,0 +1,78 @@
+//! The HTTP client the exporters send with: ureq (blocking, run on the export thread the SDK's
+//! batch processors own), rustls on ring, Mozilla's roots or the roots the configuration names,
+//! and the configured headers set on every request (over any the exporter adds itself).
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderName, HeaderValue, Request, Response};
+use opentelemetry_http::{HttpClient, HttpError};
+
+/// A ureq agent and the headers every export carries. `Debug` shows the header names only.
+#[derive(Clone)]
+pub(super) struct UreqClient {
+    agent: ureq::Agent,
+    headers: Arc<[(HeaderName, HeaderValue)]>,
+}
+
+impl fmt::Debug for UreqClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UreqClient")
+            .field(
+                "headers",
+                &self.headers.iter().map(|(k, _)| k).collect::<Vec<_>>(),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+impl UreqClient {
+    /// A client trusting `roots` (DER certificates) instead of Mozilla's when some are given,
+    /// giving up on a request after `timeout`.
+    pub(super) fn new(
+        roots: &[Vec<u8>],
+        timeout: Duration,
+        headers: Vec<(HeaderName, HeaderValue)>,
+    ) -> Self {
+        use ureq::tls::{Certificate, RootCerts, TlsConfig};
+        let roots = if roots.is_empty() {
+            RootCerts::WebPki
+        } else {
+            RootCerts::new_with_certs(
+                &roots
+                    .iter()
+                    .map(|der| Certificate::from_der(der).to_owned())
+                    .collect::<Vec<_>>(),
+            )
+        };
+        let agent = ureq::Agent::config_builder()
+            .tls_config(TlsConfig::builder().root_certs(roots).build())
+            .timeout_global(Some(timeout))
+            .http_status_as_error(false)
+            .max_redirects(0)
+            .build()
+            .into();
+        Self {
+            agent,
+            headers: headers.into(),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl HttpClient for UreqClient {
+    async fn send_bytes(&self, request: Request<Bytes>) -> Result<Response<Bytes>, HttpError> {
+        let (mut parts, body) = request.into_parts();
+        for (name, value) in self.headers.iter() {
+            parts.headers.insert(name.clone(), value.clone());
+        }
+        let request = Request::from_parts(parts, body.to_vec());
+        let response = self.agent.run(request)?;
+        let (parts, mut body) = response.into_parts();
+        // A collector's answer is small; more than this is not read.
+        let bytes = body.with_config().limit(4 * 1024 * 1024).read_to_vec()?;
+        Ok(Response::from_parts(parts, Bytes::from(bytes)))
+    }
+}
