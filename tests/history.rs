@@ -337,6 +337,13 @@ fn kill9_child_writer() {
     let clock = ManualClock::new();
     let app = app(&observer, &clock);
     rt.block_on(async {
+        for _ in 0..50 {
+            call(&app, "/work?us=700").await;
+        }
+        // Tells the parent that requests are on disk, so the kill lands among writes that
+        // carry data (a loaded machine can start this process slowly).
+        observer.history().unwrap().flush();
+        println!("{CHILD_READY}");
         loop {
             for _ in 0..50 {
                 call(&app, "/work?us=700").await;
@@ -345,6 +352,8 @@ fn kill9_child_writer() {
         }
     });
 }
+
+const CHILD_READY: &str = "history child: first requests flushed";
 
 #[test]
 fn kill_9_during_writes_leaves_a_readable_store() {
@@ -360,11 +369,25 @@ fn kill_9_during_writes_leaves_a_readable_store() {
                 "--test-threads=1",
             ])
             .env(CHILD_ENV, &path)
-            .stdout(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
-        // Kill it in the middle of its writes: once the file has changed a few times.
+        let stdout = child.stdout.take().unwrap();
+        let (ready, readied) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stdout).lines() {
+                if line.is_ok_and(|l| l.contains(CHILD_READY)) {
+                    let _ = ready.send(());
+                }
+            }
+        });
+        if readied.recv_timeout(Duration::from_secs(60)).is_err() {
+            let _ = child.kill();
+            panic!("round {round}: the child wrote nothing within 60 s");
+        }
+        // Kill it in the middle of its writes: once the file has changed a few times more.
         let modified = || std::fs::metadata(&path).and_then(|m| m.modified()).ok();
         let mut changes = 0;
         let mut last = modified();

@@ -158,7 +158,7 @@ pub struct HistoryHandle {
 
 impl std::fmt::Debug for HistoryHandle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("History")
+        f.debug_struct("HistoryHandle")
             .field("durable", &self.is_durable())
             .field("options", &self.shared.options)
             .finish_non_exhaustive()
