@@ -38,7 +38,7 @@ use tower_service::Service;
 #[cfg(feature = "alerts")]
 pub use crate::alerts::ALERTS_PATH;
 #[cfg(feature = "dashboard")]
-pub use crate::dashboard::{DASHBOARD_PATH, STREAM_PATH};
+pub use crate::dashboard::{DASHBOARD_PATH, RECENT_REQUESTS_PATH, STREAM_PATH};
 pub use crate::health::{HEALTH_PATH, LIVE_PATH};
 #[cfg(feature = "history")]
 pub use crate::history::HISTORY_PATH;

@@ -181,6 +181,13 @@ impl InFlight {
                 response_bytes: self.response_bytes,
                 exemplar: self.arrival.span_ids.and_then(SpanIds::exemplar),
                 own,
+                request_id: self.request_id().map(RequestId::as_str),
+                trace_id: self
+                    .arrival
+                    .context
+                    .as_ref()
+                    .map(|c| c.span.trace_id)
+                    .filter(|t| *t != [0; 16]),
             },
         );
         if let Some(span) = self.arrival.span.take() {

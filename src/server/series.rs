@@ -67,6 +67,9 @@ pub(crate) struct HttpCompletion<'a> {
     ///
     /// [`OwnEndpoints::Apart`]: super::OwnEndpoints::Apart
     pub(crate) own: bool,
+    /// The request's ID and trace, for record sinks.
+    pub(crate) request_id: Option<&'a str>,
+    pub(crate) trace_id: Option<[u8; 16]>,
 }
 
 #[derive(Debug, PartialEq, Eq, Hash)]
@@ -299,6 +302,8 @@ impl ServerPart {
                 end: observer.wall_at(c.end),
                 request_body_bytes: c.request_bytes,
                 response_body_bytes: c.response_bytes,
+                request_id: c.request_id,
+                trace_id: c.trace_id,
             };
             for sink in sinks {
                 sink.record_http_server(&record);
