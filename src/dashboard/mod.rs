@@ -233,6 +233,12 @@ impl Part for DashboardPart {
     }
 }
 
+/// Whether `observer` serves the dashboard (for links to it, such as the alerts').
+#[allow(dead_code)] // used by optional capabilities
+pub(crate) fn is_served(observer: &Observer) -> bool {
+    observer.attached::<DashboardPart>().is_some()
+}
+
 /// A file of the page, with its strong validator.
 #[derive(Debug)]
 struct Asset {
