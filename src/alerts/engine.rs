@@ -464,4 +464,40 @@ mod tests {
         assert!(ticker.is_running());
         assert_eq!(panics_on_metrics(&observer, "alerts"), Some(1.0));
     }
+
+    #[test]
+    fn failed_requests_link_to_the_dashboard_with_an_external_url_and_the_dashboard() {
+        let build = |external_url: Option<&str>, dashboard: bool| {
+            let mut alerts = Alerts::new(AlertRules::recommended())
+                .evaluation_interval(Duration::from_millis(100));
+            if let Some(url) = external_url {
+                alerts = alerts.external_url(url);
+            }
+            let builder = Observer::builder().alerts(alerts).unwrap();
+            let _ = dashboard; // without the feature, there is no dashboard to add
+            #[cfg(feature = "dashboard")]
+            let builder = if dashboard {
+                builder.dashboard(crate::dashboard::DashboardOptions::new())
+            } else {
+                builder
+            };
+            let observer = builder.build().unwrap();
+            let part = observer.attached::<AlertsPart>().unwrap();
+            // The first tick ran as the alerts were attached, maybe before the dashboard.
+            wait_for("two evaluations", || lock(&part.state).evaluations >= 2);
+            let url = part.view_url("4bf92f3577b34da6a3ce929d0e0e4736");
+            (observer, url)
+        };
+        let (_o, url) = build(Some("https://api.example.com/ops/"), true);
+        if cfg!(feature = "dashboard") {
+            assert_eq!(
+                url.as_deref(),
+                Some("https://api.example.com/ops/dashboard#request=4bf92f3577b34da6a3ce929d0e0e4736")
+            );
+        } else {
+            assert_eq!(url, None);
+        }
+        assert_eq!(build(None, true).1, None);
+        assert_eq!(build(Some("https://api.example.com"), false).1, None);
+    }
 }

@@ -702,10 +702,11 @@
     async function probeStore() {
       try {
         const res = await fetch(withToken('v1/requests/' + encodeURIComponent('probe-' + Date.now().toString(36)), logsToken), { cache: 'no-store', headers: { accept: 'application/json' } });
-        if (res.status === 200) return true;
-        if (res.status !== 404) return false;
+        if (res.status !== 200 && res.status !== 404) return false;
+        // A JSON answer of the store's shape, not an application's fallback page.
         const doc = await res.json().catch(() => null);
-        return !!(doc && typeof doc === 'object' && 'error' in doc);
+        if (!doc || typeof doc !== 'object') return false;
+        return res.status === 200 ? Array.isArray(doc.spans) || Array.isArray(doc.logs) : 'error' in doc;
       } catch (e) { return false; }
     }
 
