@@ -2,6 +2,10 @@
 // running demo started with --traffic:
 //
 //   node .ci/dashboard_check.mjs http://127.0.0.1:39093 /tmp/dashboard.png
+//   node .ci/dashboard_check.mjs http://127.0.0.1:39094/ops    (demo --prefix /ops)
+//
+// BASE_URL is where the observer's routes are: the origin, or the origin and the prefix they
+// are nested under; then every request the page makes must stay under that prefix.
 //
 // playwright-core is resolved like require() does: from a node_modules next to this file or
 // above, or from NODE_PATH (CI: npm install --no-save playwright-core@1.64 into a temp dir,
@@ -12,9 +16,14 @@
 // the history period switch fetches /v1/stats/history with the period's step and draws it (when
 // the history is on); the route and dimension tables list what /v1/stats lists; a label value
 // that is markup (<script>alert(1)</script>) shows as text, with no script element and no
-// dialog; no console error, no page error, no request leaving the origin; the page has no
-// horizontal overflow on a phone-sized screen and switches to dark colours. Exits 1 with the
-// reasons on any failure; bounded to 60 s.
+// dialog; no console error, no page error, no request leaving the origin (or the prefix); the
+// page has no horizontal overflow on a phone-sized screen and switches to dark colours. The
+// console: the table of recent slow and failed requests lists what GET /v1/requests lists;
+// when GET /v1/requests/{id} answers 200 for a request ID from that list (a log store is on
+// and the page may read it), the search box finds that request and shows its span waterfall
+// and log lines, a row of the table opens it, and #request=<id> opens it on load; otherwise
+// the search box and the request view stay hidden. Exits 1 with the reasons on any failure;
+// bounded to 60 s.
 import { createRequire } from 'node:module';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -28,6 +37,8 @@ if (!base0) {
 }
 const base = base0.replace(/\/+$/, '');
 const origin = new URL(base).origin;
+// The prefix the observer's routes are nested under ('' at the root).
+const prefix = new URL(base).pathname.replace(/\/+$/, '');
 const PROBE = '<script>alert(1)</script>';
 const failures = [];
 const fail = (msg) => { failures.push(msg); console.error('FAIL: ' + msg); };
@@ -92,6 +103,71 @@ async function waitDrawn(page, id, minPixels, what, timeout = 10000) {
   return last;
 }
 
+// The console's table lists GET /v1/requests; with a log store that answers for one of those
+// requests, the search box, a row and #request=<id> each open its view (waterfall and lines).
+async function checkConsole(page) {
+  const recent = await getJson('/v1/requests');
+  if (recent.status !== 200) { fail(`GET /v1/requests answered ${recent.status}`); return; }
+  const list = recent.body.requests || [];
+  await page.waitForSelector('#console:not([hidden])', { timeout: 8000 })
+    .catch(() => fail('the console section stayed hidden though /v1/requests answers'));
+  const id = list.map((r) => r.request_id).find(Boolean);
+  if (!id) { fail('/v1/requests lists no request with an ID: is the demo driving traffic (--traffic)?'); return; }
+  // The table refreshes every 5 s: the ID shows within that.
+  const listed = await page.waitForFunction((want) => document.querySelector('#console-recent tbody').textContent.includes(want),
+    id, { timeout: 8000 }).then(() => true, () => false);
+  if (!listed) fail(`the recent-requests table does not list ${id}`);
+  else ok(`recent requests: ${list.length} listed (${list.filter((r) => r.failed).length} failed), ${id} shown`);
+
+  const one = await fetch(`${base}/v1/requests/${encodeURIComponent(id)}`, { signal: AbortSignal.timeout(5000) });
+  if (one.status !== 200) {
+    // No log store (or no access to it): no search box, no view, no links in the rows.
+    const state = await page.evaluate(() => ({
+      search: document.querySelector('#console-search').hidden,
+      view: document.querySelector('#request-view').hidden,
+      links: document.querySelectorAll('#console-recent a.open-request').length,
+    }));
+    if (!state.search || !state.view || state.links) fail(`no log store (${one.status}) but the console shows ${JSON.stringify(state)}`);
+    else ok(`no log store (GET /v1/requests/{id} answered ${one.status}): search box and request view hidden`);
+    return;
+  }
+  const doc = await one.json();
+  const wantSpans = (doc.spans || []).length, wantLogs = (doc.logs || []).length;
+  const viewShown = async (how, pg = page) => {
+    const shown = await pg.waitForFunction(([spans, logs]) => {
+      const v = document.querySelector('#request-view');
+      return v && !v.hidden && document.querySelectorAll('#rv-spans .span-row').length >= Math.min(spans, 1) &&
+        document.querySelectorAll('#rv-logs tr:not(:has(td.empty))').length >= Math.min(logs, 1);
+    }, [wantSpans, wantLogs], { timeout: 8000 }).then(() => true, () => false);
+    const got = await pg.evaluate(() => ({
+      spans: document.querySelectorAll('#rv-spans .span-row').length,
+      bars: Array.from(document.querySelectorAll('#rv-spans .span-bar')).filter((b) => b.getBoundingClientRect().width > 0).length,
+      logs: document.querySelectorAll('#rv-logs tr:not(:has(td.empty))').length,
+      meta: document.querySelector('#rv-meta').textContent,
+    }));
+    if (!shown || got.spans !== wantSpans || got.bars !== wantSpans || got.logs !== wantLogs || !got.meta.includes(id)) {
+      fail(`${how}: the view shows ${JSON.stringify(got)}, want ${wantSpans} spans with bars and ${wantLogs} lines for ${id}`);
+    } else {
+      ok(`${how}: ${got.spans} spans in the waterfall, ${got.logs} log lines`);
+    }
+  };
+  // The search box.
+  if (await page.$eval('#console-search', (e) => e.hidden)) { fail('a log store answers but the search box is hidden'); return; }
+  await page.fill('#console-q', id);
+  await page.click('#console-search button[type="submit"]');
+  await viewShown('search box');
+  // A row of the table.
+  await page.click('#rv-close');
+  const link = await page.$(`#console-recent a.open-request[data-request="${id}"]`);
+  if (!link) fail(`no link to ${id} in the recent-requests table`);
+  else { await link.click(); await viewShown('table row'); }
+  // A link to the view (as the alerts send), opened in a new tab.
+  const tab = await page.context().newPage();
+  await tab.goto(`${base}/dashboard#request=${encodeURIComponent(id)}`, { waitUntil: 'load' });
+  await viewShown('#request= link', tab);
+  await tab.close();
+}
+
 async function main() {
   const stats = await getJson('/v1/stats');
   if (stats.status !== 200) throw new Error(`GET /v1/stats answered ${stats.status}: is the demo running at ${base}?`);
@@ -114,14 +190,16 @@ async function main() {
   const page = context.pages()[0] || await context.newPage();
   page.setDefaultTimeout(10000);
 
-  const consoleErrors = [], pageErrors = [], dialogs = [], requests = [], foreign = [];
+  const consoleErrors = [], pageErrors = [], dialogs = [], requests = [], foreign = [], outside = [];
   page.on('console', (m) => {
     if (m.type() !== 'error') return;
     const at = m.location().url || '?';
     // A red /health answers 503 by design: the network log says so, the page handles it.
-    if (at.startsWith(origin + '/health') && m.text().includes('503')) return;
+    if (at.startsWith(base + '/health') && m.text().includes('503')) return;
     // Without the history, the page's probe of /v1/stats/history answers 404, and hides it.
-    if (!historyOn && at.startsWith(origin + '/v1/stats/history') && m.text().includes('404')) return;
+    if (!historyOn && at.startsWith(base + '/v1/stats/history') && m.text().includes('404')) return;
+    // The console's probe of the log store asks for an unknown request: 404 by design.
+    if (at.startsWith(base + '/v1/requests/') && /40[134]/.test(m.text())) return;
     consoleErrors.push(`${m.text()} (${at})`);
   });
   page.on('pageerror', (e) => pageErrors.push(String(e && e.stack || e)));
@@ -131,6 +209,7 @@ async function main() {
     requests.push(url);
     if (/^(data|blob|about):/.test(url)) return;
     if (new URL(url).origin !== origin) foreign.push(url);
+    else if (prefix && !new URL(url).pathname.startsWith(prefix + '/')) outside.push(url);
   });
 
   // 1. The page, with its CSP, and the stream going live.
@@ -222,6 +301,9 @@ async function main() {
   if (!['green', 'yellow', 'red'].includes(health)) fail(`health pill says ${health}`);
   ok(`process, alerts and health (${health}) shown`);
 
+  // 7b. The console: recent slow and failed requests, and (with a log store) a request's view.
+  await checkConsole(page);
+
   // 8. Screenshot (light, desktop).
   if (screenshot) {
     await page.evaluate(() => window.scrollTo(0, 0));
@@ -260,6 +342,7 @@ async function main() {
   if (consoleErrors.length) fail(`console errors:\n  ${counted(consoleErrors).join('\n  ')}`);
   if (pageErrors.length) fail(`page errors:\n  ${pageErrors.join('\n  ')}`);
   if (foreign.length) fail(`requests left ${origin}:\n  ${foreign.join('\n  ')}`);
+  if (outside.length) fail(`requests outside the prefix ${prefix}:\n  ${[...new Set(outside)].join('\n  ')}`);
   const paths = [...new Set(requests.map((u) => { try { return new URL(u).pathname; } catch { return u; } }))];
   ok(`${requests.length} requests, all to ${origin}: ${paths.join(' ')}`);
   await context.close();

@@ -48,6 +48,7 @@ const SPEC: common::Spec = common::Spec {
         ("--alert-webhook", "URL"),
         ("--alert-interval", "SECS"),
         ("--fault", "errors|latency"),
+        ("--prefix", "PATH"),
     ],
 };
 
@@ -285,8 +286,19 @@ async fn stream() -> Body {
     Body::from_stream(chunks)
 }
 
-fn app(observer: &Observer, fault: Arc<Fault>) -> Router {
-    Router::new()
+/// `--prefix /ops`: the observer's routes nested under a path (`/ops/dashboard`, …), as a
+/// service that keeps its own root does; `None`: at the root.
+fn prefix(args: &common::Args) -> Option<String> {
+    let prefix = args.extra.get("--prefix")?.trim_end_matches('/').to_owned();
+    if !prefix.starts_with('/') || prefix.len() < 2 {
+        eprintln!("--prefix {prefix}: a path such as /ops");
+        std::process::exit(2);
+    }
+    Some(prefix)
+}
+
+fn app(observer: &Observer, fault: Arc<Fault>, prefix: Option<&str>) -> Router {
+    let app = Router::new()
         .route(USERS_ROUTE, get(user))
         .route("/api/search", get(search))
         .route("/api/checkout", post(checkout))
@@ -296,14 +308,17 @@ fn app(observer: &Observer, fault: Arc<Fault>) -> Router {
         .route_layer(middleware::from_fn_with_state(fault.clone(), inject_fault))
         .route("/", get(index))
         .route("/demo/fault", get(fault_status).post(start_fault))
-        .with_state(fault)
-        // /metrics, /v1/stats, /health, /v1/alerts (and /v1/stats/history with `history`).
-        .merge(observer.router())
-        .layer(
-            observer
-                .layer()
-                .traces(TraceOptions::new().access_log(true)),
-        )
+        .with_state(fault);
+    // /metrics, /v1/stats, /health, /v1/alerts (and /v1/stats/history with `history`).
+    let app = match prefix {
+        Some(prefix) => app.nest(prefix, observer.router()),
+        None => app.merge(observer.router()),
+    };
+    app.layer(
+        observer
+            .layer()
+            .traces(TraceOptions::new().access_log(true)),
+    )
 }
 
 async fn index() -> &'static str {
@@ -353,9 +368,10 @@ fn alert_rules() -> AlertRules {
 /// The alert settings from the flags: notifications to the log, and to `--alert-webhook`;
 /// evaluated every `--alert-interval` seconds (default 5).
 fn alerts(args: &common::Args, addr: SocketAddr) -> Alerts {
+    let prefix = prefix(args).unwrap_or_default();
     let mut alerts = Alerts::new(alert_rules())
         .channel(notify::Log::new())
-        .external_url(format!("http://{addr}"));
+        .external_url(format!("http://{addr}{prefix}"));
     if let Some(url) = args.extra.get("--alert-webhook") {
         if !(url.starts_with("http://") || url.starts_with("https://")) {
             eprintln!("--alert-webhook {url}: not an http:// or https:// URL");
@@ -508,6 +524,8 @@ async fn run(args: common::Args) {
     let alerts = alerts(&args, addr);
     let interval = alert_interval(&args);
     let webhook = args.extra.contains_key("--alert-webhook");
+    let prefix = prefix(&args);
+    let ops = format!("http://{addr}{}", prefix.as_deref().unwrap_or(""));
 
     let builder = Observer::builder()
         .dimension("backend")
@@ -541,19 +559,19 @@ async fn run(args: common::Args) {
     let rules = alert_rules();
     let names: Vec<&str> = rules.rules().iter().map(AlertRule::name).collect();
     println!("tower-observe demo listening on http://{addr}");
-    println!("  metrics:  http://{addr}/metrics");
-    println!("  stats:    http://{addr}/v1/stats");
-    println!("  health:   http://{addr}/health");
+    println!("  metrics:  {ops}/metrics");
+    println!("  stats:    {ops}/v1/stats");
+    println!("  health:   {ops}/health");
     println!(
-        "  alerts:   http://{addr}/v1/alerts ({}, every {interval:?}; notifications to the log{})",
+        "  alerts:   {ops}/v1/alerts ({}, every {interval:?}; notifications to the log{})",
         names.join(", "),
         if webhook { " and the webhook" } else { "" }
     );
     if cfg!(feature = "history") {
-        println!("  history:  http://{addr}/v1/stats/history?step=1m (add &format=csv)");
+        println!("  history:  {ops}/v1/stats/history?step=1m (add &format=csv)");
     }
     if cfg!(feature = "dashboard") {
-        println!("  dashboard: http://{addr}/dashboard (live, from /v1/stats/stream)");
+        println!("  dashboard: {ops}/dashboard (live, from /v1/stats/stream)");
     }
     println!("  fault:    http://{addr}/demo/fault");
     println!("  routes:   http://{addr}/");
@@ -586,5 +604,10 @@ async fn run(args: common::Args) {
         });
     }
 
-    common::serve(listener, app(&observer, fault), args.exit_after).await;
+    common::serve(
+        listener,
+        app(&observer, fault, prefix.as_deref()),
+        args.exit_after,
+    )
+    .await;
 }

@@ -21,6 +21,9 @@ use tower_observe::Observer;
 // ---------------------------------------------------------------------------------------------
 // Fixtures
 
+/// The dashboard's view of the failed request in [`event`].
+const VIEW: &str = "http://svc.example:8080/dashboard#request=4bf92f3577b34da6a3ce929d0e0e4736";
+
 fn event(status: EventStatus) -> AlertEvent {
     let labels = BTreeMap::from([
         ("alertname".to_owned(), "HighErrorRate".to_owned()),
@@ -55,6 +58,7 @@ fn event(status: EventStatus) -> AlertEvent {
         failed_requests: vec![FailedRequest {
             trace_id: "4bf92f3577b34da6a3ce929d0e0e4736".into(),
             span_id: "00f067aa0ba902b7".into(),
+            view_url: Some(VIEW.into()),
         }],
     }
 }
@@ -289,7 +293,11 @@ fn slack_posts_text_and_blocks() {
         all.contains("<http://svc.example:8080/v1/alerts|Source>"),
         "{all}"
     );
-    assert!(all.contains("`4bf92f3577b34da6a3ce929d0e0e4736`"), "{all}");
+    // The failed request's trace ID links to its view in the dashboard.
+    assert!(
+        all.contains(&format!("<{}|`4bf92f3577b34da6a3ce929d0e0e4736`>", VIEW)),
+        "{all}"
+    );
 
     let resolved = got[1].json();
     assert!(resolved["text"]
@@ -348,6 +356,14 @@ fn pagerduty_triggers_then_resolves_with_one_dedup_key() {
     assert_eq!(
         trigger["links"][0],
         serde_json::json!({"href": "http://svc.example:8080/v1/stats/history?route=/orders&window=1h", "text": "History"})
+    );
+    assert_eq!(
+        payload["custom_details"]["failed_request_views"],
+        serde_json::json!([VIEW])
+    );
+    assert_eq!(
+        trigger["links"][1],
+        serde_json::json!({"href": VIEW, "text": "Failed request 4bf92f3577b34da6a3ce929d0e0e4736"})
     );
     assert_eq!(resolve["payload"]["timestamp"], "2026-11-23T16:46:43.250Z");
     wait_until("success counted", || {
@@ -879,6 +895,7 @@ fn email_end_to_end() {
         "alertname = HighErrorRate",
         "History: http://svc.example:8080/v1/stats/history?route=/orders&window=1h",
         "4bf92f3577b34da6a3ce929d0e0e4736",
+        VIEW,
     ] {
         assert!(firing.contains(needle), "{needle:?} not in {firing}");
     }

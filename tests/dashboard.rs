@@ -160,9 +160,10 @@ async fn the_page_and_its_assets_are_cached_by_content() {
         .await
         .unwrap();
     assert_eq!(again.status(), 304);
-    // Every asset the page names is served, versioned, with a strong validator.
+    // Every asset the page names (relative to the page) is served, versioned, with a strong
+    // validator.
     let mut seen = 0;
-    for part in html.split("/dashboard/assets/").skip(1) {
+    for part in html.split("\"dashboard/assets/").skip(1) {
         let path = part.split('"').next().unwrap();
         let res = client
             .get(format!("http://{addr}/dashboard/assets/{path}"))
@@ -237,4 +238,164 @@ async fn every_open_stream_gets_the_same_snapshots() {
     // one per client (20 × 4 snapshots would number up to 80).
     let highest = ids.iter().max().copied().unwrap();
     assert!(highest <= 12, "snapshots taken: {highest}");
+}
+
+#[tokio::test]
+async fn nested_under_a_prefix_the_page_and_everything_it_asks_for_are_served() {
+    let observer = Observer::builder()
+        .dashboard(DashboardOptions::new().tick(Duration::from_millis(200)))
+        .build()
+        .unwrap();
+    let app = Router::new()
+        .route("/work", get(|| async { "done" }))
+        .nest("/ops", observer.router())
+        .layer(observer.layer());
+    let base = format!("http://{}", support::serve(app).await);
+    let page = reqwest::get(format!("{base}/ops/dashboard")).await.unwrap();
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.unwrap();
+    // No root-absolute URL: everything resolves against the page's own path.
+    assert!(!html.contains("=\"/"), "{html}");
+    let app_js = reqwest::get(format!("{base}/dashboard/assets/app.js"))
+        .await
+        .unwrap();
+    assert_eq!(app_js.status(), 404, "not at the root");
+    // What the page links and the script fetches, resolved against /ops/dashboard.
+    let page_url = reqwest::Url::parse(&format!("{base}/ops/dashboard")).unwrap();
+    let mut linked: Vec<String> = html
+        .split(['"'])
+        .filter(|s| s.starts_with("dashboard/assets/") || s.starts_with("v1/") || *s == "health")
+        .map(str::to_owned)
+        .collect();
+    let js = reqwest::get(page_url.join("dashboard/assets/app.js").unwrap())
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for fetched in [
+        "health",
+        "v1/stats/stream",
+        "v1/stats/history",
+        "v1/requests",
+    ] {
+        assert!(
+            js.contains(&format!("'{fetched}")) || js.contains(&format!("`{fetched}")),
+            "{fetched}"
+        );
+        linked.push(fetched.to_owned());
+    }
+    assert!(linked.len() >= 8, "{linked:?}");
+    for path in linked {
+        let path = path.split('?').next().unwrap();
+        let url = page_url.join(path).unwrap();
+        assert!(url.path().starts_with("/ops/"), "{url}");
+        let res = reqwest::Client::new()
+            .get(url.clone())
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await
+            .unwrap();
+        // The history is not configured here: its 404 is the page's cue to hide it.
+        let expected = if path.starts_with("v1/stats/history") {
+            404
+        } else {
+            200
+        };
+        assert_eq!(res.status(), expected, "{url}");
+    }
+    // Nested, the observer's own requests are still recognised and kept apart.
+    let stats: serde_json::Value = reqwest::get(format!("{base}/ops/v1/stats"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    // Only the two 404s above (the root asset, the history that is off) are the app's.
+    let routes = stats["routes"].as_array().unwrap();
+    assert!(
+        routes.iter().all(|r| r["route"] == "_UNMATCHED"),
+        "{routes:?}"
+    );
+    assert_eq!(stats["totals"]["requests"], 2);
+    assert!(stats["observer_endpoints"]["requests"].as_u64().unwrap() >= 8);
+}
+
+#[tokio::test]
+async fn recent_requests_lists_the_slow_and_failed_newest_first_behind_the_token() {
+    let observer = Observer::builder()
+        .dashboard(DashboardOptions::new().token("s3cret"))
+        .build()
+        .unwrap();
+    let app = Router::new()
+        .route(
+            "/slow",
+            get(|| async {
+                tokio::time::sleep(Duration::from_millis(30)).await;
+                "slow"
+            }),
+        )
+        .route("/ok", get(|| async { "ok" }))
+        .route(
+            "/fail",
+            get(|| async { axum::http::StatusCode::INTERNAL_SERVER_ERROR }),
+        )
+        .merge(observer.router())
+        .layer(observer.layer());
+    let base = format!("http://{}", support::serve(app).await);
+    let client = reqwest::Client::new();
+    let fail = client.get(format!("{base}/fail")).send().await.unwrap();
+    let failed_id = fail.headers()["x-request-id"].to_str().unwrap().to_owned();
+    client.get(format!("{base}/slow")).send().await.unwrap();
+    for _ in 0..30 {
+        client.get(format!("{base}/ok")).send().await.unwrap();
+    }
+    let refused = client
+        .get(format!("{base}/v1/requests"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 401);
+    let res = client
+        .get(format!("{base}/v1/requests?token=s3cret"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(res.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("application/json"));
+    let doc: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(doc["window_seconds"], 300);
+    let list = doc["requests"].as_array().unwrap();
+    assert!(list.len() <= 40 && list.len() >= 2, "{doc}");
+    let failed = list
+        .iter()
+        .find(|r| r["request_id"] == failed_id.as_str())
+        .expect("the failed request");
+    assert_eq!(
+        (failed["failed"].as_bool(), failed["status"].as_u64()),
+        (Some(true), Some(500))
+    );
+    assert_eq!(failed["route"], "/fail");
+    assert_eq!(failed["trace_id"].as_str().map(str::len), Some(32));
+    let slowest = list
+        .iter()
+        .max_by(|a, b| {
+            a["duration_ms"]
+                .as_f64()
+                .partial_cmp(&b["duration_ms"].as_f64())
+                .unwrap()
+        })
+        .unwrap();
+    assert_eq!(slowest["route"], "/slow");
+    assert!(slowest["duration_ms"].as_f64().unwrap() >= 30.0);
+    let times: Vec<&str> = list.iter().map(|r| r["time"].as_str().unwrap()).collect();
+    assert!(
+        times.windows(2).all(|w| w[0] >= w[1]),
+        "newest first: {times:?}"
+    );
+    // The observer's own requests (the refused one, this one) are not the application's.
+    assert!(list.iter().all(|r| r["route"] != "/v1/requests"));
 }

@@ -207,7 +207,9 @@ async fn exact_counts_after_concurrent_requests() {
         .json()
         .await
         .unwrap();
-    assert_eq!(stats["totals"]["requests"], 301);
+    // The /metrics request is the observer's own: counted apart, not in the totals.
+    assert_eq!(stats["totals"]["requests"], 300);
+    assert_eq!(stats["observer_endpoints"]["requests"], 1);
     assert_eq!(stats["totals"]["errors"], 100);
     let fail = stats["routes"]
         .as_array()

@@ -47,7 +47,13 @@ impl Pending for AlertsPending {
             observer,
             &part,
             part.interval,
-            |_, part| part.tick(),
+            |observer, part| {
+                part.dashboard.store(
+                    dashboard_served(observer),
+                    std::sync::atomic::Ordering::Relaxed,
+                );
+                part.tick()
+            },
         );
         let _ = part.ticker.set(ticker);
         None
@@ -111,6 +117,20 @@ pub(crate) struct AlertsPart {
     pub(super) state: Mutex<EngineState>,
     /// The engine's thread (see [`background`]), evaluating every `interval`.
     ticker: OnceLock<Background>,
+    /// The observer serves the dashboard: failed requests link to their view there (read at
+    /// each tick, as the dashboard may be attached after the alerts).
+    pub(super) dashboard: std::sync::atomic::AtomicBool,
+}
+
+/// Whether `observer` serves the dashboard.
+fn dashboard_served(observer: &Observer) -> bool {
+    #[cfg(feature = "dashboard")]
+    return crate::dashboard::is_served(observer);
+    #[cfg(not(feature = "dashboard"))]
+    {
+        let _ = observer;
+        false
+    }
 }
 
 impl AlertsPart {
@@ -158,6 +178,7 @@ impl AlertsPart {
             yellow_from: alerts.yellow_from,
             red_from: alerts.red_from,
             ticker: OnceLock::new(),
+            dashboard: Default::default(),
         }
     }
 
@@ -292,11 +313,27 @@ impl AlertsPart {
                 MAX_FAILED_REQUESTS,
             )
             .into_iter()
-            .map(|e| FailedRequest {
-                trace_id: crate::hex::to_string(&e.trace_id),
-                span_id: crate::hex::to_string(&e.span_id),
+            .map(|e| {
+                let trace_id = crate::hex::to_string(&e.trace_id);
+                FailedRequest {
+                    view_url: self.view_url(&trace_id),
+                    span_id: crate::hex::to_string(&e.span_id),
+                    trace_id,
+                }
             })
             .collect()
+    }
+
+    /// The dashboard's view of a request, with an external URL and the dashboard.
+    fn view_url(&self, id: &str) -> Option<String> {
+        let base = self.external_url.as_deref().filter(|u| !u.is_empty())?;
+        #[cfg(feature = "dashboard")]
+        let path = crate::dashboard::DASHBOARD_PATH;
+        #[cfg(not(feature = "dashboard"))]
+        let path = "/dashboard";
+        self.dashboard
+            .load(std::sync::atomic::Ordering::Relaxed)
+            .then(|| format!("{base}{path}#request={id}"))
     }
 }
 
@@ -426,5 +463,41 @@ mod tests {
         });
         assert!(ticker.is_running());
         assert_eq!(panics_on_metrics(&observer, "alerts"), Some(1.0));
+    }
+
+    #[test]
+    fn failed_requests_link_to_the_dashboard_with_an_external_url_and_the_dashboard() {
+        let build = |external_url: Option<&str>, dashboard: bool| {
+            let mut alerts = Alerts::new(AlertRules::recommended())
+                .evaluation_interval(Duration::from_millis(100));
+            if let Some(url) = external_url {
+                alerts = alerts.external_url(url);
+            }
+            let builder = Observer::builder().alerts(alerts).unwrap();
+            let _ = dashboard; // without the feature, there is no dashboard to add
+            #[cfg(feature = "dashboard")]
+            let builder = if dashboard {
+                builder.dashboard(crate::dashboard::DashboardOptions::new())
+            } else {
+                builder
+            };
+            let observer = builder.build().unwrap();
+            let part = observer.attached::<AlertsPart>().unwrap();
+            // The first tick ran as the alerts were attached, maybe before the dashboard.
+            wait_for("two evaluations", || lock(&part.state).evaluations >= 2);
+            let url = part.view_url("4bf92f3577b34da6a3ce929d0e0e4736");
+            (observer, url)
+        };
+        let (_o, url) = build(Some("https://api.example.com/ops/"), true);
+        if cfg!(feature = "dashboard") {
+            assert_eq!(
+                url.as_deref(),
+                Some("https://api.example.com/ops/dashboard#request=4bf92f3577b34da6a3ce929d0e0e4736")
+            );
+        } else {
+            assert_eq!(url, None);
+        }
+        assert_eq!(build(None, true).1, None);
+        assert_eq!(build(Some("https://api.example.com"), false).1, None);
     }
 }

@@ -57,6 +57,11 @@ pub struct FailedRequest {
     pub trace_id: String,
     /// The span of the request (16 hex digits).
     pub span_id: String,
+    /// The request's view in the dashboard (`{external_url}/dashboard#request=<trace ID>`:
+    /// its spans and log lines, with a log store), when an external URL and the dashboard are
+    /// configured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub view_url: Option<String>,
 }
 
 /// One alert's change of state, sent to every channel.

@@ -5,6 +5,7 @@
 // always rendered, and run as doctests when the `axum` feature is on.
 #![cfg_attr(any(not(doctest), feature = "axum"), doc = include_str!("../../docs/dashboard.md"))]
 
+mod notable;
 mod stream;
 
 use std::any::Any;
@@ -25,6 +26,9 @@ use crate::{names, Observer, ObserverBuilder};
 pub const DASHBOARD_PATH: &str = "/dashboard";
 /// Path of the live statistics stream (Server-Sent Events).
 pub const STREAM_PATH: &str = "/v1/stats/stream";
+/// Path of the recent notable requests (the slowest and the latest failures of the last five
+/// minutes, JSON, newest first), behind the dashboard's token.
+pub const RECENT_REQUESTS_PATH: &str = "/v1/requests";
 
 /// Dashboard settings; given to [`ObserverBuilder::dashboard`].
 ///
@@ -131,14 +135,17 @@ impl Pending for DashboardPending {
             options.tick,
             move |observer, hub| hub.tick(observer, &mut last_keep_alive, keep_alive),
         );
+        let notable = Arc::new(notable::NotableRequests::default());
+        let sink = notable.clone();
         observer.part(move || DashboardPart {
             token: options
                 .token
                 .map(|t| AccessToken::new(t, names::DASHBOARD_REJECTED)),
             hub,
             publisher,
+            notable,
         });
-        None
+        Some(sink)
     }
 
     fn as_any_mut(&mut self) -> &mut dyn Any {
@@ -153,6 +160,8 @@ struct DashboardPart {
     /// The thread publishing the snapshots; it ends with the part.
     #[allow(dead_code)] // kept for its `Drop`; read by the tests
     publisher: Background,
+    /// The slowest and the failed requests of the last minutes, for the console's table.
+    notable: Arc<notable::NotableRequests>,
 }
 
 impl Drop for DashboardPart {
@@ -177,6 +186,7 @@ impl Part for DashboardPart {
     fn routes(&self, observer: &Observer) -> Vec<Route> {
         let page = observer.clone();
         let live = observer.clone();
+        let recent = observer.clone();
         let mut routes = vec![
             Route::new(DASHBOARD_PATH, RouteMethod::Get, move |parts| {
                 let response = match page.attached::<DashboardPart>() {
@@ -196,6 +206,17 @@ impl Part for DashboardPart {
                 };
                 async move { response }
             }),
+            Route::new(RECENT_REQUESTS_PATH, RouteMethod::Get, move |parts| {
+                let response = match recent.attached::<DashboardPart>() {
+                    Some(part) => part.refused(&recent, &parts).unwrap_or_else(|| {
+                        crate::response::json(
+                            &part.notable.list(recent.wall_at(recent.now_nanos())),
+                        )
+                    }),
+                    None => crate::response::not_found(),
+                };
+                async move { response }
+            }),
         ];
         // The assets are code, not data: served without the token, cached for good.
         for asset in assets() {
@@ -210,6 +231,12 @@ impl Part for DashboardPart {
         }
         routes
     }
+}
+
+/// Whether `observer` serves the dashboard (for links to it, such as the alerts').
+#[allow(dead_code)] // used by optional capabilities
+pub(crate) fn is_served(observer: &Observer) -> bool {
+    observer.attached::<DashboardPart>().is_some()
 }
 
 /// A file of the page, with its strong validator.

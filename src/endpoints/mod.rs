@@ -38,14 +38,15 @@ use tower_service::Service;
 #[cfg(feature = "alerts")]
 pub use crate::alerts::ALERTS_PATH;
 #[cfg(feature = "dashboard")]
-pub use crate::dashboard::{DASHBOARD_PATH, STREAM_PATH};
+pub use crate::dashboard::{DASHBOARD_PATH, RECENT_REQUESTS_PATH, STREAM_PATH};
 pub use crate::health::{HEALTH_PATH, LIVE_PATH};
 #[cfg(feature = "history")]
 pub use crate::history::HISTORY_PATH;
 pub use crate::response::EndpointBody;
 
-use crate::observer::{Route, RouteMethod};
+use crate::observer::{Route, RouteHandler, RouteMethod};
 use crate::response::{json, method_not_allowed, not_found, plain, with_type};
+use crate::server::ObserverEndpoint;
 use crate::Observer;
 
 /// Content type of the Prometheus text exposition format.
@@ -120,7 +121,23 @@ fn routes(observer: &Observer, metrics_path: &str, stats_path: &str) -> Vec<Rout
     for part in observer.parts() {
         routes.extend(part.routes(observer));
     }
+    for route in &mut routes {
+        route.handler = marked(route.handler.clone());
+    }
     routes
+}
+
+/// `handler`, its responses marked as the observer's own ([`ObserverEndpoint`]), so the
+/// server layer keeps them apart from the application's.
+fn marked(handler: RouteHandler) -> RouteHandler {
+    Arc::new(move |parts| {
+        let answer = handler(parts);
+        Box::pin(async move {
+            let mut response = answer.await;
+            response.extensions_mut().insert(ObserverEndpoint);
+            response
+        })
+    })
 }
 
 /// `GET /metrics`: Prometheus text, or OpenMetrics (with exemplars) when the client asks for it.

@@ -37,7 +37,7 @@ pub(crate) use builder::Pending;
 pub use builder::{BuildError, ObserverBuilder, MAX_DIMENSIONS};
 use handles::{ExemplarIds, HistogramHandle};
 pub use parts::Status;
-pub(crate) use parts::{HealthInput, Part, Route, RouteMethod};
+pub(crate) use parts::{HealthInput, Part, Route, RouteHandler, RouteMethod};
 pub use sink::{HttpClientRecord, HttpServerRecord, RecordSink};
 
 type Renderer = Arc<dyn Fn() -> String + Send + Sync>;

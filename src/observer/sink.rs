@@ -30,6 +30,11 @@ pub struct HttpServerRecord<'a> {
     pub request_body_bytes: u64,
     /// Response body bytes sent.
     pub response_body_bytes: u64,
+    /// The request's ID (`x-request-id`), when the layer assigns them.
+    pub request_id: Option<&'a str>,
+    /// The W3C trace the request belongs to: its span's trace when traced, else the caller's
+    /// trace passed through (or the root its outgoing calls share).
+    pub trace_id: Option<[u8; 16]>,
 }
 
 /// One finished HTTP client call (one attempt, when retried), as every consumer of the

@@ -27,6 +27,10 @@ pub(crate) struct InFlight {
     /// Known once the response headers are out.
     status: Option<u16>,
     failed_status: bool,
+    /// The response is one of the observer's own endpoints ([`ObserverEndpoint`]).
+    ///
+    /// [`ObserverEndpoint`]: super::ObserverEndpoint
+    own: bool,
     pub(crate) response_bytes: u64,
     recorded: bool,
 }
@@ -110,6 +114,7 @@ impl InFlight {
             },
             status: None,
             failed_status: false,
+            own: false,
             response_bytes: 0,
             recorded: false,
         }
@@ -146,6 +151,14 @@ impl InFlight {
             Finish::ServiceError => (Some(ErrorType::Named(ERROR_SERVICE)), Outcome::Failure),
         };
         let config = &*self.config;
+        let own = self.own && config.own_endpoints != super::OwnEndpoints::Record;
+        if own && config.own_endpoints == super::OwnEndpoints::Ignore {
+            let arrival = &self.arrival;
+            config
+                .series
+                .request_ignored(&config.observer, arrival.method, arrival.scheme);
+            return;
+        }
         let end = config.observer.now_nanos();
         config.series.record(
             &config.observer,
@@ -167,6 +180,14 @@ impl InFlight {
                     .map_or(0, |c| c.load(Relaxed)),
                 response_bytes: self.response_bytes,
                 exemplar: self.arrival.span_ids.and_then(SpanIds::exemplar),
+                own,
+                request_id: self.request_id().map(RequestId::as_str),
+                trace_id: self
+                    .arrival
+                    .context
+                    .as_ref()
+                    .map(|c| c.span.trace_id)
+                    .filter(|t| *t != [0; 16]),
             },
         );
         if let Some(span) = self.arrival.span.take() {
@@ -200,6 +221,7 @@ impl InFlight {
     pub(crate) fn on_response(&mut self, parts: &http::response::Parts) {
         self.status = Some(parts.status.as_u16());
         self.failed_status = self.config.is_failure(parts.status);
+        self.own = parts.extensions.get::<super::ObserverEndpoint>().is_some();
         if self.arrival.route.is_unmatched() {
             self.arrival.route = RouteLabel::from_response(&parts.extensions);
         }

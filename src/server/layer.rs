@@ -48,6 +48,7 @@ pub(crate) struct Config {
     pub(crate) traces: Option<TraceOptions>,
     failure_if: Option<FailureFn>,
     pub(crate) default_scheme: Scheme,
+    pub(crate) own_endpoints: super::OwnEndpoints,
 }
 
 impl fmt::Debug for ObserveLayer {
@@ -58,6 +59,7 @@ impl fmt::Debug for ObserveLayer {
             .field("traces", &c.traces)
             .field("custom_failure_if", &c.failure_if.is_some())
             .field("default_scheme", &c.default_scheme.as_str())
+            .field("own_endpoints", &c.own_endpoints)
             .finish_non_exhaustive()
     }
 }
@@ -73,6 +75,7 @@ impl ObserveLayer {
                 traces: None,
                 failure_if: None,
                 default_scheme: Scheme::Http,
+                own_endpoints: super::OwnEndpoints::default(),
             }),
         }
     }
@@ -106,6 +109,14 @@ impl ObserveLayer {
     /// Default: 5xx.
     pub fn failure_if(mut self, f: impl Fn(StatusCode) -> bool + Send + Sync + 'static) -> Self {
         self.config_mut().failure_if = Some(Arc::new(f));
+        self
+    }
+
+    /// How requests to the observer's own endpoints (`/metrics`, `/v1/*`, `/health*`,
+    /// `/dashboard*`) are recorded; default [`OwnEndpoints::Apart`](super::OwnEndpoints::Apart):
+    /// kept out of the application's routes and error rate, summarised apart.
+    pub fn own_endpoints(mut self, how: super::OwnEndpoints) -> Self {
+        self.config_mut().own_endpoints = how;
         self
     }
 

@@ -83,6 +83,40 @@ pub use service::Observe;
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct LiveStream;
 
+/// A response extension that marks the observer's own endpoints (`/metrics`, `/v1/*`,
+/// `/health*`, `/dashboard*`): the router fragment and [`ObserveEndpoints`] put it on every
+/// response they make, and the server layer records those requests as its
+/// [`own_endpoints`](ObserveLayer::own_endpoints) setting says. A service can mark its own
+/// operational endpoints the same way.
+///
+/// ```
+/// let mut response = http::Response::new(());
+/// response.extensions_mut().insert(tower_observe::server::ObserverEndpoint);
+/// ```
+///
+/// [`ObserveEndpoints`]: crate::endpoints::ObserveEndpoints
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ObserverEndpoint;
+
+/// How the server layer records requests to the observer's own endpoints (responses marked
+/// [`ObserverEndpoint`]); set with [`ObserveLayer::own_endpoints`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum OwnEndpoints {
+    /// The default. Prometheus series as for any route (each under its own `http_route`,
+    /// which a query can exclude), but in `/v1/stats` only as one summary,
+    /// `observer_endpoints`: not in `routes`, the totals, the windows, the health's error
+    /// rate, nor given to record sinks (history, the dashboard's notable requests). A
+    /// dashboard left open or a scraper every 15 s would otherwise fill the route table and
+    /// dilute the application's error rate.
+    #[default]
+    Apart,
+    /// Not recorded at all (the active-requests gauge still goes up and down).
+    Ignore,
+    /// Recorded like the application's routes.
+    Record,
+}
+
 use crate::Observer;
 
 impl Observer {

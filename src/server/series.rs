@@ -63,6 +63,13 @@ pub(crate) struct HttpCompletion<'a> {
     pub(crate) response_bytes: u64,
     /// A sampled serving span, attached to the duration as an exemplar.
     pub(crate) exemplar: Option<ExemplarIds>,
+    /// One of the observer's own endpoints, recorded apart ([`OwnEndpoints::Apart`]).
+    ///
+    /// [`OwnEndpoints::Apart`]: super::OwnEndpoints::Apart
+    pub(crate) own: bool,
+    /// The request's ID and trace, for record sinks.
+    pub(crate) request_id: Option<&'a str>,
+    pub(crate) trace_id: Option<[u8; 16]>,
 }
 
 #[derive(Debug, PartialEq, Eq, Hash)]
@@ -74,6 +81,7 @@ struct SeriesKey {
     status: u16,
     error: Option<ErrorType>,
     dims: Box<[Option<Box<str>>]>,
+    own: bool,
 }
 
 /// The borrowed form of [`SeriesKey`]; hashes identically (same field order and types that
@@ -87,6 +95,7 @@ struct SeriesKeyRef<'a> {
     status: u16,
     error: Option<ErrorType>,
     dims: &'a [Option<&'a str>],
+    own: bool,
 }
 
 impl Equivalent<Arc<SeriesKey>> for SeriesKeyRef<'_> {
@@ -96,6 +105,7 @@ impl Equivalent<Arc<SeriesKey>> for SeriesKeyRef<'_> {
             && self.scheme == key.scheme
             && self.version == key.version
             && self.error == key.error
+            && self.own == key.own
             && *self.route == *key.route
             && self.dims.len() == key.dims.len()
             && self
@@ -116,6 +126,7 @@ impl SeriesKeyRef<'_> {
             status: self.status,
             error: self.error,
             dims: self.dims.iter().map(|d| d.map(Into::into)).collect(),
+            own: self.own,
         }
     }
 }
@@ -153,6 +164,9 @@ struct Series {
     dims: Box<[(Arc<str>, Arc<str>)]>,
     /// Set for an overflow series: counts the recordings that went there.
     overflow: Option<Counter>,
+    /// One of the observer's own endpoints: `route_stats` is the summary of them all, and
+    /// nothing else (windows, dimensions, sinks) sees it.
+    own: bool,
 }
 
 /// Overflow series by route (so route statistics stay right) and what they keep.
@@ -184,11 +198,14 @@ pub(crate) struct ServerPart {
     overflow_count: OnceLock<Counter>,
     active: [[OnceLock<GaugeHandle>; 2]; HttpMethod::COUNT],
     stats: HttpStats,
+    /// The observer's own endpoints, recorded apart: `observer_endpoints` in `/v1/stats`.
+    own: Arc<StatsCell>,
 }
 
 impl Part for ServerPart {
     fn stats(&self, snapshot: &mut StatsSnapshot, elapsed: f64) {
         self.stats.snapshot_into(snapshot, elapsed);
+        snapshot.observer_endpoints = self.own.entry(elapsed);
         let gauges = self.active.iter().flatten().filter_map(OnceLock::get);
         snapshot.in_flight = gauges
             .map(GaugeHandle::value)
@@ -198,6 +215,7 @@ impl Part for ServerPart {
 
     fn reset(&self) {
         self.stats.reset();
+        self.own.reset();
     }
 
     fn health(&self, elapsed: f64, input: &mut HealthInput) {
@@ -209,6 +227,13 @@ impl ServerPart {
     /// A request arrived: its active-requests gauge goes up.
     pub(crate) fn request_started(&self, observer: &Observer, method: HttpMethod, scheme: Scheme) {
         observer.guarded(|| self.active_gauge(observer, method, scheme).add(1.0));
+    }
+
+    /// A request not recorded ([`OwnEndpoints::Ignore`]) ended: its gauge comes back down.
+    ///
+    /// [`OwnEndpoints::Ignore`]: super::OwnEndpoints::Ignore
+    pub(crate) fn request_ignored(&self, observer: &Observer, method: HttpMethod, scheme: Scheme) {
+        observer.guarded(|| self.active_gauge(observer, method, scheme).add(-1.0));
     }
 
     /// The one recording path of a finished HTTP server request.
@@ -233,6 +258,7 @@ impl ServerPart {
             status: c.status.unwrap_or(0),
             error: c.error,
             dims: &dim_values[..dimension_keys.len()],
+            own: c.own,
         };
         let nanos = c.end.saturating_sub(c.start);
         let second = observer.second_of(c.end);
@@ -256,6 +282,10 @@ impl ServerPart {
         series
             .route_stats
             .record(nanos, second, c.status, c.outcome);
+        if series.own {
+            return;
+        }
+        series.route_stats.record_windows(nanos, second, c.outcome);
         for cell in series.dim_stats.iter() {
             cell.record(nanos, second, c.status, c.outcome);
         }
@@ -272,6 +302,8 @@ impl ServerPart {
                 end: observer.wall_at(c.end),
                 request_body_bytes: c.request_bytes,
                 response_body_bytes: c.response_bytes,
+                request_id: c.request_id,
+                trace_id: c.trace_id,
             };
             for sink in sinks {
                 sink.record_http_server(&record);
@@ -361,17 +393,25 @@ impl ServerPart {
         dims: Box<[(Arc<str>, Arc<str>)]>,
         overflow: Option<Counter>,
     ) -> Arc<Series> {
+        let (route_stats, dim_stats) = if key.own {
+            (self.own.clone(), Box::default())
+        } else {
+            (
+                self.stats.route_cell(key.method, key.route),
+                dims.iter()
+                    .map(|(k, v)| self.stats.dimension_cell(k, v))
+                    .collect(),
+            )
+        };
         Arc::new(Series {
             handles,
-            route_stats: self.stats.route_cell(key.method, key.route),
-            dim_stats: dims
-                .iter()
-                .map(|(k, v)| self.stats.dimension_cell(k, v))
-                .collect(),
+            route_stats,
+            dim_stats,
             route: Arc::from(key.route),
             error_type,
             dims,
             overflow,
+            own: key.own,
         })
     }
 
@@ -488,6 +528,7 @@ mod tests {
             status: 200,
             error: Some(ErrorType::Named("aborted")),
             dims: &dims,
+            own: false,
         };
         let owned = Arc::new(r.to_owned_key());
         let s = hashbrown::DefaultHashBuilder::default();

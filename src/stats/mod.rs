@@ -4,6 +4,7 @@ mod rate;
 mod sections;
 pub(crate) mod sketch;
 mod snapshot;
+mod window;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -15,7 +16,10 @@ pub use sections::{
 };
 pub use sections::{LlmEntry, LlmSideStats, LlmStats};
 pub use sketch::RELATIVE_ERROR as LATENCY_RELATIVE_ERROR;
-pub use snapshot::{BreakdownEntry, LatencyMs, RouteEntry, StatsSnapshot, StatusClasses, Totals};
+pub use snapshot::{
+    BreakdownEntry, LatencyMs, RouteEntry, StatsSnapshot, StatusClasses, Totals, WindowEntry,
+};
+pub use window::STEP_SECONDS as WINDOW_STEP_SECONDS;
 
 use crate::labels::HttpMethod;
 
@@ -38,6 +42,9 @@ pub(crate) struct StatsCell {
     rate: rate::RateWindow,
     /// Failures only, for the recent error rate of `/health` (successes cost nothing extra).
     failure_rate: rate::RateWindow,
+    /// The recent windows; filled by [`record_windows`](Self::record_windows) only (the
+    /// server's route cells), so other cells pay one pointer per slot.
+    windows: window::WindowRing,
 }
 
 impl StatsCell {
@@ -64,6 +71,12 @@ impl StatsCell {
         }
     }
 
+    /// Counts one request in the recent windows too (after [`record`](Self::record)).
+    #[inline]
+    pub(crate) fn record_windows(&self, nanos: u64, second: u64, outcome: Outcome) {
+        self.windows.record(nanos, second, outcome);
+    }
+
     /// Requests and failures of the last minute.
     pub(crate) fn recent(&self, elapsed: f64) -> (u64, u64) {
         (self.rate.total(elapsed), self.failure_rate.total(elapsed))
@@ -79,6 +92,7 @@ impl StatsCell {
         }
         self.rate.reset();
         self.failure_rate.reset();
+        self.windows.reset();
     }
 
     /// Adds this cell's current contents to `data`.
@@ -236,6 +250,7 @@ impl HttpStats {
     /// Fills the service-wide figures, `routes` and `dimensions`.
     pub(crate) fn snapshot_into(&self, snapshot: &mut StatsSnapshot, elapsed: f64) {
         let mut all = CellData::default();
+        let mut all_windows: [window::WindowData; window::WINDOWS.len()] = Default::default();
         snapshot.routes = self
             .routes
             .cells()
@@ -243,6 +258,14 @@ impl HttpStats {
             .map(|((route, method), cell)| {
                 let mut data = CellData::default();
                 cell.read_into(&mut data, elapsed);
+                let mut windows = BTreeMap::new();
+                for ((name, seconds), sum) in window::WINDOWS.iter().zip(&mut all_windows) {
+                    let mut w = window::WindowData::default();
+                    cell.windows.read_into(elapsed, *seconds, &mut w);
+                    sum.merge(&w);
+                    let covered = window::covered_seconds(elapsed, *seconds);
+                    windows.insert(*name, WindowEntry::from_data(&w, covered));
+                }
                 all.latency.merge(&data.latency);
                 all.errors += data.errors;
                 all.aborted += data.aborted;
@@ -254,7 +277,16 @@ impl HttpStats {
                     method: method.as_str(),
                     route,
                     stats: data.entry(),
+                    windows,
                 }
+            })
+            .collect();
+        snapshot.windows = window::WINDOWS
+            .iter()
+            .zip(&all_windows)
+            .map(|((name, seconds), w)| {
+                let covered = window::covered_seconds(elapsed, *seconds);
+                (*name, WindowEntry::from_data(w, covered))
             })
             .collect();
         let global = all.entry();

@@ -25,12 +25,19 @@ pub struct StatsSnapshot {
     pub success_rate: Option<f64>,
     /// Latency since start; `null` before the first request.
     pub latency_ms: Option<LatencyMs>,
+    /// The same figures over recent windows (`"1m"`, `"5m"`), for the whole service: what is
+    /// happening now, where the since-start figures flatten out after a while.
+    pub windows: BTreeMap<&'static str, WindowEntry>,
     /// The largest relative error of the reported percentiles (0.0079 = 0.79 %).
     pub latency_relative_error: f64,
     /// Responses per status class.
     pub status_codes: StatusClasses,
     /// One entry per method and route template, sorted by route.
     pub routes: Vec<RouteEntry>,
+    /// The observer's own endpoints (`/metrics`, `/v1/*`, `/health*`, `/dashboard*`), summed
+    /// apart from the application's routes and figures (the server layer's default,
+    /// `OwnEndpoints::Apart`; all zero with another setting).
+    pub observer_endpoints: BreakdownEntry,
     /// Per extra dimension (backend, model, …): one entry per value.
     pub dimensions: BTreeMap<String, BTreeMap<String, BreakdownEntry>>,
     /// Calls made through the client instrumentation, per upstream `host:port` (one entry per
@@ -73,9 +80,11 @@ impl StatsSnapshot {
             in_flight: None,
             success_rate: None,
             latency_ms: None,
+            windows: BTreeMap::new(),
             latency_relative_error: super::LATENCY_RELATIVE_ERROR,
             status_codes: StatusClasses::default(),
             routes: Vec::new(),
+            observer_endpoints: super::StatsCell::default().entry(uptime_seconds),
             dimensions: BTreeMap::new(),
             upstreams: BTreeMap::new(),
             retries: BTreeMap::new(),
@@ -191,4 +200,47 @@ pub struct RouteEntry {
     /// The numbers.
     #[serde(flatten)]
     pub stats: BreakdownEntry,
+    /// The route's figures over recent windows (`"1m"`, `"5m"`).
+    pub windows: BTreeMap<&'static str, WindowEntry>,
+}
+
+/// Figures over a recent window (the last minute, the last five minutes), from a ring of
+/// per-step sketches (see [`WINDOW_STEP_SECONDS`](super::WINDOW_STEP_SECONDS)): the window
+/// covers between its length less one step and its length.
+#[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
+pub struct WindowEntry {
+    /// The seconds the figures cover (shorter than the window just after the start, and by up
+    /// to one step as the current step fills).
+    pub seconds: f64,
+    /// Requests that ended in the window (completed and aborted).
+    pub requests: u64,
+    /// Failed requests.
+    pub errors: u64,
+    /// Aborted requests.
+    pub aborted: u64,
+    /// `requests / seconds`.
+    pub requests_per_second: f64,
+    /// Share of completed requests that did not fail; `null` without one.
+    pub success_rate: Option<f64>,
+    /// Latency of the completed requests; `null` without one.
+    pub latency_ms: Option<LatencyMs>,
+}
+
+impl WindowEntry {
+    pub(crate) fn from_data(data: &super::window::WindowData, seconds: f64) -> Self {
+        let summary = data.latency.summary(&[0.5, 0.95, 0.99]);
+        let completed = summary.as_ref().map_or(0, |s| s.count);
+        let requests = completed + data.aborted;
+        Self {
+            seconds,
+            requests,
+            errors: data.errors,
+            aborted: data.aborted,
+            requests_per_second: requests as f64 / seconds,
+            success_rate: (completed > 0)
+                .then(|| completed.saturating_sub(data.errors) as f64 / completed as f64),
+            latency_ms: summary.map(|s| LatencyMs::from_summary(&s)),
+        }
+    }
 }

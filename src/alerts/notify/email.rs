@@ -322,7 +322,14 @@ pub(crate) fn body(event: &AlertEvent) -> String {
     if !event.failed_requests.is_empty() {
         let _ = writeln!(out, "\nRecent failed requests (trace IDs):");
         for request in &event.failed_requests {
-            let _ = writeln!(out, "  {}", request.trace_id);
+            match &request.view_url {
+                Some(url) => {
+                    let _ = writeln!(out, "  {}  {url}", request.trace_id);
+                }
+                None => {
+                    let _ = writeln!(out, "  {}", request.trace_id);
+                }
+            }
         }
     }
     let _ = writeln!(out, "\nFingerprint: {}", event.fingerprint);

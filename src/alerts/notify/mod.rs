@@ -315,6 +315,7 @@ pub(crate) mod tests_support {
             failed_requests: vec![FailedRequest {
                 trace_id: "4bf92f3577b34da6a3ce929d0e0e4736".into(),
                 span_id: "00f067aa0ba902b7".into(),
+                view_url: None,
             }],
         }
     }

@@ -153,6 +153,14 @@ pub(crate) fn event_body(
             .map(|r| r.trace_id.as_str())
             .collect();
         details.insert("failed_request_trace_ids".into(), json!(ids));
+        let views: Vec<&str> = event
+            .failed_requests
+            .iter()
+            .filter_map(|r| r.view_url.as_deref())
+            .collect();
+        if !views.is_empty() {
+            details.insert("failed_request_views".into(), json!(views));
+        }
     }
     let mut payload = json!({
         "summary": cut_bytes(&summary(event), 1024),
@@ -173,6 +181,15 @@ pub(crate) fn event_body(
         .iter()
         .map(|(text, href)| json!({"href": href, "text": text}))
         .collect();
+    for (request, url) in event
+        .failed_requests
+        .iter()
+        .filter_map(|r| Some((r, r.view_url.as_ref()?)))
+        .take(3)
+    {
+        let text = format!("Failed request {}", request.trace_id);
+        links.push(json!({"href": url, "text": text}));
+    }
     if !event.generator_url.is_empty()
         && !event.links.iter().any(|(_, u)| *u == event.generator_url)
     {

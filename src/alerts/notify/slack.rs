@@ -154,7 +154,10 @@ pub(crate) fn message(event: &AlertEvent) -> Value {
             .failed_requests
             .iter()
             .take(10)
-            .map(|r| format!("`{}`", escape(&r.trace_id)))
+            .map(|r| match &r.view_url {
+                Some(url) => format!("<{}|`{}`>", escape(url), escape(&r.trace_id)),
+                None => format!("`{}`", escape(&r.trace_id)),
+            })
             .collect();
         blocks.push(json!({
             "type": "context",

@@ -245,9 +245,9 @@
     ], true),
     latency: chart('c-latency', 'Latency', [
       { label: 'avg, last second', color: COLORS.blue, fmt: 'ms' },
-      { label: 'p50', color: COLORS.green, fmt: 'ms' },
-      { label: 'p95', color: COLORS.amber, fmt: 'ms' },
-      { label: 'p99', color: COLORS.red, fmt: 'ms' },
+      { label: 'p50, last minute', color: COLORS.green, fmt: 'ms' },
+      { label: 'p95, last minute', color: COLORS.amber, fmt: 'ms' },
+      { label: 'p99, last minute', color: COLORS.red, fmt: 'ms' },
     ], true),
     process: chart('c-process', 'Process', [
       { label: 'CPU', color: COLORS.blue, fmt: 'pct', unit: 'pct', fill: true },
@@ -271,7 +271,9 @@
       started: s.started_at, up: s.uptime_seconds, req: s.totals?.requests, err: s.totals?.errors,
       c4: s.status_codes?.['4xx'], completed, sum: (s.latency_ms?.avg ?? 0) * completed,
     };
-    const p = { t: now, rate60: s.requests_per_second, p50: s.latency_ms?.p50, p95: s.latency_ms?.p95, p99: s.latency_ms?.p99 };
+    // Percentiles of the last minute (a window of the server's), not since start.
+    const recent = s.windows ? s.windows['1m']?.latency_ms : s.latency_ms;
+    const p = { t: now, rate60: s.requests_per_second, p50: recent?.p50, p95: recent?.p95, p99: recent?.p99 };
     // Per-second figures from the difference with the previous snapshot; none across a restart
     // or a reset (the counters went back).
     if (prev && prev.started === cur.started && cur.up > prev.up && cur.req >= prev.req) {
@@ -316,10 +318,13 @@
 
   function renderTiles(s) {
     setTile('rps', fmtNum(s.requests_per_second, 1));
-    setTile('success', fmtPct(s.success_rate), 'since start', level(s.success_rate));
-    setTile('p50', fmtMs(s.latency_ms?.p50));
-    setTile('p95', fmtMs(s.latency_ms?.p95));
-    setTile('p99', fmtMs(s.latency_ms?.p99), 'max ' + fmtMs(s.latency_ms?.max));
+    // The last minute (and five) when the server has windows; since start otherwise.
+    const w1 = s.windows?.['1m'], w5 = s.windows?.['5m'];
+    const ok = w1 ? w1.success_rate : s.success_rate, l1 = w1 ? w1.latency_ms : s.latency_ms;
+    setTile('success', fmtPct(ok), w1 ? `last minute · 5 min ${fmtPct(w5?.success_rate)}` : 'since start', level(ok));
+    setTile('p50', fmtMs(l1?.p50), w1 ? `last minute · 5 min ${fmtMs(w5?.latency_ms?.p50)}` : 'latency');
+    setTile('p95', fmtMs(l1?.p95), w1 ? `last minute · 5 min ${fmtMs(w5?.latency_ms?.p95)}` : 'latency');
+    setTile('p99', fmtMs(l1?.p99), (w1 ? 'last minute · ' : '') + 'max ' + fmtMs(l1?.max));
     setTile('requests', fmtInt(s.totals?.requests),
       `${fmtInt(s.totals?.errors)} errors` + (s.totals?.aborted ? ` · ${fmtInt(s.totals.aborted)} aborted` : ''));
     // In flight: the service-wide figure if the document has one, else the routes' sum.
@@ -363,7 +368,7 @@
 
   async function pollHealth() {
     try {
-      const res = await fetch('/health', { cache: 'no-store', headers: { accept: 'application/json' } });
+      const res = await fetch('health', { cache: 'no-store', headers: { accept: 'application/json' } });
       if (res.status === 200 || res.status === 503) {
         healthKnown = true;
         renderHealth(await res.json());
@@ -597,7 +602,7 @@
     $$('#history .seg button').forEach((b) => b.setAttribute('aria-pressed', String(b.dataset.period === period)));
     const to = Math.floor(Date.now() / 1000);
     const from = Math.floor((to - span) / stepSec) * stepSec;
-    const url = `/v1/stats/history?from=${from}&to=${to + 1}&step=${step}`;
+    const url = `v1/stats/history?from=${from}&to=${to + 1}&step=${step}`;
     if (historyAbort) historyAbort.abort();
     historyAbort = new AbortController();
     let doc = null;
@@ -653,7 +658,7 @@
   }
 
   function connect() {
-    const url = '/v1/stats/stream' + (token ? '?token=' + encodeURIComponent(token) : '');
+    const url = 'v1/stats/stream' + (token ? '?token=' + encodeURIComponent(token) : '');
     const es = new EventSource(url);
     const handle = (ev) => {
       let s;
@@ -680,6 +685,178 @@
   setInterval(() => {
     if (lastAt && Date.now() - lastAt > 5000 && $('#status').dataset.state === 'live') setStatus('reconnecting', 'reconnecting…');
   }, 1000);
+
+  // ---- Console: recent slow and failed requests (GET v1/requests), and a request's view
+  // (GET v1/requests/{id}, served with a log store and its token: spans and log lines). The
+  // search box and the view show only when that route answers like a log store; every value
+  // goes in as text. `#request=<id>` opens a view directly.
+  {
+    const logsToken = new URLSearchParams(location.search).get('logs_token') || token;
+    const withToken = (url, t) => (t ? url + (url.includes('?') ? '&' : '?') + 'token=' + encodeURIComponent(t) : url);
+    let storeOn = false, recentTimer = null;
+    const recent = table($('#console-recent'), [
+      txt('time', 'Time', 'time', { fmt: (v) => (v ? new Date(v).toLocaleTimeString() : '—') }),
+      txt('kind', 'Kind', (r) => (r.failed ? 'failed' : 'slow'), {
+        fmt: (v, r) => h('span', { class: 'pill', 'data-level': r.failed ? 'bad' : 'warn' }, r.failed && r.slow ? 'failed, slow' : v) }),
+      txt('route', 'Route', (r) => `${r.route} ${r.method}`, { fmt: (v, r) => h('span', null, h('span', { class: 'm' }, r.method), r.route) }),
+      num('status', 'Status', 'status', (v) => (v == null ? '—' : String(v))),
+      num('duration', 'Duration', 'duration_ms', fmtMs),
+      txt('id', 'Request ID', (r) => r.request_id || r.trace_id, {
+        cls: 'wrap',
+        fmt: (v, r) => {
+          if (!v) return '—';
+          if (!storeOn) return h('code', null, v);
+          const a = h('a', { href: '#request=' + encodeURIComponent(v), class: 'open-request', 'data-request': v }, v);
+          return a;
+        } }),
+    ], 'time', true, 'No slow or failed request in the window.');
+
+    async function loadRecent() {
+      clearTimeout(recentTimer);
+      try {
+        const res = await fetch(withToken('v1/requests', token), { cache: 'no-store', headers: { accept: 'application/json' } });
+        if (!res.ok) { $('#console-note').textContent = res.status === 404 ? '' : `unavailable (HTTP ${res.status})`; }
+        else {
+          const doc = await res.json();
+          $('#console').hidden = false;
+          if (isNum(doc.window_seconds)) $('#recent-window').textContent = fmtDuration(doc.window_seconds);
+          recent.update(Array.isArray(doc.requests) ? doc.requests : []);
+        }
+      } catch (e) { /* down or restarting: the stream's status says so */ }
+      recentTimer = setTimeout(loadRecent, 5000);
+    }
+
+    // Is there a log store that answers us? An unknown ID gets its JSON 404; without a store the
+    // route does not exist (a 404 of another kind), without the logs token 401/403.
+    async function probeStore() {
+      try {
+        const res = await fetch(withToken('v1/requests/' + encodeURIComponent('probe-' + Date.now().toString(36)), logsToken), { cache: 'no-store', headers: { accept: 'application/json' } });
+        if (res.status !== 200 && res.status !== 404) return false;
+        // A JSON answer of the store's shape, not an application's fallback page.
+        const doc = await res.json().catch(() => null);
+        if (!doc || typeof doc !== 'object') return false;
+        return res.status === 200 ? Array.isArray(doc.spans) || Array.isArray(doc.logs) : 'error' in doc;
+      } catch (e) { return false; }
+    }
+
+    function clearView() {
+      $('#rv-spans').replaceChildren();
+      $('#rv-logs').replaceChildren();
+      $('#rv-meta').textContent = '';
+      $('#rv-error').hidden = true;
+    }
+
+    // Spans in tree order (each after its parent, siblings by start), with their depth.
+    function spanTree(spans) {
+      const ids = new Set(spans.map((s) => s.span_id));
+      const kids = new Map();
+      for (const s of spans) {
+        const p = s.parent_span_id && ids.has(s.parent_span_id) ? s.parent_span_id : null;
+        if (!kids.has(p)) kids.set(p, []);
+        kids.get(p).push(s);
+      }
+      const out = [];
+      const walk = (parent, depth) => {
+        const list = (kids.get(parent) || []).slice().sort((a, b) => (a.start_offset_ms ?? 0) - (b.start_offset_ms ?? 0));
+        for (const s of list) { out.push([s, depth]); if (depth < 32) walk(s.span_id, depth + 1); }
+      };
+      walk(null, 0);
+      return out;
+    }
+
+    function renderRequest(doc) {
+      clearView();
+      const spans = Array.isArray(doc.spans) ? doc.spans : [];
+      const logs = Array.isArray(doc.logs) ? doc.logs : [];
+      $('#rv-title').textContent = `${doc.method || ''} ${doc.route || ''}`.trim() || 'Request';
+      $('#rv-meta').textContent = [
+        doc.request_id ? 'request ' + doc.request_id : null,
+        doc.trace_id ? 'trace ' + doc.trace_id : null,
+        doc.status != null ? 'status ' + doc.status : null,
+        isNum(doc.duration_ms) ? fmtMs(doc.duration_ms) : null,
+        doc.start ? new Date(doc.start).toLocaleString() : null,
+      ].filter(Boolean).join(' · ');
+      const total = Math.max(isNum(doc.duration_ms) ? doc.duration_ms : 0,
+        ...spans.map((s) => (s.start_offset_ms ?? 0) + (s.duration_ms ?? 0)), 0.001);
+      const rows = spanTree(spans).map(([s, depth]) => {
+        const off = Math.max(0, s.start_offset_ms ?? 0), dur = Math.max(0, s.duration_ms ?? 0);
+        const bar = h('span', { class: 'span-bar', title: `${s.name} · ${fmtMs(dur)} at +${fmtMs(off)}` });
+        bar.style.left = (off / total) * 100 + '%';
+        bar.style.width = Math.max(0.3, (dur / total) * 100) + '%';
+        const label = h('span', { class: 'span-name' }, String(s.name ?? ''));
+        label.style.paddingLeft = depth * 12 + 'px';
+        const fields = entries(s.fields).map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`).join(' ');
+        if (fields) label.title = fields;
+        return h('div', { class: 'span-row', 'data-span': String(s.span_id ?? '') }, label,
+          h('span', { class: 'span-track' }, bar), h('span', { class: 'span-dur num' }, fmtMs(dur)));
+      });
+      if (!rows.length) rows.push(h('p', { class: 'empty' }, 'No spans recorded for this request (unsampled, or traces off).'));
+      $('#rv-spans').replaceChildren(...rows);
+      const lines = logs.map((l) => {
+        const fields = entries(l.fields).map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`).join(' ');
+        return h('tr', { 'data-level': String(l.level ?? '').toLowerCase() },
+          h('td', { class: 'nowrap' }, l.time ? new Date(l.time).toLocaleTimeString([], { hour12: false, fractionalSecondDigits: 3 }) : '—'),
+          h('td', null, String(l.level ?? '')),
+          h('td', null, String(l.target ?? '')),
+          h('td', { class: 'wrap' }, String(l.message ?? ''), fields ? h('span', { class: 'muted' }, ' ' + fields) : null));
+      });
+      if (!lines.length) lines.push(h('tr', null, h('td', { class: 'empty', colspan: '4' }, 'No log lines for this request.')));
+      $('#rv-logs').replaceChildren(...lines);
+    }
+
+    let viewAbort = null;
+    async function openRequest(id) {
+      if (!storeOn || !id) return;
+      const view = $('#request-view');
+      view.hidden = false;
+      clearView();
+      $('#rv-title').textContent = 'Request ' + id;
+      if (viewAbort) viewAbort.abort();
+      viewAbort = new AbortController();
+      try {
+        const res = await fetch(withToken('v1/requests/' + encodeURIComponent(id), logsToken), { cache: 'no-store', signal: viewAbort.signal, headers: { accept: 'application/json' } });
+        const doc = await res.json().catch(() => null);
+        if (!res.ok) {
+          $('#rv-error').hidden = false;
+          $('#rv-error').textContent = res.status === 404 ? `No request ${id} in the log store.` : `HTTP ${res.status}` + (doc && doc.error ? ': ' + String(doc.error) : '');
+          return;
+        }
+        renderRequest(doc || {});
+      } catch (e) {
+        if (e.name === 'AbortError') return;
+        $('#rv-error').hidden = false;
+        $('#rv-error').textContent = 'unavailable (' + e.message + ')';
+      }
+    }
+
+    const fromHash = () => {
+      const m = /^#request=(.+)$/.exec(location.hash);
+      if (!m) return null;
+      try { return decodeURIComponent(m[1]); } catch (e) { return null; }
+    };
+    window.addEventListener('hashchange', () => { const id = fromHash(); if (id) openRequest(id); });
+    $('#console-search').addEventListener('submit', (ev) => {
+      ev.preventDefault();
+      const id = $('#console-q').value.trim();
+      if (!id) return;
+      if (fromHash() === id) openRequest(id);
+      else location.hash = 'request=' + encodeURIComponent(id);
+    });
+    $('#rv-close').addEventListener('click', () => {
+      $('#request-view').hidden = true;
+      if (fromHash()) history.replaceState(null, '', location.pathname + location.search);
+    });
+
+    (async () => {
+      storeOn = await probeStore();
+      $('#console-search').hidden = !storeOn;
+      $('#request-view').hidden = true;
+      if (storeOn) $('#console').hidden = false;
+      loadRecent();
+      const id = fromHash();
+      if (id && storeOn) { $('#console-q').value = id; openRequest(id); }
+    })();
+  }
 
   connect();
   pollHealth();
