@@ -327,10 +327,24 @@ fn kill9_child_writer() {
     let Ok(path) = std::env::var(CHILD_ENV) else {
         return; // the parent test runs this binary again with the variable set
     };
-    let observer = Observer::builder()
-        .history(HistoryOptions::file(path).flush_interval(Duration::from_millis(10)))
-        .build()
-        .unwrap();
+    // The parent's previous reader may still hold the file's lock for a moment (its last
+    // flush runs as its history is dropped): wait for the file rather than fall back to memory.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let observer = loop {
+        let observer = Observer::builder()
+            .history(HistoryOptions::file(&path).flush_interval(Duration::from_millis(10)))
+            .build()
+            .unwrap();
+        if observer.history().unwrap().is_durable() || std::time::Instant::now() > deadline {
+            break observer;
+        }
+        drop(observer);
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(
+        observer.history().unwrap().is_durable(),
+        "the child opens the file"
+    );
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
