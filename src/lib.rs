@@ -46,6 +46,7 @@
 //! | `history` | `history` | 1m/5m/1h/1d rollups in an embedded file, `/v1/stats/history` |
 //! | `alerts` | `alerts` | rules evaluated in process, notifications, `/v1/alerts`, rules for Prometheus |
 //! | `process` | `process` | `process_*` metrics, CPU utilization, tokio runtime figures |
+//! | `log-store` | `log_store` | captured events and spans in an embedded file, `/v1/requests/{id}`, `/v1/logs`, ECS export |
 //! | `dashboard` | `dashboard` | the live dashboard at `/dashboard`, `/v1/stats/stream` |
 //!
 //! [`names`] holds every metric and label name, [`labels`] the label checks and dimensions,
@@ -85,6 +86,9 @@ mod hex;
 #[cfg_attr(docsrs, doc(cfg(feature = "history")))]
 pub mod history;
 pub mod labels;
+#[cfg(feature = "log-store")]
+#[cfg_attr(docsrs, doc(cfg(feature = "log-store")))]
+pub mod log_store;
 #[cfg(feature = "logs")]
 #[cfg_attr(docsrs, doc(cfg(feature = "logs")))]
 pub mod logs;

@@ -14,8 +14,8 @@ use tracing_subscriber::layer::Context;
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::Layer;
 
-mod redact;
-mod render;
+pub(crate) mod redact;
+pub(crate) mod render;
 
 use redact::Redaction;
 pub use redact::REDACTED;

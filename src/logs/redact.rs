@@ -42,7 +42,7 @@ const URL_FIELDS: [&str; 4] = ["url.query", "url.full", "url.original", "http.re
 
 /// Which fields and query parameters are redacted.
 #[derive(Debug, Clone)]
-pub(super) struct Redaction {
+pub(crate) struct Redaction {
     fields: Vec<String>,
     params: Vec<String>,
     /// Bit `n` is set when a sensitive field name is `n` bytes long (63 for any longer), so
@@ -69,17 +69,17 @@ fn length_bit(len: usize) -> u64 {
 }
 
 impl Redaction {
-    pub(super) fn add_field(&mut self, name: String) {
+    pub(crate) fn add_field(&mut self, name: String) {
         self.field_lengths |= length_bit(name.len());
         self.fields.push(name);
     }
 
-    pub(super) fn add_param(&mut self, name: String) {
+    pub(crate) fn add_param(&mut self, name: String) {
         self.params.push(name);
     }
 
     /// Whether the field `name` (or its last dotted segment) is sensitive.
-    pub(super) fn is_sensitive_field(&self, name: &str) -> bool {
+    pub(crate) fn is_sensitive_field(&self, name: &str) -> bool {
         let last = match name.bytes().rposition(|b| b == b'.') {
             Some(dot) => &name[dot + 1..],
             None => name,
@@ -93,7 +93,7 @@ impl Redaction {
     }
 
     /// Whether the field `name` holds a URL or a query.
-    pub(super) fn is_url_field(name: &str) -> bool {
+    pub(crate) fn is_url_field(name: &str) -> bool {
         URL_FIELDS.contains(&name)
     }
 
@@ -102,7 +102,7 @@ impl Redaction {
     }
 
     /// `value` with the values of sensitive query parameters replaced; borrowed when none is.
-    pub(super) fn redact_query<'a>(&self, value: &'a str) -> Cow<'a, str> {
+    pub(crate) fn redact_query<'a>(&self, value: &'a str) -> Cow<'a, str> {
         let (head, rest) = match value.split_once('?') {
             Some((head, rest)) => (Some(head), rest),
             None => (None, value),
