@@ -20,6 +20,13 @@ use crate::clock::Clock;
 use crate::logs::redact::{Redaction, REDACTED};
 use crate::logs::render::ecs_name;
 
+thread_local! {
+    /// Each thread encodes an event's fields, and formats its debug values, in reused
+    /// buffers.
+    static SCRATCH: std::cell::RefCell<(Vec<u8>, String)> =
+        const { std::cell::RefCell::new((Vec::new(), String::new())) };
+}
+
 /// Longest text value stored (longer ones are cut at a character boundary and marked `…`).
 pub(crate) const MAX_VALUE_LEN: usize = 4096;
 
@@ -83,9 +90,9 @@ struct SpanState {
     start_nanos: u64,
     /// Whether the span is stored when it closes (not for an unsampled request, unless asked).
     keep: bool,
-    request_id: Option<String>,
+    request_id: Option<Arc<str>>,
     trace: Option<[u8; 16]>,
-    route: Option<String>,
+    route: Option<Arc<str>>,
     /// The remote parent (`parent_span_id` of a request continuing a trace).
     remote_parent: Option<u64>,
     fields: Vec<(&'static str, FieldValue)>,
@@ -96,9 +103,9 @@ struct SpanState {
 #[derive(Default)]
 struct Tags {
     span_id: Option<u64>,
-    request_id: Option<String>,
+    request_id: Option<Arc<str>>,
     trace: Option<[u8; 16]>,
-    route: Option<String>,
+    route: Option<Arc<str>>,
 }
 
 impl Tags {
@@ -133,7 +140,7 @@ impl Tags {
                 self.trace = Some(ctx.span.trace_id);
             }
             if self.request_id.is_none() {
-                self.request_id = ctx.request_id.as_ref().map(|id| id.as_str().to_owned());
+                self.request_id = ctx.request_id.as_ref().map(|id| Arc::from(id.as_str()));
             }
         });
     }
@@ -184,6 +191,25 @@ fn stored_value(redaction: &Redaction, name: &'static str, value: FieldRef<'_>) 
     }
 }
 
+/// Appends a field as [`stored_value`] would store it, without an intermediate value.
+fn put_stored(out: &mut Vec<u8>, redaction: &Redaction, name: &'static str, value: FieldRef<'_>) {
+    let ecs = ecs_name(name);
+    if redaction.is_sensitive_field(ecs) {
+        return put_field(out, name, FieldRef::Str(REDACTED));
+    }
+    match value {
+        FieldRef::Str(s) if Redaction::is_url_field(ecs) => {
+            put_field(
+                out,
+                name,
+                FieldRef::Str(&capped(&redaction.redact_query(s))),
+            );
+        }
+        FieldRef::Str(s) => put_field(out, name, FieldRef::Str(&capped(s))),
+        other => put_field(out, name, other),
+    }
+}
+
 /// The ECS name of a field, for its redaction class (names are `'static` in `tracing`, but
 /// the stored ones are read back as owned strings).
 pub(crate) fn ecs_name_of(name: &str) -> &str {
@@ -224,10 +250,11 @@ pub(crate) fn ecs_name_of(name: &str) -> &str {
         .map_or(name, |(_, e)| e)
 }
 
-/// Hands every value to a closure as a [`FieldRef`], formatting debug and error values once.
-struct Values<F>(F);
+/// Hands every value to a closure as a [`FieldRef`], formatting debug and error values in
+/// `.1` (a reused buffer).
+struct Values<'t, F>(F, &'t mut String);
 
-impl<F: FnMut(&Field, FieldRef<'_>)> Visit for Values<F> {
+impl<F: FnMut(&Field, FieldRef<'_>)> Visit for Values<'_, F> {
     fn record_str(&mut self, field: &Field, value: &str) {
         (self.0)(field, FieldRef::Str(value));
     }
@@ -244,14 +271,14 @@ impl<F: FnMut(&Field, FieldRef<'_>)> Visit for Values<F> {
         (self.0)(field, FieldRef::Bool(value));
     }
     fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
-        let mut text = String::new();
-        let _ = write!(text, "{value}");
-        (self.0)(field, FieldRef::Str(&text));
+        self.1.clear();
+        let _ = write!(self.1, "{value}");
+        (self.0)(field, FieldRef::Str(self.1));
     }
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        let mut text = String::new();
-        let _ = write!(text, "{value:?}");
-        (self.0)(field, FieldRef::Str(&text));
+        self.1.clear();
+        let _ = write!(self.1, "{value:?}");
+        (self.0)(field, FieldRef::Str(self.1));
     }
 }
 
@@ -259,7 +286,7 @@ impl SpanState {
     /// Takes a span field: the request's IDs and route into their slots, the rest as fields.
     fn put(&mut self, redaction: &Redaction, name: &'static str, value: FieldRef<'_>) {
         match (name, value) {
-            ("request_id", FieldRef::Str(s)) => self.request_id = Some(capped(s).into_owned()),
+            ("request_id", FieldRef::Str(s)) => self.request_id = Some(Arc::from(capped(s))),
             ("trace_id", FieldRef::Str(s)) => self.trace = hex_trace(s).or(self.trace),
             ("span_id", FieldRef::Str(s)) => {
                 if let Some(id) = hex_u64(s) {
@@ -267,7 +294,7 @@ impl SpanState {
                 }
             }
             ("parent_span_id", FieldRef::Str(s)) => self.remote_parent = hex_u64(s),
-            ("http.route", FieldRef::Str(s)) => self.route = Some(capped(s).into_owned()),
+            ("http.route", FieldRef::Str(s)) => self.route = Some(Arc::from(capped(s))),
             _ => {
                 let value = stored_value(redaction, name, value);
                 match self.fields.iter_mut().find(|(n, _)| *n == name) {
@@ -299,9 +326,12 @@ where
             remote_parent: None,
             fields: Vec::with_capacity(attrs.fields().len()),
         };
-        attrs.record(&mut Values(|field: &Field, value: FieldRef<'_>| {
-            state.put(&capture.redaction, field.name(), value);
-        }));
+        attrs.record(&mut Values(
+            |field: &Field, value: FieldRef<'_>| {
+                state.put(&capture.redaction, field.name(), value);
+            },
+            &mut String::new(),
+        ));
         span.extensions_mut().insert(state);
     }
 
@@ -309,9 +339,12 @@ where
         let Some(span) = ctx.span(id) else { return };
         let mut extensions = span.extensions_mut();
         if let Some(state) = extensions.get_mut::<SpanState>() {
-            values.record(&mut Values(|field: &Field, value: FieldRef<'_>| {
-                state.put(&self.capture.redaction, field.name(), value);
-            }));
+            values.record(&mut Values(
+                |field: &Field, value: FieldRef<'_>| {
+                    state.put(&self.capture.redaction, field.name(), value);
+                },
+                &mut String::new(),
+            ));
         }
     }
 
@@ -332,15 +365,28 @@ where
         tags.fill_from_context();
         let nanos = capture.now_nanos();
         let seq = capture.seq.fetch_add(1, Relaxed);
-        let mut bytes = Vec::with_capacity(160);
-        let mut target = meta.target();
-        // An event bridged from `log` names its real logger in `log.target`.
-        let mut bridged = None;
-        let header_at = |bytes: &mut Vec<u8>, target: &str| {
+        let level = record::level_byte(meta.level());
+        // The fields, then the header (whose target an event bridged from `log` names in
+        // `log.target`), so the record is one exact allocation.
+        let encode = |fields: &mut Vec<u8>, text: &mut String| {
+            let mut bridged: Option<String> = None;
+            event.record(&mut Values(
+                |field: &Field, value: FieldRef<'_>| {
+                    let name = field.name();
+                    if let ("log.target", FieldRef::Str(s)) = (name, value) {
+                        bridged = Some(capped(s).into_owned());
+                        return;
+                    }
+                    put_stored(fields, &capture.redaction, name, value);
+                },
+                text,
+            ));
+            let target = bridged.as_deref().unwrap_or(meta.target());
+            let mut bytes = Vec::with_capacity(80 + target.len() + fields.len());
             put_header(
-                bytes,
+                &mut bytes,
                 Kind::Event,
-                record::level_byte(meta.level()),
+                level,
                 &Header {
                     trace: tags.trace,
                     span_id: tags.span_id,
@@ -352,24 +398,26 @@ where
                     name: "",
                 },
             );
+            bytes.extend_from_slice(fields);
+            bytes
         };
-        let mut fields = Vec::with_capacity(96);
-        event.record(&mut Values(|field: &Field, value: FieldRef<'_>| {
-            let name = field.name();
-            if name == "log.target" {
-                if let FieldRef::Str(s) = value {
-                    bridged = Some(capped(s).into_owned());
-                    return;
+        let bytes = SCRATCH
+            .try_with(|cell| {
+                let mut scratch = cell.try_borrow_mut().ok()?;
+                let (fields, text) = &mut *scratch;
+                fields.clear();
+                let bytes = encode(fields, text);
+                if fields.capacity() > 16 * 1024 {
+                    *fields = Vec::new();
                 }
-            }
-            let stored = stored_value(&capture.redaction, name, value);
-            put_field(&mut fields, name, FieldRef::from(&stored));
-        }));
-        if let Some(t) = &bridged {
-            target = t;
-        }
-        header_at(&mut bytes, target);
-        bytes.extend_from_slice(&fields);
+                if text.capacity() > 16 * 1024 {
+                    *text = String::new();
+                }
+                Some(bytes)
+            })
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| encode(&mut Vec::new(), &mut String::new()));
         capture.send(record::key(nanos, seq), bytes);
     }
 
