@@ -416,6 +416,22 @@ async fn a_redacted_secret_is_never_stored_queried_or_exported_and_the_export_is
     assert_eq!(failed["trace.id"].as_str().unwrap().len(), 32);
     assert_eq!(failed["span.id"].as_str().unwrap().len(), 16);
 
+    // One audit line per export, with the selection and the lines returned, never the token
+    // (the store keeps it too).
+    store.flush();
+    let audit = store.request("pay-1").unwrap();
+    assert!(audit.is_some());
+    let (_, page) = get_json(&format!(
+        "http://{addr}/v1/logs?q=log%20export&token={TOKEN}"
+    ))
+    .await;
+    let audits = page["logs"].as_array().unwrap();
+    assert_eq!(audits.len(), 1, "{page}");
+    assert_eq!(audits[0]["target"], "tower_observe::log_store");
+    assert_eq!(audits[0]["fields"]["labels.selection"], "request_id=pay-1");
+    assert_eq!(audits[0]["fields"]["labels.lines"], 2);
+    assert!(!page.to_string().contains(TOKEN), "{page}");
+
     // The file itself never saw the secret.
     drop(_guard);
     drop(store);
@@ -617,4 +633,56 @@ fn kill_9_loses_at_most_one_flush_interval_and_never_corrupts_the_store() {
         assert_eq!(view.logs.len(), 1);
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn an_unsampled_request_keeps_its_lines_with_their_ids_but_not_its_spans_unless_asked() {
+    for keep_spans in [false, true] {
+        let observer = Observer::builder()
+            .log_store(
+                LogStoreOptions::in_memory()
+                    .token(TOKEN)
+                    .unsampled_spans(keep_spans),
+            )
+            .build()
+            .unwrap();
+        let store = observer.log_store().unwrap();
+        let _guard =
+            tracing::subscriber::set_default(tracing_subscriber::registry().with(store.layer()));
+        let addr = serve(app(&observer)).await;
+        let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+        let res = reqwest::Client::new()
+            .get(format!("http://{addr}/orders/5"))
+            .header("x-request-id", "quiet-1")
+            // Flags 00: the caller did not sample this trace.
+            .header("traceparent", format!("00-{trace}-00f067aa0ba902b7-00"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        store.flush();
+        let view = store
+            .request("quiet-1")
+            .unwrap()
+            .expect("its lines are stored");
+        let messages: Vec<&str> = view.logs.iter().map(|l| l.message.as_str()).collect();
+        assert_eq!(messages, ["loading order", "query done", "order loaded"]);
+        for line in &view.logs {
+            assert_eq!(line.request_id.as_deref(), Some("quiet-1"));
+            assert_eq!(line.trace_id.as_deref(), Some(trace));
+        }
+        let names: Vec<&str> = view.spans.iter().map(|s| s.name.as_str()).collect();
+        if keep_spans {
+            assert!(
+                names.contains(&"load") && names.contains(&"db"),
+                "{names:?}"
+            );
+        } else {
+            assert!(
+                !names.contains(&"load") && !names.contains(&"db"),
+                "{names:?}"
+            );
+        }
+    }
 }

@@ -234,6 +234,19 @@ mod tests {
     use super::*;
     use tower::ServiceExt;
 
+    #[test]
+    fn a_template_with_a_final_parameter_takes_one_segment() {
+        assert!(path_matches("/metrics", "/metrics"));
+        assert!(!path_matches("/metrics", "/metrics/x"));
+        let t = "/v1/requests/{id}";
+        assert!(path_matches(t, "/v1/requests/req-1"));
+        assert!(path_matches(t, t));
+        assert!(!path_matches(t, "/v1/requests/"));
+        assert!(!path_matches(t, "/v1/requests"));
+        assert!(!path_matches(t, "/v1/requests/a/b"));
+        assert!(!path_matches(t, "/v1/requestsx"));
+    }
+
     #[tokio::test]
     async fn routes_and_methods() {
         let observer = Observer::new();
