@@ -525,6 +525,13 @@ fn a_full_buffer_drops_and_counts_instead_of_waiting() {
     );
     store.flush();
     assert_eq!(store.storage().unwrap().records, 100 - store.dropped());
+    let stats = serde_json::to_value(observer.stats()).unwrap();
+    let section = &stats["log_store"];
+    assert_eq!(section["durable"], false);
+    assert_eq!(section["records"], 100 - store.dropped());
+    assert_eq!(section["dropped"], store.dropped());
+    assert_eq!(section["write_errors"], 0);
+    assert!(section["bytes"].as_u64().unwrap() > 0);
 }
 
 #[test]
@@ -538,6 +545,12 @@ fn a_failing_disk_degrades_to_memory() {
         .unwrap();
     let store = observer.log_store().unwrap();
     assert!(!store.is_durable());
+    assert_eq!(store.write_errors(), 1);
+    let metrics = observer.render_metrics().unwrap();
+    assert_eq!(
+        sample(&metrics, "tower_observe_log_store_write_errors_total", &[]),
+        Some(1.0)
+    );
     log_n(&store, 0, 3);
     assert!(store.request("job-1").unwrap().is_some(), "kept in memory");
 

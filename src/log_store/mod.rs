@@ -284,7 +284,7 @@ impl LogStoreHandle {
         self.capture.dropped.load(Relaxed)
     }
 
-    /// Failed writes so far.
+    /// Failed writes so far (a file that could not be opened counts as one).
     pub fn write_errors(&self) -> u64 {
         self.shared.write_errors.load(Relaxed)
     }
@@ -516,6 +516,11 @@ impl Pending for LogStorePending {
                 source,
                 &metrics::Key::from_name(names::LOG_STORE_WRITE_ERRORS),
             );
+            // A file that could not be opened counts as the first failed write.
+            if handle.shared.options.path.is_some() && !handle.is_durable() {
+                counter.increment(1);
+                handle.shared.write_errors.fetch_add(1, Relaxed);
+            }
             let _ = handle.shared.write_error_counter.set(counter);
             if let Some(capture) = Arc::get_mut(&mut handle.capture) {
                 capture.dropped_counter =
@@ -543,6 +548,17 @@ impl Pending for LogStorePending {
 }
 
 impl Part for LogStoreHandle {
+    fn stats(&self, snapshot: &mut crate::stats::StatsSnapshot, _elapsed: f64) {
+        let size = self.storage().ok();
+        snapshot.log_store = Some(crate::stats::LogStoreStats {
+            durable: self.is_durable(),
+            records: size.map(|s| s.records),
+            bytes: size.map(|s| s.bytes),
+            dropped: self.dropped(),
+            write_errors: self.write_errors(),
+        });
+    }
+
     fn routes(&self, observer: &Observer) -> Vec<Route> {
         if self.shared.token.is_none() {
             return Vec::new();

@@ -52,6 +52,10 @@ pub struct StatsSnapshot {
     /// `None` without them.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub alerts: Option<super::ActiveAlerts>,
+    /// What the log store holds and lost (feature `log-store`, with
+    /// `ObserverBuilder::log_store`); `None` without it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_store: Option<super::LogStoreStats>,
 }
 
 impl StatsSnapshot {
@@ -80,6 +84,7 @@ impl StatsSnapshot {
             grpc: super::GrpcStats::default(),
             process: None,
             alerts: None,
+            log_store: None,
         }
     }
 }
