@@ -122,8 +122,10 @@ impl LogStoreOptions {
         self
     }
 
-    /// Most bytes of records kept (keys, encoded records, index entries; the file adds its
-    /// B-tree pages); the oldest go first.
+    /// Most bytes of records kept (keys, encoded records, index entries); the oldest go
+    /// first. The redb file is larger: its B-tree pages and the space copy-on-write commits
+    /// free took about 3.4 times these bytes in the bench (`docs/performance.md`), so allow
+    /// for that when sizing the disk.
     pub fn max_bytes(mut self, bytes: u64) -> Self {
         self.max_bytes = bytes;
         self

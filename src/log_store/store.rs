@@ -109,6 +109,8 @@ impl Db {
     }
 
     pub(crate) fn in_memory() -> Db {
+        // redb's in-memory backend has no I/O to fail: creating a database in it fails only
+        // when memory cannot be allocated, which aborts the process before this could.
         let db = Database::builder()
             .create_with_backend(InMemoryBackend::new())
             .map_err(redb::Error::from)
