@@ -471,3 +471,63 @@ where
             .send(record::key(state.start_nanos, state.seq), bytes);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::log_store::LogStoreOptions;
+    use crate::Observer;
+    use tracing_subscriber::layer::SubscriberExt;
+
+    #[test]
+    fn values_are_capped_bridged_records_name_their_logger_and_lines_outside_requests_have_no_ids()
+    {
+        let observer = Observer::builder()
+            .log_store(LogStoreOptions::in_memory().redact_field("card_number"))
+            .build()
+            .unwrap();
+        let store = observer.log_store().unwrap();
+        let subscriber = tracing_subscriber::registry().with(store.layer());
+        let long = "x".repeat(super::MAX_VALUE_LEN + 100);
+        tracing::subscriber::with_default(subscriber, || {
+            let span = tracing::info_span!("job", request_id = "job-1");
+            let _e = span.enter();
+            tracing::info!(
+                body = long.as_str(),
+                card_number = "4111111111111111",
+                log.target = "legacy::module",
+                "from log"
+            );
+            drop(_e);
+            drop(span);
+            tracing::warn!("outside any request");
+        });
+        store.flush();
+        let view = store.request("job-1").unwrap().unwrap();
+        let line = &view.logs[0];
+        assert_eq!(line.target, "legacy::module");
+        let body = line.fields["body"].as_str().unwrap();
+        assert_eq!(body.len(), super::MAX_VALUE_LEN + '…'.len_utf8());
+        assert!(body.ends_with('…'));
+        assert_eq!(line.fields["card_number"], crate::logs::REDACTED);
+        assert!(!line.fields.contains_key("log.target"));
+
+        let db = store.shared.db.load();
+        let (page, _) = db
+            .page(
+                &super::super::store::Filter {
+                    to: u128::MAX,
+                    text: Some("outside".into()),
+                    ..Default::default()
+                },
+                u128::MAX,
+                10,
+                100,
+            )
+            .unwrap();
+        assert_eq!(page.len(), 1);
+        assert_eq!(page[0].request_id, None);
+        assert_eq!(page[0].trace, None);
+        assert_eq!(page[0].span_id, None);
+        assert_eq!(page[0].level, 3);
+    }
+}
