@@ -315,4 +315,3 @@ pub(crate) type Shared = arc_swap::ArcSwap<Db>;
 pub(crate) fn shared(db: Db) -> Shared {
     arc_swap::ArcSwap::new(Arc::new(db))
 }
-
