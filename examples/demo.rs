@@ -19,6 +19,10 @@
 //! fault is over. Notifications go to the log (stdout); `--alert-webhook URL` sends them to a
 //! webhook too (Alertmanager's payload), and `--alert-interval SECS` sets how often the rules
 //! are evaluated (default 5).
+//!
+//! With `--features log-store` (or `--all-features`) the demo also stores its log lines and
+//! spans (in memory, or in the redb file given with `--logs FILE`), behind a logs token it
+//! prints; it prints the URL of one request's view (`/v1/requests/{id}`) as traffic flows.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -49,6 +53,7 @@ const SPEC: common::Spec = common::Spec {
         ("--alert-interval", "SECS"),
         ("--fault", "errors|latency"),
         ("--prefix", "PATH"),
+        ("--logs", "FILE"),
     ],
 };
 
@@ -226,7 +231,12 @@ async fn sleep_ms(range: std::ops::Range<u64>) {
 }
 
 async fn user(Path(id): Path<u32>, request_id: RequestId) -> String {
-    sleep_ms(1..5).await;
+    // A span of its own: the request's view (log store) shows it in the waterfall.
+    tracing::Instrument::instrument(
+        sleep_ms(1..5),
+        tracing::info_span!("load user", db.system = "postgresql", user.id = id),
+    )
+    .await;
     format!("{{\"id\":{id},\"request_id\":\"{request_id}\"}}")
 }
 
@@ -438,14 +448,20 @@ async fn drive_traffic(addr: SocketAddr, rps: u32) {
 /// JSON logs (ECS) on stdout — the application's lines and failed requests' access-log lines,
 /// each carrying its request ID and trace ID — and, with the `otlp` feature and
 /// `OTEL_EXPORTER_OTLP_ENDPOINT` set, spans and log records to that collector.
-fn init_telemetry() -> Option<Box<dyn FnOnce()>> {
+fn init_telemetry() -> (Option<Box<dyn FnOnce()>>, StoreSlot) {
     use tracing_subscriber::filter::{LevelFilter, Targets};
     use tracing_subscriber::layer::SubscriberExt;
     let filter = Targets::new()
         .with_default(LevelFilter::INFO)
         .with_target("tower_observe::access", LevelFilter::WARN);
+    // The log store's layer comes from the observer, built later: a slot filled then.
+    #[cfg(feature = "log-store")]
+    let (store_layer, slot) = tracing_subscriber::reload::Layer::new(None);
+    #[cfg(not(feature = "log-store"))]
+    let (store_layer, slot) = (tracing_subscriber::layer::Identity::new(), ());
     let registry = tracing_subscriber::registry()
         .with(tower_observe::logs::EcsJsonLayer::new("demo"))
+        .with(store_layer)
         .with(filter);
 
     #[cfg(feature = "otlp")]
@@ -475,14 +491,17 @@ fn init_telemetry() -> Option<Box<dyn FnOnce()>> {
                     shown(traces.is_some()),
                     shown(logs.is_some())
                 );
-                return Some(Box::new(move || {
-                    if let Some((provider, _)) = traces {
-                        let _ = provider.shutdown();
-                    }
-                    if let Some((provider, _)) = logs {
-                        let _ = provider.shutdown();
-                    }
-                }));
+                return (
+                    Some(Box::new(move || {
+                        if let Some((provider, _)) = traces {
+                            let _ = provider.shutdown();
+                        }
+                        if let Some((provider, _)) = logs {
+                            let _ = provider.shutdown();
+                        }
+                    })),
+                    slot,
+                );
             }
             (Err(e), _) | (_, Err(e)) => eprintln!("OTLP export disabled: {e}"),
             _ => {}
@@ -495,13 +514,36 @@ fn init_telemetry() -> Option<Box<dyn FnOnce()>> {
         );
     }
     let _ = tracing::subscriber::set_global_default(registry);
-    None
+    (None, slot)
+}
+
+/// Where the log store's layer goes once the observer is built.
+#[cfg(feature = "log-store")]
+type StoreSlot = tracing_subscriber::reload::Handle<
+    Option<tower_observe::log_store::LogStoreLayer>,
+    tracing_subscriber::layer::Layered<
+        tower_observe::logs::EcsJsonLayer,
+        tracing_subscriber::Registry,
+    >,
+>;
+#[cfg(not(feature = "log-store"))]
+type StoreSlot = ();
+
+/// The logs token of this run (random, so a demo left running does not serve its logs to
+/// anyone who knows the source).
+#[cfg(feature = "log-store")]
+fn logs_token() -> String {
+    let mut token = String::from("demo-");
+    for _ in 0..4 {
+        token.push_str(&format!("{:08x}", fastrand::u32(..)));
+    }
+    token
 }
 
 fn main() {
     let args = SPEC.parse();
     // Before the async runtime: the OTLP exporter's HTTP client blocks.
-    let shutdown_telemetry = init_telemetry();
+    let (shutdown_telemetry, slot) = init_telemetry();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(e) => {
@@ -509,14 +551,14 @@ fn main() {
             std::process::exit(1);
         }
     };
-    runtime.block_on(run(args));
+    runtime.block_on(run(args, slot));
     drop(runtime);
     if let Some(shutdown) = shutdown_telemetry {
         shutdown();
     }
 }
 
-async fn run(args: common::Args) {
+async fn run(args: common::Args, slot: StoreSlot) {
     let boot_fault: Option<FaultKind> = args.extra_parsed("--fault");
     // Bound first: the alerts' links point at the address actually listened on.
     let listener = common::bind(args.addr).await;
@@ -545,7 +587,26 @@ async fn run(args: common::Args) {
     // With `--features dashboard`: the live page at /dashboard and its stream.
     #[cfg(feature = "dashboard")]
     let builder = builder.dashboard(tower_observe::dashboard::DashboardOptions::new());
+    // With `--features log-store`: log lines and spans stored (in memory, or `--logs FILE`),
+    // served behind a logs token.
+    #[cfg(feature = "log-store")]
+    let token = logs_token();
+    #[cfg(feature = "log-store")]
+    let builder = builder.log_store(
+        match args.extra.get("--logs") {
+            Some(path) => tower_observe::log_store::LogStoreOptions::file(path),
+            None => tower_observe::log_store::LogStoreOptions::in_memory(),
+        }
+        .token(token.clone())
+        .service_name("demo"),
+    );
     let observer = builder.build().expect("valid observer configuration");
+    #[cfg(feature = "log-store")]
+    if let Some(store) = observer.log_store() {
+        let _ = slot.reload(Some(store.layer()));
+    }
+    #[cfg(not(feature = "log-store"))]
+    let () = slot;
     // The application's own `metrics::counter!` calls land on /metrics too.
     if let Some(registry) = observer.registry() {
         let _ = metrics::set_global_recorder(registry.clone());
@@ -572,6 +633,12 @@ async fn run(args: common::Args) {
     }
     if cfg!(feature = "dashboard") {
         println!("  dashboard: {ops}/dashboard (live, from /v1/stats/stream)");
+    }
+    #[cfg(feature = "log-store")]
+    {
+        println!("  logs:     {ops}/v1/logs?token={token} (newest first; &request_id=, &trace_id=, &level=warn, &q=)");
+        println!("  request:  {ops}/v1/requests/<request or trace ID>?token={token}");
+        println!("            (every response's x-request-id; export: {ops}/v1/logs/export?token={token})");
     }
     println!("  fault:    http://{addr}/demo/fault");
     println!("  routes:   http://{addr}/");
@@ -604,10 +671,32 @@ async fn run(args: common::Args) {
         });
     }
 
+    // One request of our own, to print the URL of its view once it is stored.
+    #[cfg(feature = "log-store")]
+    tokio::spawn(show_one_request(addr, ops.clone(), token));
+
     common::serve(
         listener,
         app(&observer, fault, prefix.as_deref()),
         args.exit_after,
     )
     .await;
+}
+
+/// Sends one request with a known request ID and prints the URL of its stored view (spans,
+/// timings and log lines) once the store has flushed it.
+#[cfg(feature = "log-store")]
+async fn show_one_request(addr: SocketAddr, ops: String, token: String) {
+    let id = "demo-first-request";
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let sent = reqwest::Client::new()
+        .get(format!("http://{addr}/api/users/42"))
+        .header("x-request-id", id)
+        .send()
+        .await;
+    if sent.is_ok() {
+        // The store writes every second.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        println!("What happened to request {id}: {ops}/v1/requests/{id}?token={token}");
+    }
 }

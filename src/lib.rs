@@ -46,6 +46,7 @@
 //! | `history` | `history` | 1m/5m/1h/1d rollups in an embedded file, `/v1/stats/history` |
 //! | `alerts` | `alerts` | rules evaluated in process, notifications, `/v1/alerts`, rules for Prometheus |
 //! | `process` | `process` | `process_*` metrics, CPU utilization, tokio runtime figures |
+//! | `log-store` | `log_store` | captured events and spans in an embedded file, `/v1/requests/{id}`, `/v1/logs`, ECS export |
 //! | `dashboard` | `dashboard` | the live dashboard at `/dashboard`, `/v1/stats/stream` |
 //! | `llm` | `llm` | GenAI server and client layers: tokens, time to first token, per provider and model |
 //!
@@ -89,6 +90,9 @@ pub mod labels;
 #[cfg(feature = "llm")]
 #[cfg_attr(docsrs, doc(cfg(feature = "llm")))]
 pub mod llm;
+#[cfg(feature = "log-store")]
+#[cfg_attr(docsrs, doc(cfg(feature = "log-store")))]
+pub mod log_store;
 #[cfg(feature = "logs")]
 #[cfg_attr(docsrs, doc(cfg(feature = "logs")))]
 pub mod logs;

@@ -58,6 +58,12 @@ pub const STATS_RESET_REJECTED: &str = "tower_observe_stats_reset_rejected_total
 pub const DASHBOARD_REJECTED: &str = "tower_observe_dashboard_rejected_total";
 /// History writes that failed (the data is kept in memory and retried).
 pub const HISTORY_WRITE_ERRORS: &str = "tower_observe_history_write_errors_total";
+/// Requests to the log store's routes refused, by reason (`missing`, `invalid` token).
+pub const LOG_STORE_REJECTED: &str = "tower_observe_log_store_rejected_total";
+/// Log events and spans the log store dropped because its buffer was full.
+pub const LOG_STORE_DROPPED: &str = "tower_observe_log_store_dropped_total";
+/// Log store writes that failed (the store reopens, or degrades to memory).
+pub const LOG_STORE_WRITE_ERRORS: &str = "tower_observe_log_store_write_errors_total";
 /// Incoming request IDs that were invalid and replaced by a fresh one.
 pub const REQUEST_ID_REJECTED: &str = "tower_observe_request_id_rejected_total";
 /// Ticks of a capability's background thread (history flusher, process sampler, alert
@@ -355,6 +361,12 @@ pub(crate) const METRICS: &[MetricSpec] = &[
         "POST /v1/stats/reset requests refused, by reason (missing, invalid token)."),
     spec(HISTORY_WRITE_ERRORS, Kind::Counter, None,
         "History writes that failed (kept in memory and retried)."),
+    spec(LOG_STORE_REJECTED, Kind::Counter, None,
+        "Requests to the log store's routes refused, by reason (missing, invalid token)."),
+    spec(LOG_STORE_DROPPED, Kind::Counter, None,
+        "Log events and spans dropped because the log store's buffer was full."),
+    spec(LOG_STORE_WRITE_ERRORS, Kind::Counter, None,
+        "Log store writes that failed (the store reopens, or degrades to memory)."),
     spec(REQUEST_ID_REJECTED, Kind::Counter, None,
         "Incoming request IDs that were invalid and replaced by a fresh one."),
     spec(BACKGROUND_PANICS, Kind::Counter, None,

@@ -42,6 +42,8 @@ pub use crate::dashboard::{DASHBOARD_PATH, RECENT_REQUESTS_PATH, STREAM_PATH};
 pub use crate::health::{HEALTH_PATH, LIVE_PATH};
 #[cfg(feature = "history")]
 pub use crate::history::HISTORY_PATH;
+#[cfg(feature = "log-store")]
+pub use crate::log_store::{LOGS_EXPORT_PATH, LOGS_PATH, REQUEST_PATH};
 pub use crate::response::EndpointBody;
 
 use crate::observer::{Route, RouteHandler, RouteMethod};
@@ -198,7 +200,11 @@ impl<B> Service<Request<B>> for ObserveEndpoints {
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let (parts, _) = req.into_parts();
         let path = parts.uri.path();
-        let mut on_path = self.routes.iter().filter(|r| r.path == path).peekable();
+        let mut on_path = self
+            .routes
+            .iter()
+            .filter(|r| path_matches(&r.path, path))
+            .peekable();
         let Some(first) = on_path.peek().copied() else {
             return Box::pin(async { Ok(not_found()) });
         };
@@ -215,6 +221,24 @@ impl<B> Service<Request<B>> for ObserveEndpoints {
     }
 }
 
+/// Whether `path` is served by a route of `template`: the same path, or, for a template
+/// ending in a `{name}` segment (`/v1/requests/{id}`), the same prefix and one non-empty
+/// segment.
+fn path_matches(template: &str, path: &str) -> bool {
+    if template == path {
+        return true;
+    }
+    let Some(prefix) = template
+        .strip_suffix('}')
+        .and_then(|t| t.rfind('{').map(|at| &t[..at]))
+        .filter(|p| p.ends_with('/'))
+    else {
+        return false;
+    };
+    path.strip_prefix(prefix)
+        .is_some_and(|rest| !rest.is_empty() && !rest.contains('/'))
+}
+
 impl Observer {
     /// The endpoints as a plain `tower::Service` (for hyper without axum).
     pub fn endpoints(&self) -> ObserveEndpoints {
@@ -226,6 +250,19 @@ impl Observer {
 mod tests {
     use super::*;
     use tower::ServiceExt;
+
+    #[test]
+    fn a_template_with_a_final_parameter_takes_one_segment() {
+        assert!(path_matches("/metrics", "/metrics"));
+        assert!(!path_matches("/metrics", "/metrics/x"));
+        let t = "/v1/requests/{id}";
+        assert!(path_matches(t, "/v1/requests/req-1"));
+        assert!(path_matches(t, t));
+        assert!(!path_matches(t, "/v1/requests/"));
+        assert!(!path_matches(t, "/v1/requests"));
+        assert!(!path_matches(t, "/v1/requests/a/b"));
+        assert!(!path_matches(t, "/v1/requestsx"));
+    }
 
     #[tokio::test]
     async fn routes_and_methods() {

@@ -15,7 +15,7 @@ use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::Layer;
 
 pub(crate) mod redact;
-mod render;
+pub(crate) mod render;
 
 use redact::Redaction;
 pub use redact::REDACTED;

@@ -14,7 +14,7 @@ use tracing::field::{Field, Visit};
 use super::redact::{Redaction, REDACTED};
 
 /// The ECS name of a field the crate's spans and events carry (its own name for any other).
-pub(super) fn ecs_name(name: &'static str) -> &'static str {
+pub(crate) fn ecs_name(name: &'static str) -> &'static str {
     match name {
         "request_id" => "http.request.id",
         "trace_id" => "trace.id",

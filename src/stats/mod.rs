@@ -11,8 +11,8 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, RwLock};
 
 pub use sections::{
-    ActiveAlert, ActiveAlerts, BackendEntry, CacheEntry, GrpcMethodEntry, GrpcStats, PoolEntry,
-    ProcessStats, RetryEntry, RuntimeStats,
+    ActiveAlert, ActiveAlerts, BackendEntry, CacheEntry, GrpcMethodEntry, GrpcStats, LogStoreStats,
+    PoolEntry, ProcessStats, RetryEntry, RuntimeStats,
 };
 pub use sections::{LlmEntry, LlmSideStats, LlmStats};
 pub use sketch::RELATIVE_ERROR as LATENCY_RELATIVE_ERROR;

@@ -234,3 +234,20 @@ pub struct LlmEntry {
     /// rather than reported by the provider or the handler.
     pub estimated_tokens: u64,
 }
+
+/// The `log_store` section (module `log_store`): what the embedded log and span store holds
+/// and what it lost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct LogStoreStats {
+    /// Whether records are written to a file (false in memory, or after the file failed).
+    pub durable: bool,
+    /// Events and spans stored (flushed); `null` when the store cannot be read.
+    pub records: Option<u64>,
+    /// Their keys, encoded records and index entries, in bytes; `null` when unreadable.
+    pub bytes: Option<u64>,
+    /// Records dropped because the capture buffer was full, since start.
+    pub dropped: u64,
+    /// Failed writes since start.
+    pub write_errors: u64,
+}

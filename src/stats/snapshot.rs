@@ -63,6 +63,10 @@ pub struct StatsSnapshot {
     /// layer is made); `None` without it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub llm: Option<super::LlmStats>,
+    /// What the log store holds and lost (feature `log-store`, with
+    /// `ObserverBuilder::log_store`); `None` without it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_store: Option<super::LogStoreStats>,
 }
 
 impl StatsSnapshot {
@@ -94,6 +98,7 @@ impl StatsSnapshot {
             process: None,
             alerts: None,
             llm: None,
+            log_store: None,
         }
     }
 }
