@@ -47,6 +47,7 @@
 //! | `alerts` | `alerts` | rules evaluated in process, notifications, `/v1/alerts`, rules for Prometheus |
 //! | `process` | `process` | `process_*` metrics, CPU utilization, tokio runtime figures |
 //! | `dashboard` | `dashboard` | the live dashboard at `/dashboard`, `/v1/stats/stream` |
+//! | `operations` | `operations` | database calls, messaging, functions and external APIs timed (`db_client_operation_duration_seconds`, `function_calls_total`, …), queues and workers |
 //!
 //! [`names`] holds every metric and label name, [`labels`] the label checks and dimensions,
 //! [`clock`] the clock the layers read.
@@ -89,6 +90,9 @@ pub mod labels;
 #[cfg_attr(docsrs, doc(cfg(feature = "logs")))]
 pub mod logs;
 pub mod names;
+#[cfg(feature = "operations")]
+#[cfg_attr(docsrs, doc(cfg(feature = "operations")))]
+pub mod operations;
 #[cfg(feature = "otlp")]
 #[cfg_attr(docsrs, doc(cfg(feature = "otlp")))]
 pub mod otlp;
@@ -114,6 +118,7 @@ pub mod trace;
 pub mod architecture {}
 
 pub use labels::{Dimensions, RouteTemplate};
+pub use observer::OperationRecord;
 pub use observer::{
     BuildError, HttpClientRecord, HttpServerRecord, Observer, ObserverBuilder, RecordSink,
     MAX_DIMENSIONS,

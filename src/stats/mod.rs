@@ -13,6 +13,7 @@ pub use sections::{
     ActiveAlert, ActiveAlerts, BackendEntry, CacheEntry, GrpcMethodEntry, GrpcStats, PoolEntry,
     ProcessStats, RetryEntry, RuntimeStats,
 };
+pub use sections::{OperationEntry, QueueEntry, WorkerCounts};
 pub use sketch::RELATIVE_ERROR as LATENCY_RELATIVE_ERROR;
 pub use snapshot::{BreakdownEntry, LatencyMs, RouteEntry, StatsSnapshot, StatusClasses, Totals};
 

@@ -52,6 +52,12 @@ pub struct StatsSnapshot {
     /// `None` without them.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub alerts: Option<super::ActiveAlerts>,
+    /// Timed operations (database calls, messages processed, functions, external APIs),
+    /// ordered by kind, system, name and target (feature `operations`; empty without it).
+    pub operations: Vec<super::OperationEntry>,
+    /// Queues of jobs and their workers, by queue name (feature `operations`; empty without
+    /// it).
+    pub queues: BTreeMap<String, super::QueueEntry>,
 }
 
 impl StatsSnapshot {
@@ -80,6 +86,8 @@ impl StatsSnapshot {
             grpc: super::GrpcStats::default(),
             process: None,
             alerts: None,
+            operations: Vec::new(),
+            queues: BTreeMap::new(),
         }
     }
 }
