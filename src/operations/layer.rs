@@ -12,8 +12,7 @@ use super::operation::{OperationHandle, ResultClassifier};
 /// service's error, or what the classifier says) or cancelled (the response future dropped).
 ///
 /// ```
-/// use tower::{service_fn, ServiceExt};
-/// use tower_layer::Layer;
+/// use tower::{service_fn, Layer};
 /// use tower_observe::operations::{ObserveOperationLayer, Operation};
 /// use tower_observe::Observer;
 ///
@@ -24,7 +23,7 @@ use super::operation::{OperationHandle, ResultClassifier};
 /// # let _ = client;
 /// ```
 ///
-/// (Dependencies: `tower` with the `util` feature, `tower-layer`.)
+/// (Dependencies: `tower` with the `util` feature.)
 #[derive(Debug, Clone)]
 #[must_use]
 pub struct ObserveOperationLayer<C = ResultClassifier> {

@@ -2,7 +2,7 @@
 //! user makes the handle, and its `/v1/stats` cell), and the one recording path of a
 //! finished call.
 
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
 
 use metrics::Counter;
@@ -45,7 +45,8 @@ pub(crate) struct OperationSeries {
     /// `otel.name` of the call's span: `{operation} {target}` or the function's name.
     pub(crate) span_name: Box<str>,
     ok: OutcomeHandles,
-    cancelled: OutcomeHandles,
+    /// Registered on the first cancellation.
+    cancelled: OnceLock<OutcomeHandles>,
     /// Registered on an error type's first use (error types are `&'static str`: bounded by
     /// the code), at most [`MAX_ERROR_TYPES`].
     errors: RwLock<Vec<(&'static str, Arc<OutcomeHandles>)>>,
@@ -70,16 +71,12 @@ impl OperationSeries {
                 duration: HistogramHandle::noop(),
                 calls: None,
             },
-            cancelled: OutcomeHandles {
-                duration: HistogramHandle::noop(),
-                calls: None,
-            },
+            cancelled: OnceLock::new(),
             errors: RwLock::new(Vec::new()),
             cell: StatsCell::default(),
             overflow,
         };
         this.ok = this.handles(source, Ended::Ok);
-        this.cancelled = this.handles(source, Ended::Cancelled);
         this
     }
 
@@ -188,7 +185,9 @@ impl OperationSeries {
             let error;
             let handles = match ended {
                 Ended::Ok => &self.ok,
-                Ended::Cancelled => &self.cancelled,
+                Ended::Cancelled => self
+                    .cancelled
+                    .get_or_init(|| self.handles(observer.source(), Ended::Cancelled)),
                 Ended::Error(t) => {
                     error = self.error_handles(observer, t);
                     &*error
