@@ -184,7 +184,7 @@ async fn the_wrapper_records_ok_error_and_cancelled_in_a_span_under_the_request(
         sample(&text, "db_client_operation_duration_seconds_count", &l)
     };
     assert_eq!(count(None), Some(3.0), "{text}");
-    let error_type = format!("{}", std::any::type_name::<NotFound>());
+    let error_type = std::any::type_name::<NotFound>().to_string();
     assert_eq!(
         count(Some(("error_type", &error_type))),
         Some(1.0),
