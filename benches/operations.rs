@@ -48,6 +48,9 @@ fn bench(c: &mut Criterion) {
     ] {
         let mut group = c.benchmark_group(format!("operation/{setting}"));
         tracing::dispatcher::with_default(&dispatch, || {
+            // The setting is what it says: spans are recorded with the registry only.
+            let probe = tracing::info_span!("probe");
+            assert_eq!(probe.is_disabled(), setting == "no_subscriber");
             group.bench_function("bare", |b| b.iter(|| run(work(1)).unwrap()));
             group.bench_function("instrument", |b| {
                 b.iter(|| {
