@@ -569,3 +569,67 @@ async fn promtool_accepts_the_operations_metrics() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// History keeps a minute series per operation: `/v1/stats/history?operation=…` answers
+/// with the operation's calls, failures and cancellations; the requests' history leaves
+/// them out.
+#[cfg(feature = "history")]
+#[tokio::test]
+async fn history_keeps_per_operation_minutes_apart_from_requests() {
+    use tower_observe::history::HistoryOptions;
+    spans();
+    let observer = Observer::builder()
+        .history(HistoryOptions::in_memory())
+        .build()
+        .unwrap();
+    let select = observer.operation(Operation::db("postgresql", "select_user").collection("users"));
+    let insert = observer.operation(Operation::db("postgresql", "insert_user"));
+    for _ in 0..4 {
+        select.start().ok();
+    }
+    select.start().error("timeout");
+    drop(select.start());
+    insert.start().ok();
+    let app = Router::new()
+        .route("/ping", get(|| async { "pong" }))
+        .merge(observer.router())
+        .layer(observer.layer());
+    let base = format!("http://{}", serve(app).await);
+    reqwest::get(format!("{base}/ping")).await.unwrap();
+    eventually(|| observer.stats().totals.requests >= 1).await;
+
+    let points = |query: &str| {
+        let url = format!("{base}/v1/stats/history?{query}");
+        async move {
+            let body = get_json(url).await;
+            let points = body["points"]
+                .as_array()
+                .cloned()
+                .unwrap_or_else(|| panic!("{body}"));
+            let sum = |field: &str| {
+                points
+                    .iter()
+                    .map(|p| p[field].as_u64().unwrap())
+                    .sum::<u64>()
+            };
+            (sum("requests"), sum("errors"), sum("aborted"))
+        }
+    };
+    assert_eq!(points("operation=select_user").await, (6, 1, 1));
+    assert_eq!(points("operation_kind=db").await, (7, 1, 1));
+    assert_eq!(
+        points("operation_system=postgresql&operation_target=users").await,
+        (6, 1, 1)
+    );
+    assert_eq!(points("operation=nope").await, (0, 0, 0));
+    // The requests' history holds requests only: /ping and the five queries so far.
+    let (requests, errors, _) = points("route=/ping").await;
+    assert_eq!((requests, errors), (1, 0));
+    eventually(|| observer.stats().totals.requests == 6).await;
+    let (all, _, _) = points("").await;
+    assert_eq!(all, 6, "operations are not requests");
+    let refused = reqwest::get(format!("{base}/v1/stats/history?operation=x&route=/ping"))
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 400);
+}

@@ -32,7 +32,9 @@ use crate::registry::Registry;
 use crate::stats::StatsSnapshot;
 use crate::time_fmt;
 
-pub(crate) use backend::{NoRecorder, RecorderBackend, RecorderSource};
+#[allow(unused_imports)] // used by optional capabilities
+pub(crate) use backend::NoRecorder;
+pub(crate) use backend::{RecorderBackend, RecorderSource};
 pub(crate) use builder::Pending;
 pub use builder::{BuildError, ObserverBuilder, MAX_DIMENSIONS};
 use handles::{ExemplarIds, HistogramHandle};
