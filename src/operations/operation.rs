@@ -246,6 +246,12 @@ impl<T, E, F: Fn(&Result<T, E>) -> bool> Classify<Result<T, E>> for ErrorIf<F> {
 /// clone; keep it (in your repository struct, a `static`, a layer).
 #[derive(Debug, Clone)]
 pub struct OperationHandle {
+    /// One `Arc`, so that a call's guard costs one reference count, not two.
+    pub(crate) inner: Arc<HandleInner>,
+}
+
+#[derive(Debug)]
+pub(crate) struct HandleInner {
     pub(crate) observer: Observer,
     pub(crate) series: Arc<OperationSeries>,
 }
@@ -257,8 +263,10 @@ impl Observer {
     pub fn operation(&self, operation: Operation) -> OperationHandle {
         let part = self.part(|| OperationsPart::new(self.max_label_sets()));
         OperationHandle {
-            series: part.series(self, &operation),
-            observer: self.clone(),
+            inner: Arc::new(HandleInner {
+                series: part.series(self, &operation),
+                observer: self.clone(),
+            }),
         }
     }
 }
@@ -266,7 +274,7 @@ impl Observer {
 impl OperationHandle {
     /// The operation's name as it appears in labels (`_OTHER` past the cardinality limit).
     pub fn name(&self) -> &str {
-        &self.series.name
+        &self.inner.series.name
     }
 
     /// Starts one call: the clock starts and its span opens (a child of the current span, so
@@ -274,7 +282,7 @@ impl OperationHandle {
     /// [`OperationGuard::finish`], [`ok`](OperationGuard::ok) or
     /// [`error`](OperationGuard::error); dropped unfinished, it records `cancelled`.
     pub fn start(&self) -> OperationGuard {
-        let s = &*self.series;
+        let s = &*self.inner.series;
         let db = s.kind == Kind::Db;
         let messaging = matches!(s.kind, Kind::MessagingProcess | Kind::MessagingClient);
         let function = s.kind == Kind::Function;
@@ -309,7 +317,7 @@ impl OperationHandle {
         .flatten();
         OperationGuard {
             handle: self.clone(),
-            start: self.observer.now_nanos(),
+            start: self.inner.observer.now_nanos(),
             span,
             exemplar,
             done: false,
@@ -399,9 +407,10 @@ impl OperationGuard {
                 self.span.record("error.type", names::ERROR_CANCELLED);
             }
         }
-        self.handle
+        let inner = &*self.handle.inner;
+        inner
             .series
-            .record(&self.handle.observer, self.start, ended, self.exemplar);
+            .record(&inner.observer, self.start, ended, self.exemplar);
     }
 }
 
@@ -442,5 +451,115 @@ where
             guard.finish(this.classify.classify(&output));
         }
         Poll::Ready(output)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug)]
+    struct Boom;
+
+    #[test]
+    fn error_types_are_type_paths_without_generics() {
+        assert_eq!(error_type_of::<std::io::Error>(), "std::io::error::Error");
+        assert_eq!(error_type_of::<Vec<Boom>>(), "alloc::vec::Vec");
+        assert!(error_type_of::<Boom>().ends_with("::Boom"));
+        assert_eq!(
+            OperationOutcome::of_result(&Err::<(), _>(Boom)),
+            OperationOutcome::Error(error_type_of::<Boom>())
+        );
+        assert_eq!(
+            OperationOutcome::of_result(&Ok::<_, Boom>(1)),
+            OperationOutcome::Ok
+        );
+    }
+
+    #[test]
+    fn ok_if_and_error_if_follow_autometrics() {
+        let missing_is_fine = ok_if(|r: &Result<Option<u8>, Boom>| !matches!(r, Ok(Some(0))));
+        assert_eq!(missing_is_fine.classify(&Ok(None)), OperationOutcome::Ok);
+        // A refused `Ok` is an error of no known type.
+        assert_eq!(
+            missing_is_fine.classify(&Ok(Some(0))),
+            OperationOutcome::Error(names::ERROR_SERVICE)
+        );
+        let empty_fails =
+            error_if(|r: &Result<Vec<u8>, Boom>| r.as_ref().map_or(true, Vec::is_empty));
+        assert_eq!(empty_fails.classify(&Ok(vec![1])), OperationOutcome::Ok);
+        assert_eq!(
+            empty_fails.classify(&Err(Boom)),
+            OperationOutcome::Error(error_type_of::<Boom>())
+        );
+        assert_eq!(AlwaysOk.classify(&Err::<(), _>(Boom)), OperationOutcome::Ok);
+    }
+
+    #[test]
+    fn a_guard_records_exactly_once() {
+        let observer = Observer::new();
+        let op = observer.operation(Operation::function("m", "f"));
+        op.start().ok();
+        op.start().error("x");
+        drop(op.start());
+        let text = observer.render_metrics().unwrap();
+        let count = |result: &str| {
+            text.lines()
+                .find(|l| {
+                    l.starts_with("function_calls_total{")
+                        && l.contains(&format!("result=\"{result}\""))
+                })
+                .and_then(|l| l.rsplit(' ').next())
+                .map(str::to_owned)
+        };
+        assert_eq!(count("ok").as_deref(), Some("1"));
+        assert_eq!(count("error").as_deref(), Some("1"));
+        assert_eq!(count("cancelled").as_deref(), Some("1"));
+    }
+
+    #[test]
+    fn a_panicking_classifier_is_the_callers_panic_but_records_cancelled() {
+        let observer = Observer::new();
+        let op = observer.operation(Operation::db("sqlite", "select"));
+        let fut = op.run_with(std::future::ready(1), |_: &i32| -> OperationOutcome {
+            panic!("classifier bug")
+        });
+        let polled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let mut fut = std::pin::pin!(fut);
+            let waker = std::task::Waker::from(std::sync::Arc::new(Noop));
+            let _ = fut.as_mut().poll(&mut Context::from_waker(&waker));
+        }));
+        assert!(polled.is_err());
+        // The guard was taken out before classifying: dropped during the unwind, it recorded
+        // the call once, as cancelled.
+        let op = &observer.stats().operations[0];
+        assert_eq!((op.calls, op.cancelled), (1, 1));
+    }
+
+    struct Noop;
+    impl std::task::Wake for Noop {
+        fn wake(self: std::sync::Arc<Self>) {}
+    }
+
+    #[test]
+    fn too_many_error_types_fold_into_other() {
+        let observer = Observer::new();
+        let op = observer.operation(Operation::db("sqlite", "select"));
+        const TYPES: [&str; 40] = [
+            "e0", "e1", "e2", "e3", "e4", "e5", "e6", "e7", "e8", "e9", "e10", "e11", "e12", "e13",
+            "e14", "e15", "e16", "e17", "e18", "e19", "e20", "e21", "e22", "e23", "e24", "e25",
+            "e26", "e27", "e28", "e29", "e30", "e31", "e32", "e33", "e34", "e35", "e36", "e37",
+            "e38", "e39",
+        ];
+        for t in TYPES {
+            op.start().error(t);
+        }
+        let text = observer.render_metrics().unwrap();
+        let series = text
+            .lines()
+            .filter(|l| l.starts_with("db_client_operation_duration_seconds_count{"))
+            .count();
+        assert_eq!(series, 34, "the ok series, 32 error types and _OTHER");
+        assert!(text.contains("error_type=\"_OTHER\"} 8"), "{text}");
     }
 }

@@ -349,7 +349,7 @@ impl Observer {
                     v,
                     overflow,
                     queue.stuck_after,
-                    process.series.clone(),
+                    process.inner.series.clone(),
                 )
             }));
         });
@@ -359,7 +359,7 @@ impl Observer {
                 &values,
                 None,
                 queue.stuck_after,
-                process.series.clone(),
+                process.inner.series.clone(),
             ))
         });
         part.sampler.get_or_init(|| {
@@ -612,5 +612,82 @@ where
             guard.finish(this.classify.classify(&output));
         }
         Poll::Ready(output)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn worker(busy: bool, last_seen: u64, heartbeats: bool) -> WorkerState {
+        WorkerState {
+            name: "w".into(),
+            busy: AtomicBool::new(busy),
+            last_seen: AtomicU64::new(last_seen),
+            heartbeats: AtomicBool::new(heartbeats),
+        }
+    }
+
+    #[test]
+    fn worker_status_from_the_last_sign_of_life() {
+        let after = 10;
+        // Busy: stuck once silent longer than the threshold (not at it).
+        assert_eq!(
+            worker(true, 100, false).status(110, after),
+            WorkerStatus::Busy
+        );
+        assert_eq!(
+            worker(true, 100, false).status(111, after),
+            WorkerStatus::Stuck
+        );
+        // Idle: waiting is normal, unless the worker promised heartbeats.
+        assert_eq!(
+            worker(false, 0, false).status(1_000, after),
+            WorkerStatus::Idle
+        );
+        assert_eq!(
+            worker(false, 0, true).status(1_000, after),
+            WorkerStatus::Stuck
+        );
+        assert_eq!(
+            worker(false, 995, true).status(1_000, after),
+            WorkerStatus::Idle
+        );
+        // A reading from before the last sign of life (clock races) is not silence.
+        assert_eq!(
+            worker(true, 100, true).status(50, after),
+            WorkerStatus::Busy
+        );
+    }
+
+    #[test]
+    fn a_panicking_depth_closure_keeps_the_last_depth() {
+        let observer = Observer::new();
+        let q = observer.queue(Queue::new("q"));
+        q.set_depth(5);
+        q.depth_from(|| panic!("depth source bug"));
+        assert_eq!(observer.stats().queues["q"].depth, 5.0);
+        assert!(observer.render_metrics().unwrap().contains(
+            "queue_depth{messaging_system=\"in_process\",messaging_destination_name=\"q\"} 5"
+        ));
+    }
+
+    #[test]
+    fn the_same_queue_twice_shares_its_figures_and_workers_leave_when_dropped() {
+        let observer = Observer::new();
+        let a = observer.queue(Queue::new("jobs"));
+        let b = observer.queue(Queue::new("jobs"));
+        a.enqueued();
+        b.enqueued();
+        let w = a.worker("w1");
+        let _w2 = b.worker("w2");
+        assert_eq!(observer.stats().queues["jobs"].enqueued, 2);
+        assert_eq!(observer.stats().queues["jobs"].depth, 2.0);
+        assert_eq!(observer.stats().queues["jobs"].workers.idle, 2);
+        drop(w);
+        assert_eq!(observer.stats().queues["jobs"].workers.idle, 1);
+        observer.reset_stats();
+        let q = &observer.stats().queues["jobs"];
+        assert_eq!((q.enqueued, q.started), (0, 0));
     }
 }
