@@ -37,7 +37,7 @@ impl Kind {
         }
     }
 
-    pub(crate) fn from_str(s: &str) -> Kind {
+    pub(crate) fn from_label(s: &str) -> Kind {
         match s {
             "db" => Kind::Db,
             "messaging_process" => Kind::MessagingProcess,

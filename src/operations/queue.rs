@@ -336,7 +336,8 @@ impl QueuesPart {
 impl Observer {
     /// The handle of the queue `queue` (see [`operations`](crate::operations)). Its name
     /// passes the cardinality guard: past the observer's limit, new names record into
-    /// `_OTHER`. Asking twice for the same queue gives the same figures.
+    /// `_OTHER`. Asking twice for the same queue gives the same figures (and the first
+    /// handle's `stuck_after`).
     pub fn queue(&self, queue: Queue) -> QueueHandle {
         let part = self.part(|| QueuesPart::new(self.max_label_sets(), self.clock().clone()));
         let process = self.operation(Operation::process(&*queue.system, &*queue.name));

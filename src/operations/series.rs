@@ -56,7 +56,7 @@ pub(crate) struct OperationSeries {
 
 impl OperationSeries {
     fn new(source: &dyn RecorderSource, values: &[&str], overflow: Option<Counter>) -> Self {
-        let kind = Kind::from_str(values[0]);
+        let kind = Kind::from_label(values[0]);
         let (system, name, target) = (values[1], values[2], values[3]);
         let mut this = Self {
             kind,
@@ -244,12 +244,6 @@ impl OperationSeries {
             calls_per_second: e.requests_per_second,
             latency_ms: e.latency_ms,
         }
-    }
-
-    /// Calls and failures of the last minute.
-    #[allow(dead_code)] // read by the queue statistics
-    pub(crate) fn recent(&self, elapsed: f64) -> (u64, u64) {
-        self.cell.recent(elapsed)
     }
 }
 
