@@ -52,8 +52,10 @@ pub struct StatsSnapshot {
     /// `None` without them.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub alerts: Option<super::ActiveAlerts>,
-    /// Timed operations (database calls, messages processed, functions, external APIs),
-    /// ordered by kind, system, name and target (feature `operations`; empty without it).
+    /// Timed operations (database calls, messages processed, functions, external APIs), by
+    /// kind (`db`, `messaging_process`, `messaging_client`, `function`), then sorted by
+    /// system, name and target, the `_OTHER` entries last (feature `operations`; empty
+    /// without it).
     pub operations: Vec<super::OperationEntry>,
     /// Queues of jobs and their workers, by queue name (feature `operations`; empty without
     /// it).
