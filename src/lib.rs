@@ -49,6 +49,7 @@
 //! | `log-store` | `log_store` | captured events and spans in an embedded file, `/v1/requests/{id}`, `/v1/logs`, ECS export |
 //! | `dashboard` | `dashboard` | the live dashboard at `/dashboard`, `/v1/stats/stream` |
 //! | `llm` | `llm` | GenAI server and client layers: tokens, time to first token, per provider and model |
+//! | `operations` | `operations` | database calls, messaging, functions and external APIs timed (`db_client_operation_duration_seconds`, `function_calls_total`, …), queues and workers |
 //!
 //! [`names`] holds every metric and label name, [`labels`] the label checks and dimensions,
 //! [`clock`] the clock the layers read.
@@ -97,6 +98,9 @@ pub mod log_store;
 #[cfg_attr(docsrs, doc(cfg(feature = "logs")))]
 pub mod logs;
 pub mod names;
+#[cfg(feature = "operations")]
+#[cfg_attr(docsrs, doc(cfg(feature = "operations")))]
+pub mod operations;
 #[cfg(feature = "otlp")]
 #[cfg_attr(docsrs, doc(cfg(feature = "otlp")))]
 pub mod otlp;
@@ -142,6 +146,7 @@ pub mod trace;
 pub mod architecture {}
 
 pub use labels::{Dimensions, RouteTemplate};
+pub use observer::OperationRecord;
 pub use observer::{
     BuildError, HttpClientRecord, HttpServerRecord, Observer, ObserverBuilder, RecordSink,
     MAX_DIMENSIONS,

@@ -161,6 +161,53 @@ pub const GEN_AI_TTFT_BUCKETS: [f64; 16] = [
 pub const GEN_AI_TPOT_BUCKETS: [f64; 13] = [
     0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5,
 ];
+// --- operations (feature `operations`): database calls, messaging, functions, queues ---
+
+/// `db.client.operation.duration`: histogram, seconds, one database operation (stable
+/// OpenTelemetry convention).
+pub const DB_CLIENT_OPERATION_DURATION: &str = "db_client_operation_duration_seconds";
+/// `messaging.process.duration`: histogram, seconds, processing one message or job.
+pub const MESSAGING_PROCESS_DURATION: &str = "messaging_process_duration_seconds";
+/// `messaging.client.operation.duration`: histogram, seconds, one send, receive or
+/// settlement call to a messaging system (not processing).
+pub const MESSAGING_CLIENT_OPERATION_DURATION: &str = "messaging_client_operation_duration_seconds";
+/// autometrics' `function.calls`: calls of a function or external API by `result`
+/// (`ok`, `error`, and `cancelled`, which autometrics has not).
+pub const FUNCTION_CALLS: &str = "function_calls_total";
+/// autometrics' `function.calls.duration`: histogram, seconds, by `function` and `module`.
+pub const FUNCTION_CALLS_DURATION: &str = "function_calls_duration_seconds";
+/// Jobs waiting in a queue (no OpenTelemetry convention: queue depth is system-specific).
+pub const QUEUE_DEPTH: &str = "queue_depth";
+/// Jobs put into a queue.
+pub const QUEUE_ENQUEUED: &str = "queue_enqueued_total";
+/// Histogram, seconds, from a job's enqueueing to the start of its processing; its count
+/// is the jobs started.
+pub const QUEUE_WAIT_DURATION: &str = "queue_wait_duration_seconds";
+/// Workers of a queue by `state` (`busy`, `idle`, `stuck`).
+pub const QUEUE_WORKERS: &str = "queue_workers";
+/// `db.system.name`
+pub const DB_SYSTEM_NAME: &str = "db_system_name";
+/// `db.operation.name`
+pub const DB_OPERATION_NAME: &str = "db_operation_name";
+/// `db.collection.name`
+pub const DB_COLLECTION_NAME: &str = "db_collection_name";
+/// `messaging.system`
+pub const MESSAGING_SYSTEM: &str = "messaging_system";
+/// `messaging.destination.name`
+pub const MESSAGING_DESTINATION_NAME: &str = "messaging_destination_name";
+/// `messaging.operation.name`
+pub const MESSAGING_OPERATION_NAME: &str = "messaging_operation_name";
+/// autometrics' `function` label.
+pub const FUNCTION: &str = "function";
+/// autometrics' `module` label.
+pub const MODULE: &str = "module";
+/// autometrics' `result` label: `ok`, `error`, `cancelled`.
+pub const RESULT: &str = "result";
+
+/// Bucket bounds (seconds) that OpenTelemetry advises for `db.client.operation.duration`.
+pub const DB_DURATION_BUCKETS: [f64; 9] = [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0];
+
+// --- end operations ---
 
 /// `http.request.method`
 pub const HTTP_REQUEST_METHOD: &str = "http_request_method";
@@ -412,6 +459,24 @@ pub(crate) const METRICS: &[MetricSpec] = &[
         "Time from a streamed GenAI request's arrival to its first content token (not the first byte)."),
     spec(GEN_AI_SERVER_TIME_PER_OUTPUT_TOKEN, Kind::Histogram(Buckets::Fixed(&GEN_AI_TPOT_BUCKETS)), SECONDS,
         "Time per output token after the first, of completed GenAI streams."),
+    // operations (feature `operations`)
+    spec(DB_CLIENT_OPERATION_DURATION, Kind::Histogram(Buckets::Fixed(&DB_DURATION_BUCKETS)), SECONDS,
+        "Duration of database client operations (OpenTelemetry db.client.operation.duration)."),
+    spec(MESSAGING_PROCESS_DURATION, Kind::Histogram(Buckets::Fixed(&OTEL_DURATION_BUCKETS)), SECONDS,
+        "Duration of processing one message or job (OpenTelemetry messaging.process.duration)."),
+    spec(MESSAGING_CLIENT_OPERATION_DURATION, Kind::Histogram(Buckets::Fixed(&OTEL_DURATION_BUCKETS)), SECONDS,
+        "Duration of messaging client operations such as send and receive (OpenTelemetry messaging.client.operation.duration)."),
+    spec(FUNCTION_CALLS, Kind::Counter, None,
+        "Calls of a function or external API by result (ok, error, cancelled); autometrics-compatible."),
+    spec(FUNCTION_CALLS_DURATION, Kind::Histogram(Buckets::Fixed(&OTEL_DURATION_BUCKETS)), SECONDS,
+        "Duration of calls of a function or external API; autometrics-compatible."),
+    spec(QUEUE_DEPTH, Kind::Gauge, None, "Jobs waiting in a queue."),
+    spec(QUEUE_ENQUEUED, Kind::Counter, None, "Jobs put into a queue."),
+    spec(QUEUE_WAIT_DURATION, Kind::Histogram(Buckets::Fixed(&OTEL_DURATION_BUCKETS)), SECONDS,
+        "Time a job waited in its queue, from enqueueing to the start of its processing."),
+    spec(QUEUE_WORKERS, Kind::Gauge, None,
+        "Workers of a queue by state (busy, idle, stuck: busy or silent longer than the queue's threshold)."),
+    // end operations
 ];
 
 /// The table entry of `name`.

@@ -91,6 +91,85 @@ pub enum Figure {
         /// The window.
         window: Duration,
     },
+    // --- operations (the `operations` feature's metrics) ---
+    /// Failed calls / completed calls (0 to 1) of timed operations over the window; cancelled
+    /// calls are neither. Scope it to one operation with [`AlertRule::matching`]
+    /// (`db_operation_name`, `function`, …) or one alert per operation with
+    /// [`AlertRule::for_each`].
+    OperationErrorRate {
+        /// Which operations' metric.
+        metric: OperationMetric,
+        /// The window.
+        window: Duration,
+    },
+    /// A quantile (0 to 1) of the duration of timed operations over the window, in seconds,
+    /// from the histogram's buckets (cancelled calls left out where the metric can tell).
+    OperationLatencyQuantile {
+        /// Which operations' metric.
+        metric: OperationMetric,
+        /// 0.99 for p99.
+        quantile: f64,
+        /// The window.
+        window: Duration,
+    },
+    /// Jobs waiting in a queue (`queue_depth`): the deepest queue's, or each queue's with
+    /// [`AlertRule::for_each`]`("messaging_destination_name")`.
+    QueueDepth,
+    /// Workers busy or silent longer than their queue's threshold
+    /// (`queue_workers{state="stuck"}`), summed.
+    StuckWorkers,
+    // --- end operations ---
+}
+
+/// The metric of timed operations a figure reads (module `operations`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OperationMetric {
+    /// `db_client_operation_duration_seconds`.
+    Db,
+    /// `messaging_process_duration_seconds` (jobs and messages processed).
+    MessagingProcess,
+    /// `messaging_client_operation_duration_seconds`.
+    MessagingClient,
+    /// `function_calls_total` and `function_calls_duration_seconds` (autometrics').
+    Function,
+}
+
+impl OperationMetric {
+    /// The duration histogram's exported name.
+    fn histogram(self) -> &'static str {
+        match self {
+            OperationMetric::Db => names::DB_CLIENT_OPERATION_DURATION,
+            OperationMetric::MessagingProcess => names::MESSAGING_PROCESS_DURATION,
+            OperationMetric::MessagingClient => names::MESSAGING_CLIENT_OPERATION_DURATION,
+            OperationMetric::Function => names::FUNCTION_CALLS_DURATION,
+        }
+    }
+
+    /// The counter of calls and the matchers of completed and of failed calls.
+    fn calls(self) -> (String, Matcher, Vec<Matcher>) {
+        match self {
+            OperationMetric::Function => (
+                names::FUNCTION_CALLS.to_owned(),
+                Matcher::Ne(names::RESULT.to_owned(), "cancelled".to_owned()),
+                vec![Matcher::Eq(names::RESULT.to_owned(), "error".to_owned())],
+            ),
+            _ => (
+                format!("{}_count", self.histogram()),
+                Matcher::Ne(
+                    names::ERROR_TYPE.to_owned(),
+                    names::ERROR_CANCELLED.to_owned(),
+                ),
+                vec![
+                    Matcher::Ne(names::ERROR_TYPE.to_owned(), String::new()),
+                    Matcher::Ne(
+                        names::ERROR_TYPE.to_owned(),
+                        names::ERROR_CANCELLED.to_owned(),
+                    ),
+                ],
+            ),
+        }
+    }
 }
 
 /// How the series of a gauge combine into one figure.
@@ -159,6 +238,24 @@ impl Figure {
         Figure::TokenRate { window }
     }
 
+    /// [`Figure::OperationErrorRate`] of `metric` over `window`.
+    pub fn operation_error_rate(metric: OperationMetric, window: Duration) -> Self {
+        Figure::OperationErrorRate { metric, window }
+    }
+
+    /// [`Figure::OperationLatencyQuantile`]: `quantile` of `metric` over `window`.
+    pub fn operation_latency_quantile(
+        metric: OperationMetric,
+        quantile: f64,
+        window: Duration,
+    ) -> Self {
+        Figure::OperationLatencyQuantile {
+            metric,
+            quantile,
+            window,
+        }
+    }
+
     /// Whether the figure is measured over traffic (so a minimum request count applies).
     fn counts_traffic(&self) -> bool {
         matches!(
@@ -169,6 +266,8 @@ impl Figure {
                 | Figure::CacheHitRatio { .. }
                 | Figure::BurnRate { .. }
                 | Figure::TimeToFirstTokenQuantile { .. }
+                | Figure::OperationErrorRate { .. }
+                | Figure::OperationLatencyQuantile { .. }
         )
     }
 
@@ -182,9 +281,15 @@ impl Figure {
             | Figure::CacheHitRatio { window }
             | Figure::CounterRate { window, .. }
             | Figure::TimeToFirstTokenQuantile { window, .. }
-            | Figure::TokenRate { window } => vec![*window],
+            | Figure::TokenRate { window }
+            | Figure::OperationErrorRate { window, .. }
+            | Figure::OperationLatencyQuantile { window, .. } => vec![*window],
             Figure::BurnRate { long, short, .. } => vec![*long, *short],
-            Figure::ResidentMemory | Figure::PoolHealth | Figure::Gauge { .. } => Vec::new(),
+            Figure::ResidentMemory
+            | Figure::PoolHealth
+            | Figure::Gauge { .. }
+            | Figure::QueueDepth
+            | Figure::StuckWorkers => Vec::new(),
         }
     }
 }
@@ -490,20 +595,70 @@ impl AlertRule {
                     )),
                 )
             }
+            Figure::OperationErrorRate { metric, window } => {
+                let (calls, completed, failed) = metric.calls();
+                Expr::Div(
+                    Box::new(self.sum_increase(&calls, failed, *window)),
+                    Box::new(self.sum_increase(&calls, vec![completed], *window)),
+                )
+            }
+            Figure::OperationLatencyQuantile {
+                metric,
+                quantile,
+                window,
+            } => {
+                let mut by = self.group();
+                by.push("le".to_owned());
+                let bucket = format!("{}_bucket", metric.histogram());
+                let completed = match metric {
+                    OperationMetric::Function => Vec::new(),
+                    _ => vec![metric.calls().1],
+                };
+                Expr::Quantile(
+                    *quantile,
+                    Box::new(Expr::Aggregate(
+                        Aggregation::Sum,
+                        by,
+                        Box::new(Expr::Rate(self.selector(&bucket, completed), ms(*window))),
+                    )),
+                )
+            }
+            Figure::QueueDepth => Expr::Aggregate(
+                Aggregation::Max,
+                self.group(),
+                Box::new(Expr::Instant(self.selector(names::QUEUE_DEPTH, Vec::new()))),
+            ),
+            Figure::StuckWorkers => Expr::Aggregate(
+                Aggregation::Sum,
+                self.group(),
+                Box::new(Expr::Instant(self.selector(
+                    names::QUEUE_WORKERS,
+                    vec![Matcher::Eq("state".to_owned(), "stuck".to_owned())],
+                ))),
+            ),
         }
     }
 
     /// The traffic the figure was measured over (for the minimum request count).
     fn traffic_expr(&self) -> Option<Expr> {
         let window = *self.figure.windows().iter().max()?;
-        let metric = match self.figure {
-            Figure::CacheHitRatio { .. } => names::CACHE_REQUESTS.to_owned(),
-            Figure::TimeToFirstTokenQuantile { .. } => {
-                format!("{}_count", names::GEN_AI_SERVER_TIME_TO_FIRST_TOKEN)
+        let (metric, extra) = match self.figure {
+            Figure::CacheHitRatio { .. } => (names::CACHE_REQUESTS.to_owned(), Vec::new()),
+            Figure::TimeToFirstTokenQuantile { .. } => (
+                format!("{}_count", names::GEN_AI_SERVER_TIME_TO_FIRST_TOKEN),
+                Vec::new(),
+            ),
+            Figure::OperationErrorRate { metric, .. }
+            | Figure::OperationLatencyQuantile { metric, .. } => {
+                let (calls, completed, _) = metric.calls();
+                (calls, vec![completed])
             }
-            _ => format!("{}_count", names::HTTP_SERVER_REQUEST_DURATION),
+            _ => (
+                format!("{}_count", names::HTTP_SERVER_REQUEST_DURATION),
+                Vec::new(),
+            ),
         };
-        Some(self.sum_increase(&metric, Vec::new(), window))
+        Some(self.sum_increase(&metric, extra, window))
     }
 
     /// The whole condition: the figure compared with the threshold, and enough traffic.
@@ -553,6 +708,7 @@ impl AlertRule {
         match &self.figure {
             Figure::LatencyQuantile { quantile, .. }
             | Figure::TimeToFirstTokenQuantile { quantile, .. }
+            | Figure::OperationLatencyQuantile { quantile, .. }
                 if !(*quantile > 0.0 && *quantile <= 1.0) =>
             {
                 return Err(fail("quantile", "must be above 0 and at most 1".into()));
@@ -722,6 +878,56 @@ mod tests {
             .validate(interval)
             .unwrap_err();
         assert!(e.to_string().contains("`for_each`"), "{e}");
+    }
+
+    #[test]
+    fn operation_figures_read_like_promql() {
+        let five = Duration::from_secs(300);
+        let rule = AlertRule::new(
+            "DbErrors",
+            Figure::operation_error_rate(OperationMetric::Db, five),
+        )
+        .for_each("db_operation_name")
+        .above(0.05)
+        .min_requests(10);
+        assert_eq!(
+            rule.condition().to_string(),
+            "((sum by (db_operation_name) (increase(db_client_operation_duration_seconds_count{error_type!=\"\",error_type!=\"cancelled\"}[5m]))) \
+/ (sum by (db_operation_name) (increase(db_client_operation_duration_seconds_count{error_type!=\"cancelled\"}[5m]))) > 0.05) \
+and (sum by (db_operation_name) (increase(db_client_operation_duration_seconds_count{error_type!=\"cancelled\"}[5m])) >= 10)"
+        );
+        let rule = AlertRule::new(
+            "SlowLookups",
+            Figure::operation_latency_quantile(OperationMetric::Function, 0.99, five),
+        )
+        .matching("function", "lookup")
+        .above(1.0);
+        assert_eq!(
+            rule.condition().to_string(),
+            "histogram_quantile(0.99, sum by (le) (rate(function_calls_duration_seconds_bucket{function=\"lookup\"}[5m]))) > 1"
+        );
+        let rule = AlertRule::new(
+            "FunctionErrors",
+            Figure::operation_error_rate(OperationMetric::Function, five),
+        )
+        .above(0.1);
+        assert_eq!(
+            rule.condition().to_string(),
+            "(sum(increase(function_calls_total{result=\"error\"}[5m]))) \
+/ (sum(increase(function_calls_total{result!=\"cancelled\"}[5m]))) > 0.1"
+        );
+        let rule = AlertRule::new("Backlog", Figure::QueueDepth)
+            .for_each("messaging_destination_name")
+            .above(1000.0);
+        assert_eq!(
+            rule.condition().to_string(),
+            "max by (messaging_destination_name) (queue_depth) > 1000"
+        );
+        let rule = AlertRule::new("StuckWorkers", Figure::StuckWorkers).above(0.0);
+        assert_eq!(
+            rule.condition().to_string(),
+            "sum(queue_workers{state=\"stuck\"}) > 0"
+        );
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::rules::{AlertRule, Figure, GaugeAggregation, RuleError};
+use super::rules::{AlertRule, Figure, GaugeAggregation, OperationMetric, RuleError};
 use super::{AlertRules, Comparison, Severity};
 
 #[derive(Debug, Deserialize)]
@@ -30,6 +30,8 @@ struct RuleSpec {
     quantile: Option<f64>,
     metric: Option<String>,
     aggregation: Option<GaugeAggregation>,
+    /// For the operation figures: `db`, `messaging_process`, `messaging_client`, `function`.
+    operations: Option<OperationMetric>,
     objective: Option<f64>,
     long: Option<String>,
     short: Option<String>,
@@ -172,10 +174,21 @@ impl RuleSpec {
                 long: needed("long", duration_of("long", &self.long)?)?,
                 short: needed("short", duration_of("short", &self.short)?)?,
             },
+            "operation_error_rate" => Figure::operation_error_rate(
+                self.operations.ok_or_else(|| fail("operations", "operation_error_rate needs operations (db, messaging_process, messaging_client, function)".into()))?,
+                needed("window", window)?,
+            ),
+            "operation_latency" => Figure::operation_latency_quantile(
+                self.operations.ok_or_else(|| fail("operations", "operation_latency needs operations (db, messaging_process, messaging_client, function)".into()))?,
+                self.quantile.ok_or_else(|| fail("quantile", "operation_latency needs a quantile (0.99 for p99)".into()))?,
+                needed("window", window)?,
+            ),
+            "queue_depth" => Figure::QueueDepth,
+            "stuck_workers" => Figure::StuckWorkers,
             other => {
                 return Err(fail(
                     "figure",
-                    format!("unknown figure {other:?} (error_rate, request_rate, latency, cpu_utilization, resident_memory, pool_health, cache_hit_ratio, counter_rate, gauge, burn_rate, time_to_first_token, token_rate)"),
+                    format!("unknown figure {other:?} (error_rate, request_rate, latency, cpu_utilization, resident_memory, pool_health, cache_hit_ratio, counter_rate, gauge, burn_rate, time_to_first_token, token_rate, operation_error_rate, operation_latency, queue_depth, stuck_workers)"),
                 ))
             }
         };

@@ -23,6 +23,7 @@ use http::{header, HeaderValue, StatusCode};
 use crate::clock::Clock;
 use crate::observer::background::{self, Background};
 use crate::observer::handles;
+use crate::observer::OperationRecord;
 use crate::observer::{HttpServerRecord, Part, Pending, RecordSink, Route, RouteMethod};
 use crate::response::{json, plain, with_type, EndpointBody};
 use crate::{names, Observer, ObserverBuilder};
@@ -335,6 +336,10 @@ impl Shared {
 
     /// Moves the pending minutes into every resolution's buckets, in one store write.
     fn flush(&self) {
+        // The store stays locked from taking the pending minutes until they are written, so a
+        // query (which reads the store and then the pending minutes under the same lock) never
+        // sees them in neither place.
+        let mut store = lock(&self.store);
         let pending: Vec<PendingMinutes> = self
             .pending
             .iter()
@@ -351,7 +356,6 @@ impl Shared {
             }
         }
         let cutoffs = self.cutoffs();
-        let mut store = lock(&self.store);
         if let Err(e) = store.apply(batch, &cutoffs) {
             self.write_errors.fetch_add(1, Relaxed);
             if let Some(c) = self.write_error_counter.get() {
@@ -373,7 +377,85 @@ impl Drop for Shared {
     }
 }
 
+impl Shared {
+    /// Adds one finished request or operation to its pending minute.
+    fn record_pending(&self, minute: u64, series: &str, nanos: u64, ended: Ended) {
+        let mut pending = lock(self.shard_of(series));
+        match pending.get_mut(&PendingKey(minute, series)) {
+            Some(agg) => agg.record(nanos, ended),
+            None => pending
+                .entry((minute, Box::from(series)))
+                .or_default()
+                .record(nanos, ended),
+        }
+    }
+
+    /// Builds a series key with `build` in the thread's buffer (no allocation for a known
+    /// series) and records into it.
+    fn record_with_key(&self, minute: u64, nanos: u64, ended: Ended, build: impl Fn(&mut String)) {
+        let reused = SERIES_KEY.try_with(|buf| match buf.try_borrow_mut() {
+            Ok(mut series) => {
+                build(&mut series);
+                self.record_pending(minute, &series, nanos, ended);
+                true
+            }
+            Err(_) => false,
+        });
+        if reused != Ok(true) {
+            let mut series = String::new();
+            build(&mut series);
+            self.record_pending(minute, &series, nanos, ended);
+        }
+    }
+}
+
+/// Operation series keys start with this (U+001E, never in a sanitised label value or an HTTP
+/// method), then kind, system, name and target, joined by [`SEP`].
+pub(crate) const OPERATION_MARK: char = '\u{1e}';
+
+/// The parts of an operation series key, or `None` for a request series.
+pub(crate) struct OperationParts<'a> {
+    pub(crate) kind: &'a str,
+    pub(crate) system: &'a str,
+    pub(crate) name: &'a str,
+    pub(crate) target: &'a str,
+}
+
+pub(crate) fn split_operation(series: &str) -> Option<OperationParts<'_>> {
+    let mut parts = series.strip_prefix(OPERATION_MARK)?.split(SEP);
+    Some(OperationParts {
+        kind: parts.next()?,
+        system: parts.next()?,
+        name: parts.next()?,
+        target: parts.next().unwrap_or(""),
+    })
+}
+
 impl RecordSink for HistoryHandle {
+    /// One minute series per operation (kind, system, name, target), queried with
+    /// `?operation=` (see `HistoryQuery`).
+    fn record_operation(&self, r: &OperationRecord<'_>) {
+        let end = r.end.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let ended = if r.cancelled {
+            Ended::Aborted
+        } else {
+            Ended::Completed {
+                error: r.error_type.is_some(),
+            }
+        };
+        let nanos = u64::try_from(r.duration.as_nanos()).unwrap_or(u64::MAX);
+        self.shared
+            .record_with_key(end - end % 60, nanos, ended, |series| {
+                series.clear();
+                series.push(OPERATION_MARK);
+                series.push_str(r.kind);
+                for part in [r.system, r.name, r.target] {
+                    series.push(SEP);
+                    series.push_str(part);
+                }
+            });
+    }
+
     fn record_http_server(&self, r: &HttpServerRecord<'_>) {
         let end = r.end.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
         let minute = end - end % 60;
@@ -384,16 +466,6 @@ impl RecordSink for HistoryHandle {
             },
         };
         let nanos = u64::try_from(r.duration.as_nanos()).unwrap_or(u64::MAX);
-        let record = |series: &str| {
-            let mut pending = lock(self.shared.shard_of(series));
-            match pending.get_mut(&PendingKey(minute, series)) {
-                Some(agg) => agg.record(nanos, ended),
-                None => pending
-                    .entry((minute, Box::from(series)))
-                    .or_default()
-                    .record(nanos, ended),
-            }
-        };
         let build = |series: &mut String| {
             series.clear();
             series.push_str(r.method);
@@ -408,19 +480,7 @@ impl RecordSink for HistoryHandle {
                 series.push_str(v);
             }
         };
-        let reused = SERIES_KEY.try_with(|buf| match buf.try_borrow_mut() {
-            Ok(mut series) => {
-                build(&mut series);
-                record(&series);
-                true
-            }
-            Err(_) => false,
-        });
-        if reused != Ok(true) {
-            let mut series = String::new();
-            build(&mut series);
-            record(&series);
-        }
+        self.shared.record_with_key(minute, nanos, ended, build);
     }
 }
 
@@ -515,6 +575,9 @@ pub(crate) struct SeriesParts<'a> {
 }
 
 pub(crate) fn split_series(series: &str) -> Option<SeriesParts<'_>> {
+    if series.starts_with(OPERATION_MARK) {
+        return None;
+    }
     let mut parts = series.split(SEP);
     let method = parts.next()?;
     let route = parts.next()?;

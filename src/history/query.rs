@@ -6,7 +6,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use serde::Serialize;
 
-use super::{lock, split_series, Agg, HistoryHandle, Resolution};
+use super::{lock, split_operation, split_series, Agg, HistoryHandle, Resolution};
 use crate::stats::LatencyMs;
 
 /// A parsed history query.
@@ -27,6 +27,16 @@ pub struct HistoryQuery {
     pub status_class: Option<String>,
     /// Only these dimension values.
     pub dimensions: Vec<(String, String)>,
+    /// Timed operations (feature `operations`) of this name instead of requests.
+    pub operation: Option<String>,
+    /// Timed operations of this kind (`db`, `messaging_process`, `messaging_client`,
+    /// `function`) instead of requests.
+    pub operation_kind: Option<String>,
+    /// Timed operations of this system (`db.system.name`, `messaging.system`, the
+    /// function's module) instead of requests.
+    pub operation_system: Option<String>,
+    /// Timed operations on this collection or destination instead of requests.
+    pub operation_target: Option<String>,
     /// CSV instead of JSON.
     pub csv: bool,
 }
@@ -56,7 +66,7 @@ impl fmt::Display for QueryError {
             QueryError::BadParameter(m) => f.write_str(m),
             QueryError::UnknownParameter(p) => write!(
                 f,
-                "unknown parameter {p:?}: use from, to, step, route, method, status_class, format or a configured dimension"
+                "unknown parameter {p:?}: use from, to, step, route, method, status_class, operation, operation_kind, operation_system, operation_target, format or a configured dimension"
             ),
             QueryError::TooManyPoints { requested, limit } => write!(
                 f,
@@ -171,6 +181,10 @@ impl HistoryQuery {
             method: None,
             status_class: None,
             dimensions: Vec::new(),
+            operation: None,
+            operation_kind: None,
+            operation_system: None,
+            operation_target: None,
             csv: wants_csv,
         };
         for pair in query
@@ -199,6 +213,10 @@ impl HistoryQuery {
                 "route" => q.route = Some(v),
                 "method" => q.method = Some(v.to_ascii_uppercase()),
                 "status_class" => q.status_class = Some(v.to_ascii_lowercase()),
+                "operation" => q.operation = Some(v),
+                "operation_kind" => q.operation_kind = Some(v),
+                "operation_system" => q.operation_system = Some(v),
+                "operation_target" => q.operation_target = Some(v),
                 "format" => match v.as_str() {
                     "csv" => q.csv = true,
                     "json" => q.csv = false,
@@ -213,6 +231,15 @@ impl HistoryQuery {
                 }
                 _ => return Err(QueryError::UnknownParameter(k)),
             }
+        }
+        let filters_requests = q.route.is_some()
+            || q.method.is_some()
+            || q.status_class.is_some()
+            || !q.dimensions.is_empty();
+        if q.for_operations() && filters_requests {
+            return Err(QueryError::BadParameter(
+                "route, method, status_class and dimensions filter requests; operation, operation_kind, operation_system and operation_target, operations: use one or the other".into(),
+            ));
         }
         let to = to.unwrap_or(now + 1);
         let from = from.unwrap_or(to.saturating_sub(3600));
@@ -235,7 +262,23 @@ impl HistoryQuery {
         Ok(q)
     }
 
+    /// Whether the query asks for operations rather than requests.
+    fn for_operations(&self) -> bool {
+        self.operation.is_some()
+            || self.operation_kind.is_some()
+            || self.operation_system.is_some()
+            || self.operation_target.is_some()
+    }
+
     fn matches(&self, series: &str) -> bool {
+        if self.for_operations() {
+            return split_operation(series).is_some_and(|op| {
+                allows(self.operation.as_deref(), op.name)
+                    && allows(self.operation_kind.as_deref(), op.kind)
+                    && allows(self.operation_system.as_deref(), op.system)
+                    && allows(self.operation_target.as_deref(), op.target)
+            });
+        }
         let Some(parts) = split_series(series) else {
             return false;
         };
@@ -333,7 +376,9 @@ impl HistoryHandle {
     /// Answers a parsed query from the stored buckets and the minutes not yet flushed.
     pub fn query(&self, q: &HistoryQuery) -> Result<HistoryResponse, QueryError> {
         let mut buckets: BTreeMap<u64, Agg> = BTreeMap::new();
-        let scanned = lock(&self.shared.store).scan(q.step, q.from, q.to, |bucket, series, agg| {
+        // Held until the pending minutes are read too: a flush moves them under this lock.
+        let mut store = lock(&self.shared.store);
+        let scanned = store.scan(q.step, q.from, q.to, |bucket, series, agg| {
             if q.matches(series) {
                 buckets.entry(bucket).or_default().merge(&agg);
             }
@@ -348,6 +393,7 @@ impl HistoryHandle {
                 buckets.entry(bucket).or_default().merge(agg);
             }
         });
+        drop(store);
         let points = buckets
             .into_iter()
             .filter(|(_, agg)| agg.requests() > 0)

@@ -32,13 +32,15 @@ use crate::registry::Registry;
 use crate::stats::StatsSnapshot;
 use crate::time_fmt;
 
+#[allow(unused_imports)] // used by optional capabilities
+pub(crate) use backend::NoRecorder;
 pub(crate) use backend::{RecorderBackend, RecorderSource};
 pub(crate) use builder::Pending;
 pub use builder::{BuildError, ObserverBuilder, MAX_DIMENSIONS};
 use handles::{ExemplarIds, HistogramHandle};
 pub use parts::Status;
 pub(crate) use parts::{HealthInput, Part, Route, RouteHandler, RouteMethod};
-pub use sink::{HttpClientRecord, HttpServerRecord, RecordSink};
+pub use sink::{HttpClientRecord, HttpServerRecord, OperationRecord, RecordSink};
 
 type Renderer = Arc<dyn Fn() -> String + Send + Sync>;
 

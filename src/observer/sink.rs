@@ -66,6 +66,29 @@ pub struct HttpClientRecord<'a> {
     pub response_body_bytes: Option<u64>,
 }
 
+/// One finished operation (a database call, a message processed, a function or external API
+/// call), as every consumer of the recording path sees it.
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub struct OperationRecord<'a> {
+    /// `db`, `messaging_process`, `messaging_client` or `function`.
+    pub kind: &'static str,
+    /// `db.system.name`, `messaging.system`, or the function's module.
+    pub system: &'a str,
+    /// The operation's name (`_OTHER` past the cardinality limit).
+    pub name: &'a str,
+    /// `db.collection.name` or `messaging.destination.name`; empty when not set.
+    pub target: &'a str,
+    /// Set on failure: the error type; `cancelled` for a call dropped before it finished.
+    pub error_type: Option<&'a str>,
+    /// Whether the call was dropped before it finished.
+    pub cancelled: bool,
+    /// From the start of the call to its end (or drop).
+    pub duration: Duration,
+    /// When the call ended (wall clock).
+    pub end: SystemTime,
+}
+
 /// A consumer of finished requests, called once per request after the metrics and
 /// `/v1/stats` are updated.
 ///
@@ -96,6 +119,11 @@ pub trait RecordSink: Send + Sync + 'static {
 
     /// Called once per finished HTTP client call made through the client instrumentation.
     fn record_http_client(&self, record: &HttpClientRecord<'_>) {
+        let _ = record;
+    }
+
+    /// Called once per finished operation timed by the operations instrumentation.
+    fn record_operation(&self, record: &OperationRecord<'_>) {
         let _ = record;
     }
 }

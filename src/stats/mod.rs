@@ -15,6 +15,7 @@ pub use sections::{
     PoolEntry, ProcessStats, RetryEntry, RuntimeStats,
 };
 pub use sections::{LlmEntry, LlmSideStats, LlmStats};
+pub use sections::{OperationEntry, QueueEntry, WorkerCounts};
 pub use sketch::RELATIVE_ERROR as LATENCY_RELATIVE_ERROR;
 pub use snapshot::{
     BreakdownEntry, LatencyMs, RouteEntry, StatsSnapshot, StatusClasses, Totals, WindowEntry,

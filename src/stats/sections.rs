@@ -251,3 +251,77 @@ pub struct LogStoreStats {
     /// Failed writes since start.
     pub write_errors: u64,
 }
+// --- operations and queues (module `operations`) ---
+
+/// One timed operation (module `operations`): a database call, a message processed, a
+/// function or external API call.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[non_exhaustive]
+pub struct OperationEntry {
+    /// `db`, `messaging_process`, `messaging_client` or `function`.
+    pub kind: &'static str,
+    /// `db.system.name`, `messaging.system`, or the function's module.
+    pub system: String,
+    /// `db.operation.name`, `messaging.operation.name`, or the function's name (`_OTHER` past
+    /// the cardinality limit).
+    pub name: String,
+    /// `db.collection.name` or `messaging.destination.name`, when set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// Calls recorded (completed and cancelled).
+    pub calls: u64,
+    /// Calls that failed.
+    pub errors: u64,
+    /// Calls dropped before they finished (a dropped future or guard).
+    pub cancelled: u64,
+    /// `errors / completed calls`; `null` before the first completed call. Cancelled calls
+    /// are not failures.
+    pub error_rate: Option<f64>,
+    /// Calls per second over the last minute.
+    pub calls_per_second: f64,
+    /// Latency of completed calls.
+    pub latency_ms: Option<super::LatencyMs>,
+}
+
+/// Workers of one queue by status.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct WorkerCounts {
+    /// Running a job, with a sign of life within the queue's threshold.
+    pub busy: u64,
+    /// Waiting for a job.
+    pub idle: u64,
+    /// Busy (or, for a worker that sends heartbeats, silent) longer than the threshold.
+    pub stuck: u64,
+}
+
+/// One queue of jobs (module `operations`).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[non_exhaustive]
+pub struct QueueEntry {
+    /// `messaging.system` of the queue.
+    pub system: String,
+    /// Jobs waiting now: set by the application, sampled from its closure, or enqueued
+    /// minus started.
+    pub depth: f64,
+    /// Jobs enqueued.
+    pub enqueued: u64,
+    /// Jobs whose processing started.
+    pub started: u64,
+    /// Jobs whose processing finished (ok or failed).
+    pub finished: u64,
+    /// Of the finished jobs, those that failed.
+    pub failed: u64,
+    /// Jobs dropped while processing.
+    pub cancelled: u64,
+    /// Time from enqueueing to the start of processing.
+    pub wait_ms: Option<super::LatencyMs>,
+    /// Processing time of finished jobs.
+    pub processing_ms: Option<super::LatencyMs>,
+    /// Workers by status.
+    pub workers: WorkerCounts,
+    /// The names of the stuck workers.
+    pub stuck_workers: Vec<String>,
+}
+
+// --- end operations and queues ---

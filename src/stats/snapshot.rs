@@ -67,6 +67,14 @@ pub struct StatsSnapshot {
     /// `ObserverBuilder::log_store`); `None` without it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log_store: Option<super::LogStoreStats>,
+    /// Timed operations (database calls, messages processed, functions, external APIs), by
+    /// kind (`db`, `messaging_process`, `messaging_client`, `function`), then sorted by
+    /// system, name and target, the `_OTHER` entries last (feature `operations`; empty
+    /// without it).
+    pub operations: Vec<super::OperationEntry>,
+    /// Queues of jobs and their workers, by queue name (feature `operations`; empty without
+    /// it).
+    pub queues: BTreeMap<String, super::QueueEntry>,
 }
 
 impl StatsSnapshot {
@@ -99,6 +107,8 @@ impl StatsSnapshot {
             alerts: None,
             llm: None,
             log_store: None,
+            operations: Vec::new(),
+            queues: BTreeMap::new(),
         }
     }
 }

@@ -309,6 +309,8 @@
     renderPools(s.pools);
     renderGrpc(s.grpc);
     renderLlm(s.llm);
+    renderOperations(s.operations);
+    renderQueues(s.queues);
     renderProcess(proc);
     lastStats = s;
     lastAt = Date.now();
@@ -549,6 +551,42 @@
     }
     $('#llm').hidden = !rows.length;
     if (rows.length) llm.update(rows);
+  }
+
+  // ---- Operations and queues (feature `operations`)
+
+  const operations = table($('#operations .body'), [
+    txt('kind', 'Kind'),
+    txt('system', 'System / module'),
+    txt('name', 'Operation', (r) => (r.target ? `${r.name} ${r.target}` : r.name)),
+    num('cps', 'Calls/s', 'calls_per_second', fmt2),
+    num('calls', 'Calls'), num('errors', 'Errors'), num('cancelled', 'Cancelled'),
+    num('erate', 'Error rate', 'error_rate', errRateCell),
+    lat('p50'), lat('p95'), lat('p99'),
+  ], 'calls');
+  function renderOperations(list) {
+    const rows = Array.isArray(list) ? list : [];
+    $('#operations').hidden = !rows.length;
+    if (rows.length) operations.update(rows);
+  }
+  const quantileOf = (field, q) => (r) => r[field]?.[q];
+  const workersCell = (v, r) => {
+    const w = r.workers || {};
+    const parts = [h('span', null, `${fmtInt(w.busy)} busy · ${fmtInt(w.idle)} idle`)];
+    if (w.stuck) parts.push(h('span', { class: 'bad', title: (r.stuck_workers || []).join(', ') }, ` · ${fmtInt(w.stuck)} stuck`));
+    return h('span', null, ...parts);
+  };
+  const queues = table($('#queues .body'), [
+    txt('name', 'Queue'),
+    num('depth', 'Depth', 'depth', (v) => fmtNum(v, 0)),
+    num('enqueued', 'Enqueued'), num('started', 'Started'), num('finished', 'Finished'),
+    num('failed', 'Failed'), num('cancelled', 'Cancelled'),
+    num('wait50', 'Wait p50', quantileOf('wait_ms', 'p50'), fmtMs), num('wait99', 'Wait p99', quantileOf('wait_ms', 'p99'), fmtMs),
+    num('proc50', 'Processing p50', quantileOf('processing_ms', 'p50'), fmtMs), num('proc99', 'Processing p99', quantileOf('processing_ms', 'p99'), fmtMs),
+    num('stuck', 'Workers', (r) => r.workers?.stuck, workersCell),
+  ], 'depth');
+  function renderQueues(q) {
+    bySection('#queues', queues, q);
   }
 
   // ---- Process
