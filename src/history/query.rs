@@ -32,7 +32,7 @@ pub struct HistoryQuery {
 }
 
 /// Why a query was refused (a 400, with this text).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum QueryError {
     /// A parameter could not be parsed.
@@ -68,6 +68,8 @@ impl fmt::Display for QueryError {
 }
 
 impl std::error::Error for QueryError {}
+
+debug_as_display!(QueryError);
 
 /// Decodes `application/x-www-form-urlencoded` text (`+` and `%XX`); `None` if malformed.
 fn decode(text: &str) -> Option<String> {

@@ -20,7 +20,7 @@ use crate::registry::{Registry, RegistryBuilder};
 pub const MAX_DIMENSIONS: usize = 8;
 
 /// An invalid [`ObserverBuilder`] setting.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum BuildError {
     /// A dimension name is not a valid Prometheus label name (`[a-zA-Z_][a-zA-Z0-9_]*`).
@@ -57,6 +57,8 @@ impl fmt::Display for BuildError {
 }
 
 impl std::error::Error for BuildError {}
+
+debug_as_display!(BuildError);
 
 impl From<LabelError> for BuildError {
     fn from(e: LabelError) -> Self {

@@ -137,6 +137,64 @@ impl Email {
 
     settings_setters!();
 
+    /// The field that cannot be used, and why: the SMTP host (a name or address, not a
+    /// URL), the port, the sender and every recipient (each must parse as a mailbox), the
+    /// credentials and the extra root certificates.
+    pub(crate) fn validate(&self) -> Result<(), (&'static str, String)> {
+        let host = self.host.trim();
+        if host.is_empty() {
+            return Err(("smtp_host", "is empty".to_owned()));
+        }
+        if host.contains("://") || host.contains('/') {
+            return Err((
+                "smtp_host",
+                format!(
+                    "{host:?} is a URL; give the host name alone (and the port with Email::port)"
+                ),
+            ));
+        }
+        if host.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(("smtp_host", format!("{host:?} contains whitespace")));
+        }
+        if self.port == Some(0) {
+            return Err(("port", "0 is not a port".to_owned()));
+        }
+        match self.from.as_deref() {
+            None => return Err(("from", "no sender: call Email::from".to_owned())),
+            Some(from) => {
+                if let Err(e) = from.parse::<Mailbox>() {
+                    return Err(("from", format!("{from:?} is not a mailbox: {e}")));
+                }
+            }
+        }
+        if self.to.is_empty() {
+            return Err(("to", "no recipients: call Email::to".to_owned()));
+        }
+        for to in &self.to {
+            if let Err(e) = to.parse::<Mailbox>() {
+                return Err(("to", format!("{to:?} is not a mailbox: {e}")));
+            }
+        }
+        if let Some((user, password)) = &self.credentials {
+            super::http::check_token(user).map_err(|e| ("credentials.user", e))?;
+            if password.is_empty() || password.chars().any(char::is_control) {
+                return Err((
+                    "credentials.password",
+                    "is empty or contains a control character".to_owned(),
+                ));
+            }
+        }
+        for pem in &self.roots {
+            if Certificate::from_pem(pem).is_err() {
+                return Err((
+                    "root_certificate_pem",
+                    "is not a PEM certificate".to_owned(),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     fn effective_port(&self) -> u16 {
         self.port.unwrap_or(match self.tls {
             Tls::StartTls => 587,

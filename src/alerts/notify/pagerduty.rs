@@ -78,6 +78,12 @@ impl PagerDuty {
 
     settings_setters!();
 
+    /// The field that cannot be used, and why.
+    pub(crate) fn validate(&self) -> Result<(), (&'static str, String)> {
+        super::http::check_token(&self.routing_key).map_err(|e| ("routing_key", e))?;
+        self.target.check().map_err(|e| ("endpoint", e))
+    }
+
     pub(crate) fn into_deliver(self, ctx: &DeliverContext<'_>) -> PagerDutyDeliver {
         PagerDutyDeliver {
             agent: agent(&self.settings),

@@ -40,6 +40,11 @@ impl Slack {
 
     settings_setters!();
 
+    /// The field that cannot be used, and why.
+    pub(crate) fn validate(&self) -> Result<(), (&'static str, String)> {
+        self.target.check().map_err(|e| ("webhook_url", e))
+    }
+
     pub(crate) fn into_deliver(self, _ctx: &DeliverContext<'_>) -> SlackDeliver {
         SlackDeliver {
             agent: agent(&self.settings),
