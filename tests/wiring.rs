@@ -175,3 +175,186 @@ async fn the_routes_of_a_capability_that_is_off_answer_a_json_404_naming_it() {
         (404, Some("the dashboard is off"))
     );
 }
+
+#[cfg(feature = "history")]
+mod history {
+    use super::{get_json, serve};
+    use tower_observe::history::HistoryOptions;
+    use tower_observe::{BuildError, Observer};
+
+    fn scratch(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "tower-observe-wiring-{name}-{}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+
+    #[tokio::test]
+    async fn a_history_file_in_a_missing_directory_is_created_and_durable() {
+        let dir = scratch("missing");
+        let path = dir.join("nested/deeper/history.redb");
+        let observer = Observer::builder()
+            .history(HistoryOptions::file(&path).require_durable())
+            .build()
+            .unwrap();
+        assert!(path.is_file());
+        assert!(observer.history().unwrap().is_durable());
+        assert!(observer.warnings().is_empty());
+        let app = axum::Router::new()
+            .merge(observer.router())
+            .layer(observer.layer());
+        let base = format!("http://{}", serve(app).await);
+        let (status, body) = get_json(&format!("{base}/v1/stats/history")).await;
+        assert_eq!(
+            (status, body["durable"].as_bool()),
+            (200, Some(true)),
+            "{body}"
+        );
+        let (_, health) = get_json(&format!("{base}/health")).await;
+        assert_eq!(health["reasons"], serde_json::json!([]), "{health}");
+        drop(observer);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn with_require_durable_an_unopenable_path_is_a_build_error() {
+        let dir = scratch("unopenable");
+        std::fs::create_dir_all(&dir).unwrap();
+        // A directory where the file should be.
+        let err = Observer::builder()
+            .history(HistoryOptions::file(&dir).require_durable())
+            .build()
+            .unwrap_err();
+        match &err {
+            BuildError::Capability {
+                capability, field, ..
+            } => assert_eq!((*capability, *field), ("history", "path")),
+            other => panic!("{other:?}"),
+        }
+        let debug = format!("{err:?}");
+        assert!(
+            debug.starts_with("BuildError: history, setting `path`: cannot open"),
+            "{debug}"
+        );
+        assert!(debug.contains(&dir.display().to_string()), "{debug}");
+        // Under a regular file: its "directory" cannot be created.
+        let file = dir.join("plain-file");
+        std::fs::write(&file, b"x").unwrap();
+        let err = Observer::builder()
+            .history(HistoryOptions::file(file.join("history.redb")).require_durable())
+            .build()
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("cannot create the directory"),
+            "{err}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn without_require_durable_the_fallback_to_memory_is_a_warning_everywhere() {
+        let dir = scratch("fallback");
+        std::fs::create_dir_all(&dir).unwrap();
+        let observer = Observer::builder()
+            .history(HistoryOptions::file(&dir))
+            .build()
+            .unwrap();
+        assert!(!observer.history().unwrap().is_durable());
+        let app = axum::Router::new()
+            .merge(observer.router())
+            .layer(observer.layer());
+        let base = format!("http://{}", serve(app).await);
+        let (_, body) = get_json(&format!("{base}/v1/stats/history")).await;
+        assert_eq!(body["durable"], false, "{body}");
+        let (_, stats) = get_json(&format!("{base}/v1/stats")).await;
+        let warnings = stats["warnings"].as_array().unwrap();
+        assert_eq!(warnings.len(), 1, "{stats}");
+        assert_eq!(warnings[0]["code"], "history_not_durable");
+        assert!(
+            warnings[0]["message"]
+                .as_str()
+                .unwrap()
+                .contains("require_durable"),
+            "{stats}"
+        );
+        let (status, health) = get_json(&format!("{base}/health")).await;
+        assert_eq!((status, health["status"].as_str()), (200, Some("green")));
+        assert!(
+            health["reasons"][0]
+                .as_str()
+                .unwrap()
+                .starts_with("history is kept in memory"),
+            "{health}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn history_in_memory_by_choice_is_a_health_reason_not_a_warning() {
+        let observer = Observer::builder()
+            .history(HistoryOptions::in_memory())
+            .build()
+            .unwrap();
+        assert!(observer.warnings().is_empty());
+        let app = axum::Router::new()
+            .merge(observer.router())
+            .layer(observer.layer());
+        let base = format!("http://{}", serve(app).await);
+        let (_, body) = get_json(&format!("{base}/v1/stats/history")).await;
+        assert_eq!(body["durable"], false);
+        let (_, health) = get_json(&format!("{base}/health")).await;
+        assert_eq!(health["status"], "green");
+        assert!(
+            health["reasons"][0]
+                .as_str()
+                .unwrap()
+                .contains("in memory only"),
+            "{health}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn health_reasons_name_the_threshold_the_error_rate_crossed() {
+    use axum::http::StatusCode;
+    use axum::routing::get;
+    let observer = Observer::new();
+    let app = axum::Router::new()
+        .route("/ok", get(|| async { "ok" }))
+        .route("/fail", get(|| async { StatusCode::INTERNAL_SERVER_ERROR }))
+        .merge(observer.router())
+        .layer(observer.layer());
+    let base = format!("http://{}", serve(app).await);
+    let client = reqwest::Client::new();
+    for i in 0..20 {
+        let path = if i < 3 { "fail" } else { "ok" };
+        client.get(format!("{base}/{path}")).send().await.unwrap();
+    }
+    support::eventually(|| observer.stats().totals.requests >= 20).await;
+    // 3 of 20: 15 % > 10 %: red.
+    let (status, health) = get_json(&format!("{base}/health")).await;
+    assert_eq!(
+        (status, health["status"].as_str()),
+        (503, Some("red")),
+        "{health}"
+    );
+    assert_eq!(
+        health["reasons"][0],
+        "error rate 15% > red threshold 10% (3 of 20 requests in the last minute)",
+        "{health}"
+    );
+    // 4 of 42 (the red /health probe answered 503, a failure too): 9.5 % ≥ 5 %: yellow.
+    for _ in 0..21 {
+        client.get(format!("{base}/ok")).send().await.unwrap();
+    }
+    support::eventually(|| observer.stats().totals.requests >= 42).await;
+    let (_, health) = get_json(&format!("{base}/health")).await;
+    assert_eq!(health["status"], "yellow", "{health}");
+    assert_eq!(
+        health["reasons"][0],
+        "error rate 9.5% ≥ yellow threshold 5% (4 of 42 requests in the last minute)",
+        "{health}"
+    );
+}

@@ -282,6 +282,9 @@ pub struct HistoryPoint {
 #[derive(Debug, Clone, Serialize)]
 #[non_exhaustive]
 pub struct HistoryResponse {
+    /// Whether this history is written to a file and survives a restart (false in memory
+    /// mode, or when its file could not be opened: see `/v1/stats` `warnings`).
+    pub durable: bool,
     /// False when the history file could not be read and only data held in memory is
     /// included (a failing disk; see `warning`).
     pub complete: bool,
@@ -370,6 +373,7 @@ impl HistoryHandle {
             })
             .collect();
         Ok(HistoryResponse {
+            durable: self.is_durable(),
             complete: warning.is_none(),
             warning,
             from: rfc3339(q.from),

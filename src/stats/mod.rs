@@ -11,7 +11,7 @@ use std::sync::{Arc, RwLock};
 
 pub use sections::{
     ActiveAlert, ActiveAlerts, BackendEntry, CacheEntry, GrpcMethodEntry, GrpcStats, PoolEntry,
-    ProcessStats, RetryEntry, RuntimeStats,
+    ProcessStats, RetryEntry, RuntimeStats, Warning,
 };
 pub use sketch::RELATIVE_ERROR as LATENCY_RELATIVE_ERROR;
 pub use snapshot::{BreakdownEntry, LatencyMs, RouteEntry, StatsSnapshot, StatusClasses, Totals};

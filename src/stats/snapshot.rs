@@ -52,6 +52,10 @@ pub struct StatsSnapshot {
     /// `None` without them.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub alerts: Option<super::ActiveAlerts>,
+    /// Wiring and configuration problems noticed so far (a layer requests do not pass
+    /// through, a history kept in memory, a rule with nothing to read); empty when all is
+    /// well. See [`Observer::warnings`](crate::Observer::warnings).
+    pub warnings: Vec<super::Warning>,
 }
 
 impl StatsSnapshot {
@@ -80,6 +84,7 @@ impl StatsSnapshot {
             grpc: super::GrpcStats::default(),
             process: None,
             alerts: None,
+            warnings: Vec::new(),
         }
     }
 }
