@@ -358,3 +358,142 @@ async fn health_reasons_name_the_threshold_the_error_rate_crossed() {
         "{health}"
     );
 }
+
+/// The `WARN` lines logged while `f` runs on this thread (the servers of these tests run on
+/// the test's current-thread runtime, so on this thread too).
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    fn install(&self) -> tracing::subscriber::DefaultGuard {
+        let writer = self.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::WARN)
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::set_default(subscriber)
+    }
+
+    fn count(&self, needle: &str) -> usize {
+        String::from_utf8_lossy(&self.0.lock().unwrap())
+            .matches(needle)
+            .count()
+    }
+}
+
+fn codes(stats: &Value) -> Vec<String> {
+    stats["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["code"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_layer_added_before_the_routes_is_warned_about_once_and_shown() {
+    use axum::routing::get;
+    use std::time::Duration;
+    use tower_observe::clock::ManualClock;
+    let logs = Captured::default();
+    let _guard = logs.install();
+    let clock = ManualClock::new();
+    let observer = Observer::builder().clock(clock.clone()).build().unwrap();
+    // The mistake: Router::layer wraps only what was added before it.
+    let app = axum::Router::new()
+        .layer(observer.layer())
+        .route("/hello", get(|| async { "hi" }))
+        .merge(observer.router());
+    let base = format!("http://{}", serve(app).await);
+    for _ in 0..3 {
+        reqwest::get(format!("{base}/hello")).await.unwrap();
+    }
+    let (_, stats) = get_json(&format!("{base}/v1/stats")).await;
+    assert_eq!(stats["totals"]["requests"], 0, "nothing recorded: {stats}");
+    // Within the grace period (a separate admin listener may not have had traffic yet).
+    assert!(codes(&stats).is_empty(), "{stats}");
+    clock.advance(Duration::from_secs(61));
+    let (_, stats) = get_json(&format!("{base}/v1/stats")).await;
+    assert_eq!(codes(&stats), ["layer_not_in_front"], "{stats}");
+    let message = stats["warnings"][0]["message"].as_str().unwrap().to_owned();
+    assert!(
+        message.contains(".layer(observer.layer()) last"),
+        "{message}"
+    );
+    let (status, health) = get_json(&format!("{base}/health")).await;
+    assert_eq!((status, health["status"].as_str()), (200, Some("green")));
+    assert_eq!(
+        health["reasons"][0].as_str(),
+        Some(message.as_str()),
+        "{health}"
+    );
+    for _ in 0..3 {
+        get_json(&format!("{base}/v1/stats")).await;
+        reqwest::get(format!("{base}/metrics")).await.unwrap();
+    }
+    assert_eq!(logs.count("layer_not_in_front"), 1, "logged once");
+    assert_eq!(observer.warnings().len(), 1);
+}
+
+#[tokio::test]
+async fn a_layer_wrapping_the_router_from_outside_is_warned_about() {
+    use axum::routing::get;
+    let logs = Captured::default();
+    let _guard = logs.install();
+    let observer = Observer::new();
+    let router = axum::Router::new()
+        .route("/hello", get(|| async { "hi" }))
+        .merge(observer.router());
+    // The mistake: the layer outside the router, where no route is matched yet.
+    let app = axum::Router::new().fallback_service(tower::Layer::layer(&observer.layer(), router));
+    let base = format!("http://{}", serve(app).await);
+    for _ in 0..3 {
+        reqwest::get(format!("{base}/hello")).await.unwrap();
+    }
+    support::eventually(|| observer.stats().totals.requests >= 3).await;
+    let (_, stats) = get_json(&format!("{base}/v1/stats")).await;
+    assert_eq!(codes(&stats), ["layer_outside_router"], "{stats}");
+    assert!(stats["routes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|r| r["route"] == "_UNMATCHED"));
+    let (_, health) = get_json(&format!("{base}/health")).await;
+    assert_eq!(health["status"], "green");
+    assert!(health["reasons"][0]
+        .as_str()
+        .unwrap()
+        .contains("wraps the axum Router from outside"));
+    get_json(&format!("{base}/v1/stats")).await;
+    assert_eq!(logs.count("layer_outside_router"), 1, "logged once");
+}
+
+#[tokio::test]
+async fn a_well_wired_app_has_no_warning_even_with_the_endpoints_on_another_listener() {
+    use axum::routing::get;
+    let observer = Observer::new();
+    let app = axum::Router::new()
+        .route("/hello", get(|| async { "hi" }))
+        .merge(observer.router())
+        .layer(observer.layer());
+    let base = format!("http://{}", serve(app).await);
+    // The endpoints on an admin listener, without the layer.
+    let admin = format!("http://{}", serve(observer.router()).await);
+    reqwest::get(format!("{base}/hello")).await.unwrap();
+    support::eventually(|| observer.stats().totals.requests >= 1).await;
+    let (_, stats) = get_json(&format!("{base}/v1/stats")).await;
+    assert!(codes(&stats).is_empty(), "{stats}");
+    let (_, stats) = get_json(&format!("{admin}/v1/stats")).await;
+    assert!(codes(&stats).is_empty(), "{stats}");
+}

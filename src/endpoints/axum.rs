@@ -4,7 +4,7 @@ use axum::extract::Request;
 use axum::routing::{on, MethodFilter};
 use axum::Router;
 
-use super::{off_routes, routes, METRICS_PATH, STATS_PATH};
+use super::{off_routes, probed, routes, METRICS_PATH, STATS_PATH};
 use crate::observer::RouteMethod;
 use crate::Observer;
 
@@ -23,7 +23,8 @@ impl Observer {
         let mut router = Router::new();
         let mut routes = routes(self, METRICS_PATH, STATS_PATH);
         routes.extend(off_routes(&routes, false));
-        for route in routes {
+        let probe = crate::server::EndpointProbe::new(self, true);
+        for route in probed(routes, &probe) {
             let filter = match route.method {
                 RouteMethod::Get => MethodFilter::GET.or(MethodFilter::HEAD),
                 RouteMethod::Post => MethodFilter::POST,

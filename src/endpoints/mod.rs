@@ -72,8 +72,9 @@ impl ObserveEndpoints {
     pub fn new(observer: &Observer) -> Self {
         let mut routes = routes(observer, METRICS_PATH, STATS_PATH);
         routes.extend(off_routes(&routes, true));
+        let probe = crate::server::EndpointProbe::new(observer, false);
         Self {
-            routes: routes.into(),
+            routes: probed(routes, &probe).into(),
         }
     }
 
@@ -123,6 +124,22 @@ fn routes(observer: &Observer, metrics_path: &str, stats_path: &str) -> Vec<Rout
         routes.extend(part.routes(observer));
     }
     routes
+}
+
+/// Every route answers after the wiring probe has looked at the request (whether it came
+/// through the layer; see `server/wiring.rs`).
+fn probed(routes: Vec<Route>, probe: &crate::server::EndpointProbe) -> Vec<Route> {
+    routes
+        .into_iter()
+        .map(|mut route| {
+            let (probe, handler) = (probe.clone(), route.handler);
+            route.handler = Arc::new(move |parts| {
+                probe.reached();
+                handler(parts)
+            });
+            route
+        })
+        .collect()
 }
 
 /// The capabilities that serve routes, by path: what answers there when the capability is off

@@ -183,7 +183,9 @@ pub(crate) struct ServerPart {
     last_resort: OnceLock<Arc<Handles>>,
     overflow_count: OnceLock<Counter>,
     active: [[OnceLock<GaugeHandle>; 2]; HttpMethod::COUNT],
-    stats: HttpStats,
+    pub(super) stats: HttpStats,
+    /// Whether requests pass through the layer (see `wiring.rs`).
+    pub(super) wiring: super::wiring::Wiring,
 }
 
 impl Part for ServerPart {
@@ -202,6 +204,10 @@ impl Part for ServerPart {
 
     fn health(&self, elapsed: f64, input: &mut HealthInput) {
         input.traffic(self.stats.recent(elapsed));
+    }
+
+    fn warnings(&self, observer: &Observer, out: &mut Vec<crate::stats::Warning>) {
+        self.wiring_warnings(observer, out);
     }
 }
 

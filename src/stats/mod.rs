@@ -212,6 +212,26 @@ impl HttpStats {
         self.routes.recent(elapsed)
     }
 
+    /// Requests recorded on a matched route, and successful (2xx) requests recorded as
+    /// unmatched: how the wiring checks tell a layer that sees the routes from one that
+    /// does not.
+    pub(crate) fn matched_and_unmatched_2xx(&self) -> (u64, u64) {
+        let (mut matched, mut unmatched_2xx) = (0, 0);
+        for ((route, _), cell) in self.routes.cells() {
+            if route == crate::labels::UNMATCHED_ROUTE {
+                unmatched_2xx += cell.status_classes[1].load(Relaxed);
+            } else {
+                matched += cell
+                    .status_classes
+                    .iter()
+                    .map(|c| c.load(Relaxed))
+                    .sum::<u64>()
+                    + cell.aborted.load(Relaxed);
+            }
+        }
+        (matched, unmatched_2xx)
+    }
+
     /// Zeroes every route and dimension cell.
     pub(crate) fn reset(&self) {
         self.routes.reset();
