@@ -6,6 +6,9 @@
 //! and the log; `/health` names every cause of its colour.
 #![cfg(feature = "axum")]
 
+#[cfg(feature = "alerts")]
+#[path = "support/receiver.rs"]
+mod receiver;
 mod support;
 
 use serde_json::Value;
@@ -496,4 +499,141 @@ async fn a_well_wired_app_has_no_warning_even_with_the_endpoints_on_another_list
     assert!(codes(&stats).is_empty(), "{stats}");
     let (_, stats) = get_json(&format!("{admin}/v1/stats")).await;
     assert!(codes(&stats).is_empty(), "{stats}");
+}
+
+#[cfg(feature = "alerts")]
+mod rules {
+    use super::{get_json, serve, Captured};
+    use tower_observe::alerts::{AlertRules, Alerts};
+    use tower_observe::Observer;
+
+    #[tokio::test]
+    async fn the_cpu_rule_without_process_metrics_is_reported_everywhere() {
+        let logs = Captured::default();
+        let _guard = logs.install();
+        let observer = Observer::builder()
+            .alerts(Alerts::new(AlertRules::recommended()))
+            .unwrap()
+            .build()
+            .unwrap();
+        // Logged when the observer is built, not at the first request.
+        assert_eq!(logs.count("rule_reads_unrecorded_metric"), 1);
+        let warnings = observer.warnings();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert_eq!(warnings[0].code, "rule_reads_unrecorded_metric");
+        assert!(
+            warnings[0]
+                .message
+                .starts_with("alert rule \"HighCpuUtilization\" reads process_cpu_"),
+            "{}",
+            warnings[0].message
+        );
+        assert!(warnings[0].message.contains(".process_metrics()"));
+        let app = axum::Router::new()
+            .merge(observer.router())
+            .layer(observer.layer());
+        let base = format!("http://{}", serve(app).await);
+        let (_, alerts) = get_json(&format!("{base}/v1/alerts")).await;
+        let rules = alerts["rules"].as_array().unwrap();
+        let cpu = rules
+            .iter()
+            .find(|r| r["name"] == "HighCpuUtilization")
+            .unwrap();
+        assert!(
+            cpu["note"]
+                .as_str()
+                .unwrap()
+                .contains("the rule can never fire"),
+            "{cpu}"
+        );
+        assert!(rules
+            .iter()
+            .filter(|r| r["name"] != "HighCpuUtilization")
+            .all(|r| r.get("note").is_none()));
+        let (_, stats) = get_json(&format!("{base}/v1/stats")).await;
+        assert_eq!(stats["warnings"][0]["code"], "rule_reads_unrecorded_metric");
+        let (_, health) = get_json(&format!("{base}/health")).await;
+        assert_eq!(health["status"], "green");
+        assert!(health["reasons"][0]
+            .as_str()
+            .unwrap()
+            .contains("HighCpuUtilization"));
+        assert_eq!(logs.count("rule_reads_unrecorded_metric"), 1, "logged once");
+    }
+
+    #[cfg(feature = "process")]
+    #[test]
+    fn with_process_metrics_the_cpu_rule_has_nothing_to_report() {
+        let observer = Observer::builder()
+            .alerts(Alerts::new(AlertRules::recommended()))
+            .unwrap()
+            .process_metrics()
+            .build()
+            .unwrap();
+        assert!(observer.warnings().is_empty(), "{:?}", observer.warnings());
+    }
+}
+
+#[cfg(feature = "alerts")]
+#[tokio::test]
+async fn a_resolved_notification_carries_the_value_that_resolved_it() {
+    use axum::http::StatusCode;
+    use axum::routing::get;
+    use receiver::{Mode, Receiver};
+    use std::time::Duration;
+    use tower_observe::alerts::{notify, AlertRule, AlertRules, Alerts, Figure};
+    use tower_observe::clock::ManualClock;
+
+    let receiver = Receiver::start(Mode::Status(200));
+    let clock = ManualClock::new();
+    let rule = AlertRule::new("Errors", Figure::error_rate(Duration::from_secs(60)))
+        .above(0.2)
+        .min_requests(5)
+        .summary("Error rate is {{ $value | humanizePercentage }}");
+    let observer = Observer::builder()
+        .clock(clock.clone())
+        .alerts(
+            Alerts::new(AlertRules::new().rule(rule))
+                .channel(notify::Webhook::new(receiver.url("/hook"))),
+        )
+        .unwrap()
+        .build()
+        .unwrap();
+    let app = axum::Router::new()
+        .route("/ok", get(|| async { "ok" }))
+        .route("/fail", get(|| async { StatusCode::INTERNAL_SERVER_ERROR }))
+        .layer(observer.layer());
+    let base = format!("http://{}", serve(app).await);
+    let client = reqwest::Client::new();
+    observer.evaluate_alerts();
+    for _ in 0..10 {
+        client.get(format!("{base}/fail")).send().await.unwrap();
+    }
+    support::eventually(|| observer.stats().totals.requests >= 10).await;
+    clock.advance(Duration::from_secs(10));
+    observer.evaluate_alerts();
+    let firing = receiver.wait_for(1)[0].json();
+    assert_eq!(firing["status"], "firing");
+    assert_eq!(
+        firing["alerts"][0]["annotations"]["summary"],
+        "Error rate is 100%"
+    );
+    // 10 failed of 100 now: 10 % < 20 %, resolved.
+    for _ in 0..90 {
+        client.get(format!("{base}/ok")).send().await.unwrap();
+    }
+    support::eventually(|| observer.stats().totals.requests >= 100).await;
+    clock.advance(Duration::from_secs(10));
+    observer.evaluate_alerts();
+    let got = receiver.wait_for(2);
+    let resolved = got
+        .iter()
+        .map(|r| r.json())
+        .find(|j| j["status"] == "resolved")
+        .expect("a resolved notification");
+    // The value that resolved it, not the last firing one ("Error rate is 100%").
+    assert_eq!(
+        resolved["alerts"][0]["annotations"]["summary"], "Error rate is 10%",
+        "{resolved}"
+    );
 }

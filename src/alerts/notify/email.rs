@@ -9,7 +9,7 @@ use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Certificate, Tls as LettreTls, TlsParameters};
 use lettre::{Message, SmtpTransport, Transport};
 
-use super::format::{summary, title, value};
+use super::format::{summary, title, value_text};
 use super::http::io_error;
 use super::{settings_setters, Deliver, DeliverContext, SendError, Settings};
 use crate::alerts::{AlertEvent, EventStatus};
@@ -346,7 +346,7 @@ pub(crate) fn body(event: &AlertEvent) -> String {
     {
         let _ = writeln!(out, "Description: {description}");
     }
-    let _ = writeln!(out, "Value: {}", value(event.value));
+    let _ = writeln!(out, "Value: {}", value_text(event));
     let _ = writeln!(out, "Started: {}", rfc3339(event.starts_at));
     if let Some(ends_at) = event.ends_at {
         let _ = writeln!(out, "Ended: {}", rfc3339(ends_at));

@@ -325,7 +325,12 @@ pub(crate) mod tests_support {
             starts_at: UNIX_EPOCH + Duration::from_secs(1_800_000_000),
             ends_at: (status == EventStatus::Resolved)
                 .then(|| UNIX_EPOCH + Duration::from_secs(1_800_000_600)),
-            value: 0.1304,
+            value: if status == EventStatus::Resolved {
+                0.031
+            } else {
+                0.1304
+            },
+            firing_value: (status == EventStatus::Resolved).then_some(0.1304),
             links: vec![(
                 "History".into(),
                 "http://svc/v1/stats/history?a=1&b=2".into(),

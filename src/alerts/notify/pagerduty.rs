@@ -152,6 +152,9 @@ pub(crate) fn event_body(
     details.insert("labels".into(), json!(event.labels));
     details.insert("annotations".into(), json!(event.annotations));
     details.insert("value".into(), json!(event.value));
+    if let Some(firing) = event.firing_value {
+        details.insert("firing_value".into(), json!(firing));
+    }
     if !event.failed_requests.is_empty() {
         let ids: Vec<&str> = event
             .failed_requests

@@ -2,7 +2,7 @@
 
 use serde_json::{json, Value};
 
-use super::format::{summary, title, value};
+use super::format::{summary, title, value_text};
 use super::http::{agent, post_json, Target};
 use super::{settings_setters, Deliver, DeliverContext, SendError, Settings};
 use crate::alerts::{AlertEvent, EventStatus, Severity};
@@ -137,7 +137,7 @@ pub(crate) fn message(event: &AlertEvent) -> Value {
             "fields": [
                 {"type": "mrkdwn", "text": format!("*Status*\n{}", event.status.as_str())},
                 {"type": "mrkdwn", "text": format!("*Severity*\n{}", event.severity.as_str())},
-                {"type": "mrkdwn", "text": format!("*Value*\n{}", value(event.value))},
+                {"type": "mrkdwn", "text": format!("*Value*\n{}", value_text(event))},
                 {"type": "mrkdwn", "text": format!("*Alert*\n{}", cut(&escape(&event.rule), 1900))},
             ],
         }),
