@@ -606,6 +606,9 @@ async fn a_resolved_notification_carries_the_value_that_resolved_it() {
     let base = format!("http://{}", serve(app).await);
     let client = reqwest::Client::new();
     observer.evaluate_alerts();
+    // A sampling (ours, or the engine thread's first) at t=0 before any request: the failures'
+    // series are then first seen later, and counted from zero at the sampling before.
+    clock.advance(Duration::from_secs(1));
     for _ in 0..10 {
         client.get(format!("{base}/fail")).send().await.unwrap();
     }
@@ -636,4 +639,44 @@ async fn a_resolved_notification_carries_the_value_that_resolved_it() {
         resolved["alerts"][0]["annotations"]["summary"], "Error rate is 10%",
         "{resolved}"
     );
+}
+
+#[cfg(all(feature = "dashboard", feature = "history"))]
+#[tokio::test]
+async fn the_dashboard_shows_the_warnings_of_the_stats() {
+    use tower_observe::dashboard::DashboardOptions;
+    use tower_observe::history::HistoryOptions;
+    let dir =
+        std::env::temp_dir().join(format!("tower-observe-wiring-dash-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let observer = Observer::builder()
+        .history(HistoryOptions::file(&dir))
+        .dashboard(DashboardOptions::new())
+        .build()
+        .unwrap();
+    let app = axum::Router::new()
+        .merge(observer.router())
+        .layer(observer.layer());
+    let base = format!("http://{}", serve(app).await);
+    let page = reqwest::get(format!("{base}/dashboard"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains(r#"id="warnings""#),
+        "the page has a warnings block"
+    );
+    let script = reqwest::get(format!("{base}/dashboard/assets/app.js"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(script.contains("renderWarnings(s.warnings)"));
+    // What the block reads, from the stream's snapshot (the same as /v1/stats).
+    let (_, stats) = get_json(&format!("{base}/v1/stats")).await;
+    assert_eq!(stats["warnings"][0]["code"], "history_not_durable");
+    let _ = std::fs::remove_dir_all(&dir);
 }
