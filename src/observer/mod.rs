@@ -182,7 +182,7 @@ impl Observer {
             let mut warned = crate::sync::lock(&self.inner.warned);
             for warning in &warnings {
                 if !warned.contains(warning) {
-                    tracing::warn!(target: "tower_observe", { code = warning.code }, "{}", warning.message);
+                    tracing::warn!(target: "tower_observe", { "event.code" = warning.code }, "{}", warning.message);
                     warned.push(warning.clone());
                 }
             }
