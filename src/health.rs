@@ -125,7 +125,10 @@ pub struct HealthReport {
     pub uptime_seconds: f64,
     /// One entry per dependency check.
     pub checks: std::collections::BTreeMap<String, CheckResult>,
-    /// Why the status is worse than the error rate alone makes it (a firing alert, …).
+    /// Every cause of the status, and notes that do not change it: the error rate against
+    /// the threshold it crossed (`error rate 22.9% > red threshold 20% (…)`), each failed
+    /// check, each firing alert that counts, and — without a colour change — the warnings of
+    /// [`Observer::warnings`] and a history that is not durable.
     pub reasons: Vec<String>,
     /// What further capabilities report (`process`, `alerts`), by name.
     #[serde(flatten)]
@@ -302,11 +305,31 @@ impl Observer {
             }
             _ => Status::Green,
         };
-        let checks = run_checks(&options.checks).await;
-        if checks.iter().any(|(_, c)| c.status == Status::Red) {
-            status = Status::Red;
-        }
         let mut reasons = Vec::new();
+        if let (Some(rate), true) = (error_rate, status != Status::Green) {
+            reasons.push(match status {
+                Status::Red => format!(
+                    "error rate {} > red threshold {} ({failed} of {requests} requests in the last minute)",
+                    percent(rate),
+                    percent(options.red)
+                ),
+                _ => format!(
+                    "error rate {} ≥ yellow threshold {} ({failed} of {requests} requests in the last minute)",
+                    percent(rate),
+                    percent(options.yellow)
+                ),
+            });
+        }
+        let checks = run_checks(&options.checks).await;
+        for (name, check) in &checks {
+            if check.status == Status::Red {
+                status = Status::Red;
+                reasons.push(format!(
+                    "check {name:?} failed: {}",
+                    check.error.as_deref().unwrap_or("no reason given")
+                ));
+            }
+        }
         for (asked, reason) in input.degraded {
             status = status.max(asked);
             reasons.push(reason);
@@ -329,9 +352,23 @@ impl Observer {
     }
 }
 
+/// `0.229` → `22.9%`, `0.2` → `20%`.
+fn percent(ratio: f64) -> String {
+    let p = (ratio * 1000.0).round() / 10.0;
+    format!("{p}%")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn percentages_read_well() {
+        assert_eq!(percent(0.229), "22.9%");
+        assert_eq!(percent(0.2), "20%");
+        assert_eq!(percent(0.05), "5%");
+        assert_eq!(percent(1.0 / 3.0), "33.3%");
+    }
 
     #[test]
     fn thresholds_are_clamped_into_order() {

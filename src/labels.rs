@@ -284,7 +284,7 @@ pub fn is_valid_label_name(name: &str) -> bool {
 }
 
 /// A label name that cannot be used for an extra label or dimension.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum LabelError {
     /// Not a valid Prometheus label name (`[a-zA-Z_][a-zA-Z0-9_]*`).
@@ -309,6 +309,8 @@ impl fmt::Display for LabelError {
 }
 
 impl std::error::Error for LabelError {}
+
+debug_as_display!(LabelError);
 
 /// The one check of a user-chosen label name: valid, not one of `reserved` (the labels the
 /// metric already carries), and not a name Prometheus reserves.

@@ -19,3 +19,15 @@ macro_rules! inner_service_accessors {
         }
     };
 }
+
+/// `Debug` of a public error, as readable as its `Display`: the type's name, then the
+/// message (what `?` in `main` and `anyhow` print, without escaped quotes and newlines).
+macro_rules! debug_as_display {
+    ($($ty:ident),+ $(,)?) => {$(
+        impl std::fmt::Debug for $ty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, concat!(stringify!($ty), ": {}"), self)
+            }
+        }
+    )+};
+}

@@ -48,7 +48,13 @@ fn event(status: EventStatus) -> AlertEvent {
         ]),
         starts_at,
         ends_at: (status == EventStatus::Resolved).then(|| starts_at + Duration::from_secs(600)),
-        value: 0.1304,
+        // A resolved event carries the value that resolved it, and the last firing one.
+        value: if status == EventStatus::Resolved {
+            0.031
+        } else {
+            0.1304
+        },
+        firing_value: (status == EventStatus::Resolved).then_some(0.1304),
         fingerprint: "0123456789abcdef".into(),
         links: vec![(
             "History".into(),
@@ -282,6 +288,12 @@ fn slack_posts_text_and_blocks() {
         .collect();
     assert!(fields.contains(&"*Severity*\ncritical"), "{fields:?}");
     assert!(fields.contains(&"*Value*\n0.1304"), "{fields:?}");
+    // The resolved message carries the value that resolved it; the firing one is labelled.
+    let resolved = serde_json::to_string(&got[1].json()["blocks"]).unwrap();
+    assert!(
+        resolved.contains("*Value*\\n0.031 when resolved (last firing value 0.1304)"),
+        "{resolved}"
+    );
     let all = serde_json::to_string(&blocks).unwrap();
     assert!(
         all.contains(
@@ -366,6 +378,9 @@ fn pagerduty_triggers_then_resolves_with_one_dedup_key() {
         serde_json::json!({"href": VIEW, "text": "Failed request 4bf92f3577b34da6a3ce929d0e0e4736"})
     );
     assert_eq!(resolve["payload"]["timestamp"], "2026-11-23T16:46:43.250Z");
+    assert_eq!(resolve["payload"]["custom_details"]["value"], 0.031);
+    assert_eq!(resolve["payload"]["custom_details"]["firing_value"], 0.1304);
+    assert!(payload["custom_details"].get("firing_value").is_none());
     wait_until("success counted", || {
         (notifications(&observer, "pagerduty", "success") == 2.0).then_some(())
     });
@@ -905,6 +920,10 @@ fn email_end_to_end() {
     );
     assert!(
         resolved.contains("Ended: 2026-11-23T16:46:43.250Z"),
+        "{resolved}"
+    );
+    assert!(
+        resolved.contains("Value: 0.031 when resolved (last firing value 0.1304)"),
         "{resolved}"
     );
     wait_until("success counted", || {

@@ -300,13 +300,17 @@ async fn history_survives_a_restart() {
 
 #[test]
 fn an_unusable_file_degrades_to_memory() {
+    // A directory where the file should be (missing parent directories would be created).
+    let dir = tempdir();
     let observer = Observer::builder()
-        .history(HistoryOptions::file("/nonexistent-dir/deeper/history.redb"))
+        .history(HistoryOptions::file(&dir))
         .build()
         .unwrap();
     let history = observer.history().unwrap();
     assert!(!history.is_durable());
+    assert!(history.not_durable_reason().is_some());
     history.flush();
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 fn tempdir() -> std::path::PathBuf {

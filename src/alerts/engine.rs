@@ -69,6 +69,9 @@ pub(super) struct CompiledRule {
     pub(super) condition: Expr,
     value: Expr,
     pub(super) annotations: Vec<(String, Template)>,
+    /// The crate's process metrics (`process_*`, `tokio_*`) the rule reads: recorded only
+    /// with `ObserverBuilder::process_metrics`.
+    process_metrics: Vec<String>,
 }
 
 /// What one rule looked like at its last evaluation.
@@ -115,6 +118,9 @@ pub(crate) struct AlertsPart {
     yellow_from: Option<Severity>,
     red_from: Option<Severity>,
     pub(super) state: Mutex<EngineState>,
+    /// Per rule: why it cannot fire (it reads a metric nothing records), as found by the
+    /// last wiring check; shown on the rule in `/v1/alerts`.
+    pub(super) notes: Mutex<Vec<Option<String>>>,
     /// The engine's thread (see [`background`]), evaluating every `interval`.
     ticker: OnceLock<Background>,
     /// The observer serves the dashboard: failed requests link to their view there (read at
@@ -139,15 +145,24 @@ impl AlertsPart {
             .rules
             .rules
             .into_iter()
-            .map(|rule| CompiledRule {
-                condition: rule.condition(),
-                value: rule.value_expr(),
-                annotations: rule
-                    .annotations
-                    .iter()
-                    .filter_map(|(k, v)| Some((k.clone(), Template::parse(v).ok()?)))
-                    .collect(),
-                rule,
+            .map(|rule| {
+                let (condition, value) = (rule.condition(), rule.value_expr());
+                let process_metrics = SampleStore::for_exprs([&condition, &value])
+                    .metrics()
+                    .filter(|m| is_process_metric(m))
+                    .map(str::to_owned)
+                    .collect();
+                CompiledRule {
+                    condition,
+                    value,
+                    annotations: rule
+                        .annotations
+                        .iter()
+                        .filter_map(|(k, v)| Some((k.clone(), Template::parse(v).ok()?)))
+                        .collect(),
+                    process_metrics,
+                    rule,
+                }
             })
             .collect();
         let store = SampleStore::for_exprs(rules.iter().flat_map(|r| [&r.condition, &r.value]));
@@ -167,6 +182,7 @@ impl AlertsPart {
                 last_duration: Duration::ZERO,
                 last_sampled: None,
             }),
+            notes: Mutex::new(vec![None; rules.len()]),
             rules,
             interval: alerts.interval,
             clock: observer.clock().clone(),
@@ -200,16 +216,16 @@ impl AlertsPart {
             for (i, compiled) in self.rules.iter().enumerate() {
                 let result = compiled.condition.eval(&state.store, t);
                 let mut values = compiled.value.eval(&state.store, t);
-                values.truncate(20);
-                state.status[i] = RuleStatus {
-                    values,
-                    last_evaluation: Some(wall),
-                };
                 let rule = &compiled.rule;
                 let changes =
                     state.alerts[i].evaluate(result, t, ms(rule.hold), ms(rule.keep_firing_for));
                 for change in changes {
-                    if let Some(event) = self.event(compiled, &change, wall) {
+                    // The figure now, for a resolved notification: the value that resolved it.
+                    let now = values
+                        .iter()
+                        .find(|(labels, _)| *labels == change.labels)
+                        .map_or(f64::NAN, |(_, v)| *v);
+                    if let Some(event) = self.event(compiled, &change, wall, now) {
                         events.push(event);
                     }
                     if state.transitions.len() == MAX_TRANSITIONS {
@@ -224,6 +240,11 @@ impl AlertsPart {
                         value: change.value,
                     });
                 }
+                values.truncate(20);
+                state.status[i] = RuleStatus {
+                    values,
+                    last_evaluation: Some(wall),
+                };
             }
             state.evaluations += 1;
             state.last_evaluation = Some(wall);
@@ -241,6 +262,7 @@ impl AlertsPart {
         compiled: &CompiledRule,
         change: &Change,
         wall: SystemTime,
+        now: f64,
     ) -> Option<AlertEvent> {
         let status = match (change.from, change.to) {
             (_, AlertState::Firing) => EventStatus::Firing,
@@ -252,10 +274,19 @@ impl AlertsPart {
         labels.extend(rule.labels.iter().map(|(k, v)| (k.clone(), v.clone())));
         labels.insert("alertname".to_owned(), rule.name.clone());
         labels.insert("severity".to_owned(), rule.severity.as_str().to_owned());
+        // A resolved notification reads the value that resolved it ("Error rate is 3.1 %"),
+        // not the last firing one, which would read as if the problem were still there; it
+        // keeps the firing value apart, labelled as such. With no value now (no traffic), the
+        // annotations keep the firing value.
+        let (value, firing_value) = match status {
+            EventStatus::Firing => (change.value, None),
+            EventStatus::Resolved => (now, Some(change.value)),
+        };
+        let shown = if value.is_nan() { change.value } else { value };
         let annotations = compiled
             .annotations
             .iter()
-            .map(|(name, template)| (name.clone(), template.render(change.value, &labels)))
+            .map(|(name, template)| (name.clone(), template.render(shown, &labels)))
             .collect();
         // From the engine's start, so the firing and the resolved notification carry the very
         // same `startsAt`.
@@ -270,7 +301,8 @@ impl AlertsPart {
             annotations,
             starts_at,
             ends_at: (status == EventStatus::Resolved).then_some(wall),
-            value: change.value,
+            value,
+            firing_value,
             links: vec![
                 ("Alerts".to_owned(), format!("{base}{ALERTS_PATH}")),
                 ("History of the breach".to_owned(), history.clone()),
@@ -377,7 +409,74 @@ fn unix(t: SystemTime) -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+/// A metric of the crate's process family, recorded only with `ObserverBuilder::process_metrics`.
+fn is_process_metric(name: &str) -> bool {
+    let base = name
+        .strip_suffix("_bucket")
+        .or_else(|| name.strip_suffix("_sum"))
+        .or_else(|| name.strip_suffix("_count"))
+        .unwrap_or(name);
+    (base.starts_with("process_") || base.starts_with("tokio_"))
+        && names::METRICS.iter().any(|spec| spec.name == base)
+}
+
+impl AlertsPart {
+    /// Whether the observer records the process metrics (`ObserverBuilder::process_metrics`).
+    fn records_process_metrics(observer: &Observer) -> bool {
+        #[cfg(feature = "process")]
+        {
+            observer.process_metrics().is_some()
+        }
+        #[cfg(not(feature = "process"))]
+        {
+            let _ = observer;
+            false
+        }
+    }
+
+    /// Whether the registry holds a series of `metric` (recorded some other way).
+    fn has_series(&self, metric: &str) -> bool {
+        let mut found = false;
+        if let Some(registry) = &self.registry {
+            registry.read_family(metric, &mut |_, _| found = true);
+        }
+        found
+    }
+}
+
 impl Part for AlertsPart {
+    /// A rule that reads a metric no configured capability records is a warning, not a build
+    /// error (see docs/alerts.md, "Rules with nothing to read"): it can never fire as things
+    /// are, and says so in the log, `/v1/stats`, `/health` and on the rule in `/v1/alerts`.
+    fn warnings(&self, observer: &Observer, out: &mut Vec<crate::stats::Warning>) {
+        let process = Self::records_process_metrics(observer);
+        let mut notes = lock(&self.notes);
+        for (compiled, note) in self.rules.iter().zip(notes.iter_mut()) {
+            *note = None;
+            if process {
+                continue;
+            }
+            let Some(metric) = compiled
+                .process_metrics
+                .iter()
+                .find(|m| !self.has_series(m))
+            else {
+                continue;
+            };
+            let reason = format!(
+                "reads {metric}, which only ObserverBuilder::process_metrics() records (feature `process`), and the observer has no process metrics: the rule can never fire"
+            );
+            out.push(crate::stats::Warning::new(
+                "rule_reads_unrecorded_metric",
+                format!(
+                    "alert rule {:?} {reason}; add .process_metrics() to the builder, or leave the rule out",
+                    compiled.rule.name
+                ),
+            ));
+            *note = Some(reason);
+        }
+    }
+
     fn stats(&self, snapshot: &mut crate::stats::StatsSnapshot, _elapsed: f64) {
         snapshot.alerts = Some(self.active());
     }

@@ -87,8 +87,13 @@ pub struct AlertEvent {
     /// When it stopped firing (resolved events only).
     #[serde(serialize_with = "crate::time_fmt::serialize_rfc3339_opt")]
     pub ends_at: Option<SystemTime>,
-    /// The figure's value at the last evaluation where the condition held.
+    /// The figure's value: for a firing event, at the evaluation where the condition held;
+    /// for a resolved event, at the evaluation that resolved it (NaN when the figure had no
+    /// value then, e.g. too little traffic). Annotations are rendered with it.
     pub value: f64,
+    /// Resolved events: the figure's value at the last evaluation where the condition held
+    /// (`None` for a firing event).
+    pub firing_value: Option<f64>,
     /// A stable fingerprint of `labels` (16 hex digits): the same alert always has the same
     /// one, so receivers can deduplicate (PagerDuty's `dedup_key`).
     pub fingerprint: String,

@@ -283,9 +283,28 @@ impl Alerts {
 
 impl crate::ObserverBuilder {
     /// Evaluates alert rules in the process and sends notifications on every change; serves
-    /// `GET /v1/alerts`. Fails with the first invalid rule, naming it and the field.
+    /// `GET /v1/alerts`. Fails with the first invalid rule or channel setting, naming the
+    /// rule or channel and the field: a channel URL without an `http`/`https` scheme or a
+    /// host, an empty or multi-word token, an SMTP host, port or address that cannot be used
+    /// is rejected here, not when the first alert fires.
     pub fn alerts(mut self, alerts: Alerts) -> Result<Self, RuleError> {
         alerts.rules.validate(alerts.interval)?;
+        for channel in &alerts.channels {
+            channel
+                .validate()
+                .map_err(|(field, reason)| RuleError::Channel {
+                    channel: channel.name().to_owned(),
+                    field,
+                    reason,
+                })?;
+        }
+        if let Some(url) = &alerts.external_url {
+            notify::check_external_url(url).map_err(|reason| RuleError::Channel {
+                channel: "all channels".to_owned(),
+                field: "external_url",
+                reason,
+            })?;
+        }
         self.pending::<AlertsPending>().0 = Some(alerts);
         Ok(self)
     }

@@ -43,6 +43,9 @@ struct RuleReport {
     values: Vec<ValueReport>,
     alerts: Vec<InstanceReport>,
     untracked: u64,
+    /// Why the rule cannot fire as the observer is configured (a metric nothing records).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    note: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -63,6 +66,7 @@ struct InstanceReport {
 impl AlertsPart {
     /// The `/v1/alerts` document.
     pub(super) fn report(&self) -> AlertsReport {
+        let notes = lock(&self.notes).clone();
         let state = lock(&self.state);
         let now = self.clock.now_nanos();
         let t = (now.saturating_sub(self.start) / 1_000_000) as i64;
@@ -72,7 +76,8 @@ impl AlertsPart {
             .iter()
             .zip(&state.alerts)
             .zip(&state.status)
-            .map(|((compiled, alerts), status)| {
+            .zip(notes)
+            .map(|(((compiled, alerts), status), note)| {
                 let rule = &compiled.rule;
                 RuleReport {
                     name: rule.name.clone(),
@@ -108,6 +113,7 @@ impl AlertsPart {
                         })
                         .collect(),
                     untracked: alerts.dropped,
+                    note,
                 }
             })
             .collect::<Vec<_>>();

@@ -786,8 +786,8 @@ fn is_metric_name(s: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
 }
 
-/// A rule, or a rules file, that cannot be used.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A rule, a rules file or a notification channel that cannot be used.
+#[derive(Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum RuleError {
     /// A field of a rule is invalid.
@@ -803,9 +803,19 @@ pub enum RuleError {
     Duplicate(String),
     /// A rules file could not be read or parsed.
     File {
-        /// The file (or `<string>`).
-        source: String,
+        /// The file's path (`<string>` for rules parsed from text).
+        path: String,
         /// What went wrong, with the line where the parser knows it.
+        reason: String,
+    },
+    /// A notification channel's setting cannot be used (a URL without an http or https
+    /// scheme or a host, an empty token, an SMTP address that does not parse, …).
+    Channel {
+        /// The channel's name (its kind unless named).
+        channel: String,
+        /// The setting (`url`, `webhook_url`, `routing_key`, `smtp_host`, `from`, `to`, …).
+        field: &'static str,
+        /// What is wrong with it (never quoting a secret).
         reason: String,
     },
 }
@@ -819,12 +829,19 @@ impl fmt::Display for RuleError {
                 reason,
             } => write!(f, "alert rule {rule:?}, field `{field}`: {reason}"),
             RuleError::Duplicate(rule) => write!(f, "alert rule {rule:?} is defined twice"),
-            RuleError::File { source, reason } => write!(f, "alert rules in {source}: {reason}"),
+            RuleError::File { path, reason } => write!(f, "alert rules in {path}: {reason}"),
+            RuleError::Channel {
+                channel,
+                field,
+                reason,
+            } => write!(f, "alert channel {channel:?}, field `{field}`: {reason}"),
         }
     }
 }
 
 impl std::error::Error for RuleError {}
+
+debug_as_display!(RuleError);
 
 #[cfg(test)]
 mod tests {

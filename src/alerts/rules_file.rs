@@ -92,17 +92,17 @@ impl AlertRules {
     /// Rules from a TOML file.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self, RuleError> {
         let path = path.as_ref();
-        let source = path.display().to_string();
+        let shown = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|e| RuleError::File {
-            source: source.clone(),
+            path: shown.clone(),
             reason: e.to_string(),
         })?;
-        Self::parse(&text, &source)
+        Self::parse(&text, &shown)
     }
 
-    fn parse(text: &str, source: &str) -> Result<Self, RuleError> {
+    fn parse(text: &str, path: &str) -> Result<Self, RuleError> {
         let file: File = toml::from_str(text).map_err(|e| RuleError::File {
-            source: source.to_owned(),
+            path: path.to_owned(),
             reason: e.to_string().trim_end().to_owned(),
         })?;
         let mut rules = if file.recommended {

@@ -4,7 +4,7 @@ use axum::extract::Request;
 use axum::routing::{on, MethodFilter};
 use axum::Router;
 
-use super::{routes, METRICS_PATH, STATS_PATH};
+use super::{off_routes, probed, routes, METRICS_PATH, STATS_PATH};
 use crate::observer::RouteMethod;
 use crate::Observer;
 
@@ -21,7 +21,10 @@ impl Observer {
     /// ```
     pub fn router<S: Clone + Send + Sync + 'static>(&self) -> Router<S> {
         let mut router = Router::new();
-        for route in routes(self, METRICS_PATH, STATS_PATH) {
+        let mut routes = routes(self, METRICS_PATH, STATS_PATH);
+        routes.extend(off_routes(&routes, false));
+        let probe = crate::server::EndpointProbe::new(self, true);
+        for route in probed(routes, &probe) {
             let filter = match route.method {
                 RouteMethod::Get => MethodFilter::GET.or(MethodFilter::HEAD),
                 RouteMethod::Post => MethodFilter::POST,

@@ -73,8 +73,11 @@ pub struct ObserveEndpoints {
 impl ObserveEndpoints {
     /// The endpoints of `observer`, with `/metrics` and `/v1/stats` on their default paths.
     pub fn new(observer: &Observer) -> Self {
+        let mut routes = routes(observer, METRICS_PATH, STATS_PATH);
+        routes.extend(off_routes(&routes, true));
+        let probe = crate::server::EndpointProbe::new(observer, false);
         Self {
-            routes: routes(observer, METRICS_PATH, STATS_PATH).into(),
+            routes: probed(routes, &probe).into(),
         }
     }
 
@@ -140,6 +143,77 @@ fn marked(handler: RouteHandler) -> RouteHandler {
             response
         })
     })
+}
+
+/// Every route answers after the wiring probe has looked at the request (whether it came
+/// through the layer; see `server/wiring.rs`).
+fn probed(routes: Vec<Route>, probe: &crate::server::EndpointProbe) -> Vec<Route> {
+    routes
+        .into_iter()
+        .map(|mut route| {
+            let (probe, handler) = (probe.clone(), route.handler);
+            route.handler = Arc::new(move |parts| {
+                probe.reached();
+                handler(parts)
+            });
+            route
+        })
+        .collect()
+}
+
+/// The capabilities that serve routes, by path: what answers there when the capability is off
+/// (its feature not compiled in, or not configured on the builder). `generic` marks a path
+/// outside the observer's own `/v1/…` namespace, which the axum router fragment leaves to the
+/// application (merging a router with a route there would panic).
+const OFF_CAPABILITIES: &[(&str, &str, &str, bool)] = &[
+    (
+        "/v1/stats/history",
+        "history",
+        "ObserverBuilder::history(...) with feature `history`",
+        false,
+    ),
+    (
+        "/v1/alerts",
+        "alerting",
+        "ObserverBuilder::alerts(...) with feature `alerts`",
+        false,
+    ),
+    (
+        "/v1/stats/stream",
+        "the dashboard",
+        "ObserverBuilder::dashboard(...) with feature `dashboard`",
+        false,
+    ),
+    (
+        "/dashboard",
+        "the dashboard",
+        "ObserverBuilder::dashboard(...) with feature `dashboard`",
+        true,
+    ),
+];
+
+/// A `GET` route on the path of every capability that is off and serves nothing there,
+/// answering a JSON 404 that names the capability and how to turn it on:
+/// `{"error": "history is off", "enable": "ObserverBuilder::history(...) with feature `history`"}`.
+fn off_routes(served: &[Route], with_generic_paths: bool) -> Vec<Route> {
+    OFF_CAPABILITIES
+        .iter()
+        .filter(|(path, _, _, generic)| {
+            (with_generic_paths || !generic) && !served.iter().any(|r| r.path == *path)
+        })
+        .map(|&(path, capability, enable, _)| {
+            let mut route = Route::new(path, RouteMethod::Get, move |_| {
+                let mut res = json(&serde_json::json!({
+                    "error": format!("{capability} is off"),
+                    "enable": enable,
+                }));
+                *res.status_mut() = StatusCode::NOT_FOUND;
+                async move { res }
+            });
+            route.handler = marked(route.handler);
+            route
+        })
+        .collect()
 }
 
 /// `GET /metrics`: Prometheus text, or OpenMetrics (with exemplars) when the client asks for it.
@@ -286,6 +360,42 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(res.status(), 405);
+    }
+
+    #[tokio::test]
+    async fn a_capability_that_is_off_answers_a_json_404_naming_it() {
+        let observer = Observer::new();
+        for (path, error, enable) in [
+            (
+                "/v1/stats/history",
+                "history is off",
+                "ObserverBuilder::history(...) with feature `history`",
+            ),
+            (
+                "/v1/alerts",
+                "alerting is off",
+                "ObserverBuilder::alerts(...) with feature `alerts`",
+            ),
+            (
+                "/dashboard",
+                "the dashboard is off",
+                "ObserverBuilder::dashboard(...) with feature `dashboard`",
+            ),
+        ] {
+            let res = observer
+                .endpoints()
+                .oneshot(Request::get(path).body(()).unwrap())
+                .await
+                .unwrap();
+            assert_eq!(res.status(), 404, "{path}");
+            let body = http_body_util::BodyExt::collect(res.into_body())
+                .await
+                .unwrap()
+                .to_bytes();
+            let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(body["error"], error, "{path}");
+            assert_eq!(body["enable"], enable, "{path}");
+        }
     }
 
     #[test]

@@ -90,6 +90,7 @@ impl Resolution {
 #[must_use]
 pub struct HistoryOptions {
     path: Option<PathBuf>,
+    require_durable: bool,
     flush_interval: Duration,
     retention: [Duration; 4],
     max_points: usize,
@@ -100,6 +101,7 @@ impl HistoryOptions {
     pub fn in_memory() -> Self {
         Self {
             path: None,
+            require_durable: false,
             flush_interval: Duration::from_secs(5),
             retention: [
                 Duration::from_secs(24 * 3600),
@@ -111,12 +113,40 @@ impl HistoryOptions {
         }
     }
 
-    /// History in the redb file at `path` (created if missing).
+    /// History in the redb file at `path`, created if missing, with its missing parent
+    /// directories. If it cannot be opened (a directory, no permission, a read-only disk,
+    /// another process holding it), history is kept in memory instead: the failure is logged,
+    /// listed in `/v1/stats` `warnings`, given as a reason by `/health`, and
+    /// `/v1/stats/history` answers `"durable": false` — unless
+    /// [`require_durable`](Self::require_durable) makes it a build error.
     pub fn file(path: impl Into<PathBuf>) -> Self {
         Self {
             path: Some(path.into()),
             ..Self::in_memory()
         }
+    }
+
+    /// Makes a history file that cannot be opened an error of
+    /// [`ObserverBuilder::build`](crate::ObserverBuilder::build)
+    /// ([`BuildError::Capability`](crate::BuildError::Capability), capability `history`,
+    /// field `path`) instead of the fallback to memory. No effect on
+    /// [`in_memory`](Self::in_memory) history.
+    ///
+    /// ```
+    /// use tower_observe::history::HistoryOptions;
+    /// use tower_observe::Observer;
+    ///
+    /// // A directory is not a file: the observer is not built.
+    /// let dir = std::env::temp_dir();
+    /// let err = Observer::builder()
+    ///     .history(HistoryOptions::file(&dir).require_durable())
+    ///     .build()
+    ///     .unwrap_err();
+    /// assert!(err.to_string().starts_with("history, setting `path`: cannot open"), "{err}");
+    /// ```
+    pub fn require_durable(mut self) -> Self {
+        self.require_durable = true;
+        self
     }
 
     /// How often aggregated minutes are written (default 5 s): at most this much history is
@@ -166,8 +196,57 @@ impl std::fmt::Debug for HistoryHandle {
     }
 }
 
+/// Whether history survives a restart, and if not, why.
+#[derive(Debug, Clone)]
+enum Durability {
+    /// Written to its file.
+    File,
+    /// Kept in memory, as configured ([`HistoryOptions::in_memory`]).
+    InMemory,
+    /// Kept in memory because the file could not be opened.
+    FellBack { path: PathBuf, reason: String },
+}
+
+/// Opens the history's store: its file (missing parent directories created first), or memory.
+/// A file that cannot be opened falls back to memory, or is an error with `require_durable`.
+/// The log store follows the same pattern (`open_durable`).
+fn open_durable(options: &HistoryOptions) -> Result<(Store, Durability), crate::BuildError> {
+    let Some(path) = &options.path else {
+        return Ok((Store::in_memory(), Durability::InMemory));
+    };
+    let opened = match path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        Some(parent) => std::fs::create_dir_all(parent)
+            .map_err(|e| format!("cannot create the directory {}: {e}", parent.display())),
+        None => Ok(()),
+    }
+    .and_then(|()| Store::open(path).map_err(|e| format!("cannot open {}: {e}", path.display())));
+    match opened {
+        Ok(store) => Ok((store, Durability::File)),
+        Err(reason) if options.require_durable => Err(crate::BuildError::Capability {
+            capability: "history",
+            field: "path",
+            reason,
+        }),
+        Err(reason) => {
+            tracing::error!(
+                target: "tower_observe::history",
+                { "file.path" = %path.display(), "error.message" = %reason },
+                "cannot open the history file; keeping history in memory"
+            );
+            Ok((
+                Store::in_memory(),
+                Durability::FellBack {
+                    path: path.clone(),
+                    reason,
+                },
+            ))
+        }
+    }
+}
+
 struct Shared {
     options: HistoryOptions,
+    durability: Durability,
     clock: Clock,
     /// (minute start, series) → aggregate, not yet flushed; sharded by series so that
     /// requests of different series rarely wait on one another.
@@ -214,24 +293,16 @@ fn status_class(status: Option<u16>) -> &'static str {
 }
 
 impl HistoryHandle {
-    pub(crate) fn open(
+    fn with_store(
         options: HistoryOptions,
         clock: Clock,
         dimension_keys: Box<[Arc<str>]>,
+        store: Store,
+        durability: Durability,
     ) -> HistoryHandle {
-        let store = match &options.path {
-            None => Store::in_memory(),
-            Some(path) => Store::open(path).unwrap_or_else(|e| {
-                tracing::error!(
-                    target: "tower_observe::history",
-                    { "file.path" = %path.display(), "error.message" = %e },
-                    "cannot open the history file; keeping history in memory"
-                );
-                Store::in_memory()
-            }),
-        };
         let shared = Arc::new(Shared {
             options,
+            durability,
             clock,
             pending: (0..PENDING_SHARDS)
                 .map(|_| Mutex::new(PendingMinutes::default()))
@@ -246,9 +317,21 @@ impl HistoryHandle {
     }
 
     /// Whether history is written to a file (false in memory mode, or when the file could not
-    /// be opened).
+    /// be opened; `/v1/stats/history` answers it as `durable`).
     pub fn is_durable(&self) -> bool {
         lock(&self.shared.store).is_durable()
+    }
+
+    /// Why history is not durable: `None` when it is written to its file.
+    pub fn not_durable_reason(&self) -> Option<String> {
+        match &self.shared.durability {
+            Durability::File => None,
+            Durability::InMemory => Some("configured in memory (HistoryOptions::in_memory)".into()),
+            Durability::FellBack { path, reason } => Some(format!(
+                "the file {} could not be opened: {reason}",
+                path.display()
+            )),
+        }
     }
 
     /// Failed writes so far (each retried with the next flush).
@@ -484,17 +567,36 @@ impl RecordSink for HistoryHandle {
     }
 }
 
-/// History configured on the builder; opened when the observer is built.
-#[derive(Debug, Default)]
-struct HistoryPending(Option<HistoryOptions>);
+/// History configured on the builder; its store is opened when the observer is built.
+#[derive(Default)]
+struct HistoryPending(Option<HistoryOptions>, Option<(Store, Durability)>);
+
+impl std::fmt::Debug for HistoryPending {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("HistoryPending").field(&self.0).finish()
+    }
+}
 
 impl Pending for HistoryPending {
+    fn prepare(&mut self) -> Result<(), crate::BuildError> {
+        if let Some(options) = &self.0 {
+            self.1 = Some(open_durable(options)?);
+        }
+        Ok(())
+    }
+
     fn attach(self: Box<Self>, observer: &Observer) -> Option<Arc<dyn RecordSink>> {
         let options = self.0?;
-        let history = HistoryHandle::open(
+        let (store, durability) = match self.1 {
+            Some(opened) => opened,
+            None => (Store::in_memory(), Durability::InMemory),
+        };
+        let history = HistoryHandle::with_store(
             options,
             observer.clock().clone(),
             observer.dimensions().into(),
+            store,
+            durability,
         );
         observer.with_source(|source| {
             let counter = handles::counter(
@@ -515,6 +617,29 @@ impl Pending for HistoryPending {
 }
 
 impl Part for HistoryHandle {
+    fn health(&self, _elapsed: f64, input: &mut crate::observer::HealthInput) {
+        // Not a colour change: the service serves as well; its history will not survive a
+        // restart. (A fallback from a file is also a warning, which `/health` lists.)
+        if let Durability::InMemory = self.shared.durability {
+            input.degraded.push((
+                crate::observer::Status::Green,
+                "history is kept in memory only (HistoryOptions::in_memory): it does not survive a restart".to_owned(),
+            ));
+        }
+    }
+
+    fn warnings(&self, _observer: &Observer, out: &mut Vec<crate::stats::Warning>) {
+        if let Durability::FellBack { path, reason } = &self.shared.durability {
+            out.push(crate::stats::Warning::new(
+                "history_not_durable",
+                format!(
+                    "history is kept in memory, not in {}: {reason}; fix the path or its permissions, or add HistoryOptions::require_durable() to fail at start-up instead",
+                    path.display()
+                ),
+            ));
+        }
+    }
+
     fn routes(&self, _observer: &Observer) -> Vec<Route> {
         let history = self.clone();
         vec![Route::new(HISTORY_PATH, RouteMethod::Get, move |parts| {

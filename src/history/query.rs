@@ -42,7 +42,7 @@ pub struct HistoryQuery {
 }
 
 /// Why a query was refused (a 400, with this text).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum QueryError {
     /// A parameter could not be parsed.
@@ -78,6 +78,8 @@ impl fmt::Display for QueryError {
 }
 
 impl std::error::Error for QueryError {}
+
+debug_as_display!(QueryError);
 
 /// Decodes `application/x-www-form-urlencoded` text (`+` and `%XX`); `None` if malformed.
 fn decode(text: &str) -> Option<String> {
@@ -323,6 +325,9 @@ pub struct HistoryPoint {
 #[derive(Debug, Clone, Serialize)]
 #[non_exhaustive]
 pub struct HistoryResponse {
+    /// Whether this history is written to a file and survives a restart (false in memory
+    /// mode, or when its file could not be opened: see `/v1/stats` `warnings`).
+    pub durable: bool,
     /// False when the history file could not be read and only data held in memory is
     /// included (a failing disk; see `warning`).
     pub complete: bool,
@@ -414,6 +419,7 @@ impl HistoryHandle {
             })
             .collect();
         Ok(HistoryResponse {
+            durable: self.is_durable(),
             complete: warning.is_none(),
             warning,
             from: rfc3339(q.from),

@@ -20,7 +20,7 @@ use crate::registry::{Registry, RegistryBuilder};
 pub const MAX_DIMENSIONS: usize = 8;
 
 /// An invalid [`ObserverBuilder`] setting.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum BuildError {
     /// A dimension name is not a valid Prometheus label name (`[a-zA-Z_][a-zA-Z0-9_]*`).
@@ -32,6 +32,16 @@ pub enum BuildError {
     /// A known HTTP method that is not a valid method name, or one extension method more
     /// than the process can keep ([`MAX_EXTENSION_METHODS`](crate::labels::MAX_EXTENSION_METHODS)).
     InvalidMethod(String),
+    /// A capability configured on the builder could not be set up as asked (a history file
+    /// that cannot be opened with `require_durable`, …).
+    Capability {
+        /// The capability (`history`, …).
+        capability: &'static str,
+        /// The setting at fault (`path`, …).
+        field: &'static str,
+        /// What went wrong.
+        reason: String,
+    },
 }
 
 impl fmt::Display for BuildError {
@@ -52,11 +62,18 @@ impl fmt::Display for BuildError {
                 f,
                 "known HTTP method {m:?} is not a method name, or one extension method too many"
             ),
+            BuildError::Capability {
+                capability,
+                field,
+                reason,
+            } => write!(f, "{capability}, setting `{field}`: {reason}"),
         }
     }
 }
 
 impl std::error::Error for BuildError {}
+
+debug_as_display!(BuildError);
 
 impl From<LabelError> for BuildError {
     fn from(e: LabelError) -> Self {
@@ -82,6 +99,12 @@ pub(crate) trait Pending: Any + Send {
     /// Attaches the part to the new observer; a part that consumes records returns itself as
     /// a sink.
     fn attach(self: Box<Self>, observer: &Observer) -> Option<Arc<dyn RecordSink>>;
+
+    /// Prepares what can fail before the observer exists (opens a file, …); an error fails
+    /// [`ObserverBuilder::build`].
+    fn prepare(&mut self) -> Result<(), BuildError> {
+        Ok(())
+    }
 
     fn as_any_mut(&mut self) -> &mut dyn Any;
 }
@@ -240,7 +263,10 @@ impl ObserverBuilder {
     }
 
     /// Builds the observer.
-    pub fn build(self) -> Result<Observer, BuildError> {
+    pub fn build(mut self) -> Result<Observer, BuildError> {
+        for pending in &mut self.pending {
+            pending.prepare()?;
+        }
         if self.dimensions.len() > MAX_DIMENSIONS {
             return Err(BuildError::TooManyDimensions(self.dimensions.len()));
         }
@@ -293,6 +319,7 @@ impl ObserverBuilder {
                 sinks: OnceLock::new(),
                 parts: parts::Parts::default(),
                 recording_failures: AtomicU64::new(0),
+                warned: std::sync::Mutex::new(Vec::new()),
             }),
         };
         let mut sinks = self.sinks;
@@ -300,6 +327,9 @@ impl ObserverBuilder {
             sinks.extend(pending.attach(&observer));
         }
         let _ = observer.inner.sinks.set(sinks.into_boxed_slice());
+        // What is wrong from the start (a rule with nothing to read, a history in memory) is
+        // logged now rather than at the first request.
+        observer.warnings();
         Ok(observer)
     }
 }

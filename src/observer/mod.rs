@@ -29,7 +29,7 @@ use std::time::{Duration, SystemTime};
 use crate::clock::Clock;
 use crate::registry::storage::Exemplar;
 use crate::registry::Registry;
-use crate::stats::StatsSnapshot;
+use crate::stats::{StatsSnapshot, Warning};
 use crate::time_fmt;
 
 #[allow(unused_imports)] // used by optional capabilities
@@ -58,6 +58,8 @@ struct Inner {
     sinks: OnceLock<Box<[Arc<dyn RecordSink>]>>,
     parts: parts::Parts,
     recording_failures: AtomicU64,
+    /// The warnings already logged (each is logged once).
+    warned: std::sync::Mutex<Vec<Warning>>,
 }
 
 /// The shared core of tower-observe: the recorder, the clock and the one recording path every
@@ -159,7 +161,35 @@ impl Observer {
         for part in self.inner.parts.all() {
             part.stats(&mut snapshot, elapsed);
         }
+        snapshot.warnings = self.warnings();
         snapshot
+    }
+
+    /// The wiring and configuration problems noticed so far, as `/v1/stats` lists them
+    /// (`warnings`) and `/health` gives them as reasons: a layer the application's requests
+    /// do not pass through, a history kept in memory because its file could not be opened, an
+    /// alert rule reading a metric nothing records. Each is logged once, at `WARN` (target
+    /// `tower_observe`), when first seen; a problem that goes away leaves the list.
+    ///
+    /// ```
+    /// let observer = tower_observe::Observer::new();
+    /// assert!(observer.warnings().is_empty());
+    /// ```
+    pub fn warnings(&self) -> Vec<Warning> {
+        let mut warnings = Vec::new();
+        for part in self.inner.parts.all() {
+            part.warnings(self, &mut warnings);
+        }
+        if !warnings.is_empty() {
+            let mut warned = crate::sync::lock(&self.inner.warned);
+            for warning in &warnings {
+                if !warned.contains(warning) {
+                    tracing::warn!(target: "tower_observe", { "event.code" = warning.code }, "{}", warning.message);
+                    warned.push(warning.clone());
+                }
+            }
+        }
+        warnings
     }
 
     /// Clears the `/v1/stats` figures (routes, dimensions, upstreams, gRPC methods, retry and
@@ -220,6 +250,9 @@ impl Observer {
         let mut input = HealthInput::default();
         for part in self.inner.parts.all() {
             part.health(elapsed, &mut input);
+        }
+        for warning in self.warnings() {
+            input.degraded.push((Status::Green, warning.message));
         }
         input
     }

@@ -24,7 +24,7 @@ use http::Response;
 
 use super::Observer;
 use crate::response::EndpointBody;
-use crate::stats::StatsSnapshot;
+use crate::stats::{StatsSnapshot, Warning};
 use crate::sync::{read, write};
 
 /// The state of one capability, attached to an observer.
@@ -42,6 +42,11 @@ pub(crate) trait Part: Any + Send + Sync {
     /// (figures read from outside the recording path, such as the process's CPU time). It
     /// must be quick and must not fail: a figure it cannot read is left out.
     fn refresh(&self) {}
+
+    /// The wiring or configuration problems this part sees now (a layer requests do not pass
+    /// through, a store that is not durable, …). Asked when `/v1/stats`, `/health` or an
+    /// endpoint is served, and once when the observer is built; must be quick.
+    fn warnings(&self, _observer: &Observer, _out: &mut Vec<Warning>) {}
 
     /// The endpoints this part serves (asked once, when a router or endpoints service is made).
     fn routes(&self, _observer: &Observer) -> Vec<Route> {
@@ -70,7 +75,8 @@ pub(crate) struct HealthInput {
     /// Of which failed.
     pub(crate) failed: u64,
     /// Statuses parts ask for beyond the error rate (a firing critical alert: red), each with
-    /// the reason shown in the report.
+    /// the reason shown in the report; a reason that does not change the colour (a history
+    /// kept in memory, a warning) comes with `Status::Green`.
     pub(crate) degraded: Vec<(Status, String)>,
     /// Further sections of the report (`process`, `alerts`, …), by name.
     pub(crate) sections: std::collections::BTreeMap<&'static str, serde_json::Value>,

@@ -50,7 +50,6 @@ pub use logs::{OtlpLogLayer, OtlpLogs};
 pub const ENDPOINT_ENV: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
 
 /// Why an exporter could not be built.
-#[derive(Debug)]
 #[non_exhaustive]
 pub enum OtlpError {
     /// The endpoint is not an `http://` or `https://` URL.
@@ -85,6 +84,8 @@ impl fmt::Display for OtlpError {
 }
 
 impl std::error::Error for OtlpError {}
+
+debug_as_display!(OtlpError);
 
 /// Spans (or log records) exported and dropped so far.
 #[derive(Debug, Clone, Default)]

@@ -67,10 +67,15 @@ impl fmt::Debug for ObserveLayer {
 impl ObserveLayer {
     /// Request IDs and metrics into `observer`, no traces.
     pub(crate) fn new(observer: &Observer) -> Self {
+        let series = observer.part(ServerPart::default);
+        series
+            .wiring
+            .layer_made
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         Self {
             config: Arc::new(Config {
                 observer: observer.clone(),
-                series: observer.part(ServerPart::default),
+                series,
                 request_id: Some(observer.request_id_layer()),
                 traces: None,
                 failure_if: None,

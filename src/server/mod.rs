@@ -65,6 +65,9 @@ mod layer;
 mod route;
 mod series;
 mod service;
+mod wiring;
+
+pub(crate) use wiring::EndpointProbe;
 
 pub use body::{RequestBody, ResponseBody};
 pub use layer::ObserveLayer;

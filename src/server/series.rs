@@ -197,9 +197,11 @@ pub(crate) struct ServerPart {
     last_resort: OnceLock<Arc<Handles>>,
     overflow_count: OnceLock<Counter>,
     active: [[OnceLock<GaugeHandle>; 2]; HttpMethod::COUNT],
-    stats: HttpStats,
+    pub(super) stats: HttpStats,
     /// The observer's own endpoints, recorded apart: `observer_endpoints` in `/v1/stats`.
     own: Arc<StatsCell>,
+    /// Whether requests pass through the layer (see `wiring.rs`).
+    pub(super) wiring: super::wiring::Wiring,
 }
 
 impl Part for ServerPart {
@@ -220,6 +222,10 @@ impl Part for ServerPart {
 
     fn health(&self, elapsed: f64, input: &mut HealthInput) {
         input.traffic(self.stats.recent(elapsed));
+    }
+
+    fn warnings(&self, observer: &Observer, out: &mut Vec<crate::stats::Warning>) {
+        self.wiring_warnings(observer, out);
     }
 }
 

@@ -12,7 +12,7 @@ use std::sync::{Arc, RwLock};
 
 pub use sections::{
     ActiveAlert, ActiveAlerts, BackendEntry, CacheEntry, GrpcMethodEntry, GrpcStats, LogStoreStats,
-    PoolEntry, ProcessStats, RetryEntry, RuntimeStats,
+    PoolEntry, ProcessStats, RetryEntry, RuntimeStats, Warning,
 };
 pub use sections::{LlmEntry, LlmSideStats, LlmStats};
 pub use sections::{OperationEntry, QueueEntry, WorkerCounts};
@@ -240,6 +240,26 @@ impl HttpStats {
     /// Requests and failures of the last minute, over every route.
     pub(crate) fn recent(&self, elapsed: f64) -> (u64, u64) {
         self.routes.recent(elapsed)
+    }
+
+    /// Requests recorded on a matched route, and successful (2xx) requests recorded as
+    /// unmatched: how the wiring checks tell a layer that sees the routes from one that
+    /// does not.
+    pub(crate) fn matched_and_unmatched_2xx(&self) -> (u64, u64) {
+        let (mut matched, mut unmatched_2xx) = (0, 0);
+        for ((route, _), cell) in self.routes.cells() {
+            if route == crate::labels::UNMATCHED_ROUTE {
+                unmatched_2xx += cell.status_classes[1].load(Relaxed);
+            } else {
+                matched += cell
+                    .status_classes
+                    .iter()
+                    .map(|c| c.load(Relaxed))
+                    .sum::<u64>()
+                    + cell.aborted.load(Relaxed);
+            }
+        }
+        (matched, unmatched_2xx)
     }
 
     /// Zeroes every route and dimension cell.

@@ -325,3 +325,28 @@ pub struct QueueEntry {
 }
 
 // --- end operations and queues ---
+/// A wiring or configuration problem the observer noticed: a layer that requests do not pass
+/// through, a history kept in memory because its file could not be opened, a rule that reads
+/// a metric nothing records. Listed in `/v1/stats` (`warnings`), as a reason in `/health`
+/// (without changing its colour) and on the dashboard; each is logged once, at `WARN`, when
+/// first seen.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Warning {
+    /// A stable identifier of the problem (`layer_not_in_front`, `layer_outside_router`,
+    /// `history_not_durable`, `rule_reads_unrecorded_metric`).
+    pub code: &'static str,
+    /// What is wrong and how to fix it.
+    pub message: String,
+}
+
+impl Warning {
+    /// A warning with its code and message.
+    #[allow(dead_code)] // used by optional capabilities
+    pub(crate) fn new(code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+}

@@ -75,6 +75,10 @@ pub struct StatsSnapshot {
     /// Queues of jobs and their workers, by queue name (feature `operations`; empty without
     /// it).
     pub queues: BTreeMap<String, super::QueueEntry>,
+    /// Wiring and configuration problems noticed so far (a layer requests do not pass
+    /// through, a history kept in memory, a rule with nothing to read); empty when all is
+    /// well. See [`Observer::warnings`](crate::Observer::warnings).
+    pub warnings: Vec<super::Warning>,
 }
 
 impl StatsSnapshot {
@@ -109,6 +113,7 @@ impl StatsSnapshot {
             log_store: None,
             operations: Vec::new(),
             queues: BTreeMap::new(),
+            warnings: Vec::new(),
         }
     }
 }

@@ -185,7 +185,6 @@ impl TraceContext {
 
     /// Runs `f` with the context current on this thread, if any, borrowed (nothing is
     /// cloned).
-    #[cfg(any(feature = "logs", feature = "operations"))]
     pub(crate) fn peek_current<R>(f: impl FnOnce(&TraceContext) -> R) -> Option<R> {
         CURRENT
             .try_with(|c| {

@@ -44,7 +44,7 @@ pub const MAX_BAGGAGE_LEN: usize = 8192;
 pub const MAX_BAGGAGE_MEMBERS: usize = 180;
 
 /// Why a header was rejected.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ParseError {
     /// Longer than the limit for this header.
@@ -72,6 +72,8 @@ impl fmt::Display for ParseError {
 }
 
 impl std::error::Error for ParseError {}
+
+debug_as_display!(ParseError);
 
 /// A parsed `traceparent`: who the caller is in which trace.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

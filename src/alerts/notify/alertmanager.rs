@@ -72,6 +72,12 @@ impl Alertmanager {
 
     settings_setters!();
 
+    /// The field that cannot be used, and why.
+    pub(crate) fn validate(&self) -> Result<(), (&'static str, String)> {
+        self.target.check().map_err(|e| ("base_url", e))?;
+        super::http::check_headers(&self.headers).map_err(|e| ("header", e))
+    }
+
     pub(crate) fn into_deliver(self, _ctx: &DeliverContext<'_>) -> AlertmanagerDeliver {
         AlertmanagerDeliver {
             agent: agent(&self.settings),

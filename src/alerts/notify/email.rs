@@ -9,7 +9,7 @@ use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Certificate, Tls as LettreTls, TlsParameters};
 use lettre::{Message, SmtpTransport, Transport};
 
-use super::format::{summary, title, value};
+use super::format::{summary, title, value_text};
 use super::http::io_error;
 use super::{settings_setters, Deliver, DeliverContext, SendError, Settings};
 use crate::alerts::{AlertEvent, EventStatus};
@@ -136,6 +136,64 @@ impl Email {
     }
 
     settings_setters!();
+
+    /// The field that cannot be used, and why: the SMTP host (a name or address, not a
+    /// URL), the port, the sender and every recipient (each must parse as a mailbox), the
+    /// credentials and the extra root certificates.
+    pub(crate) fn validate(&self) -> Result<(), (&'static str, String)> {
+        let host = self.host.trim();
+        if host.is_empty() {
+            return Err(("smtp_host", "is empty".to_owned()));
+        }
+        if host.contains("://") || host.contains('/') {
+            return Err((
+                "smtp_host",
+                format!(
+                    "{host:?} is a URL; give the host name alone (and the port with Email::port)"
+                ),
+            ));
+        }
+        if host.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(("smtp_host", format!("{host:?} contains whitespace")));
+        }
+        if self.port == Some(0) {
+            return Err(("port", "0 is not a port".to_owned()));
+        }
+        match self.from.as_deref() {
+            None => return Err(("from", "no sender: call Email::from".to_owned())),
+            Some(from) => {
+                if let Err(e) = from.parse::<Mailbox>() {
+                    return Err(("from", format!("{from:?} is not a mailbox: {e}")));
+                }
+            }
+        }
+        if self.to.is_empty() {
+            return Err(("to", "no recipients: call Email::to".to_owned()));
+        }
+        for to in &self.to {
+            if let Err(e) = to.parse::<Mailbox>() {
+                return Err(("to", format!("{to:?} is not a mailbox: {e}")));
+            }
+        }
+        if let Some((user, password)) = &self.credentials {
+            super::http::check_token(user).map_err(|e| ("credentials.user", e))?;
+            if password.is_empty() || password.chars().any(char::is_control) {
+                return Err((
+                    "credentials.password",
+                    "is empty or contains a control character".to_owned(),
+                ));
+            }
+        }
+        for pem in &self.roots {
+            if Certificate::from_pem(pem).is_err() {
+                return Err((
+                    "root_certificate_pem",
+                    "is not a PEM certificate".to_owned(),
+                ));
+            }
+        }
+        Ok(())
+    }
 
     fn effective_port(&self) -> u16 {
         self.port.unwrap_or(match self.tls {
@@ -288,7 +346,7 @@ pub(crate) fn body(event: &AlertEvent) -> String {
     {
         let _ = writeln!(out, "Description: {description}");
     }
-    let _ = writeln!(out, "Value: {}", value(event.value));
+    let _ = writeln!(out, "Value: {}", value_text(event));
     let _ = writeln!(out, "Started: {}", rfc3339(event.starts_at));
     if let Some(ends_at) = event.ends_at {
         let _ = writeln!(out, "Ended: {}", rfc3339(ends_at));

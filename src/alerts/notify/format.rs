@@ -23,6 +23,23 @@ pub(crate) fn summary(event: &AlertEvent) -> String {
 }
 
 /// A figure as people read it: integers without decimals, others with up to 4 decimals.
+/// The value line of a notification: the value, and for a resolved alert the value that
+/// resolved it with the last firing value labelled as such (`0.031 when resolved (last firing
+/// value 0.229)`; `no data when resolved (…)` when the figure had no value).
+pub(crate) fn value_text(event: &AlertEvent) -> String {
+    match event.firing_value {
+        None => value(event.value),
+        Some(firing) => {
+            let now = if event.value.is_nan() {
+                "no data".to_owned()
+            } else {
+                value(event.value)
+            };
+            format!("{now} when resolved (last firing value {})", value(firing))
+        }
+    }
+}
+
 pub(crate) fn value(v: f64) -> String {
     if v.is_nan() {
         return "NaN".to_owned();

@@ -30,6 +30,78 @@ impl Target {
     pub(crate) fn url(&self) -> &str {
         &self.url
     }
+
+    /// Whether the URL can be posted to: an `http://` or `https://` URL with a host. The
+    /// reason never quotes the URL (it may hold a secret).
+    pub(crate) fn check(&self) -> Result<(), String> {
+        check_url(&self.url)
+    }
+}
+
+/// An `http://` or `https://` URL with a host; the reason never quotes the URL.
+pub(crate) fn check_url(url: &str) -> Result<(), String> {
+    if !url.trim().is_empty() && !url.contains("://") && !url.contains(char::is_whitespace) {
+        return Err("has no scheme; expected http://host[:port]/path or https://…".to_owned());
+    }
+    let Ok(uri) = url.parse::<http::Uri>() else {
+        return Err(if url.trim().is_empty() {
+            "is empty; expected an http:// or https:// URL".to_owned()
+        } else {
+            "is not a URL; expected http://host[:port]/path or https://…".to_owned()
+        });
+    };
+    match uri.scheme_str() {
+        None => {
+            return Err("has no scheme; expected http://host[:port]/path or https://…".to_owned())
+        }
+        Some(s) if s.eq_ignore_ascii_case("http") || s.eq_ignore_ascii_case("https") => {}
+        Some(other) => {
+            return Err(format!(
+                "has the scheme `{other}`; only http:// and https:// are supported"
+            ))
+        }
+    }
+    match uri.host() {
+        Some(host) if !host.is_empty() => Ok(()),
+        _ => Err("has no host; expected http://host[:port]/path".to_owned()),
+    }
+}
+
+/// A token, key or password: not empty, and no whitespace or control characters (a pasted
+/// newline or space is the usual mistake). The reason never quotes the value.
+pub(crate) fn check_token(value: &str) -> Result<(), String> {
+    if value.is_empty() {
+        return Err("is empty".to_owned());
+    }
+    if let Some(c) = value.chars().find(|c| c.is_whitespace() || c.is_control()) {
+        let what = if c.is_control() && !c.is_whitespace() {
+            "a control character"
+        } else {
+            "whitespace"
+        };
+        return Err(format!(
+            "contains {what} (at {}); tokens are one word",
+            value.find(c).unwrap_or_default()
+        ));
+    }
+    Ok(())
+}
+
+/// Extra headers: valid names, values free of control characters (their values are never
+/// quoted).
+pub(crate) fn check_headers(headers: &[SecretHeader]) -> Result<(), String> {
+    for header in headers {
+        if http::HeaderName::from_bytes(header.name.as_bytes()).is_err() {
+            return Err(format!("{:?} is not a valid header name", header.name));
+        }
+        if http::HeaderValue::from_str(&header.value).is_err() {
+            return Err(format!(
+                "the value of {:?} contains a control or non-visible character",
+                header.name
+            ));
+        }
+    }
+    Ok(())
 }
 
 impl fmt::Debug for Target {

@@ -1,6 +1,6 @@
 //! The log channel: each notification as a `tracing` event.
 
-use super::format::{summary, value};
+use super::format::{summary, value_text};
 use super::{settings_setters, Deliver, DeliverContext, SendError, Settings};
 use crate::alerts::AlertEvent;
 
@@ -36,7 +36,7 @@ impl Log {
 impl Deliver for Log {
     fn send(&mut self, event: &AlertEvent) -> Result<(), SendError> {
         let summary = summary(event);
-        let value = value(event.value);
+        let value = value_text(event);
         let status = event.status.as_str();
         tracing::info!(
             target: "tower_observe::alerts",

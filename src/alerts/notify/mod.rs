@@ -192,6 +192,19 @@ impl Channel {
         self.settings().name.as_deref().unwrap_or(self.kind())
     }
 
+    /// Checks the channel's settings (URL scheme and host, tokens, SMTP host, port and
+    /// addresses): the field that cannot be used, and why (never quoting a secret).
+    pub(crate) fn validate(&self) -> Result<(), (&'static str, String)> {
+        match &self.inner {
+            ChannelKind::Webhook(c) => c.validate(),
+            ChannelKind::Slack(c) => c.validate(),
+            ChannelKind::PagerDuty(c) => c.validate(),
+            ChannelKind::Email(c) => c.validate(),
+            ChannelKind::Alertmanager(c) => c.validate(),
+            ChannelKind::Log(_) => Ok(()),
+        }
+    }
+
     fn settings(&self) -> &Settings {
         match &self.inner {
             ChannelKind::Webhook(c) => &c.settings,
@@ -226,6 +239,12 @@ macro_rules! channel_from {
     )*};
 }
 channel_from!(Webhook, Slack, PagerDuty, Email, Alertmanager, Log);
+
+/// Checks [`Alerts::external_url`](crate::alerts::Alerts::external_url): an http or https
+/// URL with a host.
+pub(crate) fn check_external_url(url: &str) -> Result<(), String> {
+    http::check_url(url)
+}
 
 /// Why one attempt failed: a message free of secrets, and whether trying again may help.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -306,7 +325,12 @@ pub(crate) mod tests_support {
             starts_at: UNIX_EPOCH + Duration::from_secs(1_800_000_000),
             ends_at: (status == EventStatus::Resolved)
                 .then(|| UNIX_EPOCH + Duration::from_secs(1_800_000_600)),
-            value: 0.1304,
+            value: if status == EventStatus::Resolved {
+                0.031
+            } else {
+                0.1304
+            },
+            firing_value: (status == EventStatus::Resolved).then_some(0.1304),
             links: vec![(
                 "History".into(),
                 "http://svc/v1/stats/history?a=1&b=2".into(),

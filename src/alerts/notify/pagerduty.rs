@@ -78,6 +78,12 @@ impl PagerDuty {
 
     settings_setters!();
 
+    /// The field that cannot be used, and why.
+    pub(crate) fn validate(&self) -> Result<(), (&'static str, String)> {
+        super::http::check_token(&self.routing_key).map_err(|e| ("routing_key", e))?;
+        self.target.check().map_err(|e| ("endpoint", e))
+    }
+
     pub(crate) fn into_deliver(self, ctx: &DeliverContext<'_>) -> PagerDutyDeliver {
         PagerDutyDeliver {
             agent: agent(&self.settings),
@@ -146,6 +152,9 @@ pub(crate) fn event_body(
     details.insert("labels".into(), json!(event.labels));
     details.insert("annotations".into(), json!(event.annotations));
     details.insert("value".into(), json!(event.value));
+    if let Some(firing) = event.firing_value {
+        details.insert("firing_value".into(), json!(firing));
+    }
     if !event.failed_requests.is_empty() {
         let ids: Vec<&str> = event
             .failed_requests

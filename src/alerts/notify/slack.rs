@@ -2,7 +2,7 @@
 
 use serde_json::{json, Value};
 
-use super::format::{summary, title, value};
+use super::format::{summary, title, value_text};
 use super::http::{agent, post_json, Target};
 use super::{settings_setters, Deliver, DeliverContext, SendError, Settings};
 use crate::alerts::{AlertEvent, EventStatus, Severity};
@@ -39,6 +39,11 @@ impl Slack {
     }
 
     settings_setters!();
+
+    /// The field that cannot be used, and why.
+    pub(crate) fn validate(&self) -> Result<(), (&'static str, String)> {
+        self.target.check().map_err(|e| ("webhook_url", e))
+    }
 
     pub(crate) fn into_deliver(self, _ctx: &DeliverContext<'_>) -> SlackDeliver {
         SlackDeliver {
@@ -132,7 +137,7 @@ pub(crate) fn message(event: &AlertEvent) -> Value {
             "fields": [
                 {"type": "mrkdwn", "text": format!("*Status*\n{}", event.status.as_str())},
                 {"type": "mrkdwn", "text": format!("*Severity*\n{}", event.severity.as_str())},
-                {"type": "mrkdwn", "text": format!("*Value*\n{}", value(event.value))},
+                {"type": "mrkdwn", "text": format!("*Value*\n{}", value_text(event))},
                 {"type": "mrkdwn", "text": format!("*Alert*\n{}", cut(&escape(&event.rule), 1900))},
             ],
         }),

@@ -52,6 +52,12 @@ impl Webhook {
 
     settings_setters!();
 
+    /// The field that cannot be used, and why.
+    pub(crate) fn validate(&self) -> Result<(), (&'static str, String)> {
+        self.target.check().map_err(|e| ("url", e))?;
+        super::http::check_headers(&self.headers).map_err(|e| ("header", e))
+    }
+
     pub(crate) fn into_deliver(self, ctx: &DeliverContext<'_>) -> WebhookDeliver {
         WebhookDeliver {
             agent: agent(&self.settings),

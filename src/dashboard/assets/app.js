@@ -300,6 +300,7 @@
     setChartData(live.process, [buf.t, buf.cpu, buf.mem]);
 
     renderTiles(s);
+    renderWarnings(s.warnings);
     renderAlerts(s.alerts);
     routes.update(s.routes || []);
     renderDims(s.dimensions);
@@ -316,6 +317,16 @@
     lastAt = Date.now();
     $('#updated').textContent = 'updated ' + new Date().toLocaleTimeString();
     if (!healthKnown) renderHealth(null);
+  }
+
+  // Wiring and configuration warnings (a layer requests do not pass through, a history kept
+  // in memory, a rule with nothing to read): one line each, code then message.
+  function renderWarnings(list) {
+    const sec = $('#warnings');
+    const items = Array.isArray(list) ? list : [];
+    sec.hidden = items.length === 0;
+    $('#warnings .body').replaceChildren(
+      ...items.map((w) => h('li', null, h('code', null, w.code), ' ', w.message)));
   }
 
   function renderTiles(s) {
