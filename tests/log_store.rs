@@ -517,7 +517,9 @@ fn a_full_buffer_drops_and_counts_instead_of_waiting() {
             tracing::info!(n, "burst");
         }
     });
-    assert!(store.dropped() >= 92, "{}", store.dropped());
+    // Eight fit in the buffer; the flusher's first tick (it runs as the store starts) may
+    // drain it once while the burst runs, so at most two buffers' worth get through.
+    assert!(store.dropped() >= 100 - 2 * 8, "{}", store.dropped());
     let metrics = observer.render_metrics().unwrap();
     assert_eq!(
         sample(&metrics, "tower_observe_log_store_dropped_total", &[]),
