@@ -40,6 +40,12 @@ const origin = new URL(base).origin;
 // The prefix the observer's routes are nested under ('' at the root).
 const prefix = new URL(base).pathname.replace(/\/+$/, '');
 const PROBE = '<script>alert(1)</script>';
+// The log store's token (LOGS_TOKEN): with it the page is opened as `/dashboard?logs_token=…`
+// and the console must find a stored request, show its view from the search box, from a row
+// of the table and from a `#request=` link; without it, the view must stay hidden.
+const logsToken = process.env.LOGS_TOKEN || '';
+const pageQuery = logsToken ? `?logs_token=${encodeURIComponent(logsToken)}` : '';
+const withLogsToken = (url) => (logsToken ? `${url}?token=${encodeURIComponent(logsToken)}` : url);
 const failures = [];
 const fail = (msg) => { failures.push(msg); console.error('FAIL: ' + msg); };
 const ok = (msg) => console.log(`ok   ${((Date.now() - started) / 1000).toFixed(1).padStart(5)} s  ${msg}`);
@@ -111,15 +117,23 @@ async function checkConsole(page) {
   const list = recent.body.requests || [];
   await page.waitForSelector('#console:not([hidden])', { timeout: 8000 })
     .catch(() => fail('the console section stayed hidden though /v1/requests answers'));
-  const id = list.map((r) => r.request_id).find(Boolean);
-  if (!id) { fail('/v1/requests lists no request with an ID: is the demo driving traffic (--traffic)?'); return; }
+  const ids = list.map((r) => r.request_id).filter(Boolean);
+  if (!ids.length) { fail('/v1/requests lists no request with an ID: is the demo driving traffic (--traffic)?'); return; }
+  // With the logs token: the first listed request the store answers for (each is stored
+  // within the store's flush interval; the newest may not be yet).
+  let id = ids[0], one = null;
+  for (const candidate of ids) {
+    one = await fetch(withLogsToken(`${base}/v1/requests/${encodeURIComponent(candidate)}`), { signal: AbortSignal.timeout(5000) });
+    id = candidate;
+    if (one.status === 200 || !logsToken) break;
+  }
+  if (logsToken && one.status !== 200) { fail(`the log store answers none of the ${ids.length} listed requests (last: ${one.status})`); return; }
   // The table refreshes every 5 s: the ID shows within that.
   const listed = await page.waitForFunction((want) => document.querySelector('#console-recent tbody').textContent.includes(want),
     id, { timeout: 8000 }).then(() => true, () => false);
   if (!listed) fail(`the recent-requests table does not list ${id}`);
   else ok(`recent requests: ${list.length} listed (${list.filter((r) => r.failed).length} failed), ${id} shown`);
 
-  const one = await fetch(`${base}/v1/requests/${encodeURIComponent(id)}`, { signal: AbortSignal.timeout(5000) });
   if (one.status !== 200) {
     // No log store (or no access to it): no search box, no view, no links in the rows.
     const state = await page.evaluate(() => ({
@@ -163,7 +177,7 @@ async function checkConsole(page) {
   else { await link.click(); await viewShown('table row'); }
   // A link to the view (as the alerts send), opened in a new tab.
   const tab = await page.context().newPage();
-  await tab.goto(`${base}/dashboard#request=${encodeURIComponent(id)}`, { waitUntil: 'load' });
+  await tab.goto(`${base}/dashboard${pageQuery}#request=${encodeURIComponent(id)}`, { waitUntil: 'load' });
   await viewShown('#request= link', tab);
   await tab.close();
 }
@@ -213,7 +227,7 @@ async function main() {
   });
 
   // 1. The page, with its CSP, and the stream going live.
-  const res = await page.goto(base + '/dashboard', { waitUntil: 'load' });
+  const res = await page.goto(base + '/dashboard' + pageQuery, { waitUntil: 'load' });
   if (!res || res.status() !== 200) throw new Error(`GET /dashboard answered ${res && res.status()}`);
   const csp = res.headers()['content-security-policy'] || '';
   if (!/script-src 'self'/.test(csp)) fail(`/dashboard has no strict CSP (got ${JSON.stringify(csp)})`);

@@ -1,5 +1,6 @@
 //! An instrumented axum service with every tower-observe capability: metrics, statistics,
-//! health, ECS logs, traces, process metrics and alerts.
+//! health, ECS logs, traces, history, process metrics, alerts, the dashboard, the log store,
+//! LLM traffic and operation timing.
 //!
 //! ```text
 //! cargo run --all-features --example demo -- --traffic   # serve on 127.0.0.1:3000, drive it
@@ -23,6 +24,13 @@
 //! With `--features log-store` (or `--all-features`) the demo also stores its log lines and
 //! spans (in memory, or in the redb file given with `--logs FILE`), behind a logs token it
 //! prints; it prints the URL of one request's view (`/v1/requests/{id}`) as traffic flows.
+//!
+//! With `llm` and `operations` (both in `--all-features`) it is also an LLM gateway —
+//! `POST /v1/chat/completions` streams from local model upstreams through the LLM client and
+//! server layers (`gen_ai_*`, the `llm` section of `/v1/stats`) — and `GET /v1/users/{id}`
+//! times a fake database call, an external API and a job queue with three workers
+//! (`db_client_operation_duration_seconds`, `function_calls_total`, `queue_*`); `--traffic`
+//! drives both. The same pieces serve the `gateway` example (`examples/common/`).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -307,7 +315,8 @@ fn prefix(args: &common::Args) -> Option<String> {
     Some(prefix)
 }
 
-fn app(observer: &Observer, fault: Arc<Fault>, prefix: Option<&str>) -> Router {
+/// `extra`: the routes of the LLM gateway and the operations (features `llm`, `operations`).
+fn app(observer: &Observer, fault: Arc<Fault>, prefix: Option<&str>, extra: Router) -> Router {
     let app = Router::new()
         .route(USERS_ROUTE, get(user))
         .route("/api/search", get(search))
@@ -318,7 +327,8 @@ fn app(observer: &Observer, fault: Arc<Fault>, prefix: Option<&str>) -> Router {
         .route_layer(middleware::from_fn_with_state(fault.clone(), inject_fault))
         .route("/", get(index))
         .route("/demo/fault", get(fault_status).post(start_fault))
-        .with_state(fault);
+        .with_state(fault)
+        .merge(extra);
     // /metrics, /v1/stats, /health, /v1/alerts (and /v1/stats/history with `history`).
     let app = match prefix {
         Some(prefix) => app.nest(prefix, observer.router()),
@@ -336,7 +346,8 @@ async fn index() -> &'static str {
      /health      health, with the firing alerts and the process\n\
      /v1/alerts   alert rules, alerts, transitions, channels\n\
      /demo/fault  the injected fault (POST ?kind=errors|latency&seconds=N starts one)\n\n\
-     /api/users/{id}  /api/search  POST /api/checkout  /api/chat/{small|large}  /api/stream\n"
+     /api/users/{id}  /api/search  POST /api/checkout  /api/chat/{small|large}  /api/stream\n\
+     POST /v1/chat/completions (llm)  /v1/users/{id} (operations)\n"
 }
 
 /// The recommended rules, and two that a fault makes fire within a minute or so. Under the
@@ -617,6 +628,7 @@ async fn run(args: common::Args, slot: StoreSlot) {
         );
     }
 
+    let extra = Router::new();
     let rules = alert_rules();
     let names: Vec<&str> = rules.rules().iter().map(AlertRule::name).collect();
     println!("tower-observe demo listening on http://{addr}");
@@ -641,10 +653,30 @@ async fn run(args: common::Args, slot: StoreSlot) {
         println!("            (every response's x-request-id; export: {ops}/v1/logs/export?token={token})");
     }
     println!("  fault:    http://{addr}/demo/fault");
+    #[cfg(feature = "llm")]
+    let extra = {
+        // Fast models (streams under 0.2 s, apart from the rare stall), so that the
+        // recommended p99 rule stays quiet until a fault is injected.
+        let delays = [Duration::from_millis(2), Duration::from_millis(4)];
+        let (llm, _) = common::llm::llm_routes(&observer, delays).await;
+        println!("  llm:      POST http://{addr}/v1/chat/completions (streamed from local model upstreams; the llm section of /v1/stats)");
+        extra.merge(llm)
+    };
+    #[cfg(feature = "operations")]
+    let extra = {
+        println!(
+            "  ops:      http://{addr}/v1/users/42 (a database call, an external API, a job queue)"
+        );
+        extra.merge(common::ops::router(&observer))
+    };
     println!("  routes:   http://{addr}/");
     if args.traffic {
         println!("  traffic:  {} requests/s to http://{addr}", args.rps);
         tokio::spawn(drive_traffic(addr, args.rps));
+        #[cfg(feature = "llm")]
+        tokio::spawn(common::llm::drive_chat(addr, (args.rps / 10).max(2)));
+        #[cfg(feature = "operations")]
+        tokio::spawn(common::ops::drive(addr, (args.rps / 10).max(2)));
     }
     println!();
     println!("Make an alert fire: fail half of the /api requests for 90 s,");
@@ -677,7 +709,7 @@ async fn run(args: common::Args, slot: StoreSlot) {
 
     common::serve(
         listener,
-        app(&observer, fault, prefix.as_deref()),
+        app(&observer, fault, prefix.as_deref(), extra),
         args.exit_after,
     )
     .await;

@@ -197,7 +197,7 @@ async fn drive_traffic(addr: SocketAddr, rps: u32) {
     common::drive(rps, 64, move || {
         let dice = fastrand::u8(0..100);
         let url = if dice < 20 {
-            ops_demo::traffic_url(addr)
+            common::ops::traffic_url(addr)
         } else if dice < 80 {
             format!("http://{addr}/v1/complete/{}", models[fastrand::usize(..3)])
         } else {
@@ -214,226 +214,6 @@ async fn drive_traffic(addr: SocketAddr, rps: u32) {
 }
 
 // --- LLM traffic (feature `llm`) --------------------------------------------------------------
-
-/// The models each local model upstream serves, and its provider label.
-const LLM_MODELS: [(&str, &str); 3] = [
-    ("gpt-4o-mini", "openai"),
-    ("gpt-4o", "openai"),
-    ("mistral-small", "mistral_ai"),
-];
-
-/// A local model upstream speaking OpenAI's streaming chat API: a role-only chunk, then 5 to
-/// 40 tokens every `token_delay` (after a first-token delay of 8 × `token_delay`), a `usage`
-/// event and `[DONE]`. 3 % of calls answer 500, 2 % stall for 10 s mid-stream, 2 % end
-/// with an `error` event.
-async fn start_llm_upstream(token_delay: Duration) -> SocketAddr {
-    use axum::body::{Body, Bytes};
-    use axum::routing::post;
-
-    async fn chat(token_delay: Duration, body: Bytes) -> axum::response::Response {
-        let request: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-        let model = request["model"].as_str().unwrap_or("unknown").to_owned();
-        let roll = fastrand::u8(0..100);
-        if roll < 3 {
-            let error = r#"{"error":{"message":"upstream overloaded","type":"server_error"}}"#;
-            return (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                [("content-type", "application/json")],
-                error,
-            )
-                .into_response();
-        }
-        let tokens = fastrand::u64(5..=40);
-        let prompt_tokens = 8 + (body.len() as u64) / 4;
-        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
-        tokio::spawn(async move {
-            let id = fastrand::u64(..);
-            let event = |delta: &str, usage: &str| {
-                Bytes::from(format!(
-                    "data: {{\"id\":\"chatcmpl-{id}\",\"object\":\"chat.completion.chunk\",\"model\":\"{model}\",\"choices\":[{delta}],\"usage\":{usage}}}\n\n"
-                ))
-            };
-            let role = r#"{"index":0,"delta":{"role":"assistant","content":""}}"#;
-            if tx.send(Ok(event(role, "null"))).await.is_err() {
-                return;
-            }
-            tokio::time::sleep(token_delay * 8).await;
-            for i in 0..tokens {
-                if roll < 5 && i == tokens / 2 {
-                    tokio::time::sleep(Duration::from_secs(10)).await; // a stall
-                }
-                if (5..7).contains(&roll) && i == tokens / 2 {
-                    let error = Bytes::from_static(
-                        b"data: {\"error\":{\"message\":\"model crashed\"}}\n\n",
-                    );
-                    let _ = tx.send(Ok(error)).await;
-                    return;
-                }
-                let delta = format!(r#"{{"index":0,"delta":{{"content":"tok{i} "}}}}"#);
-                if tx.send(Ok(event(&delta, "null"))).await.is_err() {
-                    return; // the caller went away
-                }
-                tokio::time::sleep(token_delay).await;
-            }
-            let usage = format!(
-                r#"{{"prompt_tokens":{prompt_tokens},"completion_tokens":{tokens},"total_tokens":{}}}"#,
-                prompt_tokens + tokens
-            );
-            let _ = tx.send(Ok(event("", &usage))).await;
-            let _ = tx.send(Ok(Bytes::from_static(b"data: [DONE]\n\n"))).await;
-        });
-        let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-            rx.recv().await.map(|item| (item, rx))
-        });
-        (
-            [("content-type", "text/event-stream")],
-            Body::from_stream(stream),
-        )
-            .into_response()
-    }
-
-    let app = Router::new().route(
-        "/v1/chat/completions",
-        post(move |body: Bytes| chat(token_delay, body)),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind model upstream");
-    let addr = listener.local_addr().expect("model upstream address");
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    addr
-}
-
-/// The HTTP client of the model upstreams, recorded by the LLM client layer.
-type LlmUpstreamClient = tower_observe::llm::Llm<
-    hyper_util::client::legacy::Client<
-        hyper_util::client::legacy::connect::HttpConnector,
-        axum::body::Body,
-    >,
->;
-
-#[derive(Clone)]
-struct LlmGateway {
-    /// Per provider, the upstream serving it.
-    upstreams: Arc<[(&'static str, SocketAddr)]>,
-    client: LlmUpstreamClient,
-}
-
-/// `POST /v1/chat/completions`: reads the model from the request, forwards the request to
-/// the provider serving it, and streams the answer back untouched. The provider and model go
-/// into the response's extensions for the server layer, and into the upstream request's for
-/// the client layer.
-async fn chat_completions(
-    State(gw): State<LlmGateway>,
-    body: axum::body::Bytes,
-) -> axum::response::Response {
-    use tower::ServiceExt;
-    use tower_observe::llm::LlmLabels;
-
-    let request: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-    let model = request["model"].as_str().unwrap_or("").to_owned();
-    let provider = LLM_MODELS
-        .iter()
-        .find(|(m, _)| *m == model)
-        .map_or("openai", |(_, p)| p);
-    let labels = LlmLabels::new().provider(provider).model(model);
-    let Some((_, upstream)) = gw.upstreams.iter().find(|(p, _)| *p == provider) else {
-        return (StatusCode::BAD_GATEWAY, "no upstream").into_response();
-    };
-    let mut upstream_request =
-        axum::http::Request::post(format!("http://{upstream}/v1/chat/completions"))
-            .header("content-type", "application/json")
-            .body(axum::body::Body::from(body))
-            .expect("a valid request");
-    upstream_request.extensions_mut().insert(labels.clone());
-    match gw.client.oneshot(upstream_request).await {
-        Ok(res) => {
-            let (parts, body) = res.into_parts();
-            let mut res = axum::http::Response::from_parts(parts, axum::body::Body::new(body));
-            res.extensions_mut().insert(labels);
-            res
-        }
-        Err(_) => (
-            StatusCode::BAD_GATEWAY,
-            Extension(labels),
-            "upstream unreachable",
-        )
-            .into_response(),
-    }
-}
-
-/// The LLM routes of the gateway, with their upstreams started.
-async fn llm_routes(observer: &Observer) -> (Router, Vec<SocketAddr>) {
-    use tower::Layer;
-
-    let openai = start_llm_upstream(Duration::from_millis(15)).await;
-    let mistral = start_llm_upstream(Duration::from_millis(35)).await;
-    let http = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build_http::<axum::body::Body>();
-    let models: Vec<&str> = LLM_MODELS.iter().map(|(m, _)| *m).collect();
-    let gateway = LlmGateway {
-        upstreams: Arc::from(vec![("openai", openai), ("mistral_ai", mistral)]),
-        // The server layer counts the tokens of this traffic; counting them here too would
-        // double `gen_ai_client_token_usage`.
-        client: observer
-            .llm_client_layer()
-            .allowed_models(&models)
-            .token_usage(false)
-            .layer(http),
-    };
-    let router = Router::new()
-        .route(
-            "/v1/chat/completions",
-            axum::routing::post(chat_completions),
-        )
-        .with_state(gateway)
-        .layer(
-            observer
-                .llm_server_layer()
-                .allowed_models(models)
-                .allowed_providers(["openai", "mistral_ai"]),
-        );
-    (router, vec![openai, mistral])
-}
-
-/// Streamed chat completions at `rps` per second: one in ten asks for a model nobody serves,
-/// and one in twenty is read half-way and dropped (a user closing the tab).
-async fn drive_chat(addr: SocketAddr, rps: u32) {
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(5))
-        .build()
-        .expect("reqwest client");
-    common::drive(rps, 32, move || {
-        let model = if fastrand::u8(0..10) == 0 {
-            "gpt-unknown"
-        } else {
-            LLM_MODELS[fastrand::usize(..LLM_MODELS.len())].0
-        };
-        let drop_half_way = fastrand::u8(0..20) == 0;
-        let body = format!(
-            r#"{{"model":"{model}","stream":true,"stream_options":{{"include_usage":true}},"messages":[{{"role":"user","content":"Say something."}}]}}"#
-        );
-        let request = client
-            .post(format!("http://{addr}/v1/chat/completions"))
-            .header("content-type", "application/json")
-            .body(body);
-        async move {
-            let Ok(mut res) = request.send().await else {
-                return;
-            };
-            let mut chunks = 0;
-            while let Ok(Some(_)) = res.chunk().await {
-                chunks += 1;
-                if drop_half_way && chunks == 4 {
-                    return;
-                }
-            }
-        }
-    })
-    .await;
-}
 
 fn main() {
     let args = SPEC.parse();
@@ -499,13 +279,17 @@ async fn run(args: common::Args) {
         models_cache: observer.cache("models"),
         cached_models: Arc::default(),
     };
-    let (llm, llm_upstreams) = llm_routes(&observer).await;
+    let (llm, llm_upstreams) = common::llm::llm_routes(
+        &observer,
+        [Duration::from_millis(15), Duration::from_millis(35)],
+    )
+    .await;
     let app = Router::new()
         .route("/v1/complete/{model}", get(complete))
         .route("/v1/models", get(models))
         .with_state(gateway)
         .merge(llm)
-        .merge(ops_demo::router(&observer))
+        .merge(common::ops::router(&observer))
         .merge(observer.router())
         .layer(observer.layer());
 
@@ -526,137 +310,7 @@ async fn run(args: common::Args) {
     if args.traffic {
         println!("  traffic:   {} requests/s to http://{addr}", args.rps);
         tokio::spawn(drive_traffic(addr, args.rps));
-        tokio::spawn(drive_chat(addr, (args.rps / 4).max(2)));
+        tokio::spawn(common::llm::drive_chat(addr, (args.rps / 4).max(2)));
     }
     common::serve(listener, app, args.exit_after).await;
-}
-
-/// Operations and queues (feature `operations`): a fake database, an external API and a job
-/// queue with three workers, all in this module.
-mod ops_demo {
-    use std::net::SocketAddr;
-    use std::time::Duration;
-
-    use axum::extract::{Path, State};
-    use axum::http::StatusCode;
-    use axum::response::IntoResponse;
-    use axum::routing::get;
-    use axum::Router;
-    use tokio::sync::mpsc;
-    use tower_observe::operations::{Enqueued, Operation, OperationHandle, Queue, QueueHandle};
-    use tower_observe::Observer;
-
-    #[derive(Debug)]
-    struct DbTimeout;
-
-    #[derive(Debug)]
-    struct ApiUnavailable;
-
-    #[derive(Clone)]
-    struct Ops {
-        select_user: OperationHandle,
-        credit_check: OperationHandle,
-        audit: QueueHandle,
-        jobs: mpsc::Sender<(u64, Enqueued)>,
-    }
-
-    /// `select_user`: 1–10 ms, one call in 20 times out.
-    async fn select_user(id: u64) -> Result<String, DbTimeout> {
-        tokio::time::sleep(Duration::from_millis(fastrand::u64(1..=10))).await;
-        if fastrand::u8(0..100) < 5 {
-            return Err(DbTimeout);
-        }
-        Ok(format!("user-{id}"))
-    }
-
-    /// An external API that answers in 5–40 ms and fails 3 % of the time.
-    async fn credit_check(_user: &str) -> Result<u32, ApiUnavailable> {
-        tokio::time::sleep(Duration::from_millis(fastrand::u64(5..=40))).await;
-        if fastrand::u8(0..100) < 3 {
-            return Err(ApiUnavailable);
-        }
-        Ok(fastrand::u32(300..=850))
-    }
-
-    async fn user(State(ops): State<Ops>, Path(id): Path<u64>) -> impl IntoResponse {
-        let user = match ops.select_user.run(select_user(id)).await {
-            Ok(user) => user,
-            Err(DbTimeout) => {
-                return (
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "database timeout".to_owned(),
-                )
-            }
-        };
-        let score = ops.credit_check.run(credit_check(&user)).await;
-        // The audit job: enqueued now, processed by a worker later (skipped when the queue is
-        // full).
-        if let Ok(slot) = ops.jobs.try_reserve() {
-            slot.send((id, ops.audit.enqueued()));
-        }
-        match score {
-            Ok(score) => (StatusCode::OK, format!("{user}: credit score {score}")),
-            Err(ApiUnavailable) => (
-                StatusCode::BAD_GATEWAY,
-                format!("{user}: credit check unavailable"),
-            ),
-        }
-    }
-
-    /// One worker: takes audit jobs, 5–30 ms each, one in 25 fails; a heartbeat every second
-    /// while it waits, so a hung worker would show as stuck.
-    async fn worker(
-        name: String,
-        audit: QueueHandle,
-        jobs: std::sync::Arc<tokio::sync::Mutex<mpsc::Receiver<(u64, Enqueued)>>>,
-    ) {
-        let me = audit.worker(name);
-        loop {
-            let next = {
-                let mut jobs = jobs.lock().await;
-                tokio::time::timeout(Duration::from_secs(1), jobs.recv()).await
-            };
-            me.heartbeat();
-            match next {
-                Ok(Some((id, job))) => {
-                    let _ = me
-                        .process(job, async move {
-                            tokio::time::sleep(Duration::from_millis(fastrand::u64(5..=30))).await;
-                            if fastrand::u8(0..100) < 4 {
-                                Err(std::io::Error::other(format!("audit of {id} failed")))
-                            } else {
-                                Ok(())
-                            }
-                        })
-                        .await;
-                }
-                Ok(None) => return,
-                Err(_) => {} // no job this second
-            }
-        }
-    }
-
-    /// `GET /v1/users/{id}`, and the audit workers.
-    pub(super) fn router(observer: &Observer) -> Router {
-        let (tx, rx) = mpsc::channel(256);
-        let audit = observer.queue(Queue::new("audit").stuck_after(Duration::from_secs(10)));
-        let rx = std::sync::Arc::new(tokio::sync::Mutex::new(rx));
-        for i in 1..=3 {
-            tokio::spawn(worker(format!("auditor-{i}"), audit.clone(), rx.clone()));
-        }
-        let ops = Ops {
-            select_user: observer
-                .operation(Operation::db("postgresql", "select_user").collection("users")),
-            credit_check: observer.operation(Operation::function("credit_api", "credit_check")),
-            audit,
-            jobs: tx,
-        };
-        Router::new()
-            .route("/v1/users/{id}", get(user))
-            .with_state(ops)
-    }
-
-    pub(super) fn traffic_url(addr: SocketAddr) -> String {
-        format!("http://{addr}/v1/users/{}", fastrand::u64(1..1000))
-    }
 }

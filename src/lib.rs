@@ -47,7 +47,7 @@
 //! | `alerts` | `alerts` | rules evaluated in process, notifications, `/v1/alerts`, rules for Prometheus |
 //! | `process` | `process` | `process_*` metrics, CPU utilization, tokio runtime figures |
 //! | `log-store` | `log_store` | captured events and spans in an embedded file, `/v1/requests/{id}`, `/v1/logs`, ECS export |
-//! | `dashboard` | `dashboard` | the live dashboard at `/dashboard`, `/v1/stats/stream` |
+//! | `dashboard` | `dashboard` | the live dashboard at `/dashboard`, `/v1/stats/stream`, recent slow and failed requests at `/v1/requests` |
 //! | `llm` | `llm` | GenAI server and client layers: tokens, time to first token, per provider and model |
 //! | `operations` | `operations` | database calls, messaging, functions and external APIs timed (`db_client_operation_duration_seconds`, `function_calls_total`, …), queues and workers |
 //!

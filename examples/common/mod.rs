@@ -2,6 +2,11 @@
 //! `--exit-after`), and a bounded self-driven load. Not an example itself.
 #![allow(dead_code, unreachable_pub, missing_docs)]
 
+#[cfg(feature = "llm")]
+pub mod llm;
+#[cfg(feature = "operations")]
+pub mod ops;
+
 use std::collections::HashMap;
 use std::fmt::Display;
 use std::future::Future;
