@@ -11,9 +11,14 @@
 //! while a keep-alive HTTP/1.1 client with 32 connections drives it from the other core.
 //! Server CPU per request is the serving thread's CPU time (user + system, from its
 //! `CLOCK_THREAD_CPUTIME_ID`) over the measured window, divided by the requests answered in
-//! it. Rounds are interleaved (every stack once, then again), so drift on a shared machine
+//! it. The same window is also measured with the server's background threads counted: the
+//! CPU time of every thread of the process but the load generator's (the serving thread,
+//! the `tower-observe-*` threads — log store, history, alerts, process sampler, dashboard —,
+//! an exporter's thread, Tokio's blocking pool), from each thread's CPU clock; the child
+//! prints where it went, by thread name. Rounds are interleaved (every stack once, then again), so drift on a shared machine
 //! hits all stacks alike; the report gives the median and the spread over rounds, and each
-//! stack's added cost over the bare router of the same round. Bounded: every run stops
+//! stack's added cost over the bare router of the same round, and, when `axum_prometheus`
+//! (or the stack named by `LOAD_BASELINE`) ran, each stack's ratio to it. Bounded: every run stops
 //! itself after a short warm-up and `LOAD_SECS`.
 //!
 //! `-- serve <stack> <secs>` only serves one stack (for an external load generator).
@@ -72,29 +77,94 @@ fn cpu_time(clock: libc::clockid_t) -> Duration {
     Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }
 
+/// The CPU clock of the thread `tid` of this process: the kernel's encoding of a per-thread
+/// scheduler clock (`MAKE_THREAD_CPUCLOCK(tid, CPUCLOCK_SCHED)`), what
+/// `pthread_getcpuclockid` returns for a thread whose `pthread_t` we do not hold.
+fn thread_cpu_clock(tid: libc::pid_t) -> libc::clockid_t {
+    ((!tid) << 3) | 6
+}
+
+/// CPU time consumed so far by every thread of this process but `except` (the load
+/// generator's), by thread ID, with the thread's name: the serving thread and every
+/// background thread (`tower-observe-*`, an exporter's, Tokio's blocking pool).
+fn server_threads_cpu(except: libc::pid_t) -> Vec<(libc::pid_t, String, Duration)> {
+    let mut threads = Vec::new();
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return threads;
+    };
+    for task in tasks.flatten() {
+        let Some(tid) = task.file_name().to_str().and_then(|t| t.parse().ok()) else {
+            continue;
+        };
+        if tid == except {
+            continue;
+        }
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: `ts` is a local the call writes into; a thread that has exited makes the
+        // call fail, and it is skipped.
+        if unsafe { libc::clock_gettime(thread_cpu_clock(tid), &mut ts) } != 0 {
+            continue;
+        }
+        let name = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        let cpu = Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32);
+        threads.push((tid, name.trim().to_owned(), cpu));
+    }
+    threads
+}
+
+/// The CPU the threads of `after` spent since `before` (a thread born in between counts
+/// from zero; one that ended in between is lost, which only undercounts), in total and by
+/// thread name.
+fn threads_cpu_delta(
+    before: &[(libc::pid_t, String, Duration)],
+    after: &[(libc::pid_t, String, Duration)],
+) -> (Duration, Vec<(String, Duration)>) {
+    let mut by_name: Vec<(String, Duration)> = Vec::new();
+    let mut total = Duration::ZERO;
+    for (tid, name, cpu) in after {
+        let start = before
+            .iter()
+            .find(|(t, _, _)| t == tid)
+            .map_or(Duration::ZERO, |(_, _, c)| *c);
+        let spent = cpu.saturating_sub(start);
+        total += spent;
+        match by_name.iter_mut().find(|(n, _)| n == name) {
+            Some((_, d)) => *d += spent,
+            None => by_name.push((name.clone(), spent)),
+        }
+    }
+    (total, by_name)
+}
+
 /// Serves `name` from a new thread pinned to core 0, on a single-threaded runtime (so all
 /// of the server's work runs on that thread); returns its address and CPU clock.
 fn serve(name: &str) -> (SocketAddr, libc::clockid_t) {
     let name = name.to_owned();
     let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        pin_to(0);
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let (app, subscriber) = stacks::stack(&name).expect("a known stack");
-            let (dispatch, _provider) = stacks::dispatch(subscriber);
-            if let Some(dispatch) = dispatch {
-                tracing::dispatcher::set_global_default(dispatch).unwrap();
-            }
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            tx.send((listener.local_addr().unwrap(), this_thread_cpu_clock()))
+    let server = std::thread::Builder::new().name("server".into());
+    server
+        .spawn(move || {
+            pin_to(0);
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
                 .unwrap();
-            axum::serve(listener, app).await.unwrap();
-        });
-    });
+            rt.block_on(async move {
+                let (app, subscriber) = stacks::stack(&name).expect("a known stack");
+                let (dispatch, _provider) = stacks::dispatch(subscriber);
+                if let Some(dispatch) = dispatch {
+                    tracing::dispatcher::set_global_default(dispatch).unwrap();
+                }
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                tx.send((listener.local_addr().unwrap(), this_thread_cpu_clock()))
+                    .unwrap();
+                axum::serve(listener, app).await.unwrap();
+            });
+        })
+        .expect("the server thread");
     rx.recv().unwrap()
 }
 
@@ -135,8 +205,22 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
 }
 
-/// One measured run of `name`, in this process: (requests, server CPU, wall time).
-fn run(name: &str, secs: u64) -> (u64, Duration, Duration) {
+/// One measured run of `name`, in this process.
+struct Run {
+    requests: u64,
+    /// The serving thread's CPU.
+    serving_cpu: Duration,
+    /// Every thread's CPU but the load generator's: the serving thread and the background.
+    process_cpu: Duration,
+    /// `process_cpu` by thread name.
+    by_thread: Vec<(String, Duration)>,
+    wall: Duration,
+}
+
+/// One measured run of `name`, in this process; the load generator is this thread.
+fn run(name: &str, secs: u64) -> Run {
+    // SAFETY: `gettid` has no preconditions.
+    let load_generator = unsafe { libc::gettid() };
     let (addr, clock) = serve(name);
     pin_to(1);
     let client = tokio::runtime::Builder::new_current_thread()
@@ -150,14 +234,23 @@ fn run(name: &str, secs: u64) -> (u64, Duration, Duration) {
             .map(|_| tokio::spawn(connection(addr, stop.clone(), done.clone())))
             .collect();
         tokio::time::sleep(WARM_UP).await;
+        let threads_before = server_threads_cpu(load_generator);
         let (start, cpu_before, before) = (Instant::now(), cpu_time(clock), done.load(Relaxed));
         tokio::time::sleep(Duration::from_secs(secs)).await;
         let (wall, cpu_after, after) = (start.elapsed(), cpu_time(clock), done.load(Relaxed));
+        let threads_after = server_threads_cpu(load_generator);
         stop.store(true, Relaxed);
         for t in tasks {
             t.await.unwrap();
         }
-        (after - before, cpu_after - cpu_before, wall)
+        let (process_cpu, by_thread) = threads_cpu_delta(&threads_before, &threads_after);
+        Run {
+            requests: after - before,
+            serving_cpu: cpu_after - cpu_before,
+            process_cpu,
+            by_thread,
+            wall,
+        }
     })
 }
 
@@ -165,20 +258,29 @@ fn run(name: &str, secs: u64) -> (u64, Duration, Duration) {
 #[derive(Default)]
 struct Samples {
     cpu_micros_per_request: Vec<f64>,
+    /// With the background threads: every thread's CPU but the load generator's.
+    process_micros_per_request: Vec<f64>,
     requests_per_second: Vec<f64>,
+}
+
+/// The median of `values` (NaN when empty).
+fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    if sorted.is_empty() {
+        f64::NAN
+    } else if sorted.len() % 2 == 1 {
+        sorted[sorted.len() / 2]
+    } else {
+        (sorted[sorted.len() / 2 - 1] + sorted[sorted.len() / 2]) / 2.0
+    }
 }
 
 /// The median and the range of `values`, as `median [min–max]`.
 fn summary(values: &[f64]) -> String {
     let mut sorted = values.to_vec();
     sorted.sort_by(f64::total_cmp);
-    let median = if sorted.is_empty() {
-        f64::NAN
-    } else if sorted.len() % 2 == 1 {
-        sorted[sorted.len() / 2]
-    } else {
-        (sorted[sorted.len() / 2 - 1] + sorted[sorted.len() / 2]) / 2.0
-    };
+    let median = median(&sorted);
     let (min, max) = (sorted.first(), sorted.last());
     format!(
         "{median:>7.2} [{:.2}–{:.2}]",
@@ -203,8 +305,18 @@ fn main() {
     match args.first().map(String::as_str) {
         // A child: one run of one stack, one line on stdout.
         Some("child") => {
-            let (requests, cpu, wall) = run(&args[1], secs);
-            println!("RESULT {requests} {} {}", cpu.as_nanos(), wall.as_nanos());
+            let r = run(&args[1], secs);
+            println!(
+                "RESULT {} {} {} {}",
+                r.requests,
+                r.serving_cpu.as_nanos(),
+                r.wall.as_nanos(),
+                r.process_cpu.as_nanos()
+            );
+            let threads: Vec<String> = (r.by_thread.iter())
+                .map(|(name, cpu)| format!("{name}={:.1}ms", cpu.as_secs_f64() * 1e3))
+                .collect();
+            println!("THREADS {}", threads.join(" "));
             return;
         }
         Some("serve") => {
@@ -231,8 +343,9 @@ fn main() {
     let exe = std::env::current_exe().unwrap();
     let mut samples: Vec<Samples> = names.iter().map(|_| Samples::default()).collect();
     let mut added: Vec<Vec<f64>> = names.iter().map(|_| Vec::new()).collect();
+    let mut added_process: Vec<Vec<f64>> = names.iter().map(|_| Vec::new()).collect();
     for round in 1..=rounds {
-        let mut bare = f64::NAN;
+        let (mut bare, mut bare_process) = (f64::NAN, f64::NAN);
         for (i, name) in names.iter().enumerate() {
             let out = Command::new(&exe)
                 .args(["child", name])
@@ -247,32 +360,69 @@ fn main() {
                     String::from_utf8_lossy(&out.stderr).trim()
                 );
             };
+            let threads = stdout.lines().find_map(|l| l.strip_prefix("THREADS "));
             let numbers: Vec<f64> = line.split(' ').map(|n| n.parse().unwrap()).collect();
             let (requests, cpu_nanos, wall_nanos) = (numbers[0], numbers[1], numbers[2]);
+            let process_nanos = numbers[3];
             let cpu_micros = cpu_nanos / 1000.0 / requests;
+            let process_micros = process_nanos / 1000.0 / requests;
             let rps = requests / (wall_nanos / 1e9);
             if *name == "bare" {
-                bare = cpu_micros;
+                (bare, bare_process) = (cpu_micros, process_micros);
             }
             samples[i].cpu_micros_per_request.push(cpu_micros);
+            samples[i].process_micros_per_request.push(process_micros);
             samples[i].requests_per_second.push(rps);
             added[i].push(cpu_micros - bare);
-            eprintln!("round {round}: {name:<28} {cpu_micros:>7.2} µs CPU/req {rps:>9.0} req/s");
+            added_process[i].push(process_micros - bare_process);
+            eprintln!(
+                "round {round}: {name:<28} {cpu_micros:>7.2} µs CPU/req serving, \
+                 {process_micros:>7.2} with background {rps:>9.0} req/s"
+            );
+            eprintln!("         threads: {}", threads.unwrap_or(""));
         }
     }
     println!();
+    println!("Server µs CPU per request: the serving thread; and with the background threads");
+    println!("(every thread of the server's process but the load generator's). Median [range].");
     println!(
-        "{:<28} {:>22} {:>22} {:>10}",
-        "stack", "server µs CPU/req", "added over bare µs", "req/s"
+        "{:<28} {:>20} {:>20} {:>20} {:>20} {:>10}",
+        "stack", "serving thread", "added over bare", "with background", "added over bare", "req/s"
     );
     for (i, name) in names.iter().enumerate() {
-        let mut rps = samples[i].requests_per_second.clone();
-        rps.sort_by(f64::total_cmp);
         println!(
-            "{name:<28} {:>22} {:>22} {:>10.0}",
+            "{name:<28} {:>20} {:>20} {:>20} {:>20} {:>10.0}",
             summary(&samples[i].cpu_micros_per_request),
             summary(&added[i]),
-            rps[rps.len() / 2]
+            summary(&samples[i].process_micros_per_request),
+            summary(&added_process[i]),
+            median(&samples[i].requests_per_second)
         );
+    }
+    // Ratios against a baseline, round by round (both ran in the same round), then the median.
+    let baseline = std::env::var("LOAD_BASELINE").unwrap_or_else(|_| "axum_prometheus".into());
+    if let Some(b) = names.iter().position(|n| *n == baseline) {
+        println!();
+        println!("Ratio to {baseline}, median over rounds of the ratio in each round:");
+        println!(
+            "{:<28} {:>20} {:>20}",
+            "stack", "serving thread", "with background"
+        );
+        let ratio = |of: &[f64], to: &[f64]| -> Vec<f64> {
+            of.iter().zip(to).map(|(a, b)| a / b).collect()
+        };
+        for (i, name) in names.iter().enumerate() {
+            println!(
+                "{name:<28} {:>20} {:>20}",
+                summary(&ratio(
+                    &samples[i].cpu_micros_per_request,
+                    &samples[b].cpu_micros_per_request
+                )),
+                summary(&ratio(
+                    &samples[i].process_micros_per_request,
+                    &samples[b].process_micros_per_request
+                )),
+            );
+        }
     }
 }

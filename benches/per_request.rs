@@ -128,7 +128,7 @@ fn main() {
             let exe = std::env::current_exe().expect("the benchmark's own path");
             let n = 2000;
             println!("{:<28} {:>12}", "stack", "allocs/req");
-            for name in stacks::STACKS {
+            for &name in stacks::STACKS {
                 let out = std::process::Command::new(&exe)
                     .args([name, &n.to_string()])
                     .output()

@@ -8,7 +8,7 @@ use tower_observe::trace::TraceOptions;
 use tower_observe::Observer;
 
 /// The subscriber a stack runs under; every one writes to a sink, at `INFO`.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[derive(Clone)]
 pub(crate) enum Subscriber {
     None,
     /// The crate's `EcsJsonLayer`.
@@ -17,10 +17,19 @@ pub(crate) enum Subscriber {
     Fmt,
     /// `tracing-opentelemetry` over the SDK's batch processor and a discarding exporter.
     OpenTelemetry,
+    /// The crate's `EcsJsonLayer` and the observer's log store capturing every event and
+    /// span (feature `log-store`).
+    #[cfg(feature = "log-store")]
+    EcsStore(tower_observe::log_store::LogStoreLayer),
+    /// The demo's subscriber: `EcsJsonLayer` and the log store, at `INFO` with the access log
+    /// at `WARN` (failed requests only), as `examples/demo.rs` sets it up.
+    #[cfg(feature = "log-store")]
+    Demo(tower_observe::log_store::LogStoreLayer),
 }
 
-/// The stacks, in the order they are reported.
-pub(crate) const STACKS: [&str; 20] = [
+/// The stacks, in the order they are reported (the last two need features `log-store`, and
+/// for the demo's configuration `history`, `alerts`, `process` and `dashboard` too).
+pub(crate) const STACKS: &[&str] = &[
     "bare",
     "noop_layer",
     "ours_untraced",
@@ -41,6 +50,16 @@ pub(crate) const STACKS: [&str; 20] = [
     "glue_ecs",
     "glue_fmt",
     "glue_otel",
+    #[cfg(feature = "log-store")]
+    "ours_traced_ecs_store",
+    #[cfg(all(
+        feature = "log-store",
+        feature = "history",
+        feature = "alerts",
+        feature = "process",
+        feature = "dashboard"
+    ))]
+    "ours_demo_config",
 ];
 
 /// tower-http's `TraceLayer` with its span and its response event at `INFO`, so that it
@@ -139,6 +158,55 @@ pub(crate) fn stack(name: &str) -> Option<(Router, Subscriber)> {
         "glue_ecs" => (glue(), Subscriber::Ecs),
         "glue_fmt" => (glue(), Subscriber::Fmt),
         "glue_otel" => (glue(), Subscriber::OpenTelemetry),
+        // `ours_traced_ecs` with the log store capturing every event and span, in memory.
+        #[cfg(feature = "log-store")]
+        "ours_traced_ecs_store" => {
+            use tower_observe::log_store::LogStoreOptions;
+            let observer = Observer::builder()
+                .log_store(LogStoreOptions::in_memory())
+                .build()
+                .expect("a valid observer");
+            let store = observer.log_store().expect("the log store").layer();
+            let app = base()
+                .merge(observer.router())
+                .layer(observer.layer().traces(TraceOptions::new()));
+            (app, Subscriber::EcsStore(store))
+        }
+        // The demo's whole configuration (`examples/demo.rs`): traces with the access log, ECS
+        // logs, history in memory, alerts with the recommended rules, process metrics, the
+        // dashboard and the log store in memory; its background threads run as they would.
+        #[cfg(all(
+            feature = "log-store",
+            feature = "history",
+            feature = "alerts",
+            feature = "process",
+            feature = "dashboard"
+        ))]
+        "ours_demo_config" => {
+            use tower_observe::alerts::{notify, AlertRules, Alerts};
+            let alerts = Alerts::new(AlertRules::recommended()).channel(notify::Log::new());
+            let observer = Observer::builder()
+                .service_version("bench")
+                .process_metrics()
+                .alerts(alerts)
+                .expect("valid alert rules")
+                .history(tower_observe::history::HistoryOptions::in_memory())
+                .dashboard(tower_observe::dashboard::DashboardOptions::new())
+                .log_store(
+                    tower_observe::log_store::LogStoreOptions::in_memory()
+                        .token("bench-logs-token")
+                        .service_name("bench"),
+                )
+                .build()
+                .expect("a valid observer");
+            let store = observer.log_store().expect("the log store").layer();
+            let app = base().merge(observer.router()).layer(
+                observer
+                    .layer()
+                    .traces(TraceOptions::new().access_log(true)),
+            );
+            (app, Subscriber::Demo(store))
+        }
         _ => return None,
     })
 }
@@ -185,6 +253,24 @@ pub(crate) fn dispatch(
                 .build();
             let layer = tracing_opentelemetry::layer().with_tracer(provider.tracer("bench"));
             (Some(registry.with(layer).into()), Some(provider))
+        }
+        #[cfg(feature = "log-store")]
+        Subscriber::EcsStore(store) => {
+            let layer = tower_observe::logs::EcsJsonLayer::new("bench").with_writer(std::io::sink);
+            (Some(registry.with(layer).with(store).into()), None)
+        }
+        #[cfg(feature = "log-store")]
+        Subscriber::Demo(store) => {
+            use tracing_subscriber::filter::Targets;
+            let filter = Targets::new()
+                .with_default(LevelFilter::INFO)
+                .with_target("tower_observe::access", LevelFilter::WARN);
+            let layer = tower_observe::logs::EcsJsonLayer::new("bench").with_writer(std::io::sink);
+            let subscriber = tracing_subscriber::registry()
+                .with(layer)
+                .with(store)
+                .with(filter);
+            (Some(subscriber.into()), None)
         }
     }
 }
