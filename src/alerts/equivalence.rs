@@ -330,7 +330,7 @@ fn the_engine_and_promtool_agree_on_the_recommended_rules() {
     assert!(timeline
         .iter()
         .flatten()
-        .all(|s| s.labels.get("pool").map_or(true, |p| p == "db")));
+        .all(|s| s.labels.get("pool").is_none_or(|p| p == "db")));
     let summary = &timeline[12]
         .iter()
         .find(|s| s.labels["alertname"] == "HighErrorRate")
@@ -524,7 +524,7 @@ fn the_engine_and_promtool_agree_on_the_operation_figures() {
     assert!(timeline.iter().flatten().all(|s| s
         .labels
         .get("messaging_destination_name")
-        .map_or(true, |q| q == "emails")));
+        .is_none_or(|q| q == "emails")));
     assert_eq!(
         first(&timeline, "StuckWorkers", AlertState::Firing),
         Some(6)

@@ -296,7 +296,7 @@ impl HistoryQuery {
 
 /// A filter passes `value` when absent or equal.
 fn allows(filter: Option<&str>, value: &str) -> bool {
-    filter.map_or(true, |f| f == value)
+    filter.is_none_or(|f| f == value)
 }
 
 /// One bucket of a history answer: all matching series merged.

@@ -80,13 +80,13 @@ impl Filter {
             && self
                 .route
                 .as_deref()
-                .map_or(true, |route| r.route.as_deref() == Some(route))
+                .is_none_or(|route| r.route.as_deref() == Some(route))
             && self
                 .request_id
                 .as_deref()
-                .map_or(true, |id| r.request_id.as_deref() == Some(id))
-            && self.trace.map_or(true, |t| r.trace == Some(t))
-            && self.text.as_deref().map_or(true, |q| {
+                .is_none_or(|id| r.request_id.as_deref() == Some(id))
+            && self.trace.is_none_or(|t| r.trace == Some(t))
+            && self.text.as_deref().is_none_or(|q| {
                 r.fields
                     .iter()
                     .any(|(_, v)| v.as_str().is_some_and(|s| s.to_lowercase().contains(q)))
@@ -157,7 +157,7 @@ impl Db {
             let meta = txn.open_table(META)?;
             let bytes = meta.get("bytes")?.map_or(0, |v| v.value());
             let oldest = records.first()?.map(|(k, _)| k.value());
-            if bytes <= max_bytes && oldest.map_or(true, |k| k >= cutoff) {
+            if bytes <= max_bytes && oldest.is_none_or(|k| k >= cutoff) {
                 return Ok(0);
             }
         }

@@ -225,7 +225,7 @@ impl TraceContext {
         SpanIds {
             trace_id: parent.map_or_else(new_trace_id, |p| p.span.trace_id),
             span_id: non_zero_span_id(),
-            sampled: parent.map_or(true, |p| p.span.sampled),
+            sampled: parent.is_none_or(|p| p.span.sampled),
         }
     }
 
