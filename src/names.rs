@@ -263,6 +263,9 @@ pub(crate) const HTTP_CLIENT_LABELS: &[&str] = &[
 pub const ERROR_ABORTED: &str = "aborted";
 /// `error_type` of a response whose body failed mid-stream.
 pub const ERROR_BODY: &str = "body_error";
+/// `error_type` of a request whose inner service panicked (caught by the server layer,
+/// answered 500 when the headers were not sent yet).
+pub const ERROR_PANIC: &str = "panic";
 /// `error_type` when the inner service returned an error instead of a response, and of a
 /// client error nothing more specific is known about.
 pub const ERROR_SERVICE: &str = "_OTHER";

@@ -1,6 +1,7 @@
 //! Body wrappers: count request bytes as the application reads them, and finish the
 //! recording when the response body ends, fails or is dropped.
 
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
@@ -11,6 +12,7 @@ use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
 use super::in_flight::{Finish, InFlight};
+use super::panic::Place;
 
 pin_project! {
     /// Request body seen by the inner service: the original body, counting the bytes read.
@@ -67,8 +69,9 @@ pin_project! {
     /// Response body returned by the metrics layer. Recording happens when it ends or fails;
     /// dropped before that, the request's drop guard records it as aborted.
     pub struct ResponseBody<B> {
+        // `None`: the empty body of the 500 answering a panic.
         #[pin]
-        inner: B,
+        inner: Option<B>,
         in_flight: Option<InFlight>,
     }
 }
@@ -88,7 +91,20 @@ impl<B: Body> ResponseBody<B> {
             }
             in_flight = None;
         }
-        Self { inner, in_flight }
+        Self {
+            inner: Some(inner),
+            in_flight,
+        }
+    }
+}
+
+impl<B> ResponseBody<B> {
+    /// The empty body of the `500` answering a panic (the request is recorded already).
+    pub(crate) fn panicked() -> Self {
+        Self {
+            inner: None,
+            in_flight: None,
+        }
     }
 }
 
@@ -101,7 +117,26 @@ impl<B: Body> Body for ResponseBody<B> {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         let mut this = self.project();
-        let frame = ready!(this.inner.as_mut().poll_frame(cx));
+        let Some(mut inner) = this.inner.as_mut().as_pin_mut() else {
+            return Poll::Ready(None);
+        };
+        let frame = match this.in_flight.as_mut() {
+            Some(in_flight) if in_flight.config.catch_panics => {
+                match catch_unwind(AssertUnwindSafe(|| inner.as_mut().poll_frame(cx))) {
+                    Ok(poll) => ready!(poll),
+                    Err(payload) => {
+                        // The headers are out: record and log it, then let the server drop
+                        // the connection, the only honest end of a response cut short.
+                        super::panic::report(in_flight, &*payload, Place::Body);
+                        if let Some(mut in_flight) = this.in_flight.take() {
+                            in_flight.finish(Finish::Panic);
+                        }
+                        std::panic::resume_unwind(payload);
+                    }
+                }
+            }
+            _ => ready!(inner.as_mut().poll_frame(cx)),
+        };
         match &frame {
             Some(Ok(frame)) => {
                 if let Some(in_flight) = this.in_flight.as_mut() {
@@ -109,7 +144,7 @@ impl<B: Body> Body for ResponseBody<B> {
                         in_flight.response_bytes += data.remaining() as u64;
                     }
                     // Servers stop polling a body that reports its end: it is complete now.
-                    if this.inner.is_end_stream() {
+                    if inner.is_end_stream() {
                         in_flight.finish(Finish::Complete);
                         *this.in_flight = None;
                     }
@@ -130,10 +165,12 @@ impl<B: Body> Body for ResponseBody<B> {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.inner.as_ref().is_none_or(Body::is_end_stream)
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        self.inner
+            .as_ref()
+            .map_or_else(|| SizeHint::with_exact(0), Body::size_hint)
     }
 }

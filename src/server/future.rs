@@ -1,6 +1,7 @@
 //! Future types.
 
 use std::future::Future;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
@@ -9,6 +10,7 @@ use pin_project_lite::pin_project;
 
 use super::body::ResponseBody;
 use super::in_flight::{Finish, InFlight};
+use super::panic::Place;
 
 pin_project! {
     /// Response future of [`Observe`](super::Observe).
@@ -16,14 +18,15 @@ pin_project! {
     /// Polls the handler's future inside the request's span with its trace context current
     /// (when traced), then hands the request's drop guard to the response body.
     pub struct ResponseFuture<F> {
+        // `None`: the inner service's `call` panicked; the future answers 500.
         #[pin]
-        inner: F,
+        inner: Option<F>,
         in_flight: Option<InFlight>,
     }
 }
 
 impl<F> ResponseFuture<F> {
-    pub(super) fn new(inner: F, in_flight: InFlight) -> Self {
+    pub(super) fn new(inner: Option<F>, in_flight: InFlight) -> Self {
         Self {
             inner,
             in_flight: Some(in_flight),
@@ -45,9 +48,23 @@ where
     type Output = Result<Response<ResponseBody<B>>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        let inner = this.inner;
+        let mut this = self.project();
+        let Some(inner) = this.inner.as_mut().as_pin_mut() else {
+            return Poll::Ready(Ok(panic_response(this.in_flight.take())));
+        };
         let poll = match this.in_flight.as_mut() {
+            Some(in_flight) if in_flight.config.catch_panics => {
+                let poll = AssertUnwindSafe(|| inner.poll(cx));
+                match in_flight.in_scope(|| catch_unwind(poll)) {
+                    Ok(poll) => poll,
+                    Err(payload) => {
+                        super::panic::report(in_flight, &*payload, Place::Future);
+                        // Its state is unknown: never polled again.
+                        this.inner.set(None);
+                        return Poll::Ready(Ok(panic_response(this.in_flight.take())));
+                    }
+                }
+            }
             Some(in_flight) => in_flight.in_scope(|| inner.poll(cx)),
             None => inner.poll(cx),
         };
@@ -88,4 +105,27 @@ where
             }
         })
     }
+}
+
+/// The answer to a request whose inner service panicked: `500`, an empty body, the request ID
+/// echoed; the request recorded with `error_type="panic"`.
+fn panic_response<B>(in_flight: Option<InFlight>) -> Response<ResponseBody<B>> {
+    let mut response = Response::new(ResponseBody::panicked());
+    *response.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
+    response.headers_mut().insert(
+        http::header::CONTENT_LENGTH,
+        http::HeaderValue::from_static("0"),
+    );
+    if let Some(mut in_flight) = in_flight {
+        if let (Some(ids), Some(id)) = (&in_flight.config.request_id, in_flight.request_id()) {
+            response
+                .headers_mut()
+                .insert(ids.header.clone(), id.header_value().clone());
+        }
+        let (parts, body) = response.into_parts();
+        in_flight.on_response(&parts);
+        in_flight.finish(Finish::Panic);
+        response = Response::from_parts(parts, body);
+    }
+    response
 }

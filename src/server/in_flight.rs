@@ -9,7 +9,7 @@ use super::layer::Config;
 use super::route::RouteLabel;
 use super::series::{ErrorType, HttpCompletion, Scheme};
 use crate::labels::{Dimensions, HttpMethod};
-use crate::names::{ERROR_ABORTED, ERROR_BODY, ERROR_SERVICE};
+use crate::names::{ERROR_ABORTED, ERROR_BODY, ERROR_PANIC, ERROR_SERVICE};
 use crate::request_id::RequestId;
 use crate::stats::Outcome;
 use crate::trace::{ServerTrace, SpanHandle, SpanIds, TraceContext};
@@ -64,6 +64,8 @@ pub(crate) enum Finish {
     BodyError,
     Aborted,
     ServiceError,
+    /// The inner service panicked (and the layer caught it).
+    Panic,
 }
 
 impl InFlight {
@@ -149,6 +151,7 @@ impl InFlight {
             Finish::BodyError => (Some(ErrorType::Named(ERROR_BODY)), Outcome::Failure),
             Finish::Aborted => (Some(ErrorType::Named(ERROR_ABORTED)), Outcome::Aborted),
             Finish::ServiceError => (Some(ErrorType::Named(ERROR_SERVICE)), Outcome::Failure),
+            Finish::Panic => (Some(ErrorType::Named(ERROR_PANIC)), Outcome::Failure),
         };
         let config = &*self.config;
         let own = self.own && config.own_endpoints != super::OwnEndpoints::Record;

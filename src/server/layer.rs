@@ -49,6 +49,7 @@ pub(crate) struct Config {
     failure_if: Option<FailureFn>,
     pub(crate) default_scheme: Scheme,
     pub(crate) own_endpoints: super::OwnEndpoints,
+    pub(crate) catch_panics: bool,
 }
 
 impl fmt::Debug for ObserveLayer {
@@ -60,6 +61,7 @@ impl fmt::Debug for ObserveLayer {
             .field("custom_failure_if", &c.failure_if.is_some())
             .field("default_scheme", &c.default_scheme.as_str())
             .field("own_endpoints", &c.own_endpoints)
+            .field("catch_panics", &c.catch_panics)
             .finish_non_exhaustive()
     }
 }
@@ -81,6 +83,7 @@ impl ObserveLayer {
                 failure_if: None,
                 default_scheme: Scheme::Http,
                 own_endpoints: super::OwnEndpoints::default(),
+                catch_panics: true,
             }),
         }
     }
@@ -122,6 +125,17 @@ impl ObserveLayer {
     /// kept out of the application's routes and error rate, summarised apart.
     pub fn own_endpoints(mut self, how: super::OwnEndpoints) -> Self {
         self.config_mut().own_endpoints = how;
+        self
+    }
+
+    /// Whether a panic in the inner service (its `call`, its future, or its response body) is
+    /// caught: answered `500` (when the headers are not out yet), recorded with
+    /// `error_type="panic"` and logged once with its message and stack trace. Default: on.
+    /// A panic in a response body after its headers were sent is recorded and logged, then
+    /// resumed, so the server drops the connection. See "Panics" in the metrics docs and
+    /// [`install_panic_hook`](super::install_panic_hook).
+    pub fn catch_panics(mut self, catch: bool) -> Self {
+        self.config_mut().catch_panics = catch;
         self
     }
 

@@ -62,6 +62,7 @@ mod body;
 pub mod future;
 mod in_flight;
 mod layer;
+mod panic;
 mod route;
 mod series;
 mod service;
@@ -71,6 +72,9 @@ pub(crate) use wiring::EndpointProbe;
 
 pub use body::{RequestBody, ResponseBody};
 pub use layer::ObserveLayer;
+pub use panic::{
+    install_panic_hook, PanicBacktraces, MAX_LOGGED_PANIC_MESSAGE_LEN, MAX_LOGGED_STACK_TRACE_LEN,
+};
 pub use service::Observe;
 
 /// A response extension that marks a live stream (Server-Sent Events, a long poll, a

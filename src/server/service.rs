@@ -1,5 +1,6 @@
 //! [`Observe`]: the service, and the one `call` that starts measuring a request.
 
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -10,6 +11,7 @@ use super::body::{RequestBody, ResponseBody};
 use super::future::ResponseFuture;
 use super::in_flight::InFlight;
 use super::layer::Config;
+use super::panic::Place;
 use super::route::RouteLabel;
 use super::series::Scheme;
 use crate::request_id::RequestId;
@@ -88,7 +90,18 @@ where
         let inner = &mut self.inner;
         // The handler runs in the request's span with its context current, from its first
         // synchronous line to its last poll.
-        let future = in_flight.in_scope(|| inner.call(req));
+        let future = if config.catch_panics {
+            let call = AssertUnwindSafe(|| inner.call(req));
+            match in_flight.in_scope(|| catch_unwind(call)) {
+                Ok(future) => Some(future),
+                Err(payload) => {
+                    super::panic::report(&mut in_flight, &*payload, Place::Call);
+                    None
+                }
+            }
+        } else {
+            Some(in_flight.in_scope(|| inner.call(req)))
+        };
         ResponseFuture::new(future, in_flight)
     }
 }
