@@ -40,6 +40,9 @@ impl Echo for EchoService {
         if let Some(ms) = req.message.strip_prefix("sleep:") {
             tokio::time::sleep(Duration::from_millis(ms.parse().unwrap())).await;
         }
+        if req.message == "panic" {
+            panic!("echo gave up");
+        }
         if req.fail_with != 0 {
             return Err(Status::new(req.fail_with.into(), "asked to fail"));
         }
@@ -465,4 +468,38 @@ async fn request_id_and_traceparent_reach_the_server() {
     assert_eq!(parts[0], "req-grpc-7", "{seen}");
     assert!(parts[1].starts_with(&format!("00-{trace_id}-")), "{seen}");
     assert_eq!(parts[2], trace_id, "the server continued the trace: {seen}");
+}
+
+#[tokio::test]
+async fn a_panicking_handler_answers_internal_and_the_server_keeps_serving() {
+    let server_observer = Observer::new();
+    let client_observer = Observer::new();
+    let addr = start(&server_observer).await;
+    let mut client = client(&client_observer, addr).await;
+
+    let err = client.say(say("panic", 0)).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Internal);
+    assert_eq!(err.message(), "panic");
+    // Same connection, next call served.
+    let reply = client.say(say("hi", 0)).await.unwrap();
+    assert_eq!(reply.into_inner().message, "hi");
+
+    eventually(|| {
+        server_observer
+            .stats()
+            .grpc
+            .server
+            .get(SAY)
+            .map_or(0, |e| e.calls)
+            == 2
+    })
+    .await;
+    let text = metrics(&server_observer);
+    assert_eq!(
+        count(&text, SERVER_COUNT, SAY, "INTERNAL"),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(count(&text, SERVER_COUNT, SAY, "OK"), Some(1.0), "{text}");
+    assert_eq!(server_observer.stats().grpc.server[SAY].errors, 1);
 }

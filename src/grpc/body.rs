@@ -111,8 +111,9 @@ pin_project! {
     /// A gRPC response body: counts the messages, reads `grpc-status` from the trailers and
     /// records the call when the stream ends (or is dropped).
     pub struct GrpcResponseBody<B> {
+        // `None`: the empty body of the INTERNAL answering a panic.
         #[pin]
-        inner: B,
+        inner: Option<B>,
         counter: MessageCounter,
         call: Option<GrpcCall>,
     }
@@ -144,7 +145,7 @@ impl<B> std::fmt::Debug for GrpcResponseBody<B> {
 impl<B> GrpcResponseBody<B> {
     pub(crate) fn new(inner: B, call: GrpcCall) -> Self {
         Self {
-            inner,
+            inner: Some(inner),
             counter: MessageCounter::default(),
             call: Some(call),
         }
@@ -153,7 +154,16 @@ impl<B> GrpcResponseBody<B> {
     /// A body that records nothing (a future polled again after it completed).
     pub(crate) fn new_unrecorded(inner: B) -> Self {
         Self {
-            inner,
+            inner: Some(inner),
+            counter: MessageCounter::default(),
+            call: None,
+        }
+    }
+
+    /// The empty body of a trailers-only INTERNAL answering a panic (recorded already).
+    pub(crate) fn panicked() -> Self {
+        Self {
+            inner: None,
             counter: MessageCounter::default(),
             call: None,
         }
@@ -175,7 +185,10 @@ impl<B: Body> Body for GrpcResponseBody<B> {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         let this = self.project();
-        let frame = ready!(this.inner.poll_frame(cx));
+        let Some(inner) = this.inner.as_pin_mut() else {
+            return Poll::Ready(None);
+        };
+        let frame = ready!(inner.poll_frame(cx));
         match &frame {
             Some(Ok(frame)) => {
                 if let Some(data) = frame.data_ref() {
@@ -204,11 +217,13 @@ impl<B: Body> Body for GrpcResponseBody<B> {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.inner.as_ref().is_none_or(Body::is_end_stream)
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        self.inner
+            .as_ref()
+            .map_or_else(|| SizeHint::with_exact(0), Body::size_hint)
     }
 }
 

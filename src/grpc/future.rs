@@ -51,14 +51,31 @@ impl<F> GrpcServerFuture<F> {
 
 impl<F, RB, E> Future for GrpcServerFuture<F>
 where
-    F: Future<Output = Result<Response<RB>, E>>,
+    F: Future<Output = Option<Result<Response<RB>, E>>>,
     RB: http_body::Body,
 {
     type Output = Result<Response<GrpcResponseBody<RB>>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let result = ready!(this.inner.poll(cx));
+        let Some(result) = ready!(this.inner.poll(cx)) else {
+            // The handler panicked (logged where it was caught): a trailers-only INTERNAL.
+            let mut res = Response::new(GrpcResponseBody::panicked());
+            let headers = res.headers_mut();
+            headers.insert(
+                http::header::CONTENT_TYPE,
+                HeaderValue::from_static("application/grpc"),
+            );
+            headers.insert("grpc-status", HeaderValue::from_static("13"));
+            headers.insert("grpc-message", HeaderValue::from_static("panic"));
+            if let Some((name, value)) = this.echo.take() {
+                headers.insert(name, value);
+            }
+            if let Some(call) = this.call.take() {
+                call.finish(Code::Internal, 0, false);
+            }
+            return Poll::Ready(Ok(res));
+        };
         let Some(call) = this.call.take() else {
             // Polled after completion: a contract violation by the caller; answer, never panic.
             return Poll::Ready(result.map(|res| res.map(|b| GrpcResponseBody::new_unrecorded(b))));

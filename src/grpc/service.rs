@@ -15,6 +15,7 @@ use super::future::{GrpcClientFuture, GrpcServerFuture};
 use super::{method_of, Code, GrpcClientLayer, GrpcServerLayer, Side};
 use crate::hex;
 use crate::request_id::RequestId;
+use crate::server::CatchUnwind;
 use crate::trace::{TraceContext, WithContext};
 
 impl<S> Layer<S> for GrpcServerLayer {
@@ -54,7 +55,7 @@ where
 {
     type Response = Response<GrpcResponseBody<RB>>;
     type Error = S::Error;
-    type Future = GrpcServerFuture<Instrumented<WithContext<S::Future>>>;
+    type Future = GrpcServerFuture<Instrumented<WithContext<CatchUnwind<S::Future>>>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -139,7 +140,12 @@ where
             server: None,
         };
         let req = req.map(|body| GrpcRequestBody::new(body, requests));
-        let inner = span.in_scope(|| self.inner.call(req));
+        // A panic in the handler (its `call` or its future) is caught inside the span and the
+        // context, where it is logged with the call's IDs, and answered INTERNAL.
+        let mut context = context;
+        let inner = span.in_scope(|| {
+            TraceContext::with_current(&mut context, || CatchUnwind::call(|| self.inner.call(req)))
+        });
         GrpcServerFuture::new(
             WithContext::new(inner, context).instrument(span),
             call,

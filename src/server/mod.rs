@@ -72,6 +72,8 @@ pub(crate) use wiring::EndpointProbe;
 
 pub use body::{RequestBody, ResponseBody};
 pub use layer::ObserveLayer;
+#[cfg(feature = "tonic")]
+pub use panic::CatchUnwind;
 pub use panic::{
     install_panic_hook, PanicBacktraces, MAX_LOGGED_PANIC_MESSAGE_LEN, MAX_LOGGED_STACK_TRACE_LEN,
 };

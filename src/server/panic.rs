@@ -120,6 +120,11 @@ impl Place {
 /// Logs the caught panic once, in the request's span with its context current (so the line
 /// carries the request and trace IDs).
 pub(crate) fn report(in_flight: &mut InFlight, payload: &(dyn Any + Send), place: Place) {
+    in_flight.in_scope(|| log(payload, place));
+}
+
+/// Logs the caught panic once, in the current span and trace context.
+pub(crate) fn log(payload: &(dyn Any + Send), place: Place) {
     let stashed = take_stashed();
     let stack_trace = stashed
         .as_ref()
@@ -127,7 +132,7 @@ pub(crate) fn report(in_flight: &mut InFlight, payload: &(dyn Any + Send), place
         .map(|s| s.backtrace.to_string());
     let location = stashed.as_ref().and_then(|s| s.location.as_deref());
     let message = message(payload);
-    in_flight.in_scope(|| {
+    {
         tracing::event!(
             target: "tower_observe::panic",
             tracing::Level::ERROR,
@@ -142,5 +147,71 @@ pub(crate) fn report(in_flight: &mut InFlight, payload: &(dyn Any + Send), place
             place.as_str(),
             location.unwrap_or("an unknown place (see install_panic_hook)"),
         );
-    });
+    }
 }
+
+/// The gRPC server layer's panic catching (see [`CatchUnwind`]).
+#[cfg(feature = "tonic")]
+mod catch {
+    use std::future::Future;
+    use std::panic::{catch_unwind, AssertUnwindSafe};
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    use pin_project_lite::pin_project;
+
+    use super::{log, Place};
+
+    pin_project! {
+        /// A future whose panics (and a panic in the `call` that should have made it) are caught
+        /// and logged where they happen, in the current span and trace context: inside the gRPC
+        /// server layer's future. Its output is `None` after a panic.
+        pub struct CatchUnwind<F> {
+            // `None`: the `call` that should have made it panicked (and was logged).
+            #[pin]
+            inner: Option<F>,
+        }
+    }
+
+    impl<F> CatchUnwind<F> {
+        /// Runs `call`, catching and logging a panic in it.
+        pub(crate) fn call(call: impl FnOnce() -> F) -> Self {
+            let inner = match catch_unwind(AssertUnwindSafe(call)) {
+                Ok(future) => Some(future),
+                Err(payload) => {
+                    log(&*payload, Place::Call);
+                    None
+                }
+            };
+            Self { inner }
+        }
+    }
+
+    impl<F> std::fmt::Debug for CatchUnwind<F> {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.debug_struct("CatchUnwind").finish_non_exhaustive()
+        }
+    }
+
+    impl<F: Future> Future for CatchUnwind<F> {
+        type Output = Option<F::Output>;
+
+        fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+            let mut this = self.project();
+            let Some(inner) = this.inner.as_mut().as_pin_mut() else {
+                return Poll::Ready(None);
+            };
+            match catch_unwind(AssertUnwindSafe(|| inner.poll(cx))) {
+                Ok(poll) => poll.map(Some),
+                Err(payload) => {
+                    log(&*payload, Place::Future);
+                    this.inner.set(None);
+                    Poll::Ready(None)
+                }
+            }
+        }
+    }
+}
+
+#[cfg(feature = "tonic")]
+pub use catch::CatchUnwind;
