@@ -17,9 +17,9 @@ use crate::trace::{ServerTrace, SpanHandle, SpanIds, TraceContext};
 /// What a request knows from its arrival until it is recorded.
 ///
 /// It is a drop guard: it moves from the service call into the response future, then into the
-/// response body, and records exactly once — when told how the request ended, or, if it is
-/// dropped first (client gone, timeout, a panic in the inner service), as `aborted`. So the
-/// active-requests gauge always comes back down.
+/// response body, and records exactly once — when told how the request ended (a caught panic
+/// included), or, if it is dropped first (client gone, timeout, a panic not caught because
+/// `catch_panics(false)`), as `aborted`. So the active-requests gauge always comes back down.
 pub(crate) struct InFlight {
     pub(crate) config: Arc<Config>,
     /// Everything known when the request arrived.
