@@ -234,7 +234,11 @@ fn a_panicking_inner_service_still_brings_the_gauge_down() {
     let inner = tower::service_fn(|_req: Request<tower_observe::server::RequestBody<String>>| -> std::future::Ready<Result<Response<String>, Infallible>> {
         panic!("handler bug")
     });
-    let mut svc = observer.http_metrics_layer().layer(inner);
+    // With panics not caught (the default catches them: tests/panics.rs).
+    let mut svc = observer
+        .http_metrics_layer()
+        .catch_panics(false)
+        .layer(inner);
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         drop(svc.call(Request::new(String::new())));
     }));
