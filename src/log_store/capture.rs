@@ -15,7 +15,7 @@ use tracing_subscriber::layer::Context;
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::Layer;
 
-use super::record::{self, put_field, put_header, FieldRef, FieldValue, Header, Kind};
+use super::record::{self, put_field, put_header, FieldRef, Header, Kind};
 use crate::clock::Clock;
 use crate::logs::redact::{Redaction, REDACTED};
 use crate::logs::render::ecs_name;
@@ -95,7 +95,9 @@ struct SpanState {
     route: Option<Arc<str>>,
     /// The remote parent (`parent_span_id` of a request continuing a trace).
     remote_parent: Option<u64>,
-    fields: Vec<(&'static str, FieldValue)>,
+    /// The fields, encoded as stored (redacted, capped) when recorded: a field recorded
+    /// again is appended, and the later value wins when the record is read.
+    fields: Vec<u8>,
 }
 
 /// The request a record belongs to, found in its spans (innermost first) or, for a request
@@ -172,26 +174,8 @@ pub(crate) fn hex_trace(s: &str) -> Option<[u8; 16]> {
     u128::from_str_radix(s, 16).ok().map(u128::to_be_bytes)
 }
 
-/// What a field's value becomes: redacted, a URL with its sensitive parameters redacted,
+/// Appends a field as it is stored: redacted, a URL with its sensitive parameters redacted,
 /// capped; the same rules as the ECS JSON layer.
-fn stored_value(redaction: &Redaction, name: &'static str, value: FieldRef<'_>) -> FieldValue {
-    let ecs = ecs_name(name);
-    if redaction.is_sensitive_field(ecs) {
-        return FieldValue::Str(REDACTED.to_owned());
-    }
-    match value {
-        FieldRef::Str(s) if Redaction::is_url_field(ecs) => {
-            FieldValue::Str(capped(&redaction.redact_query(s)).into_owned())
-        }
-        FieldRef::Str(s) => FieldValue::Str(capped(s).into_owned()),
-        FieldRef::I64(v) => FieldValue::I64(v),
-        FieldRef::U64(v) => FieldValue::U64(v),
-        FieldRef::F64(v) => FieldValue::F64(v),
-        FieldRef::Bool(v) => FieldValue::Bool(v),
-    }
-}
-
-/// Appends a field as [`stored_value`] would store it, without an intermediate value.
 fn put_stored(out: &mut Vec<u8>, redaction: &Redaction, name: &'static str, value: FieldRef<'_>) {
     let ecs = ecs_name(name);
     if redaction.is_sensitive_field(ecs) {
@@ -295,13 +279,7 @@ impl SpanState {
             }
             ("parent_span_id", FieldRef::Str(s)) => self.remote_parent = hex_u64(s),
             ("http.route", FieldRef::Str(s)) => self.route = Some(Arc::from(capped(s))),
-            _ => {
-                let value = stored_value(redaction, name, value);
-                match self.fields.iter_mut().find(|(n, _)| *n == name) {
-                    Some(slot) => slot.1 = value,
-                    None => self.fields.push((name, value)),
-                }
-            }
+            _ => put_stored(&mut self.fields, redaction, name, value),
         }
     }
 }
@@ -324,7 +302,7 @@ where
             trace: None,
             route: None,
             remote_parent: None,
-            fields: Vec::with_capacity(attrs.fields().len()),
+            fields: Vec::with_capacity(16 * attrs.fields().len()),
         };
         attrs.record(&mut Values(
             |field: &Field, value: FieldRef<'_>| {
@@ -448,7 +426,15 @@ where
         }
         tags.fill_from_context();
         let end = self.capture.now_nanos();
-        let mut bytes = Vec::with_capacity(64 + state.fields.len() * 24);
+        let target = span.metadata().target();
+        let name = span.metadata().name();
+        let mut bytes = Vec::with_capacity(
+            80 + target.len()
+                + name.len()
+                + tags.request_id.as_deref().map_or(0, str::len)
+                + tags.route.as_deref().map_or(0, str::len)
+                + state.fields.len(),
+        );
         put_header(
             &mut bytes,
             Kind::Span,
@@ -460,13 +446,11 @@ where
                 duration_ns: Some(end.saturating_sub(state.start_nanos)),
                 request_id: tags.request_id.as_deref(),
                 route: tags.route.as_deref(),
-                target: span.metadata().target(),
-                name: span.metadata().name(),
+                target,
+                name,
             },
         );
-        for (name, value) in &state.fields {
-            put_field(&mut bytes, name, FieldRef::from(value));
-        }
+        bytes.extend_from_slice(&state.fields);
         self.capture
             .send(record::key(state.start_nanos, state.seq), bytes);
     }
