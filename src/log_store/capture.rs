@@ -27,6 +27,26 @@ thread_local! {
         const { std::cell::RefCell::new((Vec::new(), String::new())) };
 }
 
+/// Runs `f` with this thread's reused text buffer (a fresh one if it is in use, or gone at
+/// thread exit).
+fn with_text(f: impl FnOnce(&mut String)) {
+    let mut f = Some(f);
+    let _ = SCRATCH.try_with(|cell| {
+        if let Ok(mut scratch) = cell.try_borrow_mut() {
+            let text = &mut scratch.1;
+            if let Some(f) = f.take() {
+                f(text);
+            }
+            if text.capacity() > 16 * 1024 {
+                *text = String::new();
+            }
+        }
+    });
+    if let Some(f) = f {
+        f(&mut String::new());
+    }
+}
+
 /// Longest text value stored (longer ones are cut at a character boundary and marked `…`).
 pub(crate) const MAX_VALUE_LEN: usize = 4096;
 
@@ -160,18 +180,30 @@ fn capped(s: &str) -> std::borrow::Cow<'_, str> {
     format!("{}…", &s[..end]).into()
 }
 
-/// Parses 8-byte and 16-byte lowercase or uppercase hex IDs.
-fn hex_u64(s: &str) -> Option<u64> {
-    (s.len() == 16)
-        .then(|| u64::from_str_radix(s, 16).ok())
-        .flatten()
-}
-
-pub(crate) fn hex_trace(s: &str) -> Option<[u8; 16]> {
-    if s.len() != 32 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+/// Parses `N` hex digits (either case) into a big-endian number; `None` for anything else.
+fn parse_hex<const N: usize>(s: &str) -> Option<u128> {
+    if s.len() != N {
         return None;
     }
-    u128::from_str_radix(s, 16).ok().map(u128::to_be_bytes)
+    s.bytes().try_fold(0u128, |v, b| {
+        let d = match b {
+            b'0'..=b'9' => b - b'0',
+            b'a'..=b'f' => b - b'a' + 10,
+            b'A'..=b'F' => b - b'A' + 10,
+            _ => return None,
+        };
+        Some((v << 4) | u128::from(d))
+    })
+}
+
+/// Parses a 16-digit hex span ID.
+fn hex_u64(s: &str) -> Option<u64> {
+    parse_hex::<16>(s).and_then(|v| u64::try_from(v).ok())
+}
+
+/// Parses a 32-digit hex trace ID.
+pub(crate) fn hex_trace(s: &str) -> Option<[u8; 16]> {
+    parse_hex::<32>(s).map(u128::to_be_bytes)
 }
 
 /// Appends a field as it is stored: redacted, a URL with its sensitive parameters redacted,
@@ -304,12 +336,14 @@ where
             remote_parent: None,
             fields: Vec::with_capacity(16 * attrs.fields().len()),
         };
-        attrs.record(&mut Values(
-            |field: &Field, value: FieldRef<'_>| {
-                state.put(&capture.redaction, field.name(), value);
-            },
-            &mut String::new(),
-        ));
+        with_text(|text| {
+            attrs.record(&mut Values(
+                |field: &Field, value: FieldRef<'_>| {
+                    state.put(&capture.redaction, field.name(), value);
+                },
+                text,
+            ));
+        });
         span.extensions_mut().insert(state);
     }
 
@@ -317,12 +351,14 @@ where
         let Some(span) = ctx.span(id) else { return };
         let mut extensions = span.extensions_mut();
         if let Some(state) = extensions.get_mut::<SpanState>() {
-            values.record(&mut Values(
-                |field: &Field, value: FieldRef<'_>| {
-                    state.put(&self.capture.redaction, field.name(), value);
-                },
-                &mut String::new(),
-            ));
+            with_text(|text| {
+                values.record(&mut Values(
+                    |field: &Field, value: FieldRef<'_>| {
+                        state.put(&self.capture.redaction, field.name(), value);
+                    },
+                    text,
+                ));
+            });
         }
     }
 

@@ -5,9 +5,8 @@
 //!
 //! - `records`: key → encoded record; the key is `unix nanos << 64 | sequence`, so this table
 //!   is the time index (retention deletes from its start);
-//! - `by_request_hash`: `(hash of the request ID, key)` → `()`: fixed-size entries, cheap to
-//!   insert and compare; a lookup reads the records and keeps those of the request (a hash
-//!   collision costs a read, never a wrong answer);
+//! - `by_request`: `(request ID, key)` → `()` (request IDs are UUIDv7s by default, so new
+//!   entries land at the end of this index, on few pages);
 //! - `by_trace`: `(trace ID, key)` → `()`;
 //! - `meta`: `bytes` → the stored bytes (keys, values and index entries).
 //!
@@ -24,22 +23,12 @@ use super::capture::Captured;
 use super::record::{self, Kind, Record};
 
 const RECORDS: TableDefinition<'_, u128, &[u8]> = TableDefinition::new("records");
-const BY_REQUEST: TableDefinition<'_, (u64, u128), ()> = TableDefinition::new("by_request_hash");
+const BY_REQUEST: TableDefinition<'_, (&str, u128), ()> = TableDefinition::new("by_request");
 const BY_TRACE: TableDefinition<'_, (u128, u128), ()> = TableDefinition::new("by_trace");
 const META: TableDefinition<'_, &str, u64> = TableDefinition::new("meta");
 
-/// Bytes an entry of the request index takes.
-const REQUEST_ENTRY: u64 = 24;
 /// Bytes an entry of the trace index takes.
 const TRACE_ENTRY: u64 = 32;
-
-/// The request index's key for a request ID: FNV-1a, stable across processes (the index is
-/// in the file).
-fn request_hash(id: &str) -> u64 {
-    id.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    })
-}
 
 /// One opened database.
 pub(crate) struct Db {
@@ -66,7 +55,7 @@ fn prepare(db: Database) -> Result<Database, redb::Error> {
 
 fn record_bytes(request_id: Option<&str>, trace: Option<[u8; 16]>, value_len: usize) -> u64 {
     16 + value_len as u64
-        + request_id.map_or(0, |_| REQUEST_ENTRY)
+        + request_id.map_or(0, |r| r.len() as u64 + 16)
         + trace.map_or(0, |_| TRACE_ENTRY)
 }
 
@@ -146,7 +135,7 @@ impl Db {
                     continue;
                 }
                 if let Some(id) = request_id {
-                    by_request.insert((request_hash(id), c.key), ())?;
+                    by_request.insert((id, c.key), ())?;
                 }
                 if let Some(trace) = trace {
                     by_trace.insert((u128::from_be_bytes(trace), c.key), ())?;
@@ -164,7 +153,7 @@ impl Db {
     ///
     /// Eviction by size goes down to 31/32 of `max_bytes`, so a full store evicts in batches
     /// every few flushes rather than a few records every flush; the records go in one range
-    /// delete, their index entries in key order.
+    /// delete, their trace index entries sorted by trace ID.
     pub(crate) fn purge(&self, cutoff: u128, max_bytes: u64) -> Result<u64, redb::Error> {
         // Most ticks have nothing to do: look before opening a write transaction.
         {
@@ -190,7 +179,6 @@ impl Db {
             } else {
                 max_bytes
             };
-            let mut requests = Vec::new();
             let mut traces = Vec::new();
             let mut last = None;
             let mut count = 0u64;
@@ -202,8 +190,9 @@ impl Db {
                 }
                 let value = v.value();
                 let (request_id, trace) = record::index_keys(value);
+                // Request IDs (UUIDv7s) follow the keys' order: removed as met.
                 if let Some(id) = request_id {
-                    requests.push((request_hash(id), key));
+                    by_request.remove((id, key))?;
                 }
                 if let Some(trace) = trace {
                     traces.push((u128::from_be_bytes(trace), key));
@@ -214,10 +203,6 @@ impl Db {
             }
             if let Some(last) = last {
                 records.retain_in(..=last, |_, _| false)?;
-            }
-            requests.sort_unstable();
-            for entry in requests {
-                by_request.remove(entry)?;
             }
             traces.sort_unstable();
             for entry in traces {
@@ -249,9 +234,8 @@ impl Db {
         let records = txn.open_table(RECORDS)?;
         let mut keys = Vec::new();
         if let Some(id) = request_id {
-            let h = request_hash(id);
             let index = txn.open_table(BY_REQUEST)?;
-            for entry in index.range((h, 0u128)..=(h, u128::MAX))? {
+            for entry in index.range((id, 0u128)..=(id, u128::MAX))? {
                 keys.push(entry?.0.value().1);
             }
         }
@@ -267,11 +251,7 @@ impl Db {
         let mut out = Vec::with_capacity(keys.len());
         for key in keys {
             if let Some(v) = records.get(key)? {
-                // The request index is by hash: keep the request's own records.
-                if let Some(r) = Record::decode(key, v.value()).filter(|r| {
-                    request_id.is_none_or(|id| r.request_id.as_deref() == Some(id))
-                        || trace.is_some_and(|t| r.trace == Some(t))
-                }) {
+                if let Some(r) = Record::decode(key, v.value()) {
                     out.push(r);
                 }
             }
@@ -308,11 +288,10 @@ impl Db {
         if filter.request_id.is_some() || filter.trace.is_some() {
             let keys: Box<dyn Iterator<Item = Result<u128, redb::StorageError>>> =
                 if let Some(id) = filter.request_id.as_deref() {
-                    let h = request_hash(id);
                     let index = txn.open_table(BY_REQUEST)?;
                     Box::new(
                         index
-                            .range((h, lo)..(h, hi))?
+                            .range((id, lo)..(id, hi))?
                             .rev()
                             .map(|e| e.map(|(k, _)| k.value().1)),
                     )
