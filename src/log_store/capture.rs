@@ -103,6 +103,38 @@ impl fmt::Debug for LogStoreLayer {
     }
 }
 
+/// Bytes of text kept inline (a UUID request ID, most routes) rather than allocated.
+const INLINE: usize = 46;
+
+/// A request ID or a route: inline when short (no allocation per span, a copy per record),
+/// shared otherwise.
+#[derive(Clone)]
+enum Text {
+    Inline(u8, [u8; INLINE]),
+    Shared(Arc<str>),
+}
+
+impl Text {
+    fn new(s: &str) -> Text {
+        match u8::try_from(s.len()) {
+            Ok(len) if s.len() <= INLINE => {
+                let mut buf = [0; INLINE];
+                buf[..s.len()].copy_from_slice(s.as_bytes());
+                Text::Inline(len, buf)
+            }
+            _ => Text::Shared(Arc::from(s)),
+        }
+    }
+
+    fn as_str(&self) -> &str {
+        match self {
+            // Whole UTF-8 text was copied in: this cannot fail.
+            Text::Inline(len, buf) => std::str::from_utf8(&buf[..usize::from(*len)]).unwrap_or(""),
+            Text::Shared(s) => s,
+        }
+    }
+}
+
 /// What the layer keeps in a span's extensions while it is open.
 struct SpanState {
     id: u64,
@@ -110,9 +142,9 @@ struct SpanState {
     start_nanos: u64,
     /// Whether the span is stored when it closes (not for an unsampled request, unless asked).
     keep: bool,
-    request_id: Option<Arc<str>>,
+    request_id: Option<Text>,
     trace: Option<[u8; 16]>,
-    route: Option<Arc<str>>,
+    route: Option<Text>,
     /// The remote parent (`parent_span_id` of a request continuing a trace).
     remote_parent: Option<u64>,
     /// The fields, encoded as stored (redacted, capped) when recorded: a field recorded
@@ -125,9 +157,9 @@ struct SpanState {
 #[derive(Default)]
 struct Tags {
     span_id: Option<u64>,
-    request_id: Option<Arc<str>>,
+    request_id: Option<Text>,
     trace: Option<[u8; 16]>,
-    route: Option<Arc<str>>,
+    route: Option<Text>,
 }
 
 impl Tags {
@@ -162,7 +194,7 @@ impl Tags {
                 self.trace = Some(ctx.span.trace_id);
             }
             if self.request_id.is_none() {
-                self.request_id = ctx.request_id.as_ref().map(|id| Arc::from(id.as_str()));
+                self.request_id = ctx.request_id.as_ref().map(|id| Text::new(id.as_str()));
             }
         });
     }
@@ -302,7 +334,7 @@ impl SpanState {
     /// Takes a span field: the request's IDs and route into their slots, the rest as fields.
     fn put(&mut self, redaction: &Redaction, name: &'static str, value: FieldRef<'_>) {
         match (name, value) {
-            ("request_id", FieldRef::Str(s)) => self.request_id = Some(Arc::from(capped(s))),
+            ("request_id", FieldRef::Str(s)) => self.request_id = Some(Text::new(&capped(s))),
             ("trace_id", FieldRef::Str(s)) => self.trace = hex_trace(s).or(self.trace),
             ("span_id", FieldRef::Str(s)) => {
                 if let Some(id) = hex_u64(s) {
@@ -310,7 +342,7 @@ impl SpanState {
                 }
             }
             ("parent_span_id", FieldRef::Str(s)) => self.remote_parent = hex_u64(s),
-            ("http.route", FieldRef::Str(s)) => self.route = Some(Arc::from(capped(s))),
+            ("http.route", FieldRef::Str(s)) => self.route = Some(Text::new(&capped(s))),
             _ => put_stored(&mut self.fields, redaction, name, value),
         }
     }
@@ -406,8 +438,8 @@ where
                     span_id: tags.span_id,
                     parent: None,
                     duration_ns: None,
-                    request_id: tags.request_id.as_deref(),
-                    route: tags.route.as_deref(),
+                    request_id: tags.request_id.as_ref().map(Text::as_str),
+                    route: tags.route.as_ref().map(Text::as_str),
                     target,
                     name: "",
                 },
@@ -467,8 +499,12 @@ where
         let mut bytes = Vec::with_capacity(
             80 + target.len()
                 + name.len()
-                + tags.request_id.as_deref().map_or(0, str::len)
-                + tags.route.as_deref().map_or(0, str::len)
+                + tags
+                    .request_id
+                    .as_ref()
+                    .map(Text::as_str)
+                    .map_or(0, str::len)
+                + tags.route.as_ref().map(Text::as_str).map_or(0, str::len)
                 + state.fields.len(),
         );
         put_header(
@@ -480,8 +516,8 @@ where
                 span_id: Some(state.id),
                 parent: parent.or(state.remote_parent),
                 duration_ns: Some(end.saturating_sub(state.start_nanos)),
-                request_id: tags.request_id.as_deref(),
-                route: tags.route.as_deref(),
+                request_id: tags.request_id.as_ref().map(Text::as_str),
+                route: tags.route.as_ref().map(Text::as_str),
                 target,
                 name,
             },
@@ -497,6 +533,25 @@ mod tests {
     use crate::log_store::LogStoreOptions;
     use crate::Observer;
     use tracing_subscriber::layer::SubscriberExt;
+
+    #[test]
+    fn request_ids_and_routes_read_back_whole_inline_or_shared() {
+        for s in [
+            String::new(),
+            "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b".to_owned(),
+            "é".repeat(super::INLINE / 2),
+            "r".repeat(super::INLINE),
+            "r".repeat(super::INLINE + 1),
+            "/ünïcode/".repeat(40),
+        ] {
+            let text = super::Text::new(&s);
+            assert_eq!(text.as_str(), s);
+            assert_eq!(
+                matches!(text, super::Text::Inline(..)),
+                s.len() <= super::INLINE
+            );
+        }
+    }
 
     #[test]
     fn values_are_capped_bridged_records_name_their_logger_and_lines_outside_requests_have_no_ids()
