@@ -15,7 +15,7 @@ use tracing_subscriber::layer::Context;
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::Layer;
 
-use super::record::{self, put_field, put_header, FieldRef, FieldValue, Header, Kind};
+use super::record::{self, put_field, put_header, FieldRef, Header, Kind};
 use crate::clock::Clock;
 use crate::logs::redact::{Redaction, REDACTED};
 use crate::logs::render::ecs_name;
@@ -25,6 +25,26 @@ thread_local! {
     /// buffers.
     static SCRATCH: std::cell::RefCell<(Vec<u8>, String)> =
         const { std::cell::RefCell::new((Vec::new(), String::new())) };
+}
+
+/// Runs `f` with this thread's reused text buffer (a fresh one if it is in use, or gone at
+/// thread exit).
+fn with_text(f: impl FnOnce(&mut String)) {
+    let mut f = Some(f);
+    let _ = SCRATCH.try_with(|cell| {
+        if let Ok(mut scratch) = cell.try_borrow_mut() {
+            let text = &mut scratch.1;
+            if let Some(f) = f.take() {
+                f(text);
+            }
+            if text.capacity() > 16 * 1024 {
+                *text = String::new();
+            }
+        }
+    });
+    if let Some(f) = f {
+        f(&mut String::new());
+    }
 }
 
 /// Longest text value stored (longer ones are cut at a character boundary and marked `…`).
@@ -83,6 +103,38 @@ impl fmt::Debug for LogStoreLayer {
     }
 }
 
+/// Bytes of text kept inline (a UUID request ID, most routes) rather than allocated.
+const INLINE: usize = 46;
+
+/// A request ID or a route: inline when short (no allocation per span, a copy per record),
+/// shared otherwise.
+#[derive(Clone)]
+enum Text {
+    Inline(u8, [u8; INLINE]),
+    Shared(Arc<str>),
+}
+
+impl Text {
+    fn new(s: &str) -> Text {
+        match u8::try_from(s.len()) {
+            Ok(len) if s.len() <= INLINE => {
+                let mut buf = [0; INLINE];
+                buf[..s.len()].copy_from_slice(s.as_bytes());
+                Text::Inline(len, buf)
+            }
+            _ => Text::Shared(Arc::from(s)),
+        }
+    }
+
+    fn as_str(&self) -> &str {
+        match self {
+            // Whole UTF-8 text was copied in: this cannot fail.
+            Text::Inline(len, buf) => std::str::from_utf8(&buf[..usize::from(*len)]).unwrap_or(""),
+            Text::Shared(s) => s,
+        }
+    }
+}
+
 /// What the layer keeps in a span's extensions while it is open.
 struct SpanState {
     id: u64,
@@ -90,12 +142,14 @@ struct SpanState {
     start_nanos: u64,
     /// Whether the span is stored when it closes (not for an unsampled request, unless asked).
     keep: bool,
-    request_id: Option<Arc<str>>,
+    request_id: Option<Text>,
     trace: Option<[u8; 16]>,
-    route: Option<Arc<str>>,
+    route: Option<Text>,
     /// The remote parent (`parent_span_id` of a request continuing a trace).
     remote_parent: Option<u64>,
-    fields: Vec<(&'static str, FieldValue)>,
+    /// The fields, encoded as stored (redacted, capped) when recorded: a field recorded
+    /// again is appended, and the later value wins when the record is read.
+    fields: Vec<u8>,
 }
 
 /// The request a record belongs to, found in its spans (innermost first) or, for a request
@@ -103,9 +157,9 @@ struct SpanState {
 #[derive(Default)]
 struct Tags {
     span_id: Option<u64>,
-    request_id: Option<Arc<str>>,
+    request_id: Option<Text>,
     trace: Option<[u8; 16]>,
-    route: Option<Arc<str>>,
+    route: Option<Text>,
 }
 
 impl Tags {
@@ -140,7 +194,7 @@ impl Tags {
                 self.trace = Some(ctx.span.trace_id);
             }
             if self.request_id.is_none() {
-                self.request_id = ctx.request_id.as_ref().map(|id| Arc::from(id.as_str()));
+                self.request_id = ctx.request_id.as_ref().map(|id| Text::new(id.as_str()));
             }
         });
     }
@@ -158,40 +212,34 @@ fn capped(s: &str) -> std::borrow::Cow<'_, str> {
     format!("{}…", &s[..end]).into()
 }
 
-/// Parses 8-byte and 16-byte lowercase or uppercase hex IDs.
-fn hex_u64(s: &str) -> Option<u64> {
-    (s.len() == 16)
-        .then(|| u64::from_str_radix(s, 16).ok())
-        .flatten()
-}
-
-pub(crate) fn hex_trace(s: &str) -> Option<[u8; 16]> {
-    if s.len() != 32 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+/// Parses `N` hex digits (either case) into a big-endian number; `None` for anything else.
+fn parse_hex<const N: usize>(s: &str) -> Option<u128> {
+    if s.len() != N {
         return None;
     }
-    u128::from_str_radix(s, 16).ok().map(u128::to_be_bytes)
+    s.bytes().try_fold(0u128, |v, b| {
+        let d = match b {
+            b'0'..=b'9' => b - b'0',
+            b'a'..=b'f' => b - b'a' + 10,
+            b'A'..=b'F' => b - b'A' + 10,
+            _ => return None,
+        };
+        Some((v << 4) | u128::from(d))
+    })
 }
 
-/// What a field's value becomes: redacted, a URL with its sensitive parameters redacted,
+/// Parses a 16-digit hex span ID.
+fn hex_u64(s: &str) -> Option<u64> {
+    parse_hex::<16>(s).and_then(|v| u64::try_from(v).ok())
+}
+
+/// Parses a 32-digit hex trace ID.
+pub(crate) fn hex_trace(s: &str) -> Option<[u8; 16]> {
+    parse_hex::<32>(s).map(u128::to_be_bytes)
+}
+
+/// Appends a field as it is stored: redacted, a URL with its sensitive parameters redacted,
 /// capped; the same rules as the ECS JSON layer.
-fn stored_value(redaction: &Redaction, name: &'static str, value: FieldRef<'_>) -> FieldValue {
-    let ecs = ecs_name(name);
-    if redaction.is_sensitive_field(ecs) {
-        return FieldValue::Str(REDACTED.to_owned());
-    }
-    match value {
-        FieldRef::Str(s) if Redaction::is_url_field(ecs) => {
-            FieldValue::Str(capped(&redaction.redact_query(s)).into_owned())
-        }
-        FieldRef::Str(s) => FieldValue::Str(capped(s).into_owned()),
-        FieldRef::I64(v) => FieldValue::I64(v),
-        FieldRef::U64(v) => FieldValue::U64(v),
-        FieldRef::F64(v) => FieldValue::F64(v),
-        FieldRef::Bool(v) => FieldValue::Bool(v),
-    }
-}
-
-/// Appends a field as [`stored_value`] would store it, without an intermediate value.
 fn put_stored(out: &mut Vec<u8>, redaction: &Redaction, name: &'static str, value: FieldRef<'_>) {
     let ecs = ecs_name(name);
     if redaction.is_sensitive_field(ecs) {
@@ -286,7 +334,7 @@ impl SpanState {
     /// Takes a span field: the request's IDs and route into their slots, the rest as fields.
     fn put(&mut self, redaction: &Redaction, name: &'static str, value: FieldRef<'_>) {
         match (name, value) {
-            ("request_id", FieldRef::Str(s)) => self.request_id = Some(Arc::from(capped(s))),
+            ("request_id", FieldRef::Str(s)) => self.request_id = Some(Text::new(&capped(s))),
             ("trace_id", FieldRef::Str(s)) => self.trace = hex_trace(s).or(self.trace),
             ("span_id", FieldRef::Str(s)) => {
                 if let Some(id) = hex_u64(s) {
@@ -294,14 +342,8 @@ impl SpanState {
                 }
             }
             ("parent_span_id", FieldRef::Str(s)) => self.remote_parent = hex_u64(s),
-            ("http.route", FieldRef::Str(s)) => self.route = Some(Arc::from(capped(s))),
-            _ => {
-                let value = stored_value(redaction, name, value);
-                match self.fields.iter_mut().find(|(n, _)| *n == name) {
-                    Some(slot) => slot.1 = value,
-                    None => self.fields.push((name, value)),
-                }
-            }
+            ("http.route", FieldRef::Str(s)) => self.route = Some(Text::new(&capped(s))),
+            _ => put_stored(&mut self.fields, redaction, name, value),
         }
     }
 }
@@ -324,14 +366,16 @@ where
             trace: None,
             route: None,
             remote_parent: None,
-            fields: Vec::with_capacity(attrs.fields().len()),
+            fields: Vec::with_capacity(16 * attrs.fields().len()),
         };
-        attrs.record(&mut Values(
-            |field: &Field, value: FieldRef<'_>| {
-                state.put(&capture.redaction, field.name(), value);
-            },
-            &mut String::new(),
-        ));
+        with_text(|text| {
+            attrs.record(&mut Values(
+                |field: &Field, value: FieldRef<'_>| {
+                    state.put(&capture.redaction, field.name(), value);
+                },
+                text,
+            ));
+        });
         span.extensions_mut().insert(state);
     }
 
@@ -339,12 +383,14 @@ where
         let Some(span) = ctx.span(id) else { return };
         let mut extensions = span.extensions_mut();
         if let Some(state) = extensions.get_mut::<SpanState>() {
-            values.record(&mut Values(
-                |field: &Field, value: FieldRef<'_>| {
-                    state.put(&self.capture.redaction, field.name(), value);
-                },
-                &mut String::new(),
-            ));
+            with_text(|text| {
+                values.record(&mut Values(
+                    |field: &Field, value: FieldRef<'_>| {
+                        state.put(&self.capture.redaction, field.name(), value);
+                    },
+                    text,
+                ));
+            });
         }
     }
 
@@ -392,8 +438,8 @@ where
                     span_id: tags.span_id,
                     parent: None,
                     duration_ns: None,
-                    request_id: tags.request_id.as_deref(),
-                    route: tags.route.as_deref(),
+                    request_id: tags.request_id.as_ref().map(Text::as_str),
+                    route: tags.route.as_ref().map(Text::as_str),
                     target,
                     name: "",
                 },
@@ -448,7 +494,19 @@ where
         }
         tags.fill_from_context();
         let end = self.capture.now_nanos();
-        let mut bytes = Vec::with_capacity(64 + state.fields.len() * 24);
+        let target = span.metadata().target();
+        let name = span.metadata().name();
+        let mut bytes = Vec::with_capacity(
+            80 + target.len()
+                + name.len()
+                + tags
+                    .request_id
+                    .as_ref()
+                    .map(Text::as_str)
+                    .map_or(0, str::len)
+                + tags.route.as_ref().map(Text::as_str).map_or(0, str::len)
+                + state.fields.len(),
+        );
         put_header(
             &mut bytes,
             Kind::Span,
@@ -458,15 +516,13 @@ where
                 span_id: Some(state.id),
                 parent: parent.or(state.remote_parent),
                 duration_ns: Some(end.saturating_sub(state.start_nanos)),
-                request_id: tags.request_id.as_deref(),
-                route: tags.route.as_deref(),
-                target: span.metadata().target(),
-                name: span.metadata().name(),
+                request_id: tags.request_id.as_ref().map(Text::as_str),
+                route: tags.route.as_ref().map(Text::as_str),
+                target,
+                name,
             },
         );
-        for (name, value) in &state.fields {
-            put_field(&mut bytes, name, FieldRef::from(value));
-        }
+        bytes.extend_from_slice(&state.fields);
         self.capture
             .send(record::key(state.start_nanos, state.seq), bytes);
     }
@@ -477,6 +533,25 @@ mod tests {
     use crate::log_store::LogStoreOptions;
     use crate::Observer;
     use tracing_subscriber::layer::SubscriberExt;
+
+    #[test]
+    fn request_ids_and_routes_read_back_whole_inline_or_shared() {
+        for s in [
+            String::new(),
+            "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b".to_owned(),
+            "é".repeat(super::INLINE / 2),
+            "r".repeat(super::INLINE),
+            "r".repeat(super::INLINE + 1),
+            "/ünïcode/".repeat(40),
+        ] {
+            let text = super::Text::new(&s);
+            assert_eq!(text.as_str(), s);
+            assert_eq!(
+                matches!(text, super::Text::Inline(..)),
+                s.len() <= super::INLINE
+            );
+        }
+    }
 
     #[test]
     fn values_are_capped_bridged_records_name_their_logger_and_lines_outside_requests_have_no_ids()

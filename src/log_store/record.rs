@@ -7,7 +7,7 @@
 //! kind u8 | level u8 | flags u8
 //! [trace id 16 bytes] [span id u64 LE] [parent span id u64 LE] [duration ns varint]
 //! [request id str] [route str] target str | name str
-//! (field name str | tag u8 | value)*        until the end
+//! (field name str | tag u8 | value)*        until the end (a name repeated: the last wins)
 //! ```
 //!
 //! where `str` is a varint length and UTF-8 bytes, and the bracketed parts are present when
@@ -320,7 +320,15 @@ impl Record {
                 4 => FieldValue::Bool(r.byte()? != 0),
                 _ => return None,
             };
-            fields.push((name.to_owned(), value));
+            // A span field recorded again was appended: the later value wins, in the place
+            // of the first.
+            match fields
+                .iter_mut()
+                .find(|(n, _): &&mut (String, FieldValue)| n == name)
+            {
+                Some(slot) => slot.1 = value,
+                None => fields.push((name.to_owned(), value)),
+            }
         }
         Some(Record {
             key,
@@ -393,6 +401,13 @@ mod tests {
         assert_eq!(r.field("ok"), Some(&FieldValue::Bool(true)));
         assert_eq!(r.message(), "héllo");
         assert_eq!(r.nanos(), 5);
+        // A span field recorded again: the later value, in the first one's place.
+        let mut again = out.clone();
+        put_field(&mut again, "rows", FieldRef::I64(7));
+        let r = Record::decode(key(5, 1), &again).unwrap();
+        assert_eq!(r.field("rows"), Some(&FieldValue::I64(7)));
+        assert_eq!(r.fields.len(), 5);
+        assert_eq!(r.fields[0].0, "rows");
         // A truncated record is refused, not misread.
         assert!(Record::decode(0, &out[..out.len() - 2]).is_none());
     }

@@ -5,7 +5,8 @@
 //!
 //! - `records`: key → encoded record; the key is `unix nanos << 64 | sequence`, so this table
 //!   is the time index (retention deletes from its start);
-//! - `by_request`: `(request ID, key)` → `()`;
+//! - `by_request`: `(request ID, key)` → `()` (request IDs are UUIDv7s by default, so new
+//!   entries land at the end of this index, on few pages);
 //! - `by_trace`: `(trace ID, key)` → `()`;
 //! - `meta`: `bytes` → the stored bytes (keys, values and index entries).
 //!
@@ -26,7 +27,7 @@ const BY_REQUEST: TableDefinition<'_, (&str, u128), ()> = TableDefinition::new("
 const BY_TRACE: TableDefinition<'_, (u128, u128), ()> = TableDefinition::new("by_trace");
 const META: TableDefinition<'_, &str, u64> = TableDefinition::new("meta");
 
-/// Bytes an index entry of the trace index takes.
+/// Bytes an entry of the trace index takes.
 const TRACE_ENTRY: u64 = 32;
 
 /// One opened database.
@@ -149,6 +150,10 @@ impl Db {
 
     /// Deletes records older than `cutoff` (a key), then the oldest ones until the store
     /// holds at most `max_bytes`. Returns how many went.
+    ///
+    /// Eviction by size goes down to 31/32 of `max_bytes`, so a full store evicts in batches
+    /// every few flushes rather than a few records every flush; the records go in one range
+    /// delete, their trace index entries sorted by trace ID.
     pub(crate) fn purge(&self, cutoff: u128, max_bytes: u64) -> Result<u64, redb::Error> {
         // Most ticks have nothing to do: look before opening a write transaction.
         {
@@ -162,34 +167,48 @@ impl Db {
             }
         }
         let txn = self.db.begin_write()?;
-        let mut removed = 0;
+        let removed;
         {
             let mut records = txn.open_table(RECORDS)?;
             let mut by_request = txn.open_table(BY_REQUEST)?;
             let mut by_trace = txn.open_table(BY_TRACE)?;
             let mut meta = txn.open_table(META)?;
             let mut bytes = meta.get("bytes")?.map_or(0, |v| v.value());
-            loop {
-                let Some((key, value)) = records
-                    .first()?
-                    .map(|(k, v)| (k.value(), v.value().to_vec()))
-                else {
-                    break;
-                };
-                if key >= cutoff && bytes <= max_bytes {
+            let target = if bytes > max_bytes {
+                max_bytes - max_bytes / 32
+            } else {
+                max_bytes
+            };
+            let mut traces = Vec::new();
+            let mut last = None;
+            let mut count = 0u64;
+            for entry in records.range::<u128>(..)? {
+                let (k, v) = entry?;
+                let key = k.value();
+                if key >= cutoff && bytes <= target {
                     break;
                 }
-                records.remove(key)?;
-                let (request_id, trace) = record::index_keys(&value);
+                let value = v.value();
+                let (request_id, trace) = record::index_keys(value);
+                // Request IDs (UUIDv7s) follow the keys' order: removed as met.
                 if let Some(id) = request_id {
                     by_request.remove((id, key))?;
                 }
                 if let Some(trace) = trace {
-                    by_trace.remove((u128::from_be_bytes(trace), key))?;
+                    traces.push((u128::from_be_bytes(trace), key));
                 }
                 bytes = bytes.saturating_sub(record_bytes(request_id, trace, value.len()));
-                removed += 1;
+                last = Some(key);
+                count += 1;
             }
+            if let Some(last) = last {
+                records.retain_in(..=last, |_, _| false)?;
+            }
+            traces.sort_unstable();
+            for entry in traces {
+                by_trace.remove(entry)?;
+            }
+            removed = count;
             meta.insert("bytes", bytes)?;
         }
         txn.commit()?;
