@@ -286,74 +286,10 @@ pub(crate) fn decode_segment(text: &str) -> Option<String> {
 /// Unix nanoseconds from RFC 3339 (`2026-11-23T10:00:00.250Z`, offsets allowed) or integer
 /// unix seconds.
 pub(crate) fn parse_time(text: &str) -> Option<u64> {
-    if let Ok(secs) = text.parse::<u64>() {
-        return secs.checked_mul(1_000_000_000);
+    match text.parse::<u64>() {
+        Ok(secs) => secs.checked_mul(1_000_000_000),
+        Err(_) => crate::time_fmt::parse_rfc3339_nanos(text),
     }
-    let b = text.as_bytes();
-    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') {
-        return None;
-    }
-    let num = |r: std::ops::Range<usize>| -> Option<i64> {
-        let s = text.get(r)?;
-        s.bytes()
-            .all(|c| c.is_ascii_digit())
-            .then(|| s.parse().ok())?
-    };
-    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    if b[13] != b':'
-        || b[16] != b':'
-        || !(1..=12).contains(&month)
-        || !(1..=31).contains(&day)
-        || hour > 23
-        || minute > 59
-        || second > 60
-    {
-        return None;
-    }
-    let mut rest = &text[19..];
-    let mut frac_nanos = 0i64;
-    if let Some(frac) = rest.strip_prefix('.') {
-        let digits = frac.bytes().take_while(u8::is_ascii_digit).count();
-        if digits == 0 {
-            return None;
-        }
-        for (i, d) in frac
-            .bytes()
-            .take(9)
-            .take_while(u8::is_ascii_digit)
-            .enumerate()
-        {
-            frac_nanos += i64::from(d - b'0') * 10i64.pow(8 - i as u32);
-        }
-        rest = &frac[digits..];
-    }
-    let offset = match rest {
-        "Z" | "z" => 0,
-        _ => {
-            let sign = match rest.as_bytes().first()? {
-                b'+' => 1,
-                b'-' => -1,
-                _ => return None,
-            };
-            let o = rest.get(1..)?;
-            if o.len() != 5 || o.as_bytes()[2] != b':' {
-                return None;
-            }
-            let (h, m): (i64, i64) = (o[..2].parse().ok()?, o[3..].parse().ok()?);
-            sign * (h * 3600 + m * 60)
-        }
-    };
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    let secs = days * 86_400 + hour * 3600 + minute * 60 + second - offset;
-    let nanos = i128::from(secs) * 1_000_000_000 + i128::from(frac_nanos);
-    u64::try_from(nanos).ok()
 }
 
 impl LogQuery {
