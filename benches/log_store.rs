@@ -159,6 +159,15 @@ fn lookup(c: &mut Criterion) {
             view
         });
     });
+    group.bench_function("by_trace_id_1m", |b| {
+        let mut r = 0u64;
+        b.iter(|| {
+            r = (r + 7919) % requests;
+            let view = store.request(&format!("{:032x}", r + 1)).unwrap().unwrap();
+            assert_eq!(view.logs.len(), 9);
+            view
+        });
+    });
     group.finish();
     drop(store);
     drop(observer);

@@ -1,6 +1,7 @@
 //! The capturing layer: events and closed spans, redacted and capped, encoded once and handed
 //! to a bounded queue that the background flusher drains.
 
+use hashbrown::HashMap;
 use std::fmt::{self, Write as _};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::mpsc::{SyncSender, TrySendError};
@@ -8,9 +9,10 @@ use std::sync::Arc;
 use std::time::UNIX_EPOCH;
 
 use metrics::Counter;
+use tracing::callsite::Identifier;
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record as SpanRecord};
-use tracing::{Event, Subscriber};
+use tracing::{Event, Metadata, Subscriber};
 use tracing_subscriber::layer::Context;
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::Layer;
@@ -65,6 +67,7 @@ pub(crate) struct Capture {
     pub(crate) seq: AtomicU64,
     pub(crate) dropped: AtomicU64,
     pub(crate) dropped_counter: Counter,
+    pub(crate) callsites: Callsites,
 }
 
 impl Capture {
@@ -126,12 +129,17 @@ impl Text {
         }
     }
 
-    fn as_str(&self) -> &str {
+    /// The text's UTF-8 bytes (what the record holds; no check needed to write them).
+    fn as_bytes(&self) -> &[u8] {
         match self {
-            // Whole UTF-8 text was copied in: this cannot fail.
-            Text::Inline(len, buf) => std::str::from_utf8(&buf[..usize::from(*len)]).unwrap_or(""),
-            Text::Shared(s) => s,
+            Text::Inline(len, buf) => &buf[..usize::from(*len)],
+            Text::Shared(s) => s.as_bytes(),
         }
+    }
+
+    #[cfg(test)]
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(self.as_bytes()).unwrap_or("")
     }
 }
 
@@ -212,49 +220,138 @@ fn capped(s: &str) -> std::borrow::Cow<'_, str> {
     format!("{}…", &s[..end]).into()
 }
 
-/// Parses `N` hex digits (either case) into a big-endian number; `None` for anything else.
-fn parse_hex<const N: usize>(s: &str) -> Option<u128> {
-    if s.len() != N {
+/// Parses exactly 16 hex digits (either case) into a number; `None` for anything else.
+fn hex16(b: &[u8]) -> Option<u64> {
+    if b.len() != 16 {
         return None;
     }
-    s.bytes().try_fold(0u128, |v, b| {
+    b.iter().try_fold(0u64, |v, &b| {
         let d = match b {
             b'0'..=b'9' => b - b'0',
             b'a'..=b'f' => b - b'a' + 10,
             b'A'..=b'F' => b - b'A' + 10,
             _ => return None,
         };
-        Some((v << 4) | u128::from(d))
+        Some((v << 4) | u64::from(d))
     })
 }
 
 /// Parses a 16-digit hex span ID.
 fn hex_u64(s: &str) -> Option<u64> {
-    parse_hex::<16>(s).and_then(|v| u64::try_from(v).ok())
+    hex16(s.as_bytes())
 }
 
-/// Parses a 32-digit hex trace ID.
+/// Parses a 32-digit hex trace ID (two 64-bit halves: cheaper than one 128-bit fold).
 pub(crate) fn hex_trace(s: &str) -> Option<[u8; 16]> {
-    parse_hex::<32>(s).map(u128::to_be_bytes)
+    let b = s.as_bytes();
+    if b.len() != 32 {
+        return None;
+    }
+    let (hi, lo) = (hex16(&b[..16])?, hex16(&b[16..])?);
+    Some(((u128::from(hi) << 64) | u128::from(lo)).to_be_bytes())
+}
+
+/// What a field is, by its name: worked out once per callsite (see [`Callsites`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FieldSlot {
+    /// The slot a span's text value of this name goes to instead of its fields (an event's
+    /// `log.target` names its logger).
+    special: Special,
+    /// How the value is stored when it is stored as a field.
+    class: Class,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Special {
+    None,
+    RequestId,
+    TraceId,
+    SpanId,
+    ParentSpanId,
+    Route,
+    LogTarget,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Class {
+    Redacted,
+    Url,
+    Plain,
+}
+
+impl FieldSlot {
+    fn of(redaction: &Redaction, name: &'static str) -> FieldSlot {
+        let special = match name {
+            "request_id" => Special::RequestId,
+            "trace_id" => Special::TraceId,
+            "span_id" => Special::SpanId,
+            "parent_span_id" => Special::ParentSpanId,
+            "http.route" => Special::Route,
+            "log.target" => Special::LogTarget,
+            _ => Special::None,
+        };
+        let ecs = ecs_name(name);
+        let class = if redaction.is_sensitive_field(ecs) {
+            Class::Redacted
+        } else if Redaction::is_url_field(ecs) {
+            Class::Url
+        } else {
+            Class::Plain
+        };
+        FieldSlot { special, class }
+    }
+}
+
+/// The [`FieldSlot`]s of every callsite seen, by callsite, so that a span or event classifies
+/// its fields with one map lookup rather than by comparing each name.
+#[derive(Default)]
+pub(crate) struct Callsites(std::sync::RwLock<HashMap<Identifier, Arc<[FieldSlot]>>>);
+
+impl Callsites {
+    fn of(&self, meta: &'static Metadata<'static>, redaction: &Redaction) -> Arc<[FieldSlot]> {
+        let id = meta.callsite();
+        if let Some(slots) = self.0.read().ok().and_then(|map| map.get(&id).cloned()) {
+            return slots;
+        }
+        let slots: Arc<[FieldSlot]> = meta
+            .fields()
+            .iter()
+            .map(|field| FieldSlot::of(redaction, field.name()))
+            .collect();
+        if let Ok(mut map) = self.0.write() {
+            map.insert(id, slots.clone());
+        }
+        slots
+    }
+}
+
+/// The slot of `field` among `slots` (its callsite's), worked out now for a field of another
+/// callsite (a span's fields are all its callsite's; this is a safe fallback).
+fn slot(slots: &[FieldSlot], redaction: &Redaction, field: &Field) -> FieldSlot {
+    slots
+        .get(field.index())
+        .copied()
+        .unwrap_or_else(|| FieldSlot::of(redaction, field.name()))
 }
 
 /// Appends a field as it is stored: redacted, a URL with its sensitive parameters redacted,
 /// capped; the same rules as the ECS JSON layer.
-fn put_stored(out: &mut Vec<u8>, redaction: &Redaction, name: &'static str, value: FieldRef<'_>) {
-    let ecs = ecs_name(name);
-    if redaction.is_sensitive_field(ecs) {
-        return put_field(out, name, FieldRef::Str(REDACTED));
-    }
-    match value {
-        FieldRef::Str(s) if Redaction::is_url_field(ecs) => {
-            put_field(
-                out,
-                name,
-                FieldRef::Str(&capped(&redaction.redact_query(s))),
-            );
-        }
-        FieldRef::Str(s) => put_field(out, name, FieldRef::Str(&capped(s))),
-        other => put_field(out, name, other),
+fn put_stored(
+    out: &mut Vec<u8>,
+    redaction: &Redaction,
+    class: Class,
+    name: &'static str,
+    value: FieldRef<'_>,
+) {
+    match (class, value) {
+        (Class::Redacted, _) => put_field(out, name, FieldRef::Str(REDACTED)),
+        (Class::Url, FieldRef::Str(s)) => put_field(
+            out,
+            name,
+            FieldRef::Str(&capped(&redaction.redact_query(s))),
+        ),
+        (_, FieldRef::Str(s)) => put_field(out, name, FieldRef::Str(&capped(s))),
+        (_, other) => put_field(out, name, other),
     }
 }
 
@@ -332,18 +429,24 @@ impl<F: FnMut(&Field, FieldRef<'_>)> Visit for Values<'_, F> {
 
 impl SpanState {
     /// Takes a span field: the request's IDs and route into their slots, the rest as fields.
-    fn put(&mut self, redaction: &Redaction, name: &'static str, value: FieldRef<'_>) {
-        match (name, value) {
-            ("request_id", FieldRef::Str(s)) => self.request_id = Some(Text::new(&capped(s))),
-            ("trace_id", FieldRef::Str(s)) => self.trace = hex_trace(s).or(self.trace),
-            ("span_id", FieldRef::Str(s)) => {
+    fn put(
+        &mut self,
+        redaction: &Redaction,
+        slot: FieldSlot,
+        name: &'static str,
+        value: FieldRef<'_>,
+    ) {
+        match (slot.special, value) {
+            (Special::RequestId, FieldRef::Str(s)) => self.request_id = Some(Text::new(&capped(s))),
+            (Special::TraceId, FieldRef::Str(s)) => self.trace = hex_trace(s).or(self.trace),
+            (Special::SpanId, FieldRef::Str(s)) => {
                 if let Some(id) = hex_u64(s) {
                     self.id = id;
                 }
             }
-            ("parent_span_id", FieldRef::Str(s)) => self.remote_parent = hex_u64(s),
-            ("http.route", FieldRef::Str(s)) => self.route = Some(Text::new(&capped(s))),
-            _ => put_stored(&mut self.fields, redaction, name, value),
+            (Special::ParentSpanId, FieldRef::Str(s)) => self.remote_parent = hex_u64(s),
+            (Special::Route, FieldRef::Str(s)) => self.route = Some(Text::new(&capped(s))),
+            _ => put_stored(&mut self.fields, redaction, slot.class, name, value),
         }
     }
 }
@@ -357,6 +460,7 @@ where
         let capture = &self.capture;
         let keep = capture.unsampled_spans
             || crate::trace::TraceContext::peek_current(|c| c.span.sampled).unwrap_or(true);
+        let slots = capture.callsites.of(attrs.metadata(), &capture.redaction);
         let mut state = SpanState {
             id: crate::request_id::random_u64() | 1,
             seq: capture.seq.fetch_add(1, Relaxed),
@@ -371,7 +475,8 @@ where
         with_text(|text| {
             attrs.record(&mut Values(
                 |field: &Field, value: FieldRef<'_>| {
-                    state.put(&capture.redaction, field.name(), value);
+                    let slot = slot(&slots, &capture.redaction, field);
+                    state.put(&capture.redaction, slot, field.name(), value);
                 },
                 text,
             ));
@@ -381,12 +486,15 @@ where
 
     fn on_record(&self, id: &Id, values: &SpanRecord<'_>, ctx: Context<'_, S>) {
         let Some(span) = ctx.span(id) else { return };
+        let capture = &self.capture;
+        let slots = capture.callsites.of(span.metadata(), &capture.redaction);
         let mut extensions = span.extensions_mut();
         if let Some(state) = extensions.get_mut::<SpanState>() {
             with_text(|text| {
                 values.record(&mut Values(
                     |field: &Field, value: FieldRef<'_>| {
-                        state.put(&self.capture.redaction, field.name(), value);
+                        let slot = slot(&slots, &capture.redaction, field);
+                        state.put(&capture.redaction, slot, field.name(), value);
                     },
                     text,
                 ));
@@ -412,18 +520,19 @@ where
         let nanos = capture.now_nanos();
         let seq = capture.seq.fetch_add(1, Relaxed);
         let level = record::level_byte(meta.level());
+        let slots = capture.callsites.of(meta, &capture.redaction);
         // The fields, then the header (whose target an event bridged from `log` names in
         // `log.target`), so the record is one exact allocation.
         let encode = |fields: &mut Vec<u8>, text: &mut String| {
             let mut bridged: Option<String> = None;
             event.record(&mut Values(
                 |field: &Field, value: FieldRef<'_>| {
-                    let name = field.name();
-                    if let ("log.target", FieldRef::Str(s)) = (name, value) {
+                    let slot = slot(&slots, &capture.redaction, field);
+                    if let (Special::LogTarget, FieldRef::Str(s)) = (slot.special, value) {
                         bridged = Some(capped(s).into_owned());
                         return;
                     }
-                    put_stored(fields, &capture.redaction, name, value);
+                    put_stored(fields, &capture.redaction, slot.class, field.name(), value);
                 },
                 text,
             ));
@@ -438,8 +547,8 @@ where
                     span_id: tags.span_id,
                     parent: None,
                     duration_ns: None,
-                    request_id: tags.request_id.as_ref().map(Text::as_str),
-                    route: tags.route.as_ref().map(Text::as_str),
+                    request_id: tags.request_id.as_ref().map(Text::as_bytes),
+                    route: tags.route.as_ref().map(Text::as_bytes),
                     target,
                     name: "",
                 },
@@ -499,12 +608,8 @@ where
         let mut bytes = Vec::with_capacity(
             80 + target.len()
                 + name.len()
-                + tags
-                    .request_id
-                    .as_ref()
-                    .map(Text::as_str)
-                    .map_or(0, str::len)
-                + tags.route.as_ref().map(Text::as_str).map_or(0, str::len)
+                + tags.request_id.as_ref().map_or(0, |t| t.as_bytes().len())
+                + tags.route.as_ref().map_or(0, |t| t.as_bytes().len())
                 + state.fields.len(),
         );
         put_header(
@@ -516,8 +621,8 @@ where
                 span_id: Some(state.id),
                 parent: parent.or(state.remote_parent),
                 duration_ns: Some(end.saturating_sub(state.start_nanos)),
-                request_id: tags.request_id.as_ref().map(Text::as_str),
-                route: tags.route.as_ref().map(Text::as_str),
+                request_id: tags.request_id.as_ref().map(Text::as_bytes),
+                route: tags.route.as_ref().map(Text::as_bytes),
                 target,
                 name,
             },

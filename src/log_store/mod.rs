@@ -247,6 +247,7 @@ impl LogStoreHandle {
             seq: AtomicU64::new(crate::request_id::random_u64() >> 2),
             dropped: AtomicU64::new(0),
             dropped_counter: Counter::noop(),
+            callsites: capture::Callsites::default(),
         });
         let token = options
             .token

@@ -107,8 +107,10 @@ pub(crate) struct Header<'a> {
     pub(crate) span_id: Option<u64>,
     pub(crate) parent: Option<u64>,
     pub(crate) duration_ns: Option<u64>,
-    pub(crate) request_id: Option<&'a str>,
-    pub(crate) route: Option<&'a str>,
+    /// UTF-8, as bytes so that the capturing layer writes its inline copies without checking
+    /// them again; readers check them ([`index_keys`], [`Record::decode`]).
+    pub(crate) request_id: Option<&'a [u8]>,
+    pub(crate) route: Option<&'a [u8]>,
     pub(crate) target: &'a str,
     pub(crate) name: &'a str,
 }
@@ -139,7 +141,7 @@ pub(crate) fn put_header(out: &mut Vec<u8>, kind: Kind, level: u8, h: &Header<'_
         put_varint(out, d);
     }
     for s in [h.request_id, h.route].into_iter().flatten() {
-        put_str(out, s);
+        put_bytes(out, s);
     }
     put_str(out, h.target);
     put_str(out, h.name);
@@ -200,8 +202,12 @@ fn put_varint(out: &mut Vec<u8>, mut v: u64) {
 }
 
 fn put_str(out: &mut Vec<u8>, s: &str) {
-    put_varint(out, s.len() as u64);
-    out.extend_from_slice(s.as_bytes());
+    put_bytes(out, s.as_bytes());
+}
+
+fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
+    put_varint(out, b.len() as u64);
+    out.extend_from_slice(b);
 }
 
 struct Reader<'a> {
@@ -238,9 +244,13 @@ impl<'a> Reader<'a> {
         None
     }
 
-    fn str(&mut self) -> Option<&'a str> {
+    fn bytes(&mut self) -> Option<&'a [u8]> {
         let len = usize::try_from(self.varint()?).ok()?;
-        std::str::from_utf8(self.take(len)?).ok()
+        self.take(len)
+    }
+
+    fn str(&mut self) -> Option<&'a str> {
+        std::str::from_utf8(self.bytes()?).ok()
     }
 }
 
@@ -268,10 +278,10 @@ fn read_header(bytes: &[u8]) -> Option<(Kind, u8, Header<'_>, Reader<'_>)> {
         h.duration_ns = Some(r.varint()?);
     }
     if flags & HAS_REQUEST_ID != 0 {
-        h.request_id = Some(r.str()?);
+        h.request_id = Some(r.bytes()?);
     }
     if flags & HAS_ROUTE != 0 {
-        h.route = Some(r.str()?);
+        h.route = Some(r.bytes()?);
     }
     h.target = r.str()?;
     h.name = r.str()?;
@@ -281,9 +291,20 @@ fn read_header(bytes: &[u8]) -> Option<(Kind, u8, Header<'_>, Reader<'_>)> {
 /// The request ID and trace ID of an encoded record (what the indexes need).
 pub(crate) fn index_keys(bytes: &[u8]) -> (Option<&str>, Option<[u8; 16]>) {
     match read_header(bytes) {
-        Some((_, _, h, _)) => (h.request_id, h.trace),
+        Some((_, _, h, _)) => (
+            h.request_id.and_then(|b| std::str::from_utf8(b).ok()),
+            h.trace,
+        ),
         None => (None, None),
     }
+}
+
+/// Text read as bytes, owned: `None` when it is not UTF-8 (never written so).
+fn owned_text(bytes: Option<&[u8]>) -> Option<Option<String>> {
+    bytes
+        .map(|b| std::str::from_utf8(b).map(str::to_owned))
+        .transpose()
+        .ok()
 }
 
 /// A decoded record.
@@ -338,8 +359,8 @@ impl Record {
             span_id: h.span_id,
             parent: h.parent,
             duration_ns: h.duration_ns,
-            request_id: h.request_id.map(str::to_owned),
-            route: h.route.map(str::to_owned),
+            request_id: owned_text(h.request_id)?,
+            route: owned_text(h.route)?,
             target: h.target.to_owned(),
             name: h.name.to_owned(),
             fields,
@@ -374,8 +395,8 @@ mod tests {
             span_id: Some(42),
             parent: None,
             duration_ns: Some(1_500_000),
-            request_id: Some("req-1"),
-            route: Some("/users/{id}"),
+            request_id: Some(b"req-1"),
+            route: Some(b"/users/{id}"),
             target: "app::db",
             name: "query",
         };

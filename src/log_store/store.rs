@@ -7,12 +7,23 @@
 //!   is the time index (retention deletes from its start);
 //! - `by_request`: `(request ID, key)` → `()` (request IDs are UUIDv7s by default, so new
 //!   entries land at the end of this index, on few pages);
-//! - `by_trace`: `(trace ID, key)` → `()`;
+//! - `by_trace`: `(trace ID, key)` → `()`, one entry per request and trace in each write
+//!   batch (at the batch's newest record of that request), and one per record that belongs
+//!   to no request;
 //! - `meta`: `bytes` → the stored bytes (keys, values and index entries).
 //!
-//! A lookup by request or trace ID is a range of its index and one read per match: its cost
-//! follows the matches, not the store's size.
+//! A lookup by request ID is a range of its index and one read per match. A lookup by trace
+//! ID is a range of the trace index, then, for each entry naming a request, that request's
+//! range of the request index: its cost follows the matches, not the store's size.
+//!
+//! Why the trace index holds requests rather than records: trace IDs are random, so each
+//! entry lands on its own page of the index, and every page a write touches is copied. One
+//! entry per request and batch instead of one per record is what makes the store's writer
+//! cheaper than the requests it records (measured in `benches/log_store.rs`). The entry sits
+//! at the batch's newest record of the request because retention deletes oldest first: while
+//! any record of that batch's part of the request is kept, its entry is too.
 
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -53,10 +64,10 @@ fn prepare(db: Database) -> Result<Database, redb::Error> {
     Ok(db)
 }
 
-fn record_bytes(request_id: Option<&str>, trace: Option<[u8; 16]>, value_len: usize) -> u64 {
-    16 + value_len as u64
-        + request_id.map_or(0, |r| r.len() as u64 + 16)
-        + trace.map_or(0, |_| TRACE_ENTRY)
+/// Bytes a record and its request index entry take (its trace index entry, if it has one, is
+/// counted when it is written and when it is removed).
+fn record_bytes(request_id: Option<&str>, value_len: usize) -> u64 {
+    16 + value_len as u64 + request_id.map_or(0, |r| r.len() as u64 + 16)
 }
 
 /// Filters of a page of log events (all optional).
@@ -129,6 +140,9 @@ impl Db {
             let mut by_trace = txn.open_table(BY_TRACE)?;
             let mut meta = txn.open_table(META)?;
             let mut bytes = meta.get("bytes")?.map_or(0, |v| v.value());
+            // (trace, request ID) → the batch's newest key of that request.
+            let mut requests: HashMap<(u128, &str), u128> = HashMap::new();
+            let mut traces = Vec::new();
             for c in batch {
                 let (request_id, trace) = record::index_keys(&c.bytes);
                 if records.insert(c.key, c.bytes.as_slice())?.is_some() {
@@ -137,10 +151,23 @@ impl Db {
                 if let Some(id) = request_id {
                     by_request.insert((id, c.key), ())?;
                 }
-                if let Some(trace) = trace {
-                    by_trace.insert((u128::from_be_bytes(trace), c.key), ())?;
+                match (trace.map(u128::from_be_bytes), request_id) {
+                    (Some(t), Some(id)) => {
+                        let newest = requests.entry((t, id)).or_insert(c.key);
+                        *newest = (*newest).max(c.key);
+                    }
+                    (Some(t), None) => traces.push((t, c.key)),
+                    (None, _) => {}
                 }
-                bytes += record_bytes(request_id, trace, c.bytes.len());
+                bytes += record_bytes(request_id, c.bytes.len());
+            }
+            traces.extend(requests.into_iter().map(|((t, _), key)| (t, key)));
+            // In index order, so neighbouring entries share their page's copy.
+            traces.sort_unstable();
+            for entry in traces {
+                if by_trace.insert(entry, ())?.is_none() {
+                    bytes += TRACE_ENTRY;
+                }
             }
             meta.insert("bytes", bytes)?;
         }
@@ -197,16 +224,19 @@ impl Db {
                 if let Some(trace) = trace {
                     traces.push((u128::from_be_bytes(trace), key));
                 }
-                bytes = bytes.saturating_sub(record_bytes(request_id, trace, value.len()));
+                bytes = bytes.saturating_sub(record_bytes(request_id, value.len()));
                 last = Some(key);
                 count += 1;
             }
             if let Some(last) = last {
                 records.retain_in(..=last, |_, _| false)?;
             }
+            // Only some records carry a trace index entry: the others' removal finds nothing.
             traces.sort_unstable();
             for entry in traces {
-                by_trace.remove(entry)?;
+                if by_trace.remove(entry)?.is_some() {
+                    bytes = bytes.saturating_sub(TRACE_ENTRY);
+                }
             }
             removed = count;
             meta.insert("bytes", bytes)?;
@@ -235,23 +265,21 @@ impl Db {
         let mut keys = Vec::new();
         if let Some(id) = request_id {
             let index = txn.open_table(BY_REQUEST)?;
-            for entry in index.range((id, 0u128)..=(id, u128::MAX))? {
-                keys.push(entry?.0.value().1);
-            }
+            request_keys(&index, id, &mut keys)?;
         }
         if let Some(trace) = trace {
-            let t = u128::from_be_bytes(trace);
-            let index = txn.open_table(BY_TRACE)?;
-            for entry in index.range((t, 0u128)..=(t, u128::MAX))? {
-                keys.push(entry?.0.value().1);
-            }
+            keys.extend(trace_keys(&txn, &records, trace)?);
         }
         keys.sort_unstable();
         keys.dedup();
         let mut out = Vec::with_capacity(keys.len());
         for key in keys {
             if let Some(v) = records.get(key)? {
-                if let Some(r) = Record::decode(key, v.value()) {
+                // A request reached through the trace index is kept to that trace's records.
+                if let Some(r) = Record::decode(key, v.value()).filter(|r| {
+                    trace.is_none_or(|t| r.trace == Some(t))
+                        || request_id.is_some_and(|id| r.request_id.as_deref() == Some(id))
+                }) {
                     out.push(r);
                 }
             }
@@ -285,28 +313,24 @@ impl Db {
             (out.len() >= limit || scanned >= max_scan).then_some(key)
         };
         let mut next = None;
-        if filter.request_id.is_some() || filter.trace.is_some() {
-            let keys: Box<dyn Iterator<Item = Result<u128, redb::StorageError>>> =
-                if let Some(id) = filter.request_id.as_deref() {
-                    let index = txn.open_table(BY_REQUEST)?;
-                    Box::new(
-                        index
-                            .range((id, lo)..(id, hi))?
-                            .rev()
-                            .map(|e| e.map(|(k, _)| k.value().1)),
-                    )
-                } else {
-                    let t = u128::from_be_bytes(filter.trace.unwrap_or_default());
-                    let index = txn.open_table(BY_TRACE)?;
-                    Box::new(
-                        index
-                            .range((t, lo)..(t, hi))?
-                            .rev()
-                            .map(|e| e.map(|(k, _)| k.value().1)),
-                    )
-                };
-            for key in keys {
-                let key = key?;
+        if let Some(id) = filter.request_id.as_deref() {
+            let index = txn.open_table(BY_REQUEST)?;
+            for entry in index.range((id, lo)..(id, hi))?.rev() {
+                let key = entry?.0.value().1;
+                let Some(v) = records.get(key)? else { continue };
+                if let Some(stop) = take(key, v.value(), &mut out) {
+                    next = Some(stop);
+                    break;
+                }
+            }
+        } else if let Some(trace) = filter.trace {
+            // A trace's keys are found through its requests, so they are gathered and sorted
+            // first (as many as the trace has records), then read newest first.
+            let mut keys = trace_keys(&txn, &records, trace)?;
+            keys.retain(|k| (lo..hi).contains(k));
+            keys.sort_unstable();
+            keys.dedup();
+            for key in keys.into_iter().rev() {
                 let Some(v) = records.get(key)? else { continue };
                 if let Some(stop) = take(key, v.value(), &mut out) {
                     next = Some(stop);
@@ -328,9 +352,116 @@ impl Db {
     }
 }
 
+/// Appends the keys of `id`'s records.
+fn request_keys(
+    index: &redb::ReadOnlyTable<(&str, u128), ()>,
+    id: &str,
+    keys: &mut Vec<u128>,
+) -> Result<(), redb::Error> {
+    for entry in index.range((id, 0u128)..=(id, u128::MAX))? {
+        keys.push(entry?.0.value().1);
+    }
+    Ok(())
+}
+
+/// The keys of the records of `trace` and of the requests its index entries name (which
+/// may hold a record of another trace: the caller filters), unsorted.
+fn trace_keys(
+    txn: &redb::ReadTransaction,
+    records: &redb::ReadOnlyTable<u128, &[u8]>,
+    trace: [u8; 16],
+) -> Result<Vec<u128>, redb::Error> {
+    let t = u128::from_be_bytes(trace);
+    let by_trace = txn.open_table(BY_TRACE)?;
+    let by_request = txn.open_table(BY_REQUEST)?;
+    let mut keys = Vec::new();
+    // A request spans several write batches, each with an entry: expanded once.
+    let mut expanded: HashSet<String> = HashSet::new();
+    for entry in by_trace.range((t, 0u128)..=(t, u128::MAX))? {
+        let key = entry?.0.value().1;
+        let Some(v) = records.get(key)? else { continue };
+        match record::index_keys(v.value()).0 {
+            Some(id) if expanded.contains(id) => {}
+            Some(id) => {
+                request_keys(&by_request, id, &mut keys)?;
+                expanded.insert(id.to_owned());
+            }
+            None => keys.push(key),
+        }
+    }
+    Ok(keys)
+}
+
 /// The database in use, swapped for one in memory when the file fails.
 pub(crate) type Shared = arc_swap::ArcSwap<Db>;
 
 pub(crate) fn shared(db: Db) -> Shared {
     arc_swap::ArcSwap::new(Arc::new(db))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::log_store::record::{key, put_header, Header};
+
+    fn event(nanos: u64, request_id: Option<&str>, trace: Option<u8>) -> Captured {
+        let mut bytes = Vec::new();
+        let header = Header {
+            trace: trace.map(|t| [t; 16]),
+            request_id: request_id.map(str::as_bytes),
+            target: "app",
+            ..Header::default()
+        };
+        put_header(&mut bytes, Kind::Event, 2, &header);
+        Captured {
+            key: key(nanos, 0),
+            bytes,
+        }
+    }
+
+    fn nanos_of(records: &[Record]) -> Vec<u64> {
+        records.iter().map(Record::nanos).collect()
+    }
+
+    #[test]
+    fn a_trace_finds_its_requests_across_batches_and_keeps_what_retention_keeps() {
+        let db = Db::in_memory();
+        // Trace 1: request a over two batches, request b, and a line outside any request;
+        // trace 2: request c.
+        db.write(&[
+            event(1, Some("a"), Some(1)),
+            event(2, Some("c"), Some(2)),
+            event(3, Some("a"), Some(1)),
+            event(4, None, Some(1)),
+        ])
+        .unwrap();
+        db.write(&[event(5, Some("a"), Some(1)), event(6, Some("b"), Some(1))])
+            .unwrap();
+        let by_trace = |t: u8| nanos_of(&db.by_id(None, Some([t; 16])).unwrap());
+        assert_eq!(by_trace(1), [1, 3, 4, 5, 6]);
+        assert_eq!(by_trace(2), [2]);
+        assert_eq!(by_trace(3), Vec::<u64>::new());
+        let page = |t: u8, before: u128, limit: usize| {
+            let filter = Filter {
+                trace: Some([t; 16]),
+                to: u128::MAX,
+                ..Filter::default()
+            };
+            let (records, next) = db.page(&filter, before, limit, usize::MAX).unwrap();
+            (nanos_of(&records), next)
+        };
+        // Newest first, paged.
+        let (first, next) = page(1, u128::MAX, 3);
+        assert_eq!(first, [6, 5, 4]);
+        assert_eq!(page(1, next.unwrap(), 3).0, [3, 1]);
+        // The first batch's part of request a goes; the rest is still found by its trace.
+        assert_eq!(db.purge(key(2, u64::MAX), u64::MAX).unwrap(), 2);
+        assert_eq!(by_trace(1), [3, 4, 5, 6]);
+        assert_eq!(by_trace(2), Vec::<u64>::new());
+        assert_eq!(db.purge(key(4, u64::MAX), u64::MAX).unwrap(), 2);
+        assert_eq!(by_trace(1), [5, 6]);
+        // Every index entry accounted for: nothing left, nothing counted.
+        assert_eq!(db.purge(u128::MAX, u64::MAX).unwrap(), 2);
+        assert_eq!(db.size().unwrap(), (0, 0));
+    }
 }
