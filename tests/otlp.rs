@@ -145,6 +145,11 @@ fn export_survives_a_collector_outage_and_resumes() {
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+        // Counted once the collector has answered, which can be just after it recorded.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while stats.exported() == 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         assert!(stats.exported() > 0);
     });
     drop(rt);

@@ -31,7 +31,6 @@ use tower_observe::otlp::{OtlpLogLayer, OtlpLogs, OtlpTraces};
 use tower_observe::trace::TraceOptions;
 use tower_observe::Observer;
 use tracing_subscriber::layer::SubscriberExt;
-use tracing_subscriber::Layer as _;
 
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const PARENT_ID: &str = "00f067aa0ba902b7";
@@ -179,12 +178,11 @@ fn spans_and_logs_reach_a_tls_collector_with_a_private_root() {
         .unwrap();
     tracing::subscriber::set_global_default(
         tracing_subscriber::registry()
-            // Spans only: events travel as (redacted) log records, not as unredacted span
-            // events (tracing-opentelemetry copies an event's fields as they are).
+            // Events go both ways here: as log records, and as span events, which
+            // `OtlpTraces` redacts like the log records.
             .with(
                 tower_observe::tracing_opentelemetry::layer()
-                    .with_tracer(traces.tracer("tls-test"))
-                    .with_filter(tracing_subscriber::filter::filter_fn(|meta| meta.is_span())),
+                    .with_tracer(traces.tracer("tls-test")),
             )
             .with(OtlpLogLayer::new(&logs)),
     )
@@ -248,6 +246,24 @@ fn spans_and_logs_reach_a_tls_collector_with_a_private_root() {
                             .map(|kv| string_value(&kv.value))
                     };
                     assert!(attr("http.request.id").is_some_and(|id| !id.is_empty()));
+                    // The span event of the same line, redacted the same way.
+                    let event = span
+                        .events
+                        .iter()
+                        .find(|e| e.name == "item served")
+                        .expect("the line as a span event");
+                    let event_attr = |key: &str| {
+                        event
+                            .attributes
+                            .iter()
+                            .find(|kv| kv.key == key)
+                            .map(|kv| string_value(&kv.value))
+                    };
+                    assert_eq!(event_attr("password").as_deref(), Some("[REDACTED]"));
+                    assert_eq!(
+                        event_attr("url.full").as_deref(),
+                        Some("https://shop.test/pay?order=7&access_token=[REDACTED]")
+                    );
                     assert_eq!(attr("password").as_deref(), Some("[REDACTED]"));
                     assert_eq!(
                         attr("url.full").as_deref(),
@@ -277,6 +293,12 @@ fn spans_and_logs_reach_a_tls_collector_with_a_private_root() {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     });
+    // The exporters count a batch once the collector has answered, which can be just after
+    // the receiver recorded it.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while (trace_stats.exported() == 0 || log_stats.exported() == 0) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
     assert!(trace_stats.exported() > 0);
     assert!(log_stats.exported() > 0);
     assert_eq!(trace_stats.failed() + log_stats.failed(), 0);

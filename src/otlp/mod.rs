@@ -42,9 +42,11 @@ use opentelemetry_sdk::Resource;
 mod client;
 mod config;
 mod logs;
+mod redact;
 
 use config::{BatchCode, ExportCode, Lookup, Signal};
 pub use logs::{OtlpLogLayer, OtlpLogs};
+pub use redact::RedactSpans;
 
 /// The environment variable naming the collector's base URL.
 pub const ENDPOINT_ENV: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
@@ -118,6 +120,7 @@ pub struct OtlpTraces {
     resource_attributes: Vec<(String, String)>,
     batch: BatchCode,
     sampler: Option<Sampler>,
+    redaction: crate::logs::redact::Redaction,
 }
 
 impl OtlpTraces {
@@ -147,6 +150,7 @@ impl OtlpTraces {
             resource_attributes: Vec::new(),
             batch: BatchCode::default(),
             sampler: None,
+            redaction: crate::logs::redact::Redaction::default(),
         }
     }
 
@@ -180,6 +184,20 @@ impl OtlpTraces {
     /// (a private CA); over `OTEL_EXPORTER_OTLP_(TRACES_)CERTIFICATE`.
     pub fn root_certificate_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
         self.export.root_certificates_pem.push(pem.into());
+        self
+    }
+
+    /// Also redacts span and span-event attributes with this name (or last dotted segment),
+    /// case-insensitively: exported spans go through [`RedactSpans`], with the JSON log
+    /// layer's list by default.
+    pub fn redact_field(mut self, name: impl Into<String>) -> Self {
+        self.redaction.add_field(name.into());
+        self
+    }
+
+    /// Also redacts the value of this query parameter in URL attributes of exported spans.
+    pub fn redact_query_param(mut self, name: impl Into<String>) -> Self {
+        self.redaction.add_param(name.into());
         self
     }
 
@@ -248,7 +266,7 @@ impl OtlpTraces {
             .with_batch_config(batches)
             .build();
         let provider = SdkTracerProvider::builder()
-            .with_span_processor(processor)
+            .with_span_processor(RedactSpans::with_redaction(processor, self.redaction))
             .with_sampler(settings.sampler)
             .with_resource(settings.resource)
             .build();
