@@ -27,96 +27,96 @@ use tower_observe::Observer;
 /// client_model's `io.prometheus.client` messages, by their field numbers.
 mod dto {
     #[derive(Clone, PartialEq, prost::Message)]
-    pub struct MetricFamily {
+    pub(crate) struct MetricFamily {
         #[prost(string, optional, tag = "1")]
-        pub name: Option<String>,
+        pub(crate) name: Option<String>,
         #[prost(string, optional, tag = "2")]
-        pub help: Option<String>,
+        pub(crate) help: Option<String>,
         #[prost(int32, optional, tag = "3")]
-        pub r#type: Option<i32>,
+        pub(crate) r#type: Option<i32>,
         #[prost(message, repeated, tag = "4")]
-        pub metric: Vec<Metric>,
+        pub(crate) metric: Vec<Metric>,
     }
     #[derive(Clone, PartialEq, prost::Message)]
-    pub struct Metric {
+    pub(crate) struct Metric {
         #[prost(message, repeated, tag = "1")]
-        pub label: Vec<LabelPair>,
+        pub(crate) label: Vec<LabelPair>,
         #[prost(message, optional, tag = "2")]
-        pub gauge: Option<Value>,
+        pub(crate) gauge: Option<Value>,
         #[prost(message, optional, tag = "3")]
-        pub counter: Option<Value>,
+        pub(crate) counter: Option<Value>,
         #[prost(message, optional, tag = "7")]
-        pub histogram: Option<Histogram>,
+        pub(crate) histogram: Option<Histogram>,
     }
     #[derive(Clone, PartialEq, prost::Message)]
-    pub struct LabelPair {
+    pub(crate) struct LabelPair {
         #[prost(string, optional, tag = "1")]
-        pub name: Option<String>,
+        pub(crate) name: Option<String>,
         #[prost(string, optional, tag = "2")]
-        pub value: Option<String>,
+        pub(crate) value: Option<String>,
     }
     /// `Gauge` and `Counter` (field 1, the value).
     #[derive(Clone, PartialEq, prost::Message)]
-    pub struct Value {
+    pub(crate) struct Value {
         #[prost(double, optional, tag = "1")]
-        pub value: Option<f64>,
+        pub(crate) value: Option<f64>,
     }
     #[derive(Clone, PartialEq, prost::Message)]
-    pub struct Histogram {
+    pub(crate) struct Histogram {
         #[prost(uint64, optional, tag = "1")]
-        pub sample_count: Option<u64>,
+        pub(crate) sample_count: Option<u64>,
         #[prost(double, optional, tag = "2")]
-        pub sample_sum: Option<f64>,
+        pub(crate) sample_sum: Option<f64>,
         #[prost(message, repeated, tag = "3")]
-        pub bucket: Vec<Bucket>,
+        pub(crate) bucket: Vec<Bucket>,
         #[prost(sint32, optional, tag = "5")]
-        pub schema: Option<i32>,
+        pub(crate) schema: Option<i32>,
         #[prost(double, optional, tag = "6")]
-        pub zero_threshold: Option<f64>,
+        pub(crate) zero_threshold: Option<f64>,
         #[prost(uint64, optional, tag = "7")]
-        pub zero_count: Option<u64>,
+        pub(crate) zero_count: Option<u64>,
         #[prost(message, repeated, tag = "9")]
-        pub negative_span: Vec<BucketSpan>,
+        pub(crate) negative_span: Vec<BucketSpan>,
         #[prost(sint64, repeated, tag = "10")]
-        pub negative_delta: Vec<i64>,
+        pub(crate) negative_delta: Vec<i64>,
         #[prost(message, repeated, tag = "12")]
-        pub positive_span: Vec<BucketSpan>,
+        pub(crate) positive_span: Vec<BucketSpan>,
         #[prost(sint64, repeated, tag = "13")]
-        pub positive_delta: Vec<i64>,
+        pub(crate) positive_delta: Vec<i64>,
         #[prost(message, repeated, tag = "16")]
-        pub exemplars: Vec<Exemplar>,
+        pub(crate) exemplars: Vec<Exemplar>,
     }
     #[derive(Clone, PartialEq, prost::Message)]
-    pub struct Bucket {
+    pub(crate) struct Bucket {
         #[prost(uint64, optional, tag = "1")]
-        pub cumulative_count: Option<u64>,
+        pub(crate) cumulative_count: Option<u64>,
         #[prost(double, optional, tag = "2")]
-        pub upper_bound: Option<f64>,
+        pub(crate) upper_bound: Option<f64>,
         #[prost(message, optional, tag = "3")]
-        pub exemplar: Option<Exemplar>,
+        pub(crate) exemplar: Option<Exemplar>,
     }
     #[derive(Clone, PartialEq, prost::Message)]
-    pub struct BucketSpan {
+    pub(crate) struct BucketSpan {
         #[prost(sint32, optional, tag = "1")]
-        pub offset: Option<i32>,
+        pub(crate) offset: Option<i32>,
         #[prost(uint32, optional, tag = "2")]
-        pub length: Option<u32>,
+        pub(crate) length: Option<u32>,
     }
     #[derive(Clone, PartialEq, prost::Message)]
-    pub struct Exemplar {
+    pub(crate) struct Exemplar {
         #[prost(message, repeated, tag = "1")]
-        pub label: Vec<LabelPair>,
+        pub(crate) label: Vec<LabelPair>,
         #[prost(double, optional, tag = "2")]
-        pub value: Option<f64>,
+        pub(crate) value: Option<f64>,
         #[prost(message, optional, tag = "3")]
-        pub timestamp: Option<Timestamp>,
+        pub(crate) timestamp: Option<Timestamp>,
     }
     #[derive(Clone, PartialEq, prost::Message)]
-    pub struct Timestamp {
+    pub(crate) struct Timestamp {
         #[prost(int64, optional, tag = "1")]
-        pub seconds: Option<i64>,
+        pub(crate) seconds: Option<i64>,
         #[prost(int32, optional, tag = "2")]
-        pub nanos: Option<i32>,
+        pub(crate) nanos: Option<i32>,
     }
 }
 
