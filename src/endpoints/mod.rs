@@ -56,6 +56,11 @@ pub const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 /// Content type of the OpenMetrics text format, served when the client asks for it.
 pub const OPENMETRICS_TEXT: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
+/// Content type of the Prometheus protobuf format (length-delimited `MetricFamily` messages,
+/// with native histograms), served when the client asks for it.
+pub const PROMETHEUS_PROTOBUF: &str =
+    "application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited";
+
 /// Default path of the Prometheus endpoint.
 pub const METRICS_PATH: &str = "/metrics";
 /// Default path of the JSON statistics endpoint.
@@ -216,13 +221,19 @@ fn off_routes(served: &[Route], with_generic_paths: bool) -> Vec<Route> {
         .collect()
 }
 
-/// `GET /metrics`: Prometheus text, or OpenMetrics (with exemplars) when the client asks for it.
+/// `GET /metrics`: Prometheus text, or OpenMetrics (with exemplars) or the protobuf format
+/// (with native histograms) when the client asks for it.
 fn metrics_response(observer: &Observer, accept: Option<&HeaderValue>) -> Response<EndpointBody> {
-    if accept.is_some_and(wants_openmetrics) {
-        // A renderer we do not own speaks Prometheus text only.
-        if let Some(registry) = observer.registry() {
-            return with_type(Bytes::from(registry.render_openmetrics()), OPENMETRICS_TEXT);
-        }
+    let wanted = accept.map_or(Exposition::Text, negotiate);
+    // A renderer we do not own speaks Prometheus text only.
+    if let (Some(registry), false) = (observer.registry(), wanted == Exposition::Text) {
+        observer.refresh_parts();
+        return match wanted {
+            Exposition::Protobuf => {
+                with_type(Bytes::from(registry.render_protobuf()), PROMETHEUS_PROTOBUF)
+            }
+            _ => with_type(Bytes::from(registry.render_openmetrics()), OPENMETRICS_TEXT),
+        };
     }
     match observer.render_metrics() {
         Some(text) => with_type(Bytes::from(text), PROMETHEUS_TEXT),
@@ -234,28 +245,59 @@ fn metrics_response(observer: &Observer, accept: Option<&HeaderValue>) -> Respon
     }
 }
 
-/// Whether an `Accept` header prefers OpenMetrics to Prometheus text: an explicit
-/// `application/openmetrics-text` range with a q-value at least that of `text/plain` (as
-/// Prometheus sends it); `*/*` alone keeps the classic format.
-fn wants_openmetrics(accept: &HeaderValue) -> bool {
+/// The exposition formats `/metrics` speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Exposition {
+    Text,
+    OpenMetrics,
+    Protobuf,
+}
+
+/// The format an `Accept` header prefers: an explicit protobuf range
+/// (`application/vnd.google.protobuf` with `proto=io.prometheus.client.MetricFamily` and
+/// `encoding=delimited`) or `application/openmetrics-text` range with a q-value at least that
+/// of the others (as Prometheus sends them); `*/*` alone keeps Prometheus text.
+fn negotiate(accept: &HeaderValue) -> Exposition {
     let Ok(accept) = accept.to_str() else {
-        return false;
+        return Exposition::Text;
     };
-    let (mut openmetrics, mut text) = (0.0f32, 0.0f32);
+    let (mut protobuf, mut openmetrics, mut text) = (0.0f32, 0.0f32, 0.0f32);
     for range in accept.split(',') {
         let mut parts = range.split(';');
         let media = parts.next().unwrap_or_default().trim().to_ascii_lowercase();
-        let q = parts
-            .filter_map(|p| p.trim().strip_prefix("q="))
-            .find_map(|q| q.trim().parse::<f32>().ok())
-            .unwrap_or(1.0);
+        let (mut q, mut proto, mut delimited) = (1.0, false, false);
+        for param in parts {
+            let Some((name, value)) = param.split_once('=') else {
+                continue;
+            };
+            let value = value.trim().trim_matches('"');
+            match name.trim().to_ascii_lowercase().as_str() {
+                "q" => q = value.parse::<f32>().unwrap_or(0.0),
+                "proto" => proto = value == "io.prometheus.client.MetricFamily",
+                "encoding" => delimited = value.eq_ignore_ascii_case("delimited"),
+                _ => {}
+            }
+        }
         match media.as_str() {
+            "application/vnd.google.protobuf" if proto && delimited => protobuf = protobuf.max(q),
             "application/openmetrics-text" => openmetrics = openmetrics.max(q),
             "text/plain" | "text/*" | "*/*" => text = text.max(q),
             _ => {}
         }
     }
-    openmetrics > 0.0 && openmetrics >= text
+    if protobuf > 0.0 && protobuf >= openmetrics && protobuf >= text {
+        Exposition::Protobuf
+    } else if openmetrics > 0.0 && openmetrics >= text {
+        Exposition::OpenMetrics
+    } else {
+        Exposition::Text
+    }
+}
+
+/// Whether an `Accept` header prefers OpenMetrics (see [`negotiate`]).
+#[cfg(test)]
+fn wants_openmetrics(accept: &HeaderValue) -> bool {
+    negotiate(accept) == Exposition::OpenMetrics
 }
 
 /// The response future of [`ObserveEndpoints`].
@@ -360,6 +402,56 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(res.status(), 405);
+    }
+
+    #[test]
+    fn protobuf_is_served_when_asked_for_first() {
+        // What Prometheus 2.x sends with `--enable-feature=native-histograms`.
+        let prometheus = HeaderValue::from_static(
+            "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited;q=0.7,text/plain;version=0.0.4;q=0.3,*/*;q=0.2",
+        );
+        assert_eq!(negotiate(&prometheus), Exposition::Protobuf);
+        let with_openmetrics_first = HeaderValue::from_static(
+            "application/openmetrics-text;version=1.0.0,application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited;q=0.5",
+        );
+        assert_eq!(negotiate(&with_openmetrics_first), Exposition::OpenMetrics);
+        // Not the delimited MetricFamily stream: not ours to guess.
+        for other in [
+            "application/vnd.google.protobuf",
+            "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=text",
+            "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited;q=0",
+        ] {
+            assert_eq!(negotiate(&HeaderValue::from_static(other)), Exposition::Text, "{other}");
+        }
+        assert_eq!(
+            negotiate(&HeaderValue::from_static("*/*")),
+            Exposition::Text
+        );
+    }
+
+    #[tokio::test]
+    async fn metrics_answers_in_the_negotiated_format() {
+        let observer = Observer::new();
+        for (accept, content_type) in [
+            (None, PROMETHEUS_TEXT),
+            (Some("application/openmetrics-text"), OPENMETRICS_TEXT),
+            (
+                Some("application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited"),
+                PROMETHEUS_PROTOBUF,
+            ),
+        ] {
+            let mut req = Request::get(METRICS_PATH);
+            if let Some(accept) = accept {
+                req = req.header(header::ACCEPT, accept);
+            }
+            let res = observer
+                .endpoints()
+                .oneshot(req.body(()).unwrap())
+                .await
+                .unwrap();
+            assert_eq!(res.status(), 200);
+            assert_eq!(res.headers()[header::CONTENT_TYPE], content_type);
+        }
     }
 
     #[tokio::test]

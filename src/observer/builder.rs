@@ -115,6 +115,7 @@ pub struct ObserverBuilder {
     backend: BackendChoice,
     registry: RegistryBuilder,
     duration_buckets: Vec<f64>,
+    native_histograms: bool,
     renderer: Option<Renderer>,
     clock: Clock,
     dimensions: Vec<String>,
@@ -139,6 +140,7 @@ impl Default for ObserverBuilder {
             backend: BackendChoice::Builtin,
             registry: Registry::builder(),
             duration_buckets: names::OTEL_DURATION_BUCKETS.to_vec(),
+            native_histograms: true,
             renderer: None,
             clock: Clock::system(),
             dimensions: Vec::new(),
@@ -192,6 +194,30 @@ impl ObserverBuilder {
     /// OpenTelemetry advice: 5 ms … 10 s in 14 buckets.
     pub fn duration_buckets(mut self, bounds: &[f64]) -> Self {
         self.duration_buckets = bounds.to_vec();
+        self
+    }
+
+    /// Whether the duration histograms (every histogram in seconds the crate records: HTTP
+    /// server and client, gRPC, operations, queues, …) are also recorded as Prometheus native
+    /// histograms, served beside their classic buckets to a scraper that negotiates the
+    /// protobuf format (Prometheus with native histograms enabled). On by default; the text
+    /// formats are the same either way. With the built-in registry only.
+    pub fn native_histograms(mut self, on: bool) -> Self {
+        self.native_histograms = on;
+        self
+    }
+
+    /// The starting resolution (schema, −4 to 8, default 3: 8 buckets per power of two,
+    /// about 9 % apart) of the native histograms.
+    pub fn native_histogram_schema(mut self, schema: i8) -> Self {
+        self.registry = self.registry.native_histogram_schema(schema);
+        self
+    }
+
+    /// The most populated buckets of each native histogram (default 160); past it the
+    /// resolution is lowered, merging buckets in pairs, as the Prometheus Go client does.
+    pub fn native_histogram_max_buckets(mut self, limit: u32) -> Self {
+        self.registry = self.registry.native_histogram_max_buckets(limit);
         self
     }
 
@@ -296,6 +322,9 @@ impl ObserverBuilder {
                             names::Buckets::Fixed(bounds) => bounds,
                         };
                         registry = registry.buckets_for(spec.name, bounds);
+                        if self.native_histograms && spec.unit == Some(metrics::Unit::Seconds) {
+                            registry = registry.native_histogram(spec.name);
+                        }
                     }
                 }
                 RecorderBackend::Registry(registry.build())

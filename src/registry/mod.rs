@@ -1,5 +1,7 @@
 #![doc = include_str!("../../docs/registry.md")]
 
+mod native;
+mod proto;
 pub(crate) mod read;
 mod render;
 pub(crate) mod storage;
@@ -18,6 +20,11 @@ use storage::{AtomicCounter, Buckets};
 pub(crate) use storage::{AtomicGauge, AtomicHistogram};
 
 pub use crate::names::{BODY_SIZE_BUCKETS, OTEL_DURATION_BUCKETS};
+pub(crate) use native::NativeConfig;
+pub use native::{
+    NATIVE_DEFAULT_MAX_BUCKETS, NATIVE_DEFAULT_SCHEMA, NATIVE_MAX_SCHEMA, NATIVE_MIN_SCHEMA,
+    NATIVE_ZERO_THRESHOLD,
+};
 
 /// Prometheus' classic default buckets, used for histograms nobody configured.
 pub const PROMETHEUS_DEFAULT_BUCKETS: [f64; 11] = [
@@ -94,6 +101,8 @@ pub struct RegistryBuilder {
     default_buckets: Vec<f64>,
     buckets: Vec<(String, Vec<f64>)>,
     max_label_sets: usize,
+    native: Vec<String>,
+    native_config: NativeConfig,
 }
 
 impl Default for RegistryBuilder {
@@ -102,6 +111,8 @@ impl Default for RegistryBuilder {
             default_buckets: PROMETHEUS_DEFAULT_BUCKETS.to_vec(),
             buckets: Vec::new(),
             max_label_sets: DEFAULT_MAX_LABEL_SETS,
+            native: Vec::new(),
+            native_config: NativeConfig::default(),
         }
     }
 }
@@ -128,6 +139,41 @@ impl RegistryBuilder {
         self
     }
 
+    /// Records the histogram `name` (by its Prometheus name) as a Prometheus *native*
+    /// histogram too: sparse exponential buckets, exposed beside its classic buckets in the
+    /// protobuf format ([`Registry::render_protobuf`]). The text formats are unchanged.
+    pub fn native_histogram(mut self, name: impl Into<String>) -> Self {
+        let name = sanitize_metric_name(&name.into());
+        if !self.native.contains(&name) {
+            self.native.push(name);
+        }
+        self
+    }
+
+    /// No native histograms: undoes every [`native_histogram`](Self::native_histogram).
+    pub fn no_native_histograms(mut self) -> Self {
+        self.native.clear();
+        self
+    }
+
+    /// The starting resolution of native histograms, from [`NATIVE_MIN_SCHEMA`] (−4, each
+    /// bucket 65,536 times as wide as the previous) to [`NATIVE_MAX_SCHEMA`] (8, 256 buckets
+    /// per power of two); clamped to that range. Default [`NATIVE_DEFAULT_SCHEMA`] (3, buckets
+    /// about 9 % apart).
+    pub fn native_histogram_schema(mut self, schema: i8) -> Self {
+        self.native_config.schema = schema.clamp(NATIVE_MIN_SCHEMA, NATIVE_MAX_SCHEMA);
+        self
+    }
+
+    /// The most populated buckets a native histogram keeps (default
+    /// [`NATIVE_DEFAULT_MAX_BUCKETS`], 160; at least 1): past it the schema is lowered by one,
+    /// merging buckets in pairs, until they fit, as the Go client does. The resolution is
+    /// also lowered when the observed range spans more than twice this many buckets.
+    pub fn native_histogram_max_buckets(mut self, limit: u32) -> Self {
+        self.native_config.max_buckets = limit.max(1);
+        self
+    }
+
     /// Builds the registry.
     pub fn build(self) -> Registry {
         let default_buckets = Arc::new(Buckets::new(&self.default_buckets));
@@ -142,7 +188,10 @@ impl RegistryBuilder {
                 default_buckets,
                 buckets,
                 max_label_sets: self.max_label_sets,
+                native: self.native,
+                native_config: self.native_config,
                 scratch: Mutex::new(render::Scratch::default()),
+                proto_scratch: Mutex::new(proto::Scratch::default()),
             }),
         }
     }
@@ -153,7 +202,11 @@ struct Shared {
     default_buckets: Arc<Buckets>,
     buckets: HashMap<String, Arc<Buckets>>,
     max_label_sets: usize,
+    /// Histograms also recorded as native histograms, by name.
+    native: Vec<String>,
+    native_config: NativeConfig,
     scratch: Mutex<render::Scratch>,
+    proto_scratch: Mutex<proto::Scratch>,
 }
 
 /// A metric registry and `metrics` recorder with a fast Prometheus text renderer.
@@ -216,6 +269,22 @@ impl Registry {
         out
     }
 
+    /// Renders every metric in the Prometheus protobuf format: length-delimited
+    /// `io.prometheus.client.MetricFamily` messages, served to a scraper that asks for
+    /// `application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily;
+    /// encoding=delimited`. Histograms carry their classic buckets (with exemplars) and, for
+    /// the native ones, their sparse buckets and exemplars.
+    pub fn render_protobuf(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        self.render_protobuf_into(&mut out);
+        out
+    }
+
+    /// Renders the protobuf format into `out` (appending), reusing its capacity.
+    pub fn render_protobuf_into(&self, out: &mut Vec<u8>) {
+        proto::render(self, out);
+    }
+
     /// Number of series registered under `name` (sanitised), the `_OTHER` overflow series included.
     pub fn label_sets(&self, name: &str) -> usize {
         let name = sanitize_metric_name(name);
@@ -274,6 +343,11 @@ impl Registry {
         let name = key.name().to_owned();
         let limit = self.shared.max_label_sets;
         let buckets = (kind == Kind::Histogram).then(|| self.buckets_for(&name));
+        let native = self
+            .shared
+            .native
+            .contains(&name)
+            .then_some(self.shared.native_config);
         let family = state
             .families
             .entry(name.clone())
@@ -294,10 +368,11 @@ impl Registry {
         let new_storage = || match kind {
             Kind::Counter => Storage::Counter(Arc::default()),
             Kind::Gauge | Kind::FloatCounter => Storage::Gauge(Arc::default()),
-            Kind::Histogram => Storage::Histogram(Arc::new(AtomicHistogram::new(
+            Kind::Histogram => Storage::Histogram(Arc::new(AtomicHistogram::with_native(
                 buckets
                     .clone()
                     .unwrap_or_else(|| self.shared.default_buckets.clone()),
+                native,
             ))),
         };
         if family.series.len() >= limit && name != OVERFLOW_METRIC {

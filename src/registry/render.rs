@@ -270,6 +270,31 @@ mod tests {
     }
 
     #[test]
+    fn native_histograms_leave_the_text_formats_unchanged() {
+        let record = |r: &Registry| {
+            metrics::with_local_recorder(r, || {
+                let h = metrics::histogram!("lat_seconds", "route" => "/a");
+                for v in [0.0, 0.003, 0.05, 0.5, 5.0, 50.0] {
+                    h.record(v);
+                }
+            });
+        };
+        let classic = Registry::builder()
+            .buckets_for("lat_seconds", &[0.1, 1.0])
+            .build();
+        let native = Registry::builder()
+            .buckets_for("lat_seconds", &[0.1, 1.0])
+            .native_histogram("lat_seconds")
+            .build();
+        record(&classic);
+        record(&native);
+        // Scraping the protobuf format (a consolidation) leaves the text the same too.
+        assert!(!native.render_protobuf().is_empty());
+        assert_eq!(native.render(), classic.render());
+        assert_eq!(native.render_openmetrics(), classic.render_openmetrics());
+    }
+
+    #[test]
     fn histogram_text() {
         let r = Registry::builder()
             .buckets_for("lat_seconds", &[0.1, 1.0])

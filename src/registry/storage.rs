@@ -8,6 +8,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use metrics::{CounterFn, GaugeFn, HistogramFn};
 
+use super::native::{NativeCells, NativeConfig, NativeSnapshot};
+
 /// A monotonic counter.
 #[derive(Debug, Default)]
 pub(crate) struct AtomicCounter(AtomicU64);
@@ -47,7 +49,7 @@ impl AtomicGauge {
     }
 }
 
-fn add_f64(cell: &AtomicU64, delta: f64) {
+pub(super) fn add_f64(cell: &AtomicU64, delta: f64) {
     // `fetch_update` retries on contention; the closure never returns `None`.
     let _ = cell.fetch_update(Relaxed, Relaxed, |bits| {
         Some((f64::from_bits(bits) + delta).to_bits())
@@ -110,26 +112,47 @@ pub(crate) struct Exemplar {
 /// `try_lock`, so a contended slot skips an exemplar rather than making a request wait.
 type ExemplarSlots = Box<[Mutex<Option<Exemplar>>]>;
 
-/// A fixed-bucket histogram: per-bucket counts (not cumulative) plus the sum.
+/// A fixed-bucket histogram: per-bucket counts (not cumulative) plus the sum; or, when it is
+/// also recorded as a native histogram, cells that hold both (see [`NativeCells`]).
 #[derive(Debug)]
 pub(crate) struct AtomicHistogram {
     pub(crate) buckets: Arc<Buckets>,
-    /// One more than `buckets.bounds`: the last slot is the `+Inf` overflow.
+    /// One more than `buckets.bounds`: the last slot is the `+Inf` overflow. Empty when
+    /// `native` holds the counts.
     counts: Box<[AtomicU64]>,
     sum: AtomicU64,
+    native: Option<Box<NativeCells>>,
     exemplars: OnceLock<ExemplarSlots>,
 }
 
 impl AtomicHistogram {
+    #[cfg(test)]
     pub(crate) fn new(buckets: Arc<Buckets>) -> Self {
-        let counts = (0..=buckets.bounds.len())
-            .map(|_| AtomicU64::new(0))
-            .collect();
+        Self::with_native(buckets, None)
+    }
+
+    /// A histogram recorded in classic buckets and, with `native`, in native buckets too.
+    pub(crate) fn with_native(buckets: Arc<Buckets>, native: Option<NativeConfig>) -> Self {
+        let len = buckets.bounds.len() + 1;
+        let native = native.map(|config| Box::new(NativeCells::new(len, config)));
+        let counts = if native.is_some() { 0 } else { len };
         Self {
             buckets,
-            counts,
+            counts: (0..counts).map(|_| AtomicU64::new(0)).collect(),
             sum: AtomicU64::new(0f64.to_bits()),
+            native,
             exemplars: OnceLock::new(),
+        }
+    }
+
+    /// A consistent reading of the native histogram (`false`, untouched, for a classic one).
+    pub(crate) fn native_snapshot(&self, out: &mut NativeSnapshot) -> bool {
+        match &self.native {
+            Some(native) => {
+                native.snapshot(out);
+                true
+            }
+            None => false,
         }
     }
 
@@ -145,8 +168,13 @@ impl AtomicHistogram {
             return None;
         }
         let index = self.buckets.bounds.partition_point(|b| *b < value);
-        self.counts[index].fetch_add(1, Relaxed);
-        add_f64(&self.sum, value);
+        match &self.native {
+            None => {
+                self.counts[index].fetch_add(1, Relaxed);
+                add_f64(&self.sum, value);
+            }
+            Some(native) => native.observe(value, index),
+        }
         Some(index)
     }
 
@@ -155,9 +183,11 @@ impl AtomicHistogram {
         let Some(index) = self.observe_at(value) else {
             return;
         };
-        let slots = self
-            .exemplars
-            .get_or_init(|| (0..self.counts.len()).map(|_| Mutex::new(None)).collect());
+        let slots = self.exemplars.get_or_init(|| {
+            (0..=self.buckets.bounds.len())
+                .map(|_| Mutex::new(None))
+                .collect()
+        });
         if let Some(Ok(mut slot)) = slots.get(index).map(Mutex::try_lock) {
             *slot = Some(exemplar);
         }
@@ -174,6 +204,9 @@ impl AtomicHistogram {
 
     /// Writes the cumulative count of each bucket (the last one is `+Inf`) and returns the sum.
     pub(crate) fn snapshot_into(&self, cumulative: &mut Vec<u64>) -> f64 {
+        if let Some(native) = &self.native {
+            return native.classic_into(cumulative);
+        }
         cumulative.clear();
         let mut running = 0u64;
         for c in self.counts.iter() {
