@@ -104,6 +104,8 @@ pub mod operations;
 #[cfg(feature = "otlp")]
 #[cfg_attr(docsrs, doc(cfg(feature = "otlp")))]
 pub mod otlp;
+#[cfg(any(feature = "history", feature = "log-store"))]
+mod redb_file;
 
 // The OpenTelemetry crates the bridge and the exporters are built against, for the application
 // to build its layer and providers from (a second version would not join: docs/tracing.md).

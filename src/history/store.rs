@@ -63,27 +63,6 @@ fn prepare(db: Database) -> Result<Database, redb::Error> {
     Ok(db)
 }
 
-/// How long opening waits for a file another history of this process is still releasing.
-const RELEASE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
-
-/// Opens (or creates) the file, waiting briefly while it is open elsewhere in this process:
-/// an observer just dropped may still be writing its last minutes from its flusher thread,
-/// and a new observer on the same file (a restart inside the process) should get the file,
-/// not a fallback to memory. Two live histories on one file still fail, after the wait.
-fn create_when_released(path: &Path) -> Result<Database, redb::DatabaseError> {
-    let deadline = std::time::Instant::now() + RELEASE_WAIT;
-    loop {
-        match Database::create(path) {
-            Err(redb::DatabaseError::DatabaseAlreadyOpen)
-                if std::time::Instant::now() < deadline =>
-            {
-                std::thread::sleep(std::time::Duration::from_millis(10));
-            }
-            other => return other,
-        }
-    }
-}
-
 impl Store {
     pub(crate) fn in_memory() -> Self {
         Self {
@@ -96,7 +75,9 @@ impl Store {
 
     pub(crate) fn open(path: &Path) -> Result<Self, redb::Error> {
         let path = path.to_path_buf();
-        Self::with_opener(Box::new(move || prepare(create_when_released(&path)?)))
+        Self::with_opener(Box::new(move || {
+            prepare(crate::redb_file::create_when_released(&path)?)
+        }))
     }
 
     fn with_opener(opener: Opener) -> Result<Self, redb::Error> {

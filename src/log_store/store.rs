@@ -115,7 +115,7 @@ impl Db {
             std::fs::create_dir_all(parent).map_err(redb::Error::Io)?;
         }
         Ok(Db {
-            db: prepare(Database::create(path)?)?,
+            db: prepare(crate::redb_file::create_when_released(path)?)?,
             path: Some(path.to_path_buf()),
         })
     }
