@@ -31,7 +31,7 @@
 //!
 //! | feature | module | what it adds |
 //! |---|---|---|
-//! | — (always) | [`server`], [`request_id`], [`trace`], [`registry`], [`stats`], [`health`], [`endpoints`], [`env`] | request IDs, HTTP server metrics, W3C trace context and request spans, the built-in registry, `/metrics`, `/v1/stats`, `/health`, the `TOWER_OBSERVE_*` variables |
+//! | — (always) | [`server`], [`request_id`], [`trace`], [`registry`], [`stats`], [`health`], [`endpoints`], [`env`](mod@env) | request IDs, HTTP server metrics, W3C trace context and request spans, the built-in registry, `/metrics`, `/v1/stats`, `/health`, the `TOWER_OBSERVE_*` variables |
 //! | `axum` | [`endpoints`] | route templates from axum's `MatchedPath`, `observer.router()` |
 //! | `logs` | `logs` | ECS JSON log lines with the request and trace IDs, redaction |
 //! | `client` | `client`, [`classify`] | `http_client_*` metrics, client spans and propagation for any tower HTTP client |
