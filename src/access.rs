@@ -36,6 +36,12 @@ impl AccessToken {
         Self { token, rejected }
     }
 
+    /// Whether this is `token` (tests of where a token came from).
+    #[cfg(test)]
+    pub(crate) fn is(&self, token: &str) -> bool {
+        self.token == token
+    }
+
     /// Checks the token the request presents: `Authorization: Bearer <token>`, or with
     /// `query` also `?token=<token>`. Refusals are counted.
     pub(crate) fn check(

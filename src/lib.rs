@@ -31,7 +31,7 @@
 //!
 //! | feature | module | what it adds |
 //! |---|---|---|
-//! | — (always) | [`server`], [`request_id`], [`trace`], [`registry`], [`stats`], [`health`], [`endpoints`] | request IDs, HTTP server metrics, W3C trace context and request spans, the built-in registry, `/metrics`, `/v1/stats`, `/health` |
+//! | — (always) | [`server`], [`request_id`], [`trace`], [`registry`], [`stats`], [`health`], [`endpoints`], [`env`](mod@env) | request IDs, HTTP server metrics, W3C trace context and request spans, the built-in registry, `/metrics`, `/v1/stats`, `/health`, the `TOWER_OBSERVE_*` variables |
 //! | `axum` | [`endpoints`] | route templates from axum's `MatchedPath`, `observer.router()` |
 //! | `logs` | `logs` | ECS JSON log lines with the request and trace IDs, redaction |
 //! | `client` | `client`, [`classify`] | `http_client_*` metrics, client spans and propagation for any tower HTTP client |
@@ -49,6 +49,7 @@
 //! | `log-store` | `log_store` | captured events and spans in an embedded file, `/v1/requests/{id}`, `/v1/logs`, ECS export |
 //! | `dashboard` | `dashboard` | the live dashboard at `/dashboard`, `/v1/stats/stream`, recent slow and failed requests at `/v1/requests` |
 //! | `llm` | `llm` | GenAI server and client layers: tokens, time to first token, per provider and model |
+//! | `admin` | `admin` | the observability routes on their own listener, with graceful shutdown |
 //! | `operations` | `operations` | database calls, messaging, functions and external APIs timed (`db_client_operation_duration_seconds`, `function_calls_total`, …), queues and workers |
 //!
 //! [`names`] holds every metric and label name, [`labels`] the label checks and dimensions,
@@ -63,6 +64,9 @@ mod macros;
 mod observer;
 
 mod access;
+#[cfg(feature = "admin")]
+#[cfg_attr(docsrs, doc(cfg(feature = "admin")))]
+pub mod admin;
 #[cfg(feature = "alerts")]
 #[cfg_attr(docsrs, doc(cfg(feature = "alerts")))]
 pub mod alerts;
@@ -79,6 +83,7 @@ pub mod clock;
 #[cfg_attr(docsrs, doc(cfg(feature = "dashboard")))]
 pub mod dashboard;
 pub mod endpoints;
+pub mod env;
 #[cfg(feature = "tonic")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tonic")))]
 pub mod grpc;

@@ -20,9 +20,18 @@ impl Observer {
     /// let app: Router = Router::new().merge(observer.router());
     /// ```
     pub fn router<S: Clone + Send + Sync + 'static>(&self) -> Router<S> {
+        self.endpoints_router(false)
+    }
+
+    /// The router fragment; `whole_server`: it is the whole server (the admin listener), so
+    /// the paths of capabilities that are off outside `/v1/` (`/dashboard`) answer too.
+    pub(crate) fn endpoints_router<S: Clone + Send + Sync + 'static>(
+        &self,
+        whole_server: bool,
+    ) -> Router<S> {
         let mut router = Router::new();
         let mut routes = routes(self, METRICS_PATH, STATS_PATH);
-        routes.extend(off_routes(&routes, false));
+        routes.extend(off_routes(&routes, whole_server));
         let probe = crate::server::EndpointProbe::new(self, true);
         for route in probed(routes, &probe) {
             let filter = match route.method {

@@ -22,7 +22,9 @@
 
 #[cfg(feature = "axum")]
 mod axum;
-mod reset;
+pub(crate) mod reset;
+
+pub(crate) use reset::ResetPending;
 
 use std::convert::Infallible;
 use std::future::Future;

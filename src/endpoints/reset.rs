@@ -16,12 +16,19 @@ use crate::{Observer, ObserverBuilder};
 #[derive(Default)]
 pub(crate) struct ResetPending {
     token: String,
+    /// From `TOWER_OBSERVE_RESET_TOKEN_FILE` ([`crate::env`]); the code's token wins.
+    pub(crate) env_token: Option<String>,
 }
 
 impl Pending for ResetPending {
     fn attach(self: Box<Self>, observer: &Observer) -> Option<Arc<dyn RecordSink>> {
-        if !self.token.is_empty() {
-            let token = AccessToken::new(self.token, names::STATS_RESET_REJECTED);
+        let token = if self.token.is_empty() {
+            self.env_token
+        } else {
+            Some(self.token)
+        };
+        if let Some(token) = token {
+            let token = AccessToken::new(token, names::STATS_RESET_REJECTED);
             observer.part(move || ResetPart(token));
         }
         None
@@ -43,6 +50,13 @@ impl std::fmt::Debug for ResetPending {
 #[derive(Debug)]
 pub(crate) struct ResetPart(AccessToken);
 
+#[cfg(test)]
+impl ResetPart {
+    pub(crate) fn token_is(&self, token: &str) -> bool {
+        self.0.is(token)
+    }
+}
+
 impl Part for ResetPart {
     fn routes(&self, observer: &Observer) -> Vec<Route> {
         let observer = observer.clone();
@@ -55,7 +69,9 @@ impl Part for ResetPart {
 
 impl ObserverBuilder {
     /// Enables `POST /v1/stats/reset`, allowed only with `Authorization: Bearer <token>`.
-    /// Without a token the route does not exist. An empty token is ignored.
+    /// Without a token the route does not exist. An empty token is ignored. Over the token
+    /// in the file `TOWER_OBSERVE_RESET_TOKEN_FILE` names (read by
+    /// [`configure_from_env`](ObserverBuilder::configure_from_env)).
     pub fn reset_token(mut self, token: impl Into<String>) -> Self {
         self.pending::<ResetPending>().token = token.into();
         self

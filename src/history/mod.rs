@@ -569,7 +569,13 @@ impl RecordSink for HistoryHandle {
 
 /// History configured on the builder; its store is opened when the observer is built.
 #[derive(Default)]
-struct HistoryPending(Option<HistoryOptions>, Option<(Store, Durability)>);
+pub(crate) struct HistoryPending(
+    Option<HistoryOptions>,
+    Option<(Store, Durability)>,
+    /// From `TOWER_OBSERVE_HISTORY_PATH` ([`crate::env`]): history in this file, unless the
+    /// code configured history.
+    pub(crate) Option<PathBuf>,
+);
 
 impl std::fmt::Debug for HistoryPending {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -579,6 +585,9 @@ impl std::fmt::Debug for HistoryPending {
 
 impl Pending for HistoryPending {
     fn prepare(&mut self) -> Result<(), crate::BuildError> {
+        if self.0.is_none() {
+            self.0 = self.2.take().map(HistoryOptions::file);
+        }
         if let Some(options) = &self.0 {
             self.1 = Some(open_durable(options)?);
         }
@@ -676,7 +685,9 @@ impl HistoryHandle {
 
 impl ObserverBuilder {
     /// Keeps request history with rollups and retention, served at `GET /v1/stats/history`
-    /// (feature `history`; see [`crate::history`]).
+    /// (feature `history`; see [`crate::history`]). Over `TOWER_OBSERVE_HISTORY_PATH` (read by
+    /// [`configure_from_env`](ObserverBuilder::configure_from_env)), which, when the code
+    /// configures no history, turns it on in that file.
     pub fn history(mut self, options: HistoryOptions) -> Self {
         self.pending::<HistoryPending>().0 = Some(options);
         self

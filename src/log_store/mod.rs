@@ -282,6 +282,12 @@ impl LogStoreHandle {
         self.shared.db.load().path.is_some()
     }
 
+    /// Whether the routes' token is `token` (tests of where a token came from).
+    #[cfg(test)]
+    pub(crate) fn token_is(&self, token: &str) -> bool {
+        self.shared.token.as_ref().is_some_and(|t| t.is(token))
+    }
+
     /// Records dropped because the buffer was full.
     pub fn dropped(&self) -> u64 {
         self.capture.dropped.load(Relaxed)
@@ -507,12 +513,32 @@ impl LogStoreHandle {
     }
 }
 
-#[derive(Debug, Default)]
-struct LogStorePending(Option<LogStoreOptions>);
+#[derive(Default)]
+pub(crate) struct LogStorePending {
+    options: Option<LogStoreOptions>,
+    /// From `TOWER_OBSERVE_LOG_STORE_PATH` ([`crate::env`]): the store in this file, unless
+    /// the code configured one.
+    pub(crate) env_path: Option<PathBuf>,
+    /// From `TOWER_OBSERVE_LOGS_TOKEN_FILE`: the token, unless the code gave one.
+    pub(crate) env_token: Option<String>,
+}
+
+// Never prints the token.
+impl std::fmt::Debug for LogStorePending {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogStorePending")
+            .field("options", &self.options)
+            .field("env_path", &self.env_path)
+            .finish_non_exhaustive()
+    }
+}
 
 impl Pending for LogStorePending {
     fn attach(self: Box<Self>, observer: &Observer) -> Option<Arc<dyn RecordSink>> {
-        let options = self.0?;
+        let mut options = self.options.or(self.env_path.map(LogStoreOptions::file))?;
+        if options.token.is_none() {
+            options.token = self.env_token;
+        }
         let mut handle = LogStoreHandle::open(options, observer.clock().clone());
         observer.with_source(|source| {
             let counter = handles::counter(
@@ -591,9 +617,12 @@ impl Part for LogStoreHandle {
 impl ObserverBuilder {
     /// Stores log events and spans, searchable by request ID, trace ID and time, served
     /// behind a token at `GET /v1/requests/{id}`, `GET /v1/logs` and `GET /v1/logs/export`
-    /// (feature `log-store`; see [`crate::log_store`]).
+    /// (feature `log-store`; see [`crate::log_store`]). Over `TOWER_OBSERVE_LOG_STORE_PATH`,
+    /// which, when the code configures no store, turns one on in that file, and
+    /// `TOWER_OBSERVE_LOGS_TOKEN_FILE`, which gives the token when the options have none
+    /// (both read by [`configure_from_env`](ObserverBuilder::configure_from_env)).
     pub fn log_store(mut self, options: LogStoreOptions) -> Self {
-        self.pending::<LogStorePending>().0 = Some(options);
+        self.pending::<LogStorePending>().options = Some(options);
         self
     }
 }

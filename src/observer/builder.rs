@@ -32,6 +32,18 @@ pub enum BuildError {
     /// A known HTTP method that is not a valid method name, or one extension method more
     /// than the process can keep ([`MAX_EXTENSION_METHODS`](crate::labels::MAX_EXTENSION_METHODS)).
     InvalidMethod(String),
+    /// The metric name prefix is not valid ([`ObserverBuilder::metric_prefix`]), or was set
+    /// for an observer that records into another recorder (which has its own).
+    InvalidMetricPrefix(String),
+    /// An environment variable read by
+    /// [`ObserverBuilder::configure_from_env`](crate::ObserverBuilder::configure_from_env)
+    /// has a value that cannot be used (the reason never repeats a secret).
+    InvalidVariable {
+        /// The variable's name.
+        variable: String,
+        /// What is wrong with its value.
+        reason: String,
+    },
     /// A capability configured on the builder could not be set up as asked (a history file
     /// that cannot be opened with `require_durable`, …).
     Capability {
@@ -62,6 +74,10 @@ impl fmt::Display for BuildError {
                 f,
                 "known HTTP method {m:?} is not a method name, or one extension method too many"
             ),
+            BuildError::InvalidMetricPrefix(reason) => f.write_str(reason),
+            BuildError::InvalidVariable { variable, reason } => {
+                write!(f, "environment variable {variable}: {reason}")
+            }
             BuildError::Capability {
                 capability,
                 field,
@@ -122,6 +138,7 @@ pub struct ObserverBuilder {
     max_label_sets: usize,
     sinks: Vec<Arc<dyn RecordSink>>,
     known_methods: Option<Vec<String>>,
+    metric_prefix: Option<String>,
     pending: Vec<Box<dyn Pending>>,
 }
 
@@ -149,6 +166,7 @@ impl Default for ObserverBuilder {
             known_methods: std::env::var("OTEL_INSTRUMENTATION_HTTP_KNOWN_METHODS")
                 .ok()
                 .map(|list| list.split(',').map(str::to_owned).collect()),
+            metric_prefix: None,
             pending: Vec::new(),
         }
     }
@@ -186,6 +204,32 @@ impl ObserverBuilder {
         f: impl FnOnce(RegistryBuilder) -> RegistryBuilder,
     ) -> Self {
         self.registry = f(self.registry);
+        self
+    }
+
+    /// Prefixes every series name `/metrics` serves with `prefix` and `_`
+    /// (`myapp_http_server_request_duration_seconds`), as axum-prometheus' `with_prefix` does;
+    /// see [`RegistryBuilder::prefix`] for what a valid prefix is. An invalid one fails
+    /// [`build`](Self::build) with [`BuildError::InvalidMetricPrefix`], as does a prefix with
+    /// [`recorder`](Self::recorder) or [`global_recorder`](Self::global_recorder) (set the
+    /// prefix on that recorder's exporter instead).
+    ///
+    /// Only the exposition carries it: the alert engine, `/v1/stats` and the dashboard read
+    /// the metrics under their own names and work unchanged. The Grafana dashboards and the
+    /// Prometheus rules shipped in `deploy/` (and those [`alerts`] renders) query the
+    /// unprefixed names: with a prefix, adapt their queries.
+    ///
+    /// ```
+    /// let observer = tower_observe::Observer::builder()
+    ///     .metric_prefix("checkout")
+    ///     .build()
+    ///     .unwrap();
+    /// # let _ = observer;
+    /// ```
+    ///
+    /// [`alerts`]: https://docs.rs/tower-observe/latest/tower_observe/alerts/
+    pub fn metric_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.metric_prefix = Some(prefix.into());
         self
     }
 
@@ -309,12 +353,24 @@ impl ObserverBuilder {
                 .map_err(BuildError::InvalidMethod)?,
         };
         let backend = match self.backend {
+            _ if self.metric_prefix.is_some()
+                && !matches!(self.backend, BackendChoice::Builtin) =>
+            {
+                return Err(BuildError::InvalidMetricPrefix(
+                    "a metric prefix applies to the built-in registry only; this observer records into another recorder: set the prefix on its exporter".to_owned(),
+                ));
+            }
             BackendChoice::Builtin => {
                 // The crate's families bound their label sets themselves (the limit, then
                 // overflow label sets); the registry's own limit, for metrics recorded directly,
                 // leaves them that room.
                 let own = self.max_label_sets.saturating_add(MAX_OVERFLOW_LABEL_SETS);
                 let mut registry = self.registry.max_label_sets_per_metric(own);
+                if let Some(prefix) = &self.metric_prefix {
+                    registry = registry
+                        .prefix(prefix)
+                        .map_err(|e| BuildError::InvalidMetricPrefix(e.to_string()))?;
+                }
                 for spec in names::METRICS {
                     if let names::Kind::Histogram(buckets) = spec.kind {
                         let bounds = match buckets {
@@ -388,5 +444,29 @@ mod tests {
             b = b.dimension(format!("d{i}"));
         }
         assert_eq!(b.build().unwrap_err(), BuildError::TooManyDimensions(9));
+    }
+
+    #[test]
+    fn rejects_a_bad_metric_prefix_or_one_without_the_registry() {
+        let err = Observer::builder()
+            .metric_prefix("my-app")
+            .build()
+            .unwrap_err();
+        assert!(
+            matches!(&err, BuildError::InvalidMetricPrefix(r) if r.contains("\"my-app\"")),
+            "{err}"
+        );
+        let err = Observer::builder()
+            .metric_prefix("app")
+            .recorder(metrics::NoopRecorder)
+            .build()
+            .unwrap_err();
+        assert!(matches!(err, BuildError::InvalidMetricPrefix(_)), "{err}");
+        let observer = Observer::builder().metric_prefix("app").build().unwrap();
+        let text = observer.render_metrics().unwrap();
+        assert!(
+            text.is_empty() || text.starts_with("# ") && text.contains(" app_"),
+            "{text}"
+        );
     }
 }

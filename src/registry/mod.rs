@@ -103,6 +103,7 @@ pub struct RegistryBuilder {
     max_label_sets: usize,
     native: Vec<String>,
     native_config: NativeConfig,
+    prefix: String,
 }
 
 impl Default for RegistryBuilder {
@@ -113,6 +114,7 @@ impl Default for RegistryBuilder {
             max_label_sets: DEFAULT_MAX_LABEL_SETS,
             native: Vec::new(),
             native_config: NativeConfig::default(),
+            prefix: String::new(),
         }
     }
 }
@@ -174,6 +176,40 @@ impl RegistryBuilder {
         self
     }
 
+    /// Prefixes every series name in the exposition (`/metrics`, text and OpenMetrics) with
+    /// `prefix` and `_`: `myapp` makes `myapp_http_server_request_duration_seconds` — like
+    /// axum-prometheus' `with_prefix`. Metrics are registered, looked up and read back under
+    /// their own names; only the rendered text carries the prefix, written in front of each
+    /// name as it is rendered (no name is copied).
+    ///
+    /// The prefix must itself be a valid metric name without colons (colons are left to
+    /// recording rules) and must not start with `__` (reserved by Prometheus): letters,
+    /// digits and `_`, not starting with a digit. A trailing `_` is kept as the separator.
+    ///
+    /// ```
+    /// use tower_observe::registry::Registry;
+    ///
+    /// let registry = Registry::builder().prefix("myapp").unwrap().build();
+    /// metrics::with_local_recorder(&registry, || metrics::counter!("jobs_total").increment(1));
+    /// assert_eq!(registry.render(), "# TYPE myapp_jobs_total counter\nmyapp_jobs_total 1\n");
+    /// assert!(Registry::builder().prefix("my-app").is_err());
+    /// ```
+    pub fn prefix(mut self, prefix: &str) -> Result<Self, InvalidMetricPrefix> {
+        let valid = !prefix.is_empty()
+            && !prefix.starts_with("__")
+            && prefix.bytes().enumerate().all(|(i, b)| {
+                b.is_ascii_alphabetic() || b == b'_' || (i > 0 && b.is_ascii_digit())
+            });
+        if !valid {
+            return Err(InvalidMetricPrefix(prefix.to_owned()));
+        }
+        self.prefix = prefix.to_owned();
+        if !self.prefix.ends_with('_') {
+            self.prefix.push('_');
+        }
+        Ok(self)
+    }
+
     /// Builds the registry.
     pub fn build(self) -> Registry {
         let default_buckets = Arc::new(Buckets::new(&self.default_buckets));
@@ -192,6 +228,7 @@ impl RegistryBuilder {
                 native_config: self.native_config,
                 scratch: Mutex::new(render::Scratch::default()),
                 proto_scratch: Mutex::new(proto::Scratch::default()),
+                prefix: self.prefix.into_boxed_str(),
             }),
         }
     }
@@ -207,7 +244,28 @@ struct Shared {
     native_config: NativeConfig,
     scratch: Mutex<render::Scratch>,
     proto_scratch: Mutex<proto::Scratch>,
+    /// Written before every name in the exposition (with its `_`); empty: none.
+    prefix: Box<str>,
 }
+
+/// A metric name prefix that is not a valid start of a Prometheus metric name; see
+/// [`RegistryBuilder::prefix`].
+#[derive(Clone, PartialEq, Eq)]
+pub struct InvalidMetricPrefix(pub String);
+
+impl fmt::Display for InvalidMetricPrefix {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "metric prefix {:?} is not valid: use letters, digits and _, not starting with a digit or __, without colons",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for InvalidMetricPrefix {}
+
+debug_as_display!(InvalidMetricPrefix);
 
 /// A metric registry and `metrics` recorder with a fast Prometheus text renderer.
 ///

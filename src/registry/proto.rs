@@ -172,7 +172,11 @@ pub(super) fn render(registry: &Registry, out: &mut Vec<u8>) {
     let mut next = series.iter();
     for (meta, help, count) in &families {
         let family = open(out, None);
-        bytes(out, field::FAMILY_NAME, meta.name.as_bytes());
+        let prefix = registry.shared.prefix.as_bytes();
+        key(out, field::FAMILY_NAME, LEN);
+        varint(out, (prefix.len() + meta.name.len()) as u64);
+        out.extend_from_slice(prefix);
+        out.extend_from_slice(meta.name.as_bytes());
         if let Some(help) = help {
             bytes(out, field::FAMILY_HELP, help.as_bytes());
         }

@@ -57,6 +57,7 @@ pub(super) fn render(registry: &Registry, out: &mut String, format: Format) {
             scratch.series.extend(family.series.iter().cloned());
         }
     }
+    let prefix = &*registry.shared.prefix;
     let start = out.len();
     out.reserve(scratch.last_len);
     let mut series = scratch.series.iter();
@@ -72,12 +73,14 @@ pub(super) fn render(registry: &Registry, out: &mut String, format: Format) {
         };
         if let Some(help) = help {
             out.push_str("# HELP ");
+            out.push_str(prefix);
             out.push_str(family);
             out.push(' ');
             push_escaped_help(out, help, open_metrics);
             out.push('\n');
         }
         out.push_str("# TYPE ");
+        out.push_str(prefix);
         out.push_str(family);
         out.push(' ');
         out.push_str(meta.kind.as_str());
@@ -85,13 +88,13 @@ pub(super) fn render(registry: &Registry, out: &mut String, format: Format) {
         for s in series.by_ref().take(*count) {
             match &s.storage {
                 Storage::Counter(c) => {
-                    push_sample_start(out, family, counter_suffix, &s.labels);
+                    push_sample_start(out, prefix, family, counter_suffix, &s.labels);
                     push_u64(out, c.get());
                     out.push('\n');
                 }
                 Storage::Gauge(g) => {
                     // A float counter's cell is a gauge's; it is named like a counter.
-                    push_sample_start(out, family, counter_suffix, &s.labels);
+                    push_sample_start(out, prefix, family, counter_suffix, &s.labels);
                     push_f64(out, g.get());
                     out.push('\n');
                 }
@@ -100,6 +103,7 @@ pub(super) fn render(registry: &Registry, out: &mut String, format: Format) {
                     let sum = h.snapshot_into(&mut scratch.cumulative);
                     let les = &h.buckets.le_labels;
                     for (i, count) in scratch.cumulative.iter().enumerate() {
+                        out.push_str(prefix);
                         out.push_str(name);
                         out.push_str("_bucket{");
                         out.push_str(&s.labels);
@@ -117,10 +121,10 @@ pub(super) fn render(registry: &Registry, out: &mut String, format: Format) {
                         }
                         out.push('\n');
                     }
-                    push_sample_start(out, name, "_sum", &s.labels);
+                    push_sample_start(out, prefix, name, "_sum", &s.labels);
                     push_f64(out, sum);
                     out.push('\n');
-                    push_sample_start(out, name, "_count", &s.labels);
+                    push_sample_start(out, prefix, name, "_count", &s.labels);
                     push_u64(out, scratch.cumulative.last().copied().unwrap_or(0));
                     out.push('\n');
                 }
@@ -135,7 +139,8 @@ pub(super) fn render(registry: &Registry, out: &mut String, format: Format) {
     scratch.series.clear();
 }
 
-fn push_sample_start(out: &mut String, name: &str, suffix: &str, labels: &str) {
+fn push_sample_start(out: &mut String, prefix: &str, name: &str, suffix: &str, labels: &str) {
+    out.push_str(prefix);
     out.push_str(name);
     out.push_str(suffix);
     if !labels.is_empty() {
@@ -292,6 +297,51 @@ mod tests {
         assert!(!native.render_protobuf().is_empty());
         assert_eq!(native.render(), classic.render());
         assert_eq!(native.render_openmetrics(), classic.render_openmetrics());
+    }
+
+    #[test]
+    fn a_prefix_is_on_every_name_of_both_formats() {
+        let r = Registry::builder()
+            .prefix("myapp")
+            .unwrap()
+            .buckets_for("lat_seconds", &[1.0])
+            .build();
+        metrics::with_local_recorder(&r, || {
+            metrics::describe_counter!("jobs_total", "Jobs.");
+            metrics::counter!("jobs_total").increment(2);
+            metrics::gauge!("depth", "q" => "a").set(3.0);
+            metrics::histogram!("lat_seconds").record(0.5);
+        });
+        let text = r.render();
+        assert_eq!(
+            text,
+            "# TYPE myapp_depth gauge\nmyapp_depth{q=\"a\"} 3\n\
+             # HELP myapp_jobs_total Jobs.\n# TYPE myapp_jobs_total counter\nmyapp_jobs_total 2\n\
+             # TYPE myapp_lat_seconds histogram\nmyapp_lat_seconds_bucket{le=\"1\"} 1\n\
+             myapp_lat_seconds_bucket{le=\"+Inf\"} 1\nmyapp_lat_seconds_sum 0.5\nmyapp_lat_seconds_count 1\n"
+        );
+        let om = r.render_openmetrics();
+        assert!(
+            om.contains("# TYPE myapp_jobs counter\nmyapp_jobs_total 2\n"),
+            "{om}"
+        );
+        // The protobuf format names its families with the prefix too.
+        let proto = r.render_protobuf();
+        let has = |needle: &[u8]| proto.windows(needle.len()).any(|w| w == needle);
+        assert!(has(b"myapp_jobs") && has(b"myapp_lat_seconds"));
+        // Read back and counted under their own names.
+        assert_eq!(r.label_sets("jobs_total"), 1);
+        assert_eq!(
+            Registry::builder().prefix("app_").unwrap().prefix,
+            "app_",
+            "a trailing _ is the separator"
+        );
+        for bad in ["", "1app", "my-app", "a:b", "__x", "é"] {
+            assert_eq!(
+                Registry::builder().prefix(bad).unwrap_err(),
+                crate::registry::InvalidMetricPrefix(bad.to_owned())
+            );
+        }
     }
 
     #[test]

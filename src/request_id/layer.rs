@@ -7,7 +7,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use super::future::ResponseFuture;
-use super::{RequestId, DEFAULT_MAX_LEN, X_REQUEST_ID};
+use super::{MakeRequestId, RequestHead, RequestId, DEFAULT_MAX_LEN, X_REQUEST_ID};
 use crate::observer::{handles, Part};
 use crate::{names, Observer};
 
@@ -29,6 +29,18 @@ pub struct AssignRequestIdLayer {
     set_request_header: bool,
     /// Where rejected IDs are counted: an observer, or the global `metrics` recorder.
     rejected: Option<Rejected>,
+    /// The application's generator; `None`: UUIDv7, without a virtual call.
+    make: Option<Make>,
+}
+
+/// A [`MakeRequestId`], shared by the layer's clones.
+#[derive(Clone)]
+struct Make(Arc<dyn MakeRequestId>);
+
+impl std::fmt::Debug for Make {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MakeRequestId")
+    }
 }
 
 /// Rejected IDs, counted in one observer.
@@ -77,6 +89,7 @@ impl AssignRequestIdLayer {
             max_len: DEFAULT_MAX_LEN,
             set_request_header: false,
             rejected: None,
+            make: None,
         }
     }
 
@@ -111,6 +124,13 @@ impl AssignRequestIdLayer {
         self
     }
 
+    /// Makes the IDs of requests that arrive without a valid one with `make` instead of
+    /// UUIDv7 (see [`MakeRequestId`]; tower-http's `MakeRequestId`).
+    pub fn make_request_id(mut self, make: impl MakeRequestId) -> Self {
+        self.make = Some(Make(Arc::new(make)));
+        self
+    }
+
     /// Gives `req` its ID and returns the value to echo on the response.
     pub(crate) fn assign<B>(&self, req: &mut Request<B>) -> HeaderValue {
         self.assign_at(req, None).into_header_value()
@@ -118,9 +138,16 @@ impl AssignRequestIdLayer {
 
     /// [`assign`](Self::assign), reusing a system-clock reading the caller already took.
     pub(crate) fn assign_at<B>(&self, req: &mut Request<B>, now: Option<u64>) -> RequestId {
-        let generate = || match now {
-            Some(now) => RequestId::generate_at(now),
-            None => RequestId::generate(),
+        let generate = |req: &Request<B>| {
+            if let Some(Make(make)) = &self.make {
+                if let Some(id) = make.make_request_id(&RequestHead::of(req)) {
+                    return id;
+                }
+            }
+            match now {
+                Some(now) => RequestId::generate_at(now),
+                None => RequestId::generate(),
+            }
         };
         let (id, write_header) = match req.headers().get(&self.header) {
             Some(value) => match RequestId::from_header(value, self.max_len) {
@@ -130,10 +157,10 @@ impl AssignRequestIdLayer {
                         Some(rejected) => rejected.count(),
                         None => metrics::counter!(names::REQUEST_ID_REJECTED).increment(1),
                     }
-                    (generate(), true)
+                    (generate(req), true)
                 }
             },
-            None => (generate(), self.set_request_header),
+            None => (generate(req), self.set_request_header),
         };
         if write_header {
             req.headers_mut().insert(self.header.clone(), id.0.clone());

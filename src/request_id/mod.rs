@@ -11,7 +11,9 @@
 //! - a fresh ID is a [UUIDv7](https://www.rfc-editor.org/rfc/rfc9562#section-5.7): unique
 //!   (74 random bits per millisecond), sortable by creation time, and the format log
 //!   pipelines, databases and tracing back ends already understand (ULIDs sort the same
-//!   way but are a convention, not a standard, and are rarely parsed natively);
+//!   way but are a convention, not a standard, and are rarely parsed natively). A
+//!   [`MakeRequestId`] of your own (a counter, a ULID, an ID naming the instance) replaces
+//!   it, as tower-http's `MakeRequestId` does for its layer;
 //! - the ID is written into the request headers (so proxies and inner layers see the same
 //!   value), the request extensions (extract it with `RequestId` in an axum handler), the
 //!   response headers, and the `request_id` field of the current `tracing` span when that
@@ -38,6 +40,7 @@
 pub mod future;
 mod generate;
 mod layer;
+mod make;
 
 use std::fmt;
 
@@ -46,6 +49,7 @@ use http::HeaderValue;
 pub use generate::new_uuid_v7;
 pub(crate) use generate::random_u64;
 pub use layer::{AssignRequestId, AssignRequestIdLayer};
+pub use make::{MakeRequestId, RequestHead};
 
 /// Default header carrying the request ID.
 pub const X_REQUEST_ID: &str = "x-request-id";

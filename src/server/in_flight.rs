@@ -155,19 +155,26 @@ impl InFlight {
         };
         let config = &*self.config;
         let own = self.own && config.own_endpoints != super::OwnEndpoints::Record;
-        if own && config.own_endpoints == super::OwnEndpoints::Ignore {
+        // Not recorded: an own endpoint under `OwnEndpoints::Ignore`, or a route the layer
+        // was told to ignore. Otherwise the route's label, grouped if the layer says so.
+        let route = if own && config.own_endpoints == super::OwnEndpoints::Ignore {
+            None
+        } else {
+            config.routes.label(self.arrival.route.as_str())
+        };
+        let Some(route) = route else {
             let arrival = &self.arrival;
             config
                 .series
                 .request_ignored(&config.observer, arrival.method, arrival.scheme);
             return;
-        }
+        };
         let end = config.observer.now_nanos();
         config.series.record(
             &config.observer,
             &HttpCompletion {
                 method: self.arrival.method,
-                route: self.arrival.route.as_str(),
+                route,
                 scheme: self.arrival.scheme,
                 version: self.arrival.version,
                 status: self.status,

@@ -6,9 +6,10 @@ use std::sync::Arc;
 use http::StatusCode;
 use tower_layer::Layer;
 
+use super::route::RouteRules;
 use super::series::{Scheme, ServerPart};
 use super::service::Observe;
-use crate::request_id::AssignRequestIdLayer;
+use crate::request_id::{AssignRequestIdLayer, MakeRequestId};
 use crate::trace::TraceOptions;
 use crate::Observer;
 
@@ -50,6 +51,8 @@ pub(crate) struct Config {
     pub(crate) default_scheme: Scheme,
     pub(crate) own_endpoints: super::OwnEndpoints,
     pub(crate) catch_panics: bool,
+    /// Routes ignored or grouped under one label.
+    pub(crate) routes: RouteRules,
 }
 
 impl fmt::Debug for ObserveLayer {
@@ -62,6 +65,7 @@ impl fmt::Debug for ObserveLayer {
             .field("default_scheme", &c.default_scheme.as_str())
             .field("own_endpoints", &c.own_endpoints)
             .field("catch_panics", &c.catch_panics)
+            .field("routes", &c.routes)
             .finish_non_exhaustive()
     }
 }
@@ -84,6 +88,7 @@ impl ObserveLayer {
                 default_scheme: Scheme::Http,
                 own_endpoints: super::OwnEndpoints::default(),
                 catch_panics: true,
+                routes: RouteRules::default(),
             }),
         }
     }
@@ -95,6 +100,20 @@ impl ObserveLayer {
     /// Replaces the request-ID settings.
     pub fn request_id(mut self, layer: AssignRequestIdLayer) -> Self {
         self.config_mut().request_id = Some(layer);
+        self
+    }
+
+    /// Makes the IDs of requests that arrive without a valid one with `make` instead of
+    /// UUIDv7 (see [`MakeRequestId`]; tower-http's `MakeRequestId`). Turns request IDs on
+    /// if [`without_request_id`](Self::without_request_id) had turned them off; the other
+    /// request-ID settings are kept.
+    pub fn make_request_id(mut self, make: impl MakeRequestId) -> Self {
+        let config = self.config_mut();
+        let ids = config
+            .request_id
+            .take()
+            .unwrap_or_else(|| config.observer.request_id_layer());
+        config.request_id = Some(ids.make_request_id(make));
         self
     }
 
@@ -125,6 +144,60 @@ impl ObserveLayer {
     /// kept out of the application's routes and error rate, summarised apart.
     pub fn own_endpoints(mut self, how: super::OwnEndpoints) -> Self {
         self.config_mut().own_endpoints = how;
+        self
+    }
+
+    /// Routes not recorded at all: no Prometheus series, no `/v1/stats` entry, nothing given
+    /// to record sinks (history, the dashboard) — like axum-prometheus'
+    /// `with_ignore_patterns`. For probes and internal routes that would only add noise.
+    ///
+    /// A pattern is matched against the request's route template (the `http_route` value:
+    /// axum's `MatchedPath` such as `/users/{id}`, a [`RouteTemplate`], or `_UNMATCHED`);
+    /// `*` stands for any run of characters, so `/internal/*` takes every route under
+    /// `/internal/`. Patterns are read once, when the layer is built, and matched without a
+    /// regular expression or an allocation. Ignore patterns are checked before
+    /// [`group_routes`](Self::group_routes). The request still gets its request ID and span,
+    /// and the active-requests gauge (which has no route label) still counts it while it runs.
+    ///
+    /// ```
+    /// let observer = tower_observe::Observer::new();
+    /// let layer = observer.layer().ignore_routes(["/health/live", "/internal/*"]);
+    /// # let _ = layer;
+    /// ```
+    ///
+    /// [`RouteTemplate`]: crate::RouteTemplate
+    pub fn ignore_routes<P: AsRef<str>>(mut self, patterns: impl IntoIterator<Item = P>) -> Self {
+        let rules = &mut self.config_mut().routes;
+        for pattern in patterns {
+            rules.ignore(pattern.as_ref());
+        }
+        self
+    }
+
+    /// Records every route matching one of `patterns` under the one `http_route` value
+    /// `label`, in Prometheus and in `/v1/stats` — like axum-prometheus'
+    /// `with_group_patterns_as`. For families of routes that mean one thing to an operator
+    /// (`/assets/*` → `/assets`) or that would otherwise take many label sets.
+    ///
+    /// Patterns are matched as in [`ignore_routes`](Self::ignore_routes); when several groups
+    /// match, the one added first wins.
+    ///
+    /// ```
+    /// let observer = tower_observe::Observer::new();
+    /// let layer = observer
+    ///     .layer()
+    ///     .group_routes("/assets", ["/assets/*", "/favicon.ico"]);
+    /// # let _ = layer;
+    /// ```
+    pub fn group_routes<P: AsRef<str>>(
+        mut self,
+        label: impl AsRef<str>,
+        patterns: impl IntoIterator<Item = P>,
+    ) -> Self {
+        let rules = &mut self.config_mut().routes;
+        for pattern in patterns {
+            rules.group(label.as_ref(), pattern.as_ref());
+        }
         self
     }
 
