@@ -182,7 +182,7 @@ async fn drive(
             continue;
         }
         n += 1;
-        let (route, url) = if n % 2 == 0 {
+        let (route, url) = if n.is_multiple_of(2) {
             (ROUTES[0], format!("{base}/api/search"))
         } else {
             (ROUTES[1], format!("{base}/api/users/{}", n % 500))
@@ -567,8 +567,8 @@ async fn a_fleet_behind_prometheus_and_alertmanager() {
         let lower = les
             .iter()
             .copied()
-            .filter(|&le| le < truth - CLIENT_OVERHEAD)
-            .last()
+            .rev()
+            .find(|&le| le < truth - CLIENT_OVERHEAD)
             .unwrap_or(0.0);
         eprintln!(
             "p99 {route}: histogram {estimate:.4}s, client {truth:.4}s, allowed [{lower}, {upper}]"
