@@ -39,7 +39,7 @@ const ROUTES: [&str; 2] = ["/api/search", "/api/users/{id}"];
 const CLIENT_OVERHEAD: f64 = 0.010;
 /// The measured window: the histogram quantile over it against the client's p99 over it.
 const WINDOW: Duration = Duration::from_secs(10);
-const FLEET_ALERT: &str = "FleetHighErrorRate";
+const FLEET_ALERT: &str = "InstanceHighErrorRate";
 /// The observer's routes the test requests (scrapes, probes, statistics).
 const OWN_ENDPOINTS: [&str; 3] = ["/metrics", "/health/live", "/v1/stats"];
 
