@@ -76,8 +76,35 @@ impl Drop for Killed {
 
 struct TempDir(PathBuf);
 
+impl TempDir {
+    /// A log file for a process's output, shown if the test fails.
+    fn log(&self, name: &str) -> Stdio {
+        std::fs::File::create(self.0.join(format!("{name}.log")))
+            .map(Stdio::from)
+            .unwrap_or_else(|_| Stdio::null())
+    }
+}
+
 impl Drop for TempDir {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            let mut logs: Vec<_> = std::fs::read_dir(&self.0)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "log"))
+                .collect();
+            logs.sort();
+            for log in logs {
+                let text = std::fs::read_to_string(&log).unwrap_or_default();
+                let tail: Vec<&str> = text.lines().rev().take(15).collect();
+                eprintln!("--- {} (last lines)", log.display());
+                for line in tail.iter().rev() {
+                    eprintln!("{line}");
+                }
+            }
+        }
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
@@ -340,7 +367,7 @@ async fn a_fleet_behind_prometheus_and_alertmanager() {
             .arg(format!("--web.listen-address=127.0.0.1:{am_port}"))
             .arg("--cluster.listen-address=")
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(dir.log("alertmanager"))
             .spawn()
             .expect("start alertmanager"),
         "alertmanager",
@@ -359,7 +386,7 @@ async fn a_fleet_behind_prometheus_and_alertmanager() {
                 ])
                 .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
                 .stdout(Stdio::null())
-                .stderr(Stdio::null())
+                .stderr(dir.log(&format!("demo-{port}")))
                 .spawn()
                 .expect("start the demo"),
             "demo",
@@ -397,7 +424,7 @@ async fn a_fleet_behind_prometheus_and_alertmanager() {
             .arg("--enable-feature=exemplar-storage")
             .arg("--log.level=warn")
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(dir.log("prometheus"))
             .spawn()
             .expect("start prometheus"),
         "prometheus",
