@@ -152,6 +152,12 @@ pub mod trace;
 #[doc = include_str!("../docs/architecture.md")]
 pub mod architecture {}
 
+// A page, not code: its example renders alert rules, hence the feature.
+#[cfg(feature = "alerts")]
+#[cfg_attr(docsrs, doc(cfg(feature = "alerts")))]
+#[doc = include_str!("../docs/deploy.md")]
+pub mod deploy {}
+
 pub use labels::{Dimensions, RouteTemplate};
 pub use observer::OperationRecord;
 pub use observer::{
