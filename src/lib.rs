@@ -139,7 +139,10 @@ pub mod retry;
 pub mod server;
 pub mod stats;
 mod sync;
+// Outgoing TLS (crypto provider, roots) shared by the alert channels and the OTLP exporter.
 mod time_fmt;
+#[cfg(any(feature = "alerts", feature = "otlp"))]
+mod tls;
 pub mod trace;
 
 #[doc = include_str!("../docs/architecture.md")]
