@@ -9,13 +9,17 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime};
 
+#[path = "support/pki.rs"]
+mod pki;
 #[path = "support/receiver.rs"]
 mod receiver;
 use receiver::{wait_until, Mode, Received, Receiver};
 use tower_observe::alerts::notify::{
     Alertmanager, Channel, ChannelStatus, Email, Notifier, PagerDuty, Slack, Tls, Webhook,
 };
-use tower_observe::alerts::{AlertEvent, EventStatus, FailedRequest, Severity};
+use tower_observe::alerts::{
+    AlertEvent, AlertRules, Alerts, EventStatus, FailedRequest, RuleError, Severity,
+};
 use tower_observe::Observer;
 
 // ---------------------------------------------------------------------------------------------
@@ -453,6 +457,210 @@ fn tower_observe_now() -> String {
         rem % 3600 / 60,
         rem % 60
     )
+}
+
+// ---------------------------------------------------------------------------------------------
+// TLS: private roots, the crypto provider
+
+/// A webhook to an HTTPS receiver whose certificate a private root issued: delivered when the
+/// channel trusts the root (given as PEM bytes or as a file), a failure — counted, not a
+/// panic — when it does not. No provider is installed in this test binary, so this is the
+/// crate's own (`tls-ring` / `tls-aws-lc-rs`); `tests/alerts_tls_provider.rs` checks the
+/// application's is preferred.
+#[cfg(any(feature = "tls-ring", feature = "tls-aws-lc-rs"))]
+#[test]
+fn webhook_over_https_trusts_a_private_root() {
+    let (ca_pem, cert, key) = pki::private_pki();
+    let receiver = Receiver::start_tls(200, cert, key);
+    let dir = TempDir::new("roots");
+    let ca_file = dir.0.join("ca.pem");
+    std::fs::write(&ca_file, &ca_pem).unwrap();
+    let observer = Observer::new();
+    let channels: Vec<Channel> = vec![
+        Webhook::new(receiver.https_url("/hook"))
+            .name("trusted")
+            .root_certificate_pem(ca_pem)
+            .into(),
+        Webhook::new(receiver.https_url("/hook-file"))
+            .name("trusted-file")
+            .root_certificate_pem_file(&ca_file)
+            .into(),
+        // Mozilla's roots only: the private root is not among them.
+        quick(Webhook::new(receiver.https_url("/hook-untrusted")))
+            .name("untrusted")
+            .retries(0)
+            .into(),
+    ];
+    // What `ObserverBuilder::alerts` checks passes for all three.
+    let _checked = Observer::builder()
+        .alerts(
+            channels
+                .iter()
+                .fold(Alerts::new(AlertRules::recommended()), |alerts, c| {
+                    alerts.channel(c.clone())
+                }),
+        )
+        .expect("valid channels");
+    let notifier = Notifier::new(channels, &observer, None);
+    notifier.dispatch(&event(EventStatus::Firing));
+    let got = receiver.wait_for(2);
+    let mut paths: Vec<&str> = got.iter().map(|r| r.path.as_str()).collect();
+    paths.sort_unstable();
+    assert_eq!(paths, ["/hook", "/hook-file"]);
+    assert_eq!(got[0].json()["version"], "4");
+    let untrusted = wait_until("the TLS failure", || {
+        let s = status_of(&notifier, "untrusted");
+        (s.failed == 1).then_some(s)
+    });
+    let message = untrusted.last_error.expect("error").message;
+    assert!(
+        message.contains("TLS") || message.contains("certificate"),
+        "{message}"
+    );
+    assert!(
+        message.contains(&format!("https://127.0.0.1:{}", receiver.port)),
+        "{message}"
+    );
+    wait_until("counted", || {
+        (notifications(&observer, "trusted", "success") == 1.0
+            && notifications(&observer, "trusted-file", "success") == 1.0
+            && notifications(&observer, "untrusted", "failure") == 1.0)
+            .then_some(())
+    });
+    assert_eq!(notifications(&observer, "untrusted", "success"), 0.0);
+    // The untrusted handshake never got as far as a request.
+    assert_eq!(receiver.count(), 2);
+}
+
+/// A root that is not a certificate, or a file that cannot be read, fails
+/// `ObserverBuilder::alerts` for every channel that takes roots, naming the channel and the
+/// setter — and a channel handed straight to a `Notifier` counts each send as a failure.
+#[test]
+fn unusable_private_roots_are_refused_when_the_alerts_are_built() {
+    let garbage = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
+    let missing = std::env::temp_dir().join("tower-observe-no-such-root.pem");
+    let refused = |channel: Channel| match Observer::builder()
+        .alerts(Alerts::new(AlertRules::recommended()).channel(channel))
+    {
+        Ok(_) => panic!("accepted"),
+        Err(RuleError::Channel {
+            channel,
+            field,
+            reason,
+        }) => (channel, field, reason),
+        Err(other) => panic!("{other}"),
+    };
+    let url = "https://127.0.0.1:9/hook";
+    let cases: Vec<(Channel, &str)> = vec![
+        (
+            Webhook::new(url).root_certificate_pem(garbage).into(),
+            "webhook",
+        ),
+        (
+            Slack::new(url).root_certificate_pem("no PEM here").into(),
+            "slack",
+        ),
+        (
+            PagerDuty::new("key")
+                .endpoint(url)
+                .root_certificate_pem(garbage)
+                .into(),
+            "pagerduty",
+        ),
+        (
+            Alertmanager::new("https://127.0.0.1:9")
+                .root_certificate_pem(garbage)
+                .into(),
+            "alertmanager",
+        ),
+        (
+            Email::new("localhost")
+                .from("a@example.com")
+                .to("b@example.com")
+                .root_certificate_pem(garbage)
+                .into(),
+            "email",
+        ),
+    ];
+    for (channel, kind) in cases {
+        let (name, field, reason) = refused(channel);
+        assert_eq!(
+            (name.as_str(), field),
+            (kind, "root_certificate_pem"),
+            "{reason}"
+        );
+        assert!(!reason.contains("AAAA"), "{reason}");
+    }
+    let (name, field, reason) = refused(
+        Webhook::new(url)
+            .name("ops")
+            .root_certificate_pem_file(&missing)
+            .into(),
+    );
+    assert_eq!((name.as_str(), field), ("ops", "root_certificate_pem_file"));
+    assert!(
+        reason.contains("cannot read") && reason.contains("tower-observe-no-such-root"),
+        "{reason}"
+    );
+
+    // Not checked beforehand: every send fails, permanently, and is counted.
+    let observer = Observer::new();
+    let notifier = Notifier::new(
+        vec![quick(Webhook::new(url).root_certificate_pem(garbage)).into()],
+        &observer,
+        None,
+    );
+    notifier.dispatch(&event(EventStatus::Firing));
+    let status = wait_until("the failure", || {
+        let s = status_of(&notifier, "webhook");
+        (s.failed == 1).then_some(s)
+    });
+    assert_eq!(status.retries, 0, "a bad root is not retried");
+    assert!(status
+        .last_error
+        .unwrap()
+        .message
+        .starts_with("root_certificate_pem: "));
+    assert_eq!(notifications(&observer, "webhook", "failure"), 1.0);
+}
+
+/// Without a crypto provider (none installed, neither `tls-ring` nor `tls-aws-lc-rs`), an
+/// `https://` channel or SMTP with TLS is refused when the alerts are built, naming `tls`;
+/// plain `http://` needs none.
+#[cfg(not(any(feature = "tls-ring", feature = "tls-aws-lc-rs")))]
+#[test]
+fn https_without_a_crypto_provider_is_refused_when_the_alerts_are_built() {
+    let build = |channel: Channel| {
+        Observer::builder().alerts(Alerts::new(AlertRules::recommended()).channel(channel))
+    };
+    for channel in [
+        Channel::from(Webhook::new("https://hooks.example.com/x")),
+        Slack::new("https://hooks.slack.com/services/T/B/X").into(),
+        PagerDuty::new("key").into(),
+        Alertmanager::new("https://am.example.com").into(),
+        Email::new("smtp.example.com")
+            .from("a@example.com")
+            .to("b@example.com")
+            .into(),
+    ] {
+        let kind = channel.kind();
+        match build(channel) {
+            Err(RuleError::Channel { field, reason, .. }) => {
+                assert_eq!(field, "tls", "{kind}");
+                assert!(reason.contains("tls-ring"), "{reason}");
+            }
+            other => panic!("{kind}: {:?}", other.err()),
+        }
+    }
+    assert!(build(Webhook::new("http://hooks.example.com/x").into()).is_ok());
+    assert!(build(
+        Email::new("localhost")
+            .tls(Tls::None)
+            .from("a@example.com")
+            .to("b@example.com")
+            .into()
+    )
+    .is_ok());
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -931,6 +1139,9 @@ fn email_end_to_end() {
     });
 }
 
+// TLS needs a crypto provider; this binary installs none (see
+// `https_without_a_crypto_provider_is_refused_when_the_alerts_are_built`).
+#[cfg(any(feature = "tls-ring", feature = "tls-aws-lc-rs"))]
 #[test]
 fn email_starttls_with_a_private_root() {
     if !aiosmtpd_installed() || !require("/usr/bin/openssl") {

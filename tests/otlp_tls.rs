@@ -6,6 +6,8 @@
 //! installs a global subscriber.
 #![cfg(all(feature = "otlp", feature = "axum"))]
 
+#[path = "support/pki.rs"]
+mod pki;
 mod support;
 
 use std::sync::{Arc, Mutex};
@@ -23,6 +25,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
 use opentelemetry_proto::tonic::common::v1::any_value::Value as ProtoValue;
+use pki::private_pki;
 use prost::Message;
 use support::serve;
 use tokio_rustls::rustls;
@@ -45,27 +48,6 @@ struct Received {
     raw: Vec<u8>,
     traces: Vec<ExportTraceServiceRequest>,
     logs: Vec<ExportLogsServiceRequest>,
-}
-
-/// A private root CA, and a server certificate it issued for 127.0.0.1 and localhost:
-/// `(ca PEM, server cert DER, server key DER)`.
-fn private_pki() -> (String, Vec<u8>, Vec<u8>) {
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca.distinguished_name
-        .push(rcgen::DnType::CommonName, "tower-observe test root");
-    ca.key_usages = vec![
-        rcgen::KeyUsagePurpose::KeyCertSign,
-        rcgen::KeyUsagePurpose::CrlSign,
-    ];
-    let ca = rcgen::CertifiedIssuer::self_signed(ca, ca_key).unwrap();
-    let server_key = rcgen::KeyPair::generate().unwrap();
-    let server = rcgen::CertificateParams::new(vec!["127.0.0.1".into(), "localhost".into()])
-        .unwrap()
-        .signed_by(&server_key, &ca)
-        .unwrap();
-    (ca.pem(), server.der().to_vec(), server_key.serialize_der())
 }
 
 /// An OTLP/HTTP receiver over TLS on 127.0.0.1; stops with the runtime.
@@ -146,6 +128,10 @@ fn string_value(value: &Option<opentelemetry_proto::tonic::common::v1::AnyValue>
 
 #[test]
 fn spans_and_logs_reach_a_tls_collector_with_a_private_root() {
+    // Without the crate's own fallback provider (features `tls-ring`, `tls-aws-lc-rs`) the
+    // exporters need the application's: install one, as an application would.
+    #[cfg(not(any(feature = "tls-ring", feature = "tls-aws-lc-rs")))]
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let (ca_pem, cert, key) = private_pki();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let received = Arc::new(Mutex::new(Received::default()));

@@ -1,6 +1,7 @@
 //! The HTTP client the exporters send with: ureq (blocking, run on the export thread the SDK's
-//! batch processors own), rustls on ring, Mozilla's roots or the roots the configuration names,
-//! and the configured headers set on every request (over any the exporter adds itself).
+//! batch processors own), rustls with the application's crypto provider (`crate::tls`),
+//! Mozilla's roots or the roots the configuration names, and the configured headers set on
+//! every request (over any the exporter adds itself).
 
 use std::fmt;
 use std::sync::Arc;
@@ -9,6 +10,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Request, Response};
 use opentelemetry_http::{HttpClient, HttpError};
+
+use super::OtlpError;
 
 /// A ureq agent and the headers every export carries. `Debug` shows the header names only.
 #[derive(Clone)]
@@ -29,35 +32,29 @@ impl fmt::Debug for UreqClient {
 }
 
 impl UreqClient {
-    /// A client trusting `roots` (DER certificates) instead of Mozilla's when some are given,
-    /// giving up on a request after `timeout`.
+    /// A client for `url` trusting `roots` (DER certificates) instead of Mozilla's when some
+    /// are given, giving up on a request after `timeout`. An `https://` URL needs a rustls
+    /// crypto provider (`crate::tls::crypto_provider`); without one this fails.
     pub(super) fn new(
+        url: &str,
         roots: &[Vec<u8>],
         timeout: Duration,
         headers: Vec<(HeaderName, HeaderValue)>,
-    ) -> Self {
-        use ureq::tls::{Certificate, RootCerts, TlsConfig};
-        let roots = if roots.is_empty() {
-            RootCerts::WebPki
-        } else {
-            RootCerts::new_with_certs(
-                &roots
-                    .iter()
-                    .map(|der| Certificate::from_der(der).to_owned())
-                    .collect::<Vec<_>>(),
-            )
-        };
-        let agent = ureq::Agent::config_builder()
-            .tls_config(TlsConfig::builder().root_certs(roots).build())
+    ) -> Result<Self, OtlpError> {
+        let mut config = ureq::Agent::config_builder()
             .timeout_global(Some(timeout))
             .http_status_as_error(false)
-            .max_redirects(0)
-            .build()
-            .into();
-        Self {
-            agent,
-            headers: headers.into(),
+            .max_redirects(0);
+        // A plain `http://` endpoint needs no provider (no redirects are followed).
+        if crate::tls::is_https(url) {
+            let provider = crate::tls::crypto_provider()
+                .ok_or_else(|| OtlpError::Tls(crate::tls::NO_PROVIDER.to_owned()))?;
+            config = config.tls_config(crate::tls::ureq_config(provider, roots));
         }
+        Ok(Self {
+            agent: config.build().into(),
+            headers: headers.into(),
+        })
     }
 }
 

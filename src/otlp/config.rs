@@ -309,20 +309,9 @@ fn finish(
 ) -> Result<Export, OtlpError> {
     let mut roots = Vec::new();
     for pem in pems {
-        let before = roots.len();
-        for item in ureq::tls::parse_pem(pem) {
-            match item {
-                Ok(ureq::tls::PemItem::Certificate(cert)) => roots.push(cert.der().to_vec()),
-                Ok(_) => {}
-                Err(e) => return Err(certificate_error(variable, e.to_string())),
-            }
-        }
-        if roots.len() == before {
-            return Err(certificate_error(
-                variable,
-                "no PEM certificate found".to_owned(),
-            ));
-        }
+        let certificates = crate::tls::pem_certificates(pem)
+            .map_err(|reason| certificate_error(variable, reason))?;
+        roots.extend(certificates);
     }
     Ok(Export {
         url,

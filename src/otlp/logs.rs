@@ -136,10 +136,11 @@ impl OtlpLogs {
         let exporter = opentelemetry_otlp::LogExporter::builder()
             .with_http()
             .with_http_client(client::UreqClient::new(
+                &export.url,
                 &export.roots,
                 export.timeout,
                 export.headers,
-            ))
+            )?)
             .with_protocol(Protocol::HttpBinary)
             .with_endpoint(export.url)
             .with_timeout(export.timeout)

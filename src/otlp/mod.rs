@@ -66,6 +66,9 @@ pub enum OtlpError {
     },
     /// A root certificate given in code is not PEM.
     Certificate(String),
+    /// The endpoint is `https://` and there is no rustls crypto provider: none installed by
+    /// the application and neither feature `tls-aws-lc-rs` nor `tls-ring` on.
+    Tls(String),
     /// The OTLP exporter refused its configuration.
     Exporter(String),
 }
@@ -80,6 +83,7 @@ impl fmt::Display for OtlpError {
                 write!(f, "environment variable {variable}: {reason}")
             }
             OtlpError::Certificate(e) => write!(f, "OTLP root certificate: {e}"),
+            OtlpError::Tls(e) => write!(f, "OTLP over https://: {e}"),
             OtlpError::Exporter(e) => write!(f, "could not build the OTLP exporter: {e}"),
         }
     }
@@ -288,7 +292,12 @@ impl Settings {
     fn resolve(traces: &OtlpTraces, env: Lookup<'_>) -> Result<Self, OtlpError> {
         let export = config::export(Signal::Traces, &traces.export, env)?;
         Ok(Self {
-            client: client::UreqClient::new(&export.roots, export.timeout, export.headers),
+            client: client::UreqClient::new(
+                &export.url,
+                &export.roots,
+                export.timeout,
+                export.headers,
+            )?,
             url: export.url,
             timeout: export.timeout,
             resource: config::resource(

@@ -1,14 +1,15 @@
 //! A tiny HTTP receiver on 127.0.0.1 for notification tests: records every request, answers
-//! with a fixed status or never.
+//! with a fixed status or never; over plain TCP or TLS.
 #![allow(dead_code, unreachable_pub)]
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use tokio_rustls::rustls;
 
 /// How long a test waits for something before failing.
 pub const WAIT: Duration = Duration::from_secs(30);
@@ -60,6 +61,33 @@ pub struct Receiver {
 
 impl Receiver {
     pub fn start(mode: Mode) -> Receiver {
+        Self::start_with(mode, None)
+    }
+
+    /// A receiver over TLS answering `status`, with the server certificate `cert` and its
+    /// key `key` (DER, PKCS#8). A client that does not trust the certificate fails the
+    /// handshake and nothing is recorded.
+    pub fn start_tls(status: u16, cert: Vec<u8>, key: Vec<u8>) -> Receiver {
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![cert.into()],
+            rustls::pki_types::PrivateKeyDer::Pkcs8(key.into()),
+        )
+        .unwrap();
+        Self::start_with(Mode::Status(status), Some(Arc::new(config)))
+    }
+
+    /// `https://127.0.0.1:{port}{path}`.
+    pub fn https_url(&self, path: &str) -> String {
+        format!("https://127.0.0.1:{}{path}", self.port)
+    }
+
+    fn start_with(mode: Mode, tls: Option<Arc<rustls::ServerConfig>>) -> Receiver {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let port = listener.local_addr().expect("addr").port();
         let received = Arc::new(Mutex::new(Vec::new()));
@@ -74,7 +102,19 @@ impl Receiver {
                     Mode::Hang => held.push(stream),
                     Mode::Status(status) => {
                         let r = Arc::clone(&r);
-                        std::thread::spawn(move || serve(stream, status, &r));
+                        let tls = tls.clone();
+                        std::thread::spawn(move || {
+                            let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+                            match tls {
+                                None => serve(stream, status, &r),
+                                Some(config) => {
+                                    let Ok(conn) = rustls::ServerConnection::new(config) else {
+                                        return;
+                                    };
+                                    serve(rustls::StreamOwned::new(conn, stream), status, &r);
+                                }
+                            }
+                        });
                     }
                 }
             }
@@ -102,8 +142,7 @@ impl Receiver {
     }
 }
 
-fn serve(stream: TcpStream, status: u16, received: &Mutex<Vec<Received>>) {
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+fn serve(stream: impl Read + Write, status: u16, received: &Mutex<Vec<Received>>) {
     let mut reader = BufReader::new(stream);
     let mut line = String::new();
     if reader.read_line(&mut line).is_err() {
@@ -143,4 +182,5 @@ fn serve(stream: TcpStream, status: u16, received: &Mutex<Vec<Received>>) {
         stream,
         "HTTP/1.1 {status} X\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok"
     );
+    let _ = stream.flush();
 }

@@ -5,7 +5,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde::Serialize;
 
-use super::http::{agent, header_setter, post_json, SecretHeader, Target};
+use super::http::{
+    agent, header_setter, post_json, root_setters, PrivateRoots, SecretHeader, Target,
+};
 use super::{settings_setters, Deliver, DeliverContext, SendError, Settings};
 use crate::alerts::{AlertEvent, EventStatus};
 use crate::time_fmt::rfc3339;
@@ -40,6 +42,7 @@ const BATCH: usize = 500;
 pub struct Alertmanager {
     pub(crate) settings: Settings,
     target: Target,
+    roots: PrivateRoots,
     headers: Vec<SecretHeader>,
     resend_interval: Duration,
 }
@@ -53,6 +56,7 @@ impl Alertmanager {
         Alertmanager {
             settings: Settings::default(),
             target: Target::new(url),
+            roots: PrivateRoots::default(),
             headers: Vec::new(),
             resend_interval: DEFAULT_RESEND_INTERVAL,
         }
@@ -70,17 +74,23 @@ impl Alertmanager {
         /// value is kept secret).
     }
 
+    root_setters!(
+        "for `https://`, instead of Mozilla's roots (the channel talks to one server, whose root \
+         is all it needs),"
+    );
+
     settings_setters!();
 
     /// The field that cannot be used, and why.
     pub(crate) fn validate(&self) -> Result<(), (&'static str, String)> {
         self.target.check().map_err(|e| ("base_url", e))?;
-        super::http::check_headers(&self.headers).map_err(|e| ("header", e))
+        super::http::check_headers(&self.headers).map_err(|e| ("header", e))?;
+        super::http::check_tls(&self.target, &self.roots)
     }
 
     pub(crate) fn into_deliver(self, _ctx: &DeliverContext<'_>) -> AlertmanagerDeliver {
         AlertmanagerDeliver {
-            agent: agent(&self.settings),
+            agent: agent(&self.settings, &self.target, &self.roots),
             target: self.target,
             headers: self.headers,
             interval: self.resend_interval,
@@ -113,7 +123,7 @@ struct Postable<'a> {
 }
 
 pub(crate) struct AlertmanagerDeliver {
-    agent: ureq::Agent,
+    agent: Result<ureq::Agent, SendError>,
     target: Target,
     headers: Vec<SecretHeader>,
     interval: Duration,

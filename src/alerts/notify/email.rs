@@ -10,7 +10,7 @@ use lettre::transport::smtp::client::{Certificate, Tls as LettreTls, TlsParamete
 use lettre::{Message, SmtpTransport, Transport};
 
 use super::format::{summary, title, value_text};
-use super::http::io_error;
+use super::http::{io_error, root_setters, PrivateRoots};
 use super::{settings_setters, Deliver, DeliverContext, SendError, Settings};
 use crate::alerts::{AlertEvent, EventStatus};
 use crate::time_fmt::rfc3339;
@@ -34,7 +34,8 @@ pub enum Tls {
 /// The subject reads `[FIRING] HighErrorRate (critical)` or `[RESOLVED] HighErrorRate
 /// (critical)`; the body has the summary, description, value, times, labels, links and the
 /// trace IDs of recent failed requests. Certificates are checked against the Mozilla roots
-/// (`webpki-roots`), plus any given with [`root_certificate_pem`](Self::root_certificate_pem).
+/// (`webpki-roots`), plus any given with [`root_certificate_pem`](Self::root_certificate_pem),
+/// with the application's rustls crypto provider (see [the module](super)).
 /// The password is a secret: `Debug` output and errors never show it.
 ///
 /// ```
@@ -59,7 +60,7 @@ pub struct Email {
     from: Option<String>,
     to: Vec<String>,
     credentials: Option<(String, String)>,
-    roots: Vec<Vec<u8>>,
+    roots: PrivateRoots,
 }
 
 impl fmt::Debug for Email {
@@ -75,7 +76,7 @@ impl fmt::Debug for Email {
                 "credentials",
                 &self.credentials.as_ref().map(|_| "<redacted>"),
             )
-            .field("extra_roots", &self.roots.len())
+            .field("extra_roots", &self.roots)
             .finish()
     }
 }
@@ -93,7 +94,7 @@ impl Email {
             from: None,
             to: Vec::new(),
             credentials: None,
-            roots: Vec::new(),
+            roots: PrivateRoots::default(),
         }
     }
 
@@ -128,12 +129,7 @@ impl Email {
         self
     }
 
-    /// Trusts one more root certificate (PEM), e.g. a company CA or a test server's
-    /// self-signed certificate.
-    pub fn root_certificate_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
-        self.roots.push(pem.into());
-        self
-    }
+    root_setters!("for the server's TLS, besides Mozilla's roots (`STARTTLS` or implicit TLS),");
 
     settings_setters!();
 
@@ -184,13 +180,9 @@ impl Email {
                 ));
             }
         }
-        for pem in &self.roots {
-            if Certificate::from_pem(pem).is_err() {
-                return Err((
-                    "root_certificate_pem",
-                    "is not a PEM certificate".to_owned(),
-                ));
-            }
+        self.roots.load()?;
+        if self.tls != Tls::None && crate::tls::crypto_provider().is_none() {
+            return Err(("tls", crate::tls::NO_PROVIDER.to_owned()));
         }
         Ok(())
     }
@@ -243,10 +235,20 @@ impl EmailDeliver {
     }
 
     fn tls_parameters(&self) -> Result<TlsParameters, SendError> {
+        // lettre takes the process default provider, else the one its features select (ours
+        // forward `tls-ring` / `tls-aws-lc-rs` to it), and panics with neither: checked first.
+        if crate::tls::crypto_provider().is_none() {
+            return Err(SendError::permanent(crate::tls::NO_PROVIDER));
+        }
+        let roots = self
+            .config
+            .roots
+            .load()
+            .map_err(|(field, reason)| SendError::permanent(format!("{field}: {reason}")))?;
         let mut params = TlsParameters::builder(self.config.host.clone());
-        for pem in &self.config.roots {
-            let cert = Certificate::from_pem(pem)
-                .map_err(|_| SendError::permanent("invalid root certificate (PEM)"))?;
+        for der in roots {
+            let cert = Certificate::from_der(der)
+                .map_err(|_| SendError::permanent("invalid root certificate"))?;
             params = params.add_root_certificate(cert);
         }
         params

@@ -1,8 +1,10 @@
-//! The HTTP side of the channels: one blocking `ureq` agent per channel, JSON posts, and
-//! errors described without secrets.
+//! The HTTP side of the channels: one blocking `ureq` agent per channel (rustls through
+//! `crate::tls`: the application's crypto provider, Mozilla's roots or the channel's private
+//! ones), JSON posts, and errors described without secrets.
 
 use std::fmt;
 use std::io;
+use std::path::PathBuf;
 
 use super::format::redacted_target;
 use super::{SendError, Settings};
@@ -139,26 +141,135 @@ macro_rules! header_setter {
 }
 pub(crate) use header_setter;
 
-/// A blocking HTTP client with the channel's timeouts, following no redirects.
-pub(crate) fn agent(settings: &Settings) -> ureq::Agent {
-    let config = ureq::Agent::config_builder()
+/// The private root certificates a channel trusts, as given: PEM texts and PEM files (read
+/// when the channel is checked, and again when its sender is made). `Debug` shows how many.
+#[derive(Clone, Default)]
+pub(crate) struct PrivateRoots(Vec<RootSource>);
+
+#[derive(Clone)]
+enum RootSource {
+    Pem(Vec<u8>),
+    File(PathBuf),
+}
+
+impl PrivateRoots {
+    pub(crate) fn push_pem(&mut self, pem: Vec<u8>) {
+        self.0.push(RootSource::Pem(pem));
+    }
+
+    pub(crate) fn push_file(&mut self, path: PathBuf) {
+        self.0.push(RootSource::File(path));
+    }
+
+    /// Their certificates as DER (none: Mozilla's roots are used); otherwise the setter at
+    /// fault and why (never the PEM text).
+    pub(crate) fn load(&self) -> Result<Vec<Vec<u8>>, (&'static str, String)> {
+        let mut all = Vec::new();
+        for source in &self.0 {
+            let certificates = match source {
+                RootSource::Pem(pem) => {
+                    crate::tls::pem_certificates(pem).map_err(|e| ("root_certificate_pem", e))?
+                }
+                RootSource::File(path) => {
+                    let pem = std::fs::read(path).map_err(|e| {
+                        (
+                            "root_certificate_pem_file",
+                            format!("cannot read {}: {e}", path.display()),
+                        )
+                    })?;
+                    crate::tls::pem_certificates(&pem).map_err(|e| {
+                        (
+                            "root_certificate_pem_file",
+                            format!("{}: {e}", path.display()),
+                        )
+                    })?
+                }
+            };
+            all.extend(certificates);
+        }
+        Ok(all)
+    }
+}
+
+impl fmt::Debug for PrivateRoots {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0.len())
+    }
+}
+
+/// The `root_certificate_pem` and `root_certificate_pem_file` setters (their `roots` field),
+/// with the text `$instead` saying what the roots replace or join.
+macro_rules! root_setters {
+    ($instead:literal) => {
+        /// Trusts this root certificate (PEM: one certificate or a bundle)
+        #[doc = $instead]
+        /// e.g. a company CA or a test server's own. Call it once per root. A text that holds
+        /// no usable certificate makes building the alerts fail, naming the channel.
+        pub fn root_certificate_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
+            self.roots.push_pem(pem.into());
+            self
+        }
+
+        /// [`root_certificate_pem`](Self::root_certificate_pem) from a file, read when the
+        /// alerts are built (an unreadable file or one without a certificate makes building
+        /// them fail, naming the channel).
+        pub fn root_certificate_pem_file(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+            self.roots.push_file(path.into());
+            self
+        }
+    };
+}
+pub(crate) use root_setters;
+
+/// The TLS side of a channel's settings: its private roots are usable, and an `https://`
+/// target has a rustls crypto provider to connect with.
+pub(crate) fn check_tls(
+    target: &Target,
+    roots: &PrivateRoots,
+) -> Result<(), (&'static str, String)> {
+    roots.load()?;
+    if crate::tls::is_https(target.url()) && crate::tls::crypto_provider().is_none() {
+        return Err(("tls", crate::tls::NO_PROVIDER.to_owned()));
+    }
+    Ok(())
+}
+
+/// A blocking HTTP client with the channel's timeouts, following no redirects; for an
+/// `https://` target, with the crypto provider and roots of `crate::tls`. What makes this
+/// fail (a bad root, no provider) is caught by [`check_tls`] when the alerts are built; a
+/// channel given straight to a `Notifier` fails each send with it instead.
+pub(crate) fn agent(
+    settings: &Settings,
+    target: &Target,
+    roots: &PrivateRoots,
+) -> Result<ureq::Agent, SendError> {
+    let mut config = ureq::Agent::config_builder()
         .timeout_global(Some(settings.timeout))
         .timeout_connect(Some(settings.connect_timeout.min(settings.timeout)))
         .http_status_as_error(false)
         .max_redirects(0)
         .max_redirects_will_error(false)
-        .user_agent(concat!("tower-observe/", env!("CARGO_PKG_VERSION")))
-        .build();
-    ureq::Agent::new_with_config(config)
+        .user_agent(concat!("tower-observe/", env!("CARGO_PKG_VERSION")));
+    let roots = roots
+        .load()
+        .map_err(|(field, reason)| SendError::permanent(format!("{field}: {reason}")))?;
+    // A plain `http://` target needs no provider (no redirects are followed).
+    if crate::tls::is_https(target.url()) {
+        let provider = crate::tls::crypto_provider()
+            .ok_or_else(|| SendError::permanent(crate::tls::NO_PROVIDER))?;
+        config = config.tls_config(crate::tls::ureq_config(provider, &roots));
+    }
+    Ok(ureq::Agent::new_with_config(config.build()))
 }
 
 /// POSTs a JSON body; success is any 2xx status.
 pub(crate) fn post_json(
-    agent: &ureq::Agent,
+    agent: &Result<ureq::Agent, SendError>,
     target: &Target,
     headers: &[SecretHeader],
     body: &[u8],
 ) -> Result<(), SendError> {
+    let agent = agent.as_ref().map_err(Clone::clone)?;
     let mut request = agent
         .post(target.url())
         .header("content-type", "application/json");

@@ -12,6 +12,10 @@
 //! (`result` is `success`, `failure` — given up after the last attempt — or `dropped`) and
 //! keeps a [`ChannelStatus`] (counts, last success, last error) for `GET /v1/alerts`.
 //!
+//! TLS uses the application's rustls crypto provider when it installed one (else the one the
+//! feature `tls-aws-lc-rs` or `tls-ring` selects); every channel takes private roots with
+//! `root_certificate_pem` / `root_certificate_pem_file` ([TLS](crate::alerts#tls)).
+//!
 //! Secrets — webhook URLs, routing keys, SMTP passwords, extra headers — never appear in
 //! `Debug` output, logs, metrics or [`ChannelStatus`]: errors name their kind, the HTTP
 //! status and only `scheme://host:port` of the target.

@@ -5,7 +5,7 @@ use std::fmt;
 use serde_json::{json, Map, Value};
 
 use super::format::summary;
-use super::http::{agent, post_json, Target};
+use super::http::{agent, post_json, root_setters, PrivateRoots, Target};
 use super::{settings_setters, Deliver, DeliverContext, SendError, Settings};
 use crate::alerts::{AlertEvent, EventStatus};
 use crate::time_fmt::rfc3339;
@@ -36,6 +36,7 @@ pub struct PagerDuty {
     pub(crate) settings: Settings,
     routing_key: String,
     target: Target,
+    roots: PrivateRoots,
     source: Option<String>,
 }
 
@@ -45,6 +46,7 @@ impl fmt::Debug for PagerDuty {
             .field("settings", &self.settings)
             .field("routing_key", &"<redacted>")
             .field("endpoint", &self.target)
+            .field("roots", &self.roots)
             .field("source", &self.source)
             .finish()
     }
@@ -57,6 +59,7 @@ impl PagerDuty {
             settings: Settings::default(),
             routing_key: routing_key.into(),
             target: Target::new(PAGERDUTY_EVENTS_URL.to_owned()),
+            roots: PrivateRoots::default(),
             source: None,
         }
     }
@@ -76,17 +79,23 @@ impl PagerDuty {
         self
     }
 
+    root_setters!(
+        "for `https://`, instead of Mozilla's roots (the channel talks to one server, whose root \
+         is all it needs),"
+    );
+
     settings_setters!();
 
     /// The field that cannot be used, and why.
     pub(crate) fn validate(&self) -> Result<(), (&'static str, String)> {
         super::http::check_token(&self.routing_key).map_err(|e| ("routing_key", e))?;
-        self.target.check().map_err(|e| ("endpoint", e))
+        self.target.check().map_err(|e| ("endpoint", e))?;
+        super::http::check_tls(&self.target, &self.roots)
     }
 
     pub(crate) fn into_deliver(self, ctx: &DeliverContext<'_>) -> PagerDutyDeliver {
         PagerDutyDeliver {
-            agent: agent(&self.settings),
+            agent: agent(&self.settings, &self.target, &self.roots),
             routing_key: self.routing_key,
             target: self.target,
             source: self.source,
@@ -96,7 +105,7 @@ impl PagerDuty {
 }
 
 pub(crate) struct PagerDutyDeliver {
-    agent: ureq::Agent,
+    agent: Result<ureq::Agent, SendError>,
     routing_key: String,
     target: Target,
     source: Option<String>,

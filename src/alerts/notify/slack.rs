@@ -3,7 +3,7 @@
 use serde_json::{json, Value};
 
 use super::format::{summary, title, value_text};
-use super::http::{agent, post_json, Target};
+use super::http::{agent, post_json, root_setters, PrivateRoots, Target};
 use super::{settings_setters, Deliver, DeliverContext, SendError, Settings};
 use crate::alerts::{AlertEvent, EventStatus, Severity};
 
@@ -27,6 +27,7 @@ use crate::alerts::{AlertEvent, EventStatus, Severity};
 pub struct Slack {
     pub(crate) settings: Settings,
     target: Target,
+    roots: PrivateRoots,
 }
 
 impl Slack {
@@ -35,26 +36,33 @@ impl Slack {
         Slack {
             settings: Settings::default(),
             target: Target::new(webhook_url.into()),
+            roots: PrivateRoots::default(),
         }
     }
+
+    root_setters!(
+        "for `https://`, instead of Mozilla's roots (the channel talks to one server, whose root \
+         is all it needs),"
+    );
 
     settings_setters!();
 
     /// The field that cannot be used, and why.
     pub(crate) fn validate(&self) -> Result<(), (&'static str, String)> {
-        self.target.check().map_err(|e| ("webhook_url", e))
+        self.target.check().map_err(|e| ("webhook_url", e))?;
+        super::http::check_tls(&self.target, &self.roots)
     }
 
     pub(crate) fn into_deliver(self, _ctx: &DeliverContext<'_>) -> SlackDeliver {
         SlackDeliver {
-            agent: agent(&self.settings),
+            agent: agent(&self.settings, &self.target, &self.roots),
             target: self.target,
         }
     }
 }
 
 pub(crate) struct SlackDeliver {
-    agent: ureq::Agent,
+    agent: Result<ureq::Agent, SendError>,
     target: Target,
 }
 

@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use super::format::ZERO_TIME;
-use super::http::{agent, header_setter, post_json, SecretHeader, Target};
+use super::http::{
+    agent, header_setter, post_json, root_setters, PrivateRoots, SecretHeader, Target,
+};
 use super::{settings_setters, Deliver, DeliverContext, SendError, Settings};
 use crate::alerts::{AlertEvent, EventStatus};
 use crate::time_fmt::rfc3339;
@@ -33,6 +35,7 @@ use crate::time_fmt::rfc3339;
 pub struct Webhook {
     pub(crate) settings: Settings,
     target: Target,
+    roots: PrivateRoots,
     headers: Vec<SecretHeader>,
 }
 
@@ -43,6 +46,7 @@ impl Webhook {
             settings: Settings::default(),
             target: Target::new(url.into()),
             headers: Vec::new(),
+            roots: PrivateRoots::default(),
         }
     }
 
@@ -50,17 +54,23 @@ impl Webhook {
         /// Adds a request header, e.g. `Authorization` (its value is kept secret).
     }
 
+    root_setters!(
+        "for `https://`, instead of Mozilla's roots (the channel talks to one server, whose root \
+         is all it needs),"
+    );
+
     settings_setters!();
 
     /// The field that cannot be used, and why.
     pub(crate) fn validate(&self) -> Result<(), (&'static str, String)> {
         self.target.check().map_err(|e| ("url", e))?;
-        super::http::check_headers(&self.headers).map_err(|e| ("header", e))
+        super::http::check_headers(&self.headers).map_err(|e| ("header", e))?;
+        super::http::check_tls(&self.target, &self.roots)
     }
 
     pub(crate) fn into_deliver(self, ctx: &DeliverContext<'_>) -> WebhookDeliver {
         WebhookDeliver {
-            agent: agent(&self.settings),
+            agent: agent(&self.settings, &self.target, &self.roots),
             receiver: ctx.name.to_owned(),
             external_url: ctx.external_url.unwrap_or_default().to_owned(),
             target: self.target,
@@ -70,7 +80,7 @@ impl Webhook {
 }
 
 pub(crate) struct WebhookDeliver {
-    agent: ureq::Agent,
+    agent: Result<ureq::Agent, SendError>,
     receiver: String,
     external_url: String,
     target: Target,
