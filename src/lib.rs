@@ -45,7 +45,7 @@
 //! | `tonic` | `grpc` | gRPC server and client layers, status from the trailers |
 //! | `history` | `history` | 1m/5m/1h/1d rollups in an embedded file, `/v1/stats/history` |
 //! | `alerts` | `alerts` | rules evaluated in process, notifications, `/v1/alerts`, rules for Prometheus |
-//! | `tls-aws-lc-rs`, `tls-ring` | — | the rustls crypto provider `alerts` and `otlp` fall back to when the application installs none |
+//! | `tls-aws-lc-rs` (default), `tls-ring` | — | the rustls crypto provider `alerts` and `otlp` fall back to when the application installs none |
 //! | `process` | `process` | `process_*` metrics, CPU utilization, tokio runtime figures |
 //! | `log-store` | `log_store` | captured events and spans in an embedded file, `/v1/requests/{id}`, `/v1/logs`, ECS export |
 //! | `dashboard` | `dashboard` | the live dashboard at `/dashboard`, `/v1/stats/stream`, recent slow and failed requests at `/v1/requests` |
