@@ -127,14 +127,31 @@ pub async fn bind(addr: SocketAddr) -> tokio::net::TcpListener {
         })
 }
 
-/// Serves `app` until Ctrl-C, or for `exit_after`.
+/// Ctrl-C, or SIGTERM (what `docker stop` and Kubernetes send to stop a container).
+pub async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+                return;
+            }
+            Err(e) => eprintln!("cannot watch SIGTERM ({e}); stopping on Ctrl-C only"),
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+/// Serves `app` until Ctrl-C or SIGTERM, or for `exit_after`.
 pub async fn serve(listener: tokio::net::TcpListener, app: Router, exit_after: Option<Duration>) {
     let shutdown = async move {
         match exit_after {
             Some(after) => tokio::time::sleep(after).await,
-            None => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
+            None => stop_signal().await,
         }
     };
     if let Err(e) = axum::serve(listener, app)
