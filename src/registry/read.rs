@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use metrics::Label;
 
-use super::{Registry, Series, Storage};
+use super::native::NativeSnapshot;
+use super::{Kind, Registry, Series, Storage};
 use crate::sync::read;
 
 /// A series' labels, unescaped: `(name, value)` pairs.
@@ -60,6 +61,104 @@ impl Registry {
                         },
                     );
                 }
+            }
+        }
+    }
+}
+
+/// What a family records, as an exporter sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[allow(dead_code)] // used by optional capabilities
+pub(crate) enum FamilyKind {
+    /// Monotonic totals: `u64` counters.
+    Counter,
+    /// Monotonic totals set from an absolute figure read elsewhere (CPU seconds): float
+    /// counters, whose owner keeps them from going back.
+    ObservedCounter,
+    /// Current values.
+    Gauge,
+    /// Distributions.
+    Histogram,
+}
+
+/// One series, as [`Registry::read_all`] hands it over.
+#[derive(Debug)]
+#[allow(dead_code)] // used by optional capabilities
+pub(crate) struct SeriesReading<'a> {
+    /// The family's (Prometheus) name.
+    pub(crate) family: &'a str,
+    pub(crate) kind: FamilyKind,
+    pub(crate) labels: &'a LabelPairs,
+    /// The value; for a histogram, its classic buckets.
+    pub(crate) reading: Reading<'a>,
+    /// A histogram also recorded as a native histogram: its reading, consistent with the
+    /// classic buckets in `reading` (count, sum and buckets agree).
+    pub(crate) native: Option<&'a NativeSnapshot>,
+}
+
+#[allow(dead_code)] // used by optional capabilities
+impl Registry {
+    /// Calls `visit` with every series of every family, families in name order: the reading
+    /// that every exporter of the registry other than the Prometheus formats makes. The
+    /// registry lock is held only while the series list is copied; a native histogram's
+    /// reading takes its consolidation lock, as a protobuf scrape does (recording never waits
+    /// for it).
+    pub(crate) fn read_all(&self, visit: &mut dyn FnMut(&SeriesReading<'_>)) {
+        let mut families: Vec<(Arc<super::FamilyMeta>, Vec<Arc<Series>>)> = Vec::new();
+        {
+            let state = read(&self.shared.state);
+            for family in state.families.values() {
+                if !family.series.is_empty() {
+                    families.push((family.meta.clone(), family.series.clone()));
+                }
+            }
+        }
+        let mut cumulative = Vec::new();
+        let mut native = NativeSnapshot::default();
+        for (meta, series) in &families {
+            let kind = match meta.kind {
+                Kind::Counter => FamilyKind::Counter,
+                Kind::FloatCounter => FamilyKind::ObservedCounter,
+                Kind::Gauge => FamilyKind::Gauge,
+                Kind::Histogram => FamilyKind::Histogram,
+            };
+            for s in series {
+                let (reading, native) = match &s.storage {
+                    Storage::Counter(c) => (Reading::Counter(c.get() as f64), None),
+                    Storage::Gauge(g) if kind == FamilyKind::ObservedCounter => {
+                        (Reading::Counter(g.get()), None)
+                    }
+                    Storage::Gauge(g) => (Reading::Gauge(g.get()), None),
+                    Storage::Histogram(h) => {
+                        let sum = if h.native_snapshot(&mut native) {
+                            cumulative.clear();
+                            let mut running = 0;
+                            for n in &native.classic {
+                                running += n;
+                                cumulative.push(running);
+                            }
+                            native.sum
+                        } else {
+                            h.snapshot_into(&mut cumulative)
+                        };
+                        let has_native = h.is_native();
+                        (
+                            Reading::Histogram {
+                                bounds: &h.buckets.bounds,
+                                cumulative: &cumulative,
+                                sum,
+                            },
+                            has_native.then_some(&native),
+                        )
+                    }
+                };
+                visit(&SeriesReading {
+                    family: &meta.name,
+                    kind,
+                    labels: &s.pairs,
+                    reading,
+                    native,
+                });
             }
         }
     }
