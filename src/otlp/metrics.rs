@@ -368,10 +368,14 @@ enum Outcome {
 }
 
 impl Exporter {
-    /// Reads the registry, sends one request. Never waits for another export.
-    fn export(&self) -> Outcome {
-        let Ok(mut convert) = self.convert.try_lock() else {
-            return Outcome::Busy;
+    /// Reads the registry, sends one request. With `wait`, after the export running now;
+    /// else not at all while one runs.
+    fn export(&self, wait: bool) -> Outcome {
+        let mut convert = match self.convert.try_lock() {
+            Ok(convert) => convert,
+            Err(std::sync::TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) if wait => lock(&self.convert),
+            Err(std::sync::TryLockError::WouldBlock) => return Outcome::Busy,
         };
         let now = SystemTime::now();
         let request = convert.request(&self.registry, &self.settings.resource, self.started, now);
@@ -406,7 +410,7 @@ impl Exporter {
         // Figures read at scrape time (process metrics) are brought up to date first.
         observer.refresh_parts();
         let started = Instant::now();
-        match self.export() {
+        match self.export(false) {
             Outcome::Busy => self.skip(1),
             Outcome::Exported | Outcome::Failed => {
                 // The thread waits for the interval after the export: the ticks an export
@@ -449,11 +453,11 @@ impl OtlpMetricsHandle {
         lock(&self.exporter.last_error).clone()
     }
 
-    /// Exports now, on the calling thread (blocking, up to the timeout), and says whether
-    /// the collector accepted it: before the process exits, so the last interval is not
-    /// lost. Returns `false` at once, skipping, when the background export is running.
+    /// Exports now, on the calling thread (blocking, up to the timeout, after the background
+    /// export if one is running), and says whether the collector accepted it: call it before
+    /// the process exits, so the last interval is not lost. Not from an async task: it blocks.
     pub fn flush(&self) -> bool {
-        matches!(self.exporter.export(), Outcome::Exported)
+        matches!(self.exporter.export(true), Outcome::Exported)
     }
 
     /// Stops the periodic export (the handle keeps its counts).

@@ -55,15 +55,21 @@ fn endpoints_follow_the_per_signal_rules() {
     assert_eq!(
         url(&[
             ("OTEL_EXPORTER_OTLP_ENDPOINT", "https://generic"),
-            ("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "https://c.example/custom"),
+            (
+                "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
+                "https://c.example/custom"
+            ),
         ]),
         "https://c.example/custom"
     );
     let code = OtlpMetrics::unset().endpoint("http://127.0.0.1:4318");
     assert_eq!(
-        resolve(&code, &[("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "https://x/y")])
-            .unwrap()
-            .url,
+        resolve(
+            &code,
+            &[("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "https://x/y")]
+        )
+        .unwrap()
+        .url,
         "http://127.0.0.1:4318/v1/metrics"
     );
     rejected(
@@ -122,7 +128,10 @@ fn interval_timeout_and_temporality_from_variables_and_code() {
         &[
             ("OTEL_METRIC_EXPORT_INTERVAL", "1500"),
             ("OTEL_METRIC_EXPORT_TIMEOUT", "not a number"),
-            ("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE", "nonsense"),
+            (
+                "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE",
+                "nonsense",
+            ),
         ],
     )
     .unwrap();
@@ -146,7 +155,10 @@ fn interval_timeout_and_temporality_from_variables_and_code() {
     );
     let text = rejected(
         &unset,
-        &[("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE", "sometimes")],
+        &[(
+            "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE",
+            "sometimes",
+        )],
         "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE",
     );
     assert!(text.contains("lowmemory"), "{text}");
@@ -179,11 +191,17 @@ fn protocol_headers_and_certificate() {
     assert!(!text.contains("s3cr"), "{text}");
     let s = resolve(
         &unset.clone().header("x-api-key", "from-code"),
-        &[("OTEL_EXPORTER_OTLP_METRICS_HEADERS", "x-api-key=hunter2,x-b=2")],
+        &[(
+            "OTEL_EXPORTER_OTLP_METRICS_HEADERS",
+            "x-api-key=hunter2,x-b=2",
+        )],
     )
     .unwrap();
     let shown = format!("{s:?} {:?}", unset.clone().header("x-api-key", "hunter2"));
-    assert!(!shown.contains("hunter2") && !shown.contains("from-code"), "{shown}");
+    assert!(
+        !shown.contains("hunter2") && !shown.contains("from-code"),
+        "{shown}"
+    );
     assert!(shown.contains("x-api-key"), "{shown}");
     rejected(
         &unset,
@@ -220,7 +238,10 @@ fn resource_service_name_version_and_instance() {
     let s = resolve(&fallback, &vars).unwrap();
     assert_eq!(attribute(&s, "service.name").as_deref(), Some("shop"));
     assert_eq!(attribute(&s, "service.version").as_deref(), Some("1.0"));
-    assert_eq!(attribute(&s, "service.instance.id").as_deref(), Some("pod-7"));
+    assert_eq!(
+        attribute(&s, "service.instance.id").as_deref(),
+        Some("pod-7")
+    );
     assert_eq!(
         attribute(&s, "deployment.environment.name").as_deref(),
         Some("prod")
