@@ -196,6 +196,56 @@ mod tests {
     use super::*;
 
     #[test]
+    fn read_all_hands_over_every_series_with_its_kind_and_native_reading() {
+        let registry = Registry::builder()
+            .buckets_for("lat_seconds", &[0.1, 1.0])
+            .native_histogram("lat_seconds")
+            .build();
+        metrics::with_local_recorder(&registry, || {
+            metrics::counter!("hits_total", "route" => "/a").increment(3);
+            metrics::gauge!("up").set(0.5);
+            metrics::histogram!("lat_seconds").record(0.5);
+            metrics::histogram!("lat_seconds").record(2.0);
+            metrics::histogram!("sizes").record(7.0);
+        });
+        let cpu = registry
+            .float_counter_storage(&metrics::Key::from_name("cpu_seconds_total"))
+            .unwrap();
+        cpu.fetch_max(1.5);
+        let mut seen = Vec::new();
+        registry.read_all(&mut |s| {
+            let native = s.native.map(|n| (n.count, n.positive.len()));
+            let value = match s.reading {
+                Reading::Counter(v) | Reading::Gauge(v) => v,
+                Reading::Histogram { cumulative, .. } => *cumulative.last().unwrap() as f64,
+            };
+            seen.push((s.family.to_owned(), s.kind, s.labels.len(), value, native));
+        });
+        assert_eq!(
+            seen,
+            [
+                (
+                    "cpu_seconds_total".to_owned(),
+                    FamilyKind::ObservedCounter,
+                    0,
+                    1.5,
+                    None
+                ),
+                ("hits_total".to_owned(), FamilyKind::Counter, 1, 3.0, None),
+                (
+                    "lat_seconds".to_owned(),
+                    FamilyKind::Histogram,
+                    0,
+                    2.0,
+                    Some((2, 2))
+                ),
+                ("sizes".to_owned(), FamilyKind::Histogram, 0, 1.0, None),
+                ("up".to_owned(), FamilyKind::Gauge, 0, 0.5, None),
+            ]
+        );
+    }
+
+    #[test]
     fn reads_back_what_was_recorded() {
         let registry = Registry::builder().buckets_for("lat", &[0.1, 1.0]).build();
         let labels = [("route", "/a")];
