@@ -612,6 +612,13 @@ async fn run(args: common::Args, slot: StoreSlot) {
         .service_name("demo"),
     );
     let observer = builder.build().expect("valid observer configuration");
+    // Metrics pushed over OTLP too when an OTEL_EXPORTER_OTLP_*ENDPOINT is set.
+    #[cfg(feature = "otlp")]
+    let _otlp_metrics = tower_observe::otlp::OtlpMetrics::from_env("demo").map(|m| {
+        observer
+            .export_metrics(m)
+            .map_err(|e| eprintln!("OTLP metrics disabled: {e}"))
+    });
     #[cfg(feature = "log-store")]
     if let Some(store) = observer.log_store() {
         let _ = slot.reload(Some(store.layer()));

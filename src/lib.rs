@@ -39,7 +39,7 @@
 //! | `cache` | `cache` | cache results and hit ratios (`cache_requests_total`) |
 //! | `pool` | `pool` | backend pool members and health (`backend_pool_health_ratio`) |
 //! | `opentelemetry` | [`trace`] | request spans join OpenTelemetry traces through `tracing-opentelemetry` |
-//! | `otlp` | `otlp` | request spans and log records exported to an OpenTelemetry collector (OTLP/HTTP, TLS, `OTEL_*` variables) |
+//! | `otlp` | `otlp` | request spans, log records and metrics (exponential histograms, cumulative or delta) exported to an OpenTelemetry collector (OTLP/HTTP, TLS, `OTEL_*` variables) |
 //! | `reqwest`, `reqwest-middleware` | `client` | `reqwest::Client` as an instrumented tower service, or as middleware |
 //! | `tower-retry` | `retry` | retry accounting for `tower::retry` policies |
 //! | `tonic` | `grpc` | gRPC server and client layers, status from the trailers |

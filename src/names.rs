@@ -69,6 +69,9 @@ pub const REQUEST_ID_REJECTED: &str = "tower_observe_request_id_rejected_total";
 /// Ticks of a capability's background thread (history flusher, process sampler, alert
 /// engine, dashboard stream) that panicked, by `capability`; the thread keeps ticking.
 pub const BACKGROUND_PANICS: &str = "tower_observe_background_panics_total";
+/// OTLP metric exports by `outcome`: `success`, `failure` (collector down, timeout,
+/// rejection) and `skipped` (ticks missed while a slow export was still running).
+pub const OTLP_METRICS_EXPORTS: &str = "tower_observe_otlp_metrics_exports_total";
 /// Recordings folded into an `_OTHER` series by the cardinality limit.
 pub const CARDINALITY_OVERFLOW: &str = "tower_observe_cardinality_overflow_total";
 /// Alert notifications by channel and result (`success`, `failure` after the last retry,
@@ -338,10 +341,18 @@ pub(crate) enum Buckets {
 /// One metric the crate records.
 #[derive(Debug)]
 pub(crate) struct MetricSpec {
+    /// The Prometheus name (what the registry and `/metrics` use).
     pub(crate) name: &'static str,
     pub(crate) kind: Kind,
     pub(crate) unit: Option<Unit>,
     pub(crate) help: &'static str,
+    /// The OpenTelemetry semantic-convention name and UCUM unit, where one exists (`None`:
+    /// [`otel_name`] derives a dotted form of `name`).
+    pub(crate) otel: Option<(&'static str, &'static str)>,
+    /// A gauge that is an OpenTelemetry `UpDownCounter` (a count that goes up and down,
+    /// additive across series: requests in flight, memory in use), not a `Gauge` (a ratio, a
+    /// limit, a timestamp).
+    pub(crate) up_down: bool,
 }
 
 const fn spec(
@@ -355,7 +366,160 @@ const fn spec(
         kind,
         unit,
         help,
+        otel: None,
+        up_down: false,
     }
+}
+
+impl MetricSpec {
+    /// The OpenTelemetry name and unit of this metric.
+    const fn otel(mut self, name: &'static str, unit: &'static str) -> Self {
+        self.otel = Some((name, unit));
+        self
+    }
+
+    /// Marks a gauge as an OpenTelemetry `UpDownCounter`.
+    const fn up_down(mut self) -> Self {
+        self.up_down = true;
+        self
+    }
+}
+
+/// The OpenTelemetry name and UCUM unit of the metric registered as `name`: the table's, else,
+/// for a metric of the table, a dotted form of its Prometheus name (`_total` and the unit
+/// suffix dropped, `tower_observe_` kept as one namespace: `client_retries_total` →
+/// `client.retries`, `tower_observe_request_id_rejected_total` →
+/// `tower_observe.request.id.rejected`); a metric the crate does not know keeps its name.
+#[allow(dead_code)] // used by optional capabilities
+pub(crate) fn otel_name(name: &str) -> (std::borrow::Cow<'static, str>, &'static str) {
+    use std::borrow::Cow;
+    let Some(spec) = spec_of(name) else {
+        return (Cow::Owned(name.to_owned()), "");
+    };
+    if let Some((otel, unit)) = spec.otel {
+        return (Cow::Borrowed(otel), unit);
+    }
+    let mut base = name.strip_suffix("_total").unwrap_or(name);
+    let unit = match spec.unit {
+        Some(Unit::Seconds) => {
+            base = base.strip_suffix("_seconds").unwrap_or(base);
+            "s"
+        }
+        Some(Unit::Bytes) => {
+            base = base.strip_suffix("_bytes").unwrap_or(base);
+            "By"
+        }
+        _ => match base.strip_suffix("_ratio") {
+            Some(stripped) => {
+                base = stripped;
+                "1"
+            }
+            None => "",
+        },
+    };
+    let dotted = match base.strip_prefix("tower_observe_") {
+        Some(rest) => format!("tower_observe.{}", rest.replace('_', ".")),
+        None => base.replace('_', "."),
+    };
+    (Cow::Owned(dotted), unit)
+}
+
+/// The type of an OpenTelemetry attribute a label stands for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[allow(dead_code)] // used by optional capabilities
+pub(crate) enum AttributeType {
+    String,
+    /// An integer (`http.response.status_code`, `server.port`); a value that is not one
+    /// (the overflow series' `_OTHER`) stays a string.
+    Int,
+    /// A boolean (`otel.metric.overflow`).
+    Bool,
+}
+
+/// Every label that stands for an OpenTelemetry attribute: its name in Prometheus (`.` → `_`)
+/// and the attribute's name and type, for exports that speak OpenTelemetry (OTLP). Other
+/// labels (`capability`, `target`, `result`, dimensions, …) are attributes of the same name.
+#[allow(dead_code)] // used by optional capabilities
+pub(crate) const ATTRIBUTES: &[(&str, &str, AttributeType)] = &[
+    (
+        HTTP_REQUEST_METHOD,
+        "http.request.method",
+        AttributeType::String,
+    ),
+    (HTTP_ROUTE, "http.route", AttributeType::String),
+    (
+        HTTP_RESPONSE_STATUS_CODE,
+        "http.response.status_code",
+        AttributeType::Int,
+    ),
+    (URL_SCHEME, "url.scheme", AttributeType::String),
+    (RPC_SYSTEM_NAME, "rpc.system.name", AttributeType::String),
+    (RPC_METHOD, "rpc.method", AttributeType::String),
+    (RPC_STATUS_CODE, "rpc.status_code", AttributeType::String),
+    (SERVER_ADDRESS, "server.address", AttributeType::String),
+    (SERVER_PORT, "server.port", AttributeType::Int),
+    (ERROR_TYPE, "error.type", AttributeType::String),
+    (
+        NETWORK_PROTOCOL_VERSION,
+        "network.protocol.version",
+        AttributeType::String,
+    ),
+    (
+        OTEL_METRIC_OVERFLOW,
+        "otel.metric.overflow",
+        AttributeType::Bool,
+    ),
+    (
+        GEN_AI_OPERATION_NAME,
+        "gen_ai.operation.name",
+        AttributeType::String,
+    ),
+    (
+        GEN_AI_PROVIDER_NAME,
+        "gen_ai.provider.name",
+        AttributeType::String,
+    ),
+    (
+        GEN_AI_REQUEST_MODEL,
+        "gen_ai.request.model",
+        AttributeType::String,
+    ),
+    (
+        GEN_AI_TOKEN_TYPE,
+        "gen_ai.token.type",
+        AttributeType::String,
+    ),
+    (DB_SYSTEM_NAME, "db.system.name", AttributeType::String),
+    (
+        DB_OPERATION_NAME,
+        "db.operation.name",
+        AttributeType::String,
+    ),
+    (
+        DB_COLLECTION_NAME,
+        "db.collection.name",
+        AttributeType::String,
+    ),
+    (MESSAGING_SYSTEM, "messaging.system", AttributeType::String),
+    (
+        MESSAGING_DESTINATION_NAME,
+        "messaging.destination.name",
+        AttributeType::String,
+    ),
+    (
+        MESSAGING_OPERATION_NAME,
+        "messaging.operation.name",
+        AttributeType::String,
+    ),
+];
+
+/// The OpenTelemetry attribute a label stands for (the label's own name when none).
+#[allow(dead_code)] // used by optional capabilities
+pub(crate) fn attribute_of(label: &str) -> (&str, AttributeType) {
+    ATTRIBUTES
+        .iter()
+        .find(|(l, _, _)| *l == label)
+        .map_or((label, AttributeType::String), |(_, a, t)| (*a, *t))
 }
 
 const DURATION: Kind = Kind::Histogram(Buckets::Duration);
@@ -367,21 +531,31 @@ const BYTES: Option<Unit> = Some(Unit::Bytes);
 /// Every metric the crate records: its kind, unit, help text and buckets.
 pub(crate) const METRICS: &[MetricSpec] = &[
     spec(HTTP_SERVER_REQUEST_DURATION, DURATION, SECONDS,
-        "Duration of HTTP server requests, from arrival to the end of the response body."),
+        "Duration of HTTP server requests, from arrival to the end of the response body.")
+        .otel("http.server.request.duration", "s"),
     spec(HTTP_SERVER_REQUEST_BODY_SIZE, BODY_SIZE, BYTES,
-        "Size of HTTP server request bodies, in bytes actually read."),
+        "Size of HTTP server request bodies, in bytes actually read.")
+        .otel("http.server.request.body.size", "By"),
     spec(HTTP_SERVER_RESPONSE_BODY_SIZE, BODY_SIZE, BYTES,
-        "Size of HTTP server response bodies, in bytes actually sent."),
+        "Size of HTTP server response bodies, in bytes actually sent.")
+        .otel("http.server.response.body.size", "By"),
     spec(HTTP_SERVER_ACTIVE_REQUESTS, Kind::Gauge, None,
-        "Number of HTTP server requests whose response is not yet complete."),
+        "Number of HTTP server requests whose response is not yet complete.")
+        .otel("http.server.active_requests", "{request}")
+        .up_down(),
     spec(HTTP_CLIENT_REQUEST_DURATION, DURATION, SECONDS,
-        "Duration of HTTP client requests, from sending to the response headers."),
+        "Duration of HTTP client requests, from sending to the response headers.")
+        .otel("http.client.request.duration", "s"),
     spec(HTTP_CLIENT_REQUEST_BODY_SIZE, BODY_SIZE, BYTES,
-        "Size of HTTP client request bodies, when known before sending."),
+        "Size of HTTP client request bodies, when known before sending.")
+        .otel("http.client.request.body.size", "By"),
     spec(HTTP_CLIENT_RESPONSE_BODY_SIZE, BODY_SIZE, BYTES,
-        "Size of HTTP client response bodies, as announced by Content-Length."),
+        "Size of HTTP client response bodies, as announced by Content-Length.")
+        .otel("http.client.response.body.size", "By"),
     spec(HTTP_CLIENT_ACTIVE_REQUESTS, Kind::Gauge, None,
-        "Number of HTTP client requests waiting for their response."),
+        "Number of HTTP client requests waiting for their response.")
+        .otel("http.client.active_requests", "{request}")
+        .up_down(),
     spec(CLIENT_RETRIES, Kind::Counter, None,
         "Resends of logical client requests, by target and the reason the previous attempt failed."),
     spec(CLIENT_RETRY_EXHAUSTED, Kind::Counter, None,
@@ -393,18 +567,24 @@ pub(crate) const METRICS: &[MetricSpec] = &[
     spec(CACHE_REQUESTS, Kind::Counter, None,
         "Cache lookups by cache and result (hit, miss, stale, bypass)."),
     spec(BACKEND_POOL_MEMBERS, Kind::Gauge, None,
-        "Backends of a pool by reported state (healthy, unhealthy)."),
+        "Backends of a pool by reported state (healthy, unhealthy).")
+        .up_down(),
     spec(BACKEND_POOL_HEALTH_RATIO, Kind::Gauge, None,
         "Share of a pool's backends that are healthy, 0 to 1."),
     spec(BACKEND_HEALTH_CHECK_DURATION, Kind::Histogram(Buckets::Fixed(&OTEL_DURATION_BUCKETS)), SECONDS,
         "Duration of backend health checks, by pool and result."),
     spec(RPC_SERVER_CALL_DURATION, DURATION, SECONDS,
-        "Duration of gRPC calls served, to the end of the response stream."),
+        "Duration of gRPC calls served, to the end of the response stream.")
+        .otel("rpc.server.call.duration", "s"),
     spec(RPC_CLIENT_CALL_DURATION, DURATION, SECONDS,
-        "Duration of gRPC calls made, to the end of the response stream."),
-    spec(RPC_SERVER_REQUESTS_PER_RPC, MESSAGES, None, "Request messages per gRPC call served."),
-    spec(RPC_SERVER_RESPONSES_PER_RPC, MESSAGES, None, "Response messages per gRPC call served."),
-    spec(RPC_CLIENT_RESPONSES_PER_RPC, MESSAGES, None, "Response messages per gRPC call made."),
+        "Duration of gRPC calls made, to the end of the response stream.")
+        .otel("rpc.client.call.duration", "s"),
+    spec(RPC_SERVER_REQUESTS_PER_RPC, MESSAGES, None, "Request messages per gRPC call served.")
+        .otel("rpc.server.requests_per_rpc", "{count}"),
+    spec(RPC_SERVER_RESPONSES_PER_RPC, MESSAGES, None, "Response messages per gRPC call served.")
+        .otel("rpc.server.responses_per_rpc", "{count}"),
+    spec(RPC_CLIENT_RESPONSES_PER_RPC, MESSAGES, None, "Response messages per gRPC call made.")
+        .otel("rpc.client.responses_per_rpc", "{count}"),
     spec(DASHBOARD_REJECTED, Kind::Counter, None,
         "Requests to the dashboard or its live stream refused, by reason (missing, invalid token)."),
     spec(STATS_RESET_REJECTED, Kind::Counter, None,
@@ -421,64 +601,91 @@ pub(crate) const METRICS: &[MetricSpec] = &[
         "Incoming request IDs that were invalid and replaced by a fresh one."),
     spec(BACKGROUND_PANICS, Kind::Counter, None,
         "Ticks of a background thread that panicked, by capability (the thread keeps ticking)."),
+    spec(OTLP_METRICS_EXPORTS, Kind::Counter, None,
+        "OTLP metric exports by outcome (success, failure, skipped while a slow export was running)."),
     spec(CARDINALITY_OVERFLOW, Kind::Counter, None,
         "Recordings whose label set exceeded the per-metric limit and were folded into the _OTHER series."),
     spec(ALERT_NOTIFICATIONS, Kind::Counter, None,
         "Alert notifications by channel and result (success, failure after retries, dropped when the queue was full)."),
     spec(PROCESS_CPU_SECONDS, Kind::Counter, SECONDS,
-        "Total user and system CPU time spent by the process, in seconds."),
-    spec(PROCESS_RESIDENT_MEMORY, Kind::Gauge, BYTES, "Resident memory size of the process, in bytes."),
-    spec(PROCESS_VIRTUAL_MEMORY, Kind::Gauge, BYTES, "Virtual memory size of the process, in bytes."),
+        "Total user and system CPU time spent by the process, in seconds.")
+        .otel("process.cpu.time", "s"),
+    spec(PROCESS_RESIDENT_MEMORY, Kind::Gauge, BYTES, "Resident memory size of the process, in bytes.")
+        .otel("process.memory.usage", "By")
+        .up_down(),
+    spec(PROCESS_VIRTUAL_MEMORY, Kind::Gauge, BYTES, "Virtual memory size of the process, in bytes.")
+        .otel("process.memory.virtual", "By")
+        .up_down(),
     spec(PROCESS_VIRTUAL_MEMORY_MAX, Kind::Gauge, BYTES,
         "Maximum amount of virtual memory available to the process, in bytes (absent when unlimited)."),
-    spec(PROCESS_OPEN_FDS, Kind::Gauge, None, "Number of open file descriptors."),
+    spec(PROCESS_OPEN_FDS, Kind::Gauge, None, "Number of open file descriptors.")
+        .up_down(),
     spec(PROCESS_MAX_FDS, Kind::Gauge, None,
         "Maximum number of open file descriptors (absent when unlimited)."),
     spec(PROCESS_START_TIME, Kind::Gauge, SECONDS,
         "Start time of the process since the Unix epoch, in seconds."),
-    spec(PROCESS_THREADS, Kind::Gauge, None, "Number of OS threads in the process."),
+    spec(PROCESS_THREADS, Kind::Gauge, None, "Number of OS threads in the process.")
+        .otel("process.thread.count", "{thread}")
+        .up_down(),
     spec(PROCESS_CPU_AVAILABLE_CORES, Kind::Gauge, None,
         "CPUs available to the process (affinity and cgroup CPU quota applied, rounded down, at least 1)."),
     spec(PROCESS_CPU_UTILIZATION, Kind::Gauge, None,
-        "CPU time used over wall time times available CPUs, between samples, 0 to 1 (OpenTelemetry process.cpu.utilization)."),
-    spec(TOKIO_WORKERS, Kind::Gauge, None, "Worker threads of the tokio runtime."),
-    spec(TOKIO_ALIVE_TASKS, Kind::Gauge, None, "Tasks alive in the tokio runtime."),
+        "CPU time used over wall time times available CPUs, between samples, 0 to 1 (OpenTelemetry process.cpu.utilization).")
+        .otel("process.cpu.utilization", "1"),
+    spec(TOKIO_WORKERS, Kind::Gauge, None, "Worker threads of the tokio runtime.")
+        .up_down(),
+    spec(TOKIO_ALIVE_TASKS, Kind::Gauge, None, "Tasks alive in the tokio runtime.")
+        .up_down(),
     spec(TOKIO_GLOBAL_QUEUE_DEPTH, Kind::Gauge, None,
-        "Tasks waiting in the tokio runtime's global (injection) queue."),
+        "Tasks waiting in the tokio runtime's global (injection) queue.")
+        .up_down(),
     spec(TOKIO_BUSY_DURATION, Kind::Counter, SECONDS,
         "Time the tokio runtime's workers spent busy, summed over workers, in seconds."),
     spec(TOKIO_BUSY_RATIO, Kind::Gauge, None,
         "Busy time of the tokio runtime's workers over wall time times workers, between samples, 0 to 1."),
     // LLM traffic (module `llm`).
     spec(GEN_AI_CLIENT_TOKEN_USAGE, Kind::Histogram(Buckets::Fixed(&GEN_AI_TOKEN_BUCKETS)), None,
-        "Tokens used per GenAI operation, by token type (input, output) and usage source (provider, estimated)."),
+        "Tokens used per GenAI operation, by token type (input, output) and usage source (provider, estimated).")
+        .otel("gen_ai.client.token.usage", "{token}"),
     spec(GEN_AI_CLIENT_OPERATION_DURATION, Kind::Histogram(Buckets::Fixed(&GEN_AI_DURATION_BUCKETS)), SECONDS,
-        "Duration of GenAI calls to a model provider, to the end of the response body."),
+        "Duration of GenAI calls to a model provider, to the end of the response body.")
+        .otel("gen_ai.client.operation.duration", "s"),
     spec(GEN_AI_CLIENT_TIME_TO_FIRST_CHUNK, Kind::Histogram(Buckets::Fixed(&GEN_AI_DURATION_BUCKETS)), SECONDS,
-        "Time from sending a streamed GenAI call to its first content chunk."),
+        "Time from sending a streamed GenAI call to its first content chunk.")
+        .otel("gen_ai.client.operation.time_to_first_chunk", "s"),
     spec(GEN_AI_SERVER_REQUEST_DURATION, Kind::Histogram(Buckets::Fixed(&GEN_AI_DURATION_BUCKETS)), SECONDS,
-        "Duration of GenAI requests served, to the end of the response body."),
+        "Duration of GenAI requests served, to the end of the response body.")
+        .otel("gen_ai.server.request.duration", "s"),
     spec(GEN_AI_SERVER_TIME_TO_FIRST_TOKEN, Kind::Histogram(Buckets::Fixed(&GEN_AI_TTFT_BUCKETS)), SECONDS,
-        "Time from a streamed GenAI request's arrival to its first content token (not the first byte)."),
+        "Time from a streamed GenAI request's arrival to its first content token (not the first byte).")
+        .otel("gen_ai.server.time_to_first_token", "s"),
     spec(GEN_AI_SERVER_TIME_PER_OUTPUT_TOKEN, Kind::Histogram(Buckets::Fixed(&GEN_AI_TPOT_BUCKETS)), SECONDS,
-        "Time per output token after the first, of completed GenAI streams."),
+        "Time per output token after the first, of completed GenAI streams.")
+        .otel("gen_ai.server.time_per_output_token", "s"),
     // operations (feature `operations`)
     spec(DB_CLIENT_OPERATION_DURATION, Kind::Histogram(Buckets::Fixed(&DB_DURATION_BUCKETS)), SECONDS,
-        "Duration of database client operations (OpenTelemetry db.client.operation.duration)."),
+        "Duration of database client operations (OpenTelemetry db.client.operation.duration).")
+        .otel("db.client.operation.duration", "s"),
     spec(MESSAGING_PROCESS_DURATION, Kind::Histogram(Buckets::Fixed(&OTEL_DURATION_BUCKETS)), SECONDS,
-        "Duration of processing one message or job (OpenTelemetry messaging.process.duration)."),
+        "Duration of processing one message or job (OpenTelemetry messaging.process.duration).")
+        .otel("messaging.process.duration", "s"),
     spec(MESSAGING_CLIENT_OPERATION_DURATION, Kind::Histogram(Buckets::Fixed(&OTEL_DURATION_BUCKETS)), SECONDS,
-        "Duration of messaging client operations such as send and receive (OpenTelemetry messaging.client.operation.duration)."),
+        "Duration of messaging client operations such as send and receive (OpenTelemetry messaging.client.operation.duration).")
+        .otel("messaging.client.operation.duration", "s"),
     spec(FUNCTION_CALLS, Kind::Counter, None,
-        "Calls of a function or external API by result (ok, error, cancelled); autometrics-compatible."),
+        "Calls of a function or external API by result (ok, error, cancelled); autometrics-compatible.")
+        .otel("function.calls", "{call}"),
     spec(FUNCTION_CALLS_DURATION, Kind::Histogram(Buckets::Fixed(&OTEL_DURATION_BUCKETS)), SECONDS,
-        "Duration of calls of a function or external API; autometrics-compatible."),
-    spec(QUEUE_DEPTH, Kind::Gauge, None, "Jobs waiting in a queue."),
+        "Duration of calls of a function or external API; autometrics-compatible.")
+        .otel("function.calls.duration", "s"),
+    spec(QUEUE_DEPTH, Kind::Gauge, None, "Jobs waiting in a queue.")
+        .up_down(),
     spec(QUEUE_ENQUEUED, Kind::Counter, None, "Jobs put into a queue."),
     spec(QUEUE_WAIT_DURATION, Kind::Histogram(Buckets::Fixed(&OTEL_DURATION_BUCKETS)), SECONDS,
         "Time a job waited in its queue, from enqueueing to the start of its processing."),
     spec(QUEUE_WORKERS, Kind::Gauge, None,
-        "Workers of a queue by state (busy, idle, stuck: busy or silent longer than the queue's threshold)."),
+        "Workers of a queue by state (busy, idle, stuck: busy or silent longer than the queue's threshold).")
+        .up_down(),
     // end operations
 ];
 
@@ -503,6 +710,69 @@ mod tests {
             if let Kind::Counter = m.kind {
                 assert!(m.name.ends_with("_total"), "{}", m.name);
             }
+            assert!(
+                !m.up_down || matches!(m.kind, Kind::Gauge),
+                "{}: only a gauge is an up-down counter",
+                m.name
+            );
+        }
+    }
+
+    #[test]
+    fn every_metric_has_one_opentelemetry_name() {
+        let mut seen = std::collections::HashSet::new();
+        for m in METRICS {
+            let (name, unit) = otel_name(m.name);
+            assert!(!name.contains('_') || name.contains('.'), "{name}");
+            assert!(seen.insert(name.clone()), "{name} twice");
+            // Translated back as Prometheus does (`.` → `_`, unit suffix, `_total`), the
+            // name is the one `/metrics` shows, for every derived name.
+            if m.otel.is_none() {
+                let mut back = name.replace('.', "_");
+                match unit {
+                    "s" => back.push_str("_seconds"),
+                    "By" => back.push_str("_bytes"),
+                    "1" => back.push_str("_ratio"),
+                    _ => {}
+                }
+                if matches!(m.kind, Kind::Counter) {
+                    back.push_str("_total");
+                }
+                assert_eq!(back, m.name);
+            }
+        }
+        assert_eq!(
+            otel_name(HTTP_SERVER_REQUEST_DURATION),
+            ("http.server.request.duration".into(), "s")
+        );
+        assert_eq!(otel_name(CLIENT_RETRIES), ("client.retries".into(), ""));
+        assert_eq!(
+            otel_name(OTLP_METRICS_EXPORTS),
+            ("tower_observe.otlp.metrics.exports".into(), "")
+        );
+        assert_eq!(
+            otel_name(BACKEND_POOL_HEALTH_RATIO),
+            ("backend.pool.health".into(), "1")
+        );
+        assert_eq!(otel_name("my_orders_total"), ("my_orders_total".into(), ""));
+    }
+
+    #[test]
+    fn labels_map_back_to_attributes() {
+        assert_eq!(
+            attribute_of(HTTP_REQUEST_METHOD),
+            ("http.request.method", AttributeType::String)
+        );
+        assert_eq!(
+            attribute_of(HTTP_RESPONSE_STATUS_CODE),
+            ("http.response.status_code", AttributeType::Int)
+        );
+        assert_eq!(
+            attribute_of("capability"),
+            ("capability", AttributeType::String)
+        );
+        for (label, attribute, _) in ATTRIBUTES {
+            assert_eq!(attribute.replace('.', "_"), *label);
         }
     }
 }

@@ -73,3 +73,31 @@ impl HttpClient for UreqClient {
         Ok(Response::from_parts(parts, Bytes::from(bytes)))
     }
 }
+
+impl UreqClient {
+    /// POSTs `body` as `application/x-protobuf` from the calling thread (the metrics exporter's
+    /// background thread), with the configured headers. `Err` says why the collector did not
+    /// take it: a status, or the transport error (never a header value).
+    pub(super) fn post_protobuf(&self, url: &str, body: Vec<u8>) -> Result<(), String> {
+        let mut request = Request::post(url)
+            .header(http::header::CONTENT_TYPE, "application/x-protobuf")
+            .body(body)
+            .map_err(|e| e.to_string())?;
+        for (name, value) in self.headers.iter() {
+            request.headers_mut().insert(name.clone(), value.clone());
+        }
+        let response = self.agent.run(request).map_err(|e| e.to_string())?;
+        let status = response.status();
+        // Read (a bounded part of) the answer, so the connection can be reused.
+        let _ = response
+            .into_body()
+            .with_config()
+            .limit(64 * 1024)
+            .read_to_vec();
+        if status.is_success() {
+            Ok(())
+        } else {
+            Err(format!("the collector answered {status}"))
+        }
+    }
+}

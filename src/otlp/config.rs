@@ -18,13 +18,13 @@ pub(super) fn process_env(name: &str) -> Option<String> {
     std::env::var(name).ok()
 }
 
-fn get(env: Lookup<'_>, name: &str) -> Option<String> {
+pub(super) fn get(env: Lookup<'_>, name: &str) -> Option<String> {
     env(name)
         .map(|v| v.trim().to_owned())
         .filter(|v| !v.is_empty())
 }
 
-fn invalid(variable: &str, reason: impl Into<String>) -> OtlpError {
+pub(super) fn invalid(variable: &str, reason: impl Into<String>) -> OtlpError {
     OtlpError::InvalidVariable {
         variable: variable.to_owned(),
         reason: reason.into(),
@@ -36,6 +36,7 @@ fn invalid(variable: &str, reason: impl Into<String>) -> OtlpError {
 pub(super) enum Signal {
     Traces,
     Logs,
+    Metrics,
 }
 
 impl Signal {
@@ -43,6 +44,7 @@ impl Signal {
         match self {
             Signal::Traces => "v1/traces",
             Signal::Logs => "v1/logs",
+            Signal::Metrics => "v1/metrics",
         }
     }
 
@@ -51,6 +53,7 @@ impl Signal {
         let signal = match self {
             Signal::Traces => "TRACES",
             Signal::Logs => "LOGS",
+            Signal::Metrics => "METRICS",
         };
         format!("OTEL_EXPORTER_OTLP_{signal}_{what}")
     }
@@ -190,7 +193,7 @@ fn pairs(variable: &str, value: &str, secret: bool) -> Result<Vec<(String, Strin
 }
 
 /// Milliseconds (the specification's unit for every timeout and delay).
-fn millis(env: Lookup<'_>, variable: &str) -> Result<Option<Duration>, OtlpError> {
+pub(super) fn millis(env: Lookup<'_>, variable: &str) -> Result<Option<Duration>, OtlpError> {
     get(env, variable)
         .map(|v| {
             v.parse::<u64>().map(Duration::from_millis).map_err(|_| {

@@ -41,11 +41,14 @@ use opentelemetry_sdk::Resource;
 
 mod client;
 mod config;
+mod convert;
 mod logs;
+mod metrics;
 mod redact;
 
 use config::{BatchCode, ExportCode, Lookup, Signal};
 pub use logs::{OtlpLogLayer, OtlpLogs};
+pub use metrics::{OtlpMetrics, OtlpMetricsHandle, Temporality};
 pub use redact::RedactSpans;
 
 /// The environment variable naming the collector's base URL.
@@ -71,6 +74,9 @@ pub enum OtlpError {
     Tls(String),
     /// The OTLP exporter refused its configuration.
     Exporter(String),
+    /// The observer records into another recorder: it has no registry whose metrics
+    /// [`Observer::export_metrics`](crate::Observer::export_metrics) could export.
+    NoRegistry,
 }
 
 impl fmt::Display for OtlpError {
@@ -85,6 +91,11 @@ impl fmt::Display for OtlpError {
             OtlpError::Certificate(e) => write!(f, "OTLP root certificate: {e}"),
             OtlpError::Tls(e) => write!(f, "OTLP over https://: {e}"),
             OtlpError::Exporter(e) => write!(f, "could not build the OTLP exporter: {e}"),
+            OtlpError::NoRegistry => write!(
+                f,
+                "the observer records into another recorder: there is no registry to export \
+                 over OTLP"
+            ),
         }
     }
 }

@@ -21,6 +21,8 @@ pub(crate) use storage::{AtomicGauge, AtomicHistogram};
 
 pub use crate::names::{BODY_SIZE_BUCKETS, OTEL_DURATION_BUCKETS};
 pub(crate) use native::NativeConfig;
+#[allow(unused_imports)] // used by optional capabilities
+pub(crate) use native::NativeSnapshot;
 pub use native::{
     NATIVE_DEFAULT_MAX_BUCKETS, NATIVE_DEFAULT_SCHEMA, NATIVE_MAX_SCHEMA, NATIVE_MIN_SCHEMA,
     NATIVE_ZERO_THRESHOLD,

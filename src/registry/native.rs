@@ -252,6 +252,25 @@ pub(crate) struct NativeSnapshot {
     pub(crate) negative: Vec<(i32, u64)>,
 }
 
+impl NativeSnapshot {
+    /// Lowers the resolution to `schema` (merging buckets as a consolidation does); nothing
+    /// when the snapshot's schema is already that low.
+    #[allow(dead_code)] // used by optional capabilities
+    pub(crate) fn downscale(&mut self, schema: i32) {
+        let shift = self.schema - schema;
+        if shift <= 0 {
+            return;
+        }
+        for list in [&mut self.positive, &mut self.negative] {
+            for entry in list.iter_mut() {
+                entry.0 = reduce(entry.0, shift);
+            }
+            normalize(list);
+        }
+        self.schema = schema;
+    }
+}
+
 /// The cells of a histogram recorded both ways: classic buckets and native buckets.
 #[derive(Debug)]
 pub(crate) struct NativeCells {

@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use metrics::Label;
 
-use super::{Registry, Series, Storage};
+use super::native::NativeSnapshot;
+use super::{Kind, Registry, Series, Storage};
 use crate::sync::read;
 
 /// A series' labels, unescaped: `(name, value)` pairs.
@@ -65,6 +66,104 @@ impl Registry {
     }
 }
 
+/// What a family records, as an exporter sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[allow(dead_code)] // used by optional capabilities
+pub(crate) enum FamilyKind {
+    /// Monotonic totals: `u64` counters.
+    Counter,
+    /// Monotonic totals set from an absolute figure read elsewhere (CPU seconds): float
+    /// counters, whose owner keeps them from going back.
+    ObservedCounter,
+    /// Current values.
+    Gauge,
+    /// Distributions.
+    Histogram,
+}
+
+/// One series, as [`Registry::read_all`] hands it over.
+#[derive(Debug)]
+#[allow(dead_code)] // used by optional capabilities
+pub(crate) struct SeriesReading<'a> {
+    /// The family's (Prometheus) name.
+    pub(crate) family: &'a str,
+    pub(crate) kind: FamilyKind,
+    pub(crate) labels: &'a LabelPairs,
+    /// The value; for a histogram, its classic buckets.
+    pub(crate) reading: Reading<'a>,
+    /// A histogram also recorded as a native histogram: its reading, consistent with the
+    /// classic buckets in `reading` (count, sum and buckets agree).
+    pub(crate) native: Option<&'a NativeSnapshot>,
+}
+
+#[allow(dead_code)] // used by optional capabilities
+impl Registry {
+    /// Calls `visit` with every series of every family, families in name order: the reading
+    /// that every exporter of the registry other than the Prometheus formats makes. The
+    /// registry lock is held only while the series list is copied; a native histogram's
+    /// reading takes its consolidation lock, as a protobuf scrape does (recording never waits
+    /// for it).
+    pub(crate) fn read_all(&self, visit: &mut dyn FnMut(&SeriesReading<'_>)) {
+        let mut families: Vec<(Arc<super::FamilyMeta>, Vec<Arc<Series>>)> = Vec::new();
+        {
+            let state = read(&self.shared.state);
+            for family in state.families.values() {
+                if !family.series.is_empty() {
+                    families.push((family.meta.clone(), family.series.clone()));
+                }
+            }
+        }
+        let mut cumulative = Vec::new();
+        let mut native = NativeSnapshot::default();
+        for (meta, series) in &families {
+            let kind = match meta.kind {
+                Kind::Counter => FamilyKind::Counter,
+                Kind::FloatCounter => FamilyKind::ObservedCounter,
+                Kind::Gauge => FamilyKind::Gauge,
+                Kind::Histogram => FamilyKind::Histogram,
+            };
+            for s in series {
+                let (reading, native) = match &s.storage {
+                    Storage::Counter(c) => (Reading::Counter(c.get() as f64), None),
+                    Storage::Gauge(g) if kind == FamilyKind::ObservedCounter => {
+                        (Reading::Counter(g.get()), None)
+                    }
+                    Storage::Gauge(g) => (Reading::Gauge(g.get()), None),
+                    Storage::Histogram(h) => {
+                        let sum = if h.native_snapshot(&mut native) {
+                            cumulative.clear();
+                            let mut running = 0;
+                            for n in &native.classic {
+                                running += n;
+                                cumulative.push(running);
+                            }
+                            native.sum
+                        } else {
+                            h.snapshot_into(&mut cumulative)
+                        };
+                        let has_native = h.is_native();
+                        (
+                            Reading::Histogram {
+                                bounds: &h.buckets.bounds,
+                                cumulative: &cumulative,
+                                sum,
+                            },
+                            has_native.then_some(&native),
+                        )
+                    }
+                };
+                visit(&SeriesReading {
+                    family: &meta.name,
+                    kind,
+                    labels: &s.pairs,
+                    reading,
+                    native,
+                });
+            }
+        }
+    }
+}
+
 #[allow(dead_code)] // used by optional capabilities
 impl Registry {
     /// The latest exemplars (newest first, at most `max`) of the histogram family `name`'s
@@ -95,6 +194,56 @@ impl Registry {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn read_all_hands_over_every_series_with_its_kind_and_native_reading() {
+        let registry = Registry::builder()
+            .buckets_for("lat_seconds", &[0.1, 1.0])
+            .native_histogram("lat_seconds")
+            .build();
+        metrics::with_local_recorder(&registry, || {
+            metrics::counter!("hits_total", "route" => "/a").increment(3);
+            metrics::gauge!("up").set(0.5);
+            metrics::histogram!("lat_seconds").record(0.5);
+            metrics::histogram!("lat_seconds").record(2.0);
+            metrics::histogram!("sizes").record(7.0);
+        });
+        let cpu = registry
+            .float_counter_storage(&metrics::Key::from_name("cpu_seconds_total"))
+            .unwrap();
+        cpu.fetch_max(1.5);
+        let mut seen = Vec::new();
+        registry.read_all(&mut |s| {
+            let native = s.native.map(|n| (n.count, n.positive.len()));
+            let value = match s.reading {
+                Reading::Counter(v) | Reading::Gauge(v) => v,
+                Reading::Histogram { cumulative, .. } => *cumulative.last().unwrap() as f64,
+            };
+            seen.push((s.family.to_owned(), s.kind, s.labels.len(), value, native));
+        });
+        assert_eq!(
+            seen,
+            [
+                (
+                    "cpu_seconds_total".to_owned(),
+                    FamilyKind::ObservedCounter,
+                    0,
+                    1.5,
+                    None
+                ),
+                ("hits_total".to_owned(), FamilyKind::Counter, 1, 3.0, None),
+                (
+                    "lat_seconds".to_owned(),
+                    FamilyKind::Histogram,
+                    0,
+                    2.0,
+                    Some((2, 2))
+                ),
+                ("sizes".to_owned(), FamilyKind::Histogram, 0, 1.0, None),
+                ("up".to_owned(), FamilyKind::Gauge, 0, 0.5, None),
+            ]
+        );
+    }
 
     #[test]
     fn reads_back_what_was_recorded() {

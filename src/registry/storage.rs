@@ -156,6 +156,12 @@ impl AtomicHistogram {
         }
     }
 
+    /// Whether it is also recorded as a native histogram.
+    #[allow(dead_code)] // used by optional capabilities
+    pub(crate) fn is_native(&self) -> bool {
+        self.native.is_some()
+    }
+
     #[inline]
     pub(crate) fn observe(&self, value: f64) {
         self.observe_at(value);

@@ -12,7 +12,7 @@ use std::sync::{Arc, RwLock};
 
 pub use sections::{
     ActiveAlert, ActiveAlerts, BackendEntry, CacheEntry, GrpcMethodEntry, GrpcStats, LogStoreStats,
-    PoolEntry, ProcessStats, RetryEntry, RuntimeStats, Warning,
+    OtlpMetricsStats, PoolEntry, ProcessStats, RetryEntry, RuntimeStats, Warning,
 };
 pub use sections::{LlmEntry, LlmSideStats, LlmStats};
 pub use sections::{OperationEntry, QueueEntry, WorkerCounts};

@@ -251,6 +251,24 @@ pub struct LogStoreStats {
     /// Failed writes since start.
     pub write_errors: u64,
 }
+/// The `otlp_metrics` section (module `otlp`): how the periodic OTLP metrics export fares.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct OtlpMetricsStats {
+    /// The collector's URL (its scheme, host, port and path; no credentials or query).
+    pub endpoint: String,
+    /// `cumulative`, `delta` or `lowmemory`.
+    pub temporality: &'static str,
+    /// Exports the collector accepted, since start.
+    pub exported: u64,
+    /// Exports that failed (collector down, timeout, rejection), since start.
+    pub failed: u64,
+    /// Ticks skipped because an export was still running.
+    pub skipped: u64,
+    /// Why the last export failed, while the exports fail; `null` once one succeeds.
+    pub last_error: Option<String>,
+}
+
 // --- operations and queues (module `operations`) ---
 
 /// One timed operation (module `operations`): a database call, a message processed, a

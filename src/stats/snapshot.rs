@@ -67,6 +67,10 @@ pub struct StatsSnapshot {
     /// `ObserverBuilder::log_store`); `None` without it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log_store: Option<super::LogStoreStats>,
+    /// The OTLP metrics export: exports that succeeded, failed and were skipped, and the
+    /// last failure (feature `otlp`, with `Observer::export_metrics`); `None` without it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub otlp_metrics: Option<super::OtlpMetricsStats>,
     /// Timed operations (database calls, messages processed, functions, external APIs), by
     /// kind (`db`, `messaging_process`, `messaging_client`, `function`), then sorted by
     /// system, name and target, the `_OTHER` entries last (feature `operations`; empty
@@ -111,6 +115,7 @@ impl StatsSnapshot {
             alerts: None,
             llm: None,
             log_store: None,
+            otlp_metrics: None,
             operations: Vec::new(),
             queues: BTreeMap::new(),
             warnings: Vec::new(),
