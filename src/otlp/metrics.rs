@@ -233,7 +233,7 @@ impl OtlpMetrics {
         resource.sort_by(|a, b| a.key.cmp(&b.key));
         let timeout = export.timeout.min(export_timeout);
         Ok(Settings {
-            client: client::UreqClient::new(&export.roots, timeout, export.headers),
+            client: client::UreqClient::new(&export.url, &export.roots, timeout, export.headers)?,
             endpoint: shown_endpoint(&export.url),
             url: export.url,
             interval,
