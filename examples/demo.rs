@@ -6,6 +6,7 @@
 //! cargo run --all-features --example demo -- --traffic   # serve on 127.0.0.1:3000, drive it
 //! cargo run --all-features --example demo -- --addr 127.0.0.1:8080 --traffic --exit-after 30
 //! cargo run --all-features --example demo -- --traffic --fault errors   # a fault after 20 s
+//! cargo run --all-features --example demo -- --traffic --admin 127.0.0.1:9464  # admin port
 //! ```
 //!
 //! Then open `/dashboard` (feature `dashboard`), `/metrics`, `/v1/stats`, `/health` and
@@ -62,6 +63,7 @@ const SPEC: common::Spec = common::Spec {
         ("--fault", "errors|latency"),
         ("--prefix", "PATH"),
         ("--logs", "FILE"),
+        ("--admin", "HOST:PORT"),
     ],
 };
 
@@ -611,7 +613,27 @@ async fn run(args: common::Args, slot: StoreSlot) {
         .token(token.clone())
         .service_name("demo"),
     );
+    // With `--features admin` and `--admin HOST:PORT`: the observability routes also on a
+    // port of their own (what a deployment keeps off the public listener).
+    #[cfg(feature = "admin")]
+    let admin_addr: Option<std::net::SocketAddr> = args.extra_parsed("--admin");
+    #[cfg(feature = "admin")]
+    let builder = match admin_addr {
+        Some(admin) => builder.admin_addr(admin),
+        None => builder,
+    };
     let observer = builder.build().expect("valid observer configuration");
+    #[cfg(feature = "admin")]
+    let admin = match admin_addr {
+        Some(_) => match observer.serve_admin(common::stop_signal()).await {
+            Ok(handle) => Some(handle.local_addr()),
+            Err(e) => {
+                eprintln!("--admin: {e}");
+                std::process::exit(1);
+            }
+        },
+        None => None,
+    };
     // Metrics pushed over OTLP too when an OTEL_EXPORTER_OTLP_*ENDPOINT is set.
     #[cfg(feature = "otlp")]
     let _otlp_metrics = tower_observe::otlp::OtlpMetrics::from_env("demo").map(|m| {
@@ -658,6 +680,13 @@ async fn run(args: common::Args, slot: StoreSlot) {
         println!("  logs:     {ops}/v1/logs?token={token} (newest first; &request_id=, &trace_id=, &level=warn, &q=)");
         println!("  request:  {ops}/v1/requests/<request or trace ID>?token={token}");
         println!("            (every response's x-request-id; export: {ops}/v1/logs/export?token={token})");
+    }
+    #[cfg(feature = "admin")]
+    match admin {
+        Some(admin) => println!(
+            "  admin:    http://{admin}/metrics, /v1/stats, /health, /dashboard (their own port)"
+        ),
+        None => println!("  admin:    --admin 127.0.0.1:9464 serves them on a port of their own"),
     }
     println!("  fault:    http://{addr}/demo/fault");
     #[cfg(feature = "llm")]
