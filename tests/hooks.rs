@@ -323,38 +323,7 @@ async fn the_alert_engine_reads_the_metrics_under_their_own_names_with_a_prefix(
 
 /// `promtool check metrics` on `text`; skipped without promtool unless `TOWER_OBSERVE_E2E=1`.
 fn promtool_check(text: &str) {
-    let Some(promtool) = std::env::var_os("PATH")
-        .into_iter()
-        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .map(|d| d.join("promtool"))
-        .find(|p| p.is_file())
-    else {
-        assert!(
-            std::env::var("TOWER_OBSERVE_E2E").map_or(true, |v| v != "1"),
-            "promtool is required with TOWER_OBSERVE_E2E=1"
-        );
-        eprintln!("promtool not installed; skipping");
-        return;
-    };
-    let mut child = std::process::Command::new(promtool)
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "promtool rejected the exposition:\n{}{}\n---\n{text}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    if let Some(promtool) = support::promtool() {
+        support::promtool_check_metrics(&promtool, text);
+    }
 }

@@ -588,15 +588,7 @@ async fn model_names_from_requests_stay_bounded() {
 /// `TOWER_OBSERVE_E2E=1`).
 #[tokio::test]
 async fn promtool_accepts_the_llm_exposition() {
-    let Some(promtool) = std::env::var_os("PATH").and_then(|p| {
-        std::env::split_paths(&p)
-            .map(|d| d.join("promtool"))
-            .find(|p| p.is_file())
-    }) else {
-        if std::env::var("TOWER_OBSERVE_E2E").is_ok_and(|v| v == "1") {
-            panic!("promtool is missing and TOWER_OBSERVE_E2E=1");
-        }
-        eprintln!("skipping: promtool is not installed (set TOWER_OBSERVE_E2E=1 to require it)");
+    let Some(promtool) = support::promtool() else {
         return;
     };
     let observer = Observer::new();
@@ -628,27 +620,7 @@ async fn promtool_accepts_the_llm_exposition() {
     })
     .await;
     let text = observer.render_metrics().unwrap();
-    let mut child = std::process::Command::new(promtool)
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "promtool rejected the exposition:\n{}{}\n---\n{text}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    support::promtool_check_metrics(&promtool, &text);
 }
 
 /// The alert figures over the GenAI metrics, evaluated by the in-process engine on the

@@ -629,26 +629,6 @@ async fn prometheus_quantiles_over_the_native_histogram_match_the_client() {
 
     // The classic text still passes promtool.
     let text = observer.render_metrics().unwrap();
-    let mut child = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "promtool rejected the exposition:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    support::promtool_check_metrics(std::path::Path::new("promtool"), &text);
     drop(prometheus);
 }

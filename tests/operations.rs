@@ -509,17 +509,7 @@ async fn a_guard_records_once_and_classifiers_decide() {
 #[tokio::test]
 async fn promtool_accepts_the_operations_metrics() {
     spans();
-    let Some(promtool) = std::env::var_os("PATH")
-        .into_iter()
-        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .map(|d| d.join("promtool"))
-        .find(|p| p.is_file())
-    else {
-        assert!(
-            std::env::var_os("TOWER_OBSERVE_E2E").is_none(),
-            "promtool is required with TOWER_OBSERVE_E2E=1"
-        );
-        eprintln!("promtool not installed; skipping");
+    let Some(promtool) = support::promtool() else {
         return;
     };
     let observer = Observer::new();
@@ -547,27 +537,7 @@ async fn promtool_accepts_the_operations_metrics() {
     let w = q.worker("w1");
     w.start(q.enqueued()).ok();
     let text = observer.render_metrics().unwrap();
-    let mut child = std::process::Command::new(promtool)
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "promtool rejected the exposition:\n{}{}\n---\n{text}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    support::promtool_check_metrics(&promtool, &text);
 }
 
 /// History keeps a minute series per operation: `/v1/stats/history?operation=…` answers

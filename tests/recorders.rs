@@ -156,12 +156,7 @@ async fn service_errors_are_recorded_as_other() {
 /// CI installs it and sets `CI`, so there it must run.
 #[tokio::test]
 async fn promtool_accepts_the_exposition() {
-    let Ok(promtool) = which_promtool() else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "promtool is required in CI"
-        );
-        eprintln!("promtool not installed; skipping");
+    let Some(promtool) = support::promtool() else {
         return;
     };
     let observer = Observer::builder().dimension("backend").build().unwrap();
@@ -196,36 +191,7 @@ async fn promtool_accepts_the_exposition() {
         .text()
         .await
         .unwrap();
-    let mut child = std::process::Command::new(promtool)
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "promtool rejected the exposition:\n{}{}\n---\n{text}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn which_promtool() -> Result<std::path::PathBuf, ()> {
-    std::env::var_os("PATH")
-        .into_iter()
-        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .map(|d| d.join("promtool"))
-        .find(|p| p.is_file())
-        .ok_or(())
+    support::promtool_check_metrics(&promtool, &text);
 }
 
 #[test]

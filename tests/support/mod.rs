@@ -99,3 +99,47 @@ impl Capture {
             .collect()
     }
 }
+
+/// The `promtool` on `PATH`; `None` (the caller skips) when it is missing, unless
+/// `TOWER_OBSERVE_E2E=1`, which requires it.
+pub fn promtool() -> Option<std::path::PathBuf> {
+    let found = std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .map(|d| d.join("promtool"))
+        .find(|p| p.is_file());
+    if found.is_none() {
+        assert!(
+            std::env::var("TOWER_OBSERVE_E2E").map_or(true, |v| v != "1"),
+            "promtool is required with TOWER_OBSERVE_E2E=1"
+        );
+        eprintln!("promtool not installed; skipping");
+    }
+    found
+}
+
+/// `promtool check metrics` on `text`; fails the test with promtool's output when it
+/// rejects it.
+pub fn promtool_check_metrics(promtool: &std::path::Path, text: &str) {
+    use std::io::Write;
+    let mut child = std::process::Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool rejected the exposition:\n{}{}\n---\n{text}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
