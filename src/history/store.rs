@@ -155,7 +155,7 @@ impl Store {
             found.clear();
             let txn = db.begin_read()?;
             let table = txn.open_table(BUCKETS)?;
-            for entry in table.range::<&[u8]>(lo.as_slice()..hi.as_slice())? {
+            for entry in table.range(lo.as_slice()..hi.as_slice())? {
                 let (k, v) = entry?;
                 if let (Some((bucket, series)), Some(agg)) =
                     (parse_key(k.value()), Agg::decode(v.value()))
@@ -240,7 +240,7 @@ fn write(
         }
         for &(resolution, cutoff) in cutoffs {
             let (lo, hi) = (bound(resolution, 0), bound(resolution, cutoff));
-            table.retain_in::<&[u8], _>(lo.as_slice()..hi.as_slice(), |_, _| false)?;
+            table.retain_in(lo.as_slice()..hi.as_slice(), |_, _| false)?;
         }
     }
     txn.commit()?;
@@ -280,22 +280,22 @@ mod tests {
     }
 
     impl StorageBackend for FlakyDisk {
-        fn len(&self) -> io::Result<u64> {
+        fn len(&self) -> Result<u64, redb::BackendError> {
             self.inner.len()
         }
-        fn read(&self, offset: u64, out: &mut [u8]) -> io::Result<()> {
+        fn read(&self, offset: u64, out: &mut [u8]) -> Result<(), redb::BackendError> {
             self.inner.read(offset, out)
         }
-        fn set_len(&self, len: u64) -> io::Result<()> {
-            self.check()?;
+        fn set_len(&self, len: u64) -> Result<(), redb::BackendError> {
+            self.check().map_err(redb::BackendError::Io)?;
             self.inner.set_len(len)
         }
-        fn sync_data(&self) -> io::Result<()> {
-            self.check()?;
+        fn sync_data(&self) -> Result<(), redb::BackendError> {
+            self.check().map_err(redb::BackendError::Io)?;
             self.inner.sync_data()
         }
-        fn write(&self, offset: u64, data: &[u8]) -> io::Result<()> {
-            self.check()?;
+        fn write(&self, offset: u64, data: &[u8]) -> Result<(), redb::BackendError> {
+            self.check().map_err(redb::BackendError::Io)?;
             self.inner.write(offset, data)
         }
     }

@@ -209,7 +209,7 @@ impl Db {
             let mut traces = Vec::new();
             let mut last = None;
             let mut count = 0u64;
-            for entry in records.range::<u128>(..)? {
+            for entry in records.range(..)? {
                 let (k, v) = entry?;
                 let key = k.value();
                 if key >= cutoff && bytes <= target {
