@@ -450,3 +450,48 @@ pub(super) fn sampler(
         }
     })
 }
+
+/// The setters every OTLP builder shares (its `export`, `service_name` and
+/// `resource_attributes` fields), documented for its signal: `$signal` is the variables'
+/// infix (`TRACES`), `$path` what is added to a base URL (`/v1/traces`).
+macro_rules! export_setters {
+    ($signal:literal, $path:literal) => {
+        #[doc = concat!("The collector's base URL (`", $path, "` is added unless the URL has a path); over")]
+        #[doc = concat!("`OTEL_EXPORTER_OTLP_", $signal, "_ENDPOINT` (used as is) and `OTEL_EXPORTER_OTLP_ENDPOINT`.")]
+        pub fn endpoint(mut self, endpoint: impl Into<String>) -> Self {
+            self.export.endpoint = Some(endpoint.into());
+            self
+        }
+
+        /// The resource's `service.name`; over `OTEL_SERVICE_NAME`.
+        pub fn service_name(mut self, service_name: impl Into<String>) -> Self {
+            self.service_name = Some(service_name.into());
+            self
+        }
+
+        /// A resource attribute; over the same key in `OTEL_RESOURCE_ATTRIBUTES`.
+        pub fn resource_attribute(
+            mut self,
+            key: impl Into<String>,
+            value: impl Into<String>,
+        ) -> Self {
+            self.resource_attributes.push((key.into(), value.into()));
+            self
+        }
+
+        /// A header sent with every export (e.g. an API key); over the same header in
+        #[doc = concat!("`OTEL_EXPORTER_OTLP_(", $signal, "_)HEADERS`. Header values are never logged nor shown.")]
+        pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+            self.export.headers.push((name.into(), value.into()));
+            self
+        }
+
+        /// Trusts this PEM root certificate (or bundle) for `https://` instead of Mozilla's
+        #[doc = concat!("roots (a private CA); over `OTEL_EXPORTER_OTLP_(", $signal, "_)CERTIFICATE`.")]
+        pub fn root_certificate_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
+            self.export.root_certificates_pem.push(pem.into());
+            self
+        }
+    };
+}
+pub(super) use export_setters;

@@ -63,38 +63,7 @@ impl OtlpLogs {
         }
     }
 
-    /// The collector's base URL (`/v1/logs` is added unless the URL has a path); over
-    /// `OTEL_EXPORTER_OTLP_LOGS_ENDPOINT` and `OTEL_EXPORTER_OTLP_ENDPOINT`.
-    pub fn endpoint(mut self, endpoint: impl Into<String>) -> Self {
-        self.export.endpoint = Some(endpoint.into());
-        self
-    }
-
-    /// The resource's `service.name`; over `OTEL_SERVICE_NAME`.
-    pub fn service_name(mut self, service_name: impl Into<String>) -> Self {
-        self.service_name = Some(service_name.into());
-        self
-    }
-
-    /// A resource attribute; over the same key in `OTEL_RESOURCE_ATTRIBUTES`.
-    pub fn resource_attribute(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
-        self.resource_attributes.push((key.into(), value.into()));
-        self
-    }
-
-    /// A header sent with every export; over the same header in
-    /// `OTEL_EXPORTER_OTLP_(LOGS_)HEADERS`. Header values are never logged.
-    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
-        self.export.headers.push((name.into(), value.into()));
-        self
-    }
-
-    /// Trusts this PEM root certificate (or bundle) for `https://` instead of Mozilla's roots;
-    /// over `OTEL_EXPORTER_OTLP_(LOGS_)CERTIFICATE`.
-    pub fn root_certificate_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
-        self.export.root_certificates_pem.push(pem.into());
-        self
-    }
+    super::config::export_setters!("LOGS", "/v1/logs");
 
     /// At most this many records wait for export; more are dropped. Over
     /// `OTEL_BLRP_MAX_QUEUE_SIZE` (default 2048).

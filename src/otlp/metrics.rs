@@ -109,44 +109,12 @@ impl OtlpMetrics {
         }
     }
 
-    /// The collector's base URL (`/v1/metrics` is added unless the URL has a path); over
-    /// `OTEL_EXPORTER_OTLP_METRICS_ENDPOINT` (used as is) and `OTEL_EXPORTER_OTLP_ENDPOINT`
-    /// (`/v1/metrics` added).
-    pub fn endpoint(mut self, endpoint: impl Into<String>) -> Self {
-        self.export.endpoint = Some(endpoint.into());
-        self
-    }
-
-    /// The resource's `service.name`; over `OTEL_SERVICE_NAME`.
-    pub fn service_name(mut self, service_name: impl Into<String>) -> Self {
-        self.service_name = Some(service_name.into());
-        self
-    }
+    super::config::export_setters!("METRICS", "/v1/metrics");
 
     /// The resource's `service.version` (e.g. `env!("CARGO_PKG_VERSION")`); over a
     /// `service.version` in `OTEL_RESOURCE_ATTRIBUTES`.
     pub fn service_version(mut self, version: impl Into<String>) -> Self {
         self.service_version = Some(version.into());
-        self
-    }
-
-    /// A resource attribute; over the same key in `OTEL_RESOURCE_ATTRIBUTES`.
-    pub fn resource_attribute(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
-        self.resource_attributes.push((key.into(), value.into()));
-        self
-    }
-
-    /// A header sent with every export (e.g. an API key); over the same header in
-    /// `OTEL_EXPORTER_OTLP_(METRICS_)HEADERS`. Header values are never logged nor shown.
-    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
-        self.export.headers.push((name.into(), value.into()));
-        self
-    }
-
-    /// Trusts this PEM root certificate (or bundle) for `https://` instead of Mozilla's roots;
-    /// over `OTEL_EXPORTER_OTLP_(METRICS_)CERTIFICATE`.
-    pub fn root_certificate_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
-        self.export.root_certificates_pem.push(pem.into());
         self
     }
 
