@@ -23,7 +23,9 @@
 //! at the batch's newest record of the request because retention deletes oldest first: while
 //! any record of that batch's part of the request is kept, its entry is too.
 
-use std::collections::{HashMap, HashSet};
+// hashbrown's default hasher (seeded per process) rather than SipHash: the writer hashes
+// every request of each batch, and a batch holds at most a few thousand keys.
+use hashbrown::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 

@@ -35,6 +35,18 @@ pub const TRUNCATION_MARKER: &str = "…";
 /// request cannot make log lines of its size. Formatted only when a subscriber records it.
 pub(crate) struct Capped<'a>(pub(crate) &'a str, pub(crate) usize);
 
+impl<'a> Capped<'a> {
+    /// The value as a field takes it: borrowed when it fits (almost always), so subscribers
+    /// record a plain string rather than run formatting machinery.
+    pub(crate) fn text(&self) -> std::borrow::Cow<'a, str> {
+        if self.0.len() <= self.1 {
+            std::borrow::Cow::Borrowed(self.0)
+        } else {
+            std::borrow::Cow::Owned(self.to_string())
+        }
+    }
+}
+
 impl std::fmt::Display for Capped<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let Capped(value, max) = *self;
@@ -86,6 +98,11 @@ mod tests {
         let out = Capped(&long, 51).to_string();
         assert!(out.len() <= 51, "{}", out.len());
         assert!(out.ends_with(TRUNCATION_MARKER));
+        assert!(matches!(
+            Capped("/short", 16).text(),
+            std::borrow::Cow::Borrowed("/short")
+        ));
+        assert_eq!(Capped(&long, 51).text(), out);
         assert!(out
             .trim_end_matches(TRUNCATION_MARKER)
             .chars()

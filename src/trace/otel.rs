@@ -163,7 +163,8 @@ pub(crate) fn bridge_server(
     let details = extras.details;
     let user_agent = details
         .and_then(|d| d.user_agent)
-        .map(|ua| tracing::field::display(Capped(ua, MAX_LOGGED_USER_AGENT_LEN)));
+        .map(|ua| Capped(ua, MAX_LOGGED_USER_AGENT_LEN).text());
+    let user_agent = user_agent.as_deref();
     record_values(
         span,
         [

@@ -255,13 +255,17 @@ fn open_span<B>(
     details: Option<&Details<'_>>,
     with_ids: bool,
 ) -> tracing::Span {
-    let user_agent = details.and_then(|d| d.user_agent);
+    let user_agent = details
+        .and_then(|d| d.user_agent)
+        .map(|ua| Capped(ua, MAX_LOGGED_USER_AGENT_LEN).text());
+    let path = Capped(req.uri().path(), MAX_LOGGED_URL_LEN).text();
     let ids = with_ids.then_some(&ctx.span);
     let trace_id = ids.map(|ids| hex::id16(&ids.trace_id));
     let span_id = ids.map(|ids| hex::id8(&ids.span_id));
     let link_trace_id = ctx.link().map(|l| hex::id16(&l.trace_id));
     let link_span_id = ctx.link().map(|l| hex::id8(&l.parent_id));
-    // Field values are wrappers that format only when a subscriber records them.
+    // Values are plain strings where they can be (a subscriber records those without
+    // formatting machinery); the IDs are hex on the stack.
     let span = tracing::info_span!(
         target: "tower_observe::http",
         "HTTP request",
@@ -270,11 +274,10 @@ fn open_span<B>(
         http.request.method = method.as_str(),
         http.request.method_original = tracing::field::Empty,
         http.route = route,
-        url.path = %Capped(req.uri().path(), MAX_LOGGED_URL_LEN),
+        url.path = path.as_ref(),
         url.scheme = details.map(|d| d.scheme),
         network.protocol.version = details.map(|d| d.version),
-        user_agent.original = user_agent
-            .map(|ua| tracing::field::display(Capped(ua, MAX_LOGGED_USER_AGENT_LEN))),
+        user_agent.original = user_agent.as_deref(),
         request_id = ctx.request_id.as_ref().map(RequestId::as_str),
         trace_id = trace_id.as_ref().map(|id| id.as_str()),
         span_id = span_id.as_ref().map(|id| id.as_str()),
