@@ -68,9 +68,26 @@ pub(crate) struct Capture {
     pub(crate) dropped: AtomicU64,
     pub(crate) dropped_counter: Counter,
     pub(crate) callsites: Callsites,
+    /// Wakes the writer (set once its thread starts).
+    pub(crate) writer: std::sync::OnceLock<crate::observer::background::Waker>,
+    /// A record whose sequence number has none of these bits set wakes the writer: about
+    /// four times per buffer's worth, so the buffer is drained as it fills, not only at each
+    /// flush interval.
+    pub(crate) wake_mask: u64,
+}
+
+/// The [`Capture::wake_mask`] for a buffer of `buffer` records.
+pub(crate) fn wake_mask(buffer: usize) -> u64 {
+    ((buffer / 4).max(1) as u64).next_power_of_two() - 1
 }
 
 impl Capture {
+    fn wake_writer(&self) {
+        if let Some(writer) = self.writer.get() {
+            writer.wake();
+        }
+    }
+
     fn now_nanos(&self) -> u64 {
         self.clock
             .wall()
@@ -79,11 +96,18 @@ impl Capture {
     }
 
     fn send(&self, key: u128, bytes: Vec<u8>) {
+        // The low half of a key is the record's sequence number.
+        let seq = key as u64;
         match self.sender.try_send(Captured { key, bytes }) {
-            Ok(()) => {}
+            Ok(()) => {
+                if seq & self.wake_mask == 0 {
+                    self.wake_writer();
+                }
+            }
             Err(TrySendError::Full(_)) => {
                 self.dropped.fetch_add(1, Relaxed);
                 self.dropped_counter.increment(1);
+                self.wake_writer();
             }
             // The store is gone (its observer was dropped): nothing to count into.
             Err(TrySendError::Disconnected(_)) => {}

@@ -8,8 +8,12 @@
 //! - **nothing kept alive**: the thread holds only a weak reference to the observer and to
 //!   the capability's state, so dropping either ends it (at its next wake-up at the latest);
 //! - **a stop handle**, [`Background`]: dropping it, or [`Background::stop`], wakes the thread
-//!   at once (it sleeps on a channel, not in `thread::sleep`) and ends it. A capability keeps
-//!   the handle in its own state, so the observer going away stops the thread promptly;
+//!   at once (it waits on a condition variable, not in `thread::sleep`) and ends it. A
+//!   capability keeps the handle in its own state, so the observer going away stops the
+//!   thread promptly;
+//! - **an early tick on demand**: a [`Waker`] from the handle makes the next tick run now
+//!   rather than at its time (the log store's capture wakes its writer when records pile up
+//!   faster than one interval's worth). A waker keeps nothing alive;
 //! - **a panicking tick does not end the task**: each tick runs inside `catch_unwind`. The
 //!   panic is counted in `tower_observe_background_panics_total{capability}` (registered
 //!   through the observer's recorder like every metric, and readable crate-internally with
@@ -40,9 +44,8 @@
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
-use std::sync::mpsc::{self, RecvTimeoutError};
-use std::sync::{Arc, Weak};
-use std::time::Duration;
+use std::sync::{Arc, Condvar, Mutex, Weak};
+use std::time::{Duration, Instant};
 
 use metrics::Counter;
 
@@ -133,6 +136,74 @@ impl Shared {
     }
 }
 
+/// What ends a task's wait before its next tick is due: its handle going away, or a
+/// [`Waker`].
+#[derive(Default)]
+struct Signal {
+    flags: Mutex<Flags>,
+    changed: Condvar,
+    /// A wake is on its way or not yet taken (so that waking is one atomic swap while one
+    /// is pending).
+    wake_pending: AtomicBool,
+}
+
+#[derive(Default)]
+struct Flags {
+    stop: bool,
+    wake: bool,
+}
+
+impl Signal {
+    fn set(&self, f: impl FnOnce(&mut Flags)) {
+        f(&mut crate::sync::lock(&self.flags));
+        self.changed.notify_all();
+    }
+
+    /// Waits until the next tick is due (`every` from now) or a wake comes: `false` for a
+    /// tick, `true` when the task is to stop.
+    fn wait(&self, every: Duration) -> bool {
+        let due = Instant::now() + every;
+        let mut flags = crate::sync::lock(&self.flags);
+        loop {
+            if flags.stop {
+                return true;
+            }
+            if flags.wake {
+                flags.wake = false;
+                self.wake_pending.store(false, Relaxed);
+                return false;
+            }
+            let now = Instant::now();
+            if now >= due {
+                return false;
+            }
+            flags = match self.changed.wait_timeout(flags, due - now) {
+                Ok((flags, _)) => flags,
+                Err(poisoned) => poisoned.into_inner().0,
+            };
+        }
+    }
+}
+
+/// Makes a background task tick now (see the [module docs](self)); cheap to clone. Waking a
+/// task that is already due to tick, or that has ended, does nothing.
+#[derive(Clone)]
+pub(crate) struct Waker(Arc<Signal>);
+
+impl std::fmt::Debug for Waker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Waker").finish_non_exhaustive()
+    }
+}
+
+impl Waker {
+    pub(crate) fn wake(&self) {
+        if !self.0.wake_pending.swap(true, Relaxed) {
+            self.0.set(|f| f.wake = true);
+        }
+    }
+}
+
 /// Marks the task stopped however its thread ends.
 struct Exit(Arc<Shared>);
 
@@ -146,8 +217,13 @@ impl Drop for Exit {
 /// promptly. It never waits for the thread.
 pub(crate) struct Background {
     shared: Arc<Shared>,
-    /// Dropped with the handle: the thread's `recv_timeout` returns at once, disconnected.
-    _stop: mpsc::Sender<()>,
+    signal: Arc<Signal>,
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        self.signal.set(|f| f.stop = true);
+    }
 }
 
 impl std::fmt::Debug for Background {
@@ -164,6 +240,12 @@ impl Background {
     /// Ends the thread (at once when it is waiting for its next tick, else after the tick).
     pub(crate) fn stop(self) {
         drop(self);
+    }
+
+    /// A handle that makes the task tick now.
+    #[allow(dead_code)] // used by optional capabilities
+    pub(crate) fn waker(&self) -> Waker {
+        Waker(self.signal.clone())
     }
 
     /// Whether the thread was started and has not ended.
@@ -214,7 +296,8 @@ where
         #[cfg(test)]
         panic_next: AtomicBool::new(false),
     });
-    let (stop, stopped) = mpsc::channel::<()>();
+    let signal = Arc::new(Signal::default());
+    let signals = signal.clone();
     let weak_observer = Arc::downgrade(&observer.inner);
     let weak_state: Weak<T> = Arc::downgrade(state);
     let exit = Exit(shared.clone());
@@ -233,9 +316,8 @@ where
                     exit.0.run(|| tick(&observer, &state));
                     // The observer and the state may end here, with this thread's references.
                 }
-                match stopped.recv_timeout(every) {
-                    Err(RecvTimeoutError::Timeout) => {}
-                    Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
+                if signals.wait(every) {
+                    return;
                 }
             }
         });
@@ -243,10 +325,7 @@ where
         shared.running.store(false, Relaxed);
         (task.log)(Trouble::Unstarted(&e));
     }
-    Background {
-        shared,
-        _stop: stop,
-    }
+    Background { shared, signal }
 }
 
 /// Waits (up to 10 s) until `done()`, for the tests of the capabilities' threads.
@@ -335,6 +414,34 @@ mod tests {
         wait_for("the sleeping thread to end", || {
             !shared.running.load(Relaxed)
         });
+    }
+
+    #[test]
+    fn a_waker_makes_the_next_tick_run_now_and_keeps_nothing_alive() {
+        let observer = Observer::new();
+        let ticks = Arc::new(AtomicU64::new(0));
+        let background = spawn(
+            TASK,
+            &observer,
+            &ticks,
+            Duration::from_secs(3600),
+            |_, ticks| {
+                ticks.fetch_add(1, Relaxed);
+            },
+        );
+        wait_for("the first tick", || ticks.load(Relaxed) == 1);
+        let waker = background.waker();
+        for expected in 2..=4 {
+            waker.wake();
+            wait_for("a woken tick", || ticks.load(Relaxed) == expected);
+        }
+        let shared = background.shared.clone();
+        drop(background);
+        wait_for("the thread to end with a waker alive", || {
+            !shared.running.load(Relaxed)
+        });
+        // Waking an ended task does nothing.
+        waker.wake();
     }
 
     #[test]
