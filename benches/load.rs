@@ -18,8 +18,11 @@
 //! prints where it went, by thread name. Rounds are interleaved (every stack once, then again), so drift on a shared machine
 //! hits all stacks alike; the report gives the median and the spread over rounds, and each
 //! stack's added cost over the bare router of the same round, and, when `axum_prometheus`
-//! (or the stack named by `LOAD_BASELINE`) ran, each stack's ratio to it. Bounded: every run stops
-//! itself after a short warm-up and `LOAD_SECS`.
+//! (or the stack named by `LOAD_BASELINE`) ran, each stack's ratio to it. For stacks with a
+//! log store it also reports the records the store dropped in the window (its buffer full),
+//! per request: a store that drops records costs less than one that keeps them, so the CPU
+//! figures compare only at equal drop rates. Bounded: every run stops itself after a short
+//! warm-up and `LOAD_SECS`.
 //!
 //! `-- serve <stack> <secs>` only serves one stack (for an external load generator).
 
@@ -215,6 +218,22 @@ struct Run {
     /// `process_cpu` by thread name.
     by_thread: Vec<(String, Duration)>,
     wall: Duration,
+    /// Records the log store dropped in the window (a full buffer), for stacks with one.
+    log_store_dropped: Option<u64>,
+}
+
+/// The log store's dropped-records counter, read from the stack's own `/metrics` (`None`
+/// for a stack without a log store).
+async fn log_store_dropped(addr: SocketAddr) -> Option<u64> {
+    let mut stream = TcpStream::connect(addr).await.ok()?;
+    let request = b"GET /metrics HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\n\r\n";
+    stream.write_all(request).await.ok()?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await.ok()?;
+    String::from_utf8_lossy(&response).lines().find_map(|line| {
+        let value = line.strip_prefix("tower_observe_log_store_dropped_total ")?;
+        value.trim().parse::<f64>().ok().map(|v| v as u64)
+    })
 }
 
 /// One measured run of `name`, in this process; the load generator is this thread.
@@ -234,11 +253,14 @@ fn run(name: &str, secs: u64) -> Run {
             .map(|_| tokio::spawn(connection(addr, stop.clone(), done.clone())))
             .collect();
         tokio::time::sleep(WARM_UP).await;
+        // Read outside the window, so the scrape is not counted as the stack's work.
+        let dropped_before = log_store_dropped(addr).await;
         let threads_before = server_threads_cpu(load_generator);
         let (start, cpu_before, before) = (Instant::now(), cpu_time(clock), done.load(Relaxed));
         tokio::time::sleep(Duration::from_secs(secs)).await;
         let (wall, cpu_after, after) = (start.elapsed(), cpu_time(clock), done.load(Relaxed));
         let threads_after = server_threads_cpu(load_generator);
+        let dropped_after = log_store_dropped(addr).await;
         stop.store(true, Relaxed);
         for t in tasks {
             t.await.unwrap();
@@ -250,6 +272,9 @@ fn run(name: &str, secs: u64) -> Run {
             process_cpu,
             by_thread,
             wall,
+            log_store_dropped: dropped_before
+                .zip(dropped_after)
+                .map(|(before, after)| after.saturating_sub(before)),
         }
     })
 }
@@ -261,6 +286,8 @@ struct Samples {
     /// With the background threads: every thread's CPU but the load generator's.
     process_micros_per_request: Vec<f64>,
     requests_per_second: Vec<f64>,
+    /// The log store's dropped records per request served in the window (stacks with one).
+    dropped_per_request: Vec<f64>,
 }
 
 /// The median of `values` (NaN when empty).
@@ -317,6 +344,9 @@ fn main() {
                 .map(|(name, cpu)| format!("{name}={:.1}ms", cpu.as_secs_f64() * 1e3))
                 .collect();
             println!("THREADS {}", threads.join(" "));
+            if let Some(dropped) = r.log_store_dropped {
+                println!("DROPPED {dropped}");
+            }
             return;
         }
         Some("serve") => {
@@ -373,6 +403,11 @@ fn main() {
             samples[i].cpu_micros_per_request.push(cpu_micros);
             samples[i].process_micros_per_request.push(process_micros);
             samples[i].requests_per_second.push(rps);
+            let dropped = stdout.lines().find_map(|l| l.strip_prefix("DROPPED "));
+            if let Some(dropped) = dropped.and_then(|d| d.parse::<f64>().ok()) {
+                samples[i].dropped_per_request.push(dropped / requests);
+                eprintln!("         log store: {dropped} records dropped (buffer full)");
+            }
             added[i].push(cpu_micros - bare);
             added_process[i].push(process_micros - bare_process);
             eprintln!(
@@ -398,6 +433,19 @@ fn main() {
             summary(&added_process[i]),
             median(&samples[i].requests_per_second)
         );
+    }
+    // A store that drops records costs less than one that keeps them all: say how many went.
+    if samples.iter().any(|s| !s.dropped_per_request.is_empty()) {
+        println!();
+        println!("Log store records dropped in the window (buffer full), per request served:");
+        for (i, name) in names.iter().enumerate() {
+            if !samples[i].dropped_per_request.is_empty() {
+                println!(
+                    "{name:<28} {:>20}",
+                    summary(&samples[i].dropped_per_request)
+                );
+            }
+        }
     }
     // Ratios against a baseline, round by round (both ran in the same round), then the median.
     let baseline = std::env::var("LOAD_BASELINE").unwrap_or_else(|_| "axum_prometheus".into());
