@@ -117,10 +117,14 @@ async function checkConsole(page) {
   const list = recent.body.requests || [];
   await page.waitForSelector('#console:not([hidden])', { timeout: 8000 })
     .catch(() => fail('the console section stayed hidden though /v1/requests answers'));
-  const ids = list.map((r) => r.request_id).filter(Boolean);
+  // The slowest first: the table keeps the slowest requests of its window longest (a slower
+  // one displaces the fastest kept, a failure stays only until twenty newer ones), so it is
+  // still listed when the page next refreshes. The newest could be gone by then.
+  const ids = [...list].sort((a, b) => (b.duration_ms || 0) - (a.duration_ms || 0))
+    .map((r) => r.request_id).filter(Boolean);
   if (!ids.length) { fail('/v1/requests lists no request with an ID: is the demo driving traffic (--traffic)?'); return; }
-  // With the logs token: the first listed request the store answers for (each is stored
-  // within the store's flush interval; the newest may not be yet).
+  // With the logs token: the first of those the store answers for (each is stored within the
+  // store's flush interval; a request that just ended may not be yet).
   let id = ids[0], one = null;
   for (const candidate of ids) {
     one = await fetch(withLogsToken(`${base}/v1/requests/${encodeURIComponent(candidate)}`), { signal: AbortSignal.timeout(5000) });
