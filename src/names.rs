@@ -74,6 +74,12 @@ pub const BACKGROUND_PANICS: &str = "tower_observe_background_panics_total";
 pub const OTLP_METRICS_EXPORTS: &str = "tower_observe_otlp_metrics_exports_total";
 /// Recordings folded into an `_OTHER` series by the cardinality limit.
 pub const CARDINALITY_OVERFLOW: &str = "tower_observe_cardinality_overflow_total";
+/// Duration of requests to the observer's own endpoints (`/metrics`, `/v1/*`, `/health*`,
+/// `/dashboard*`), with the labels of [`HTTP_SERVER_REQUEST_DURATION`]: recorded apart from
+/// it by default (`OwnEndpoints::Apart`), so that scrapes and probes do not count as the
+/// application's traffic in its error rate, latency and alerts.
+pub const OBSERVER_ENDPOINT_REQUEST_DURATION: &str =
+    "tower_observe_endpoint_request_duration_seconds";
 /// Alert notifications by channel and result (`success`, `failure` after the last retry,
 /// `dropped` because the channel's queue was full).
 pub const ALERT_NOTIFICATIONS: &str = "alert_notifications_total";
@@ -605,6 +611,8 @@ pub(crate) const METRICS: &[MetricSpec] = &[
         "OTLP metric exports by outcome (success, failure, skipped while a slow export was running)."),
     spec(CARDINALITY_OVERFLOW, Kind::Counter, None,
         "Recordings whose label set exceeded the per-metric limit and were folded into the _OTHER series."),
+    spec(OBSERVER_ENDPOINT_REQUEST_DURATION, DURATION, SECONDS,
+        "Duration of requests to the observer's own endpoints (/metrics, /v1/*, /health*, /dashboard*), kept apart from the application's."),
     spec(ALERT_NOTIFICATIONS, Kind::Counter, None,
         "Alert notifications by channel and result (success, failure after retries, dropped when the queue was full)."),
     spec(PROCESS_CPU_SECONDS, Kind::Counter, SECONDS,

@@ -105,12 +105,21 @@ async fn a_breach_is_notified_within_seconds_and_resolves() {
     assert_eq!(health["status"], "red", "{health}");
     assert_eq!(health["alerts"]["firing"][0], "Errors");
 
-    // Recovery: healthy traffic until the 10 s window no longer breaches.
+    // Recovery: healthy traffic until the 10 s window no longer breaches, while a load
+    // balancer probes the red `/health` as often: its 503s are the observer's own endpoint,
+    // not the application's errors, and must not keep the alert firing (nor would its
+    // scrapes of `/metrics` count as the application's traffic).
     let recovery = Instant::now();
     while receiver.count() < 2 && recovery.elapsed() < Duration::from_secs(40) {
         hit("/ok").await;
+        hit("/health").await;
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    assert_eq!(
+        receiver.count(),
+        2,
+        "not resolved within 40 s of recovery while /health was probed"
+    );
     let resolved = receiver.wait_for(2)[1].json();
     assert_eq!(resolved["status"], "resolved");
     assert_ne!(resolved["alerts"][0]["endsAt"], "0001-01-01T00:00:00Z");

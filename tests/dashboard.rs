@@ -118,14 +118,15 @@ async fn an_open_stream_is_measured_to_its_headers() {
     let _ = events(res, 5).await; // about a second open, then dropped
     let metrics = observer.render_metrics().unwrap();
     let labels = [("http_route", "/v1/stats/stream")];
+    // The observer's own endpoint: in its own family (OwnEndpoints::Apart).
     let count = support::sample(
         &metrics,
-        "http_server_request_duration_seconds_count",
+        "tower_observe_endpoint_request_duration_seconds_count",
         &labels,
     );
     let sum = support::sample(
         &metrics,
-        "http_server_request_duration_seconds_sum",
+        "tower_observe_endpoint_request_duration_seconds_sum",
         &labels,
     );
     assert_eq!(count, Some(1.0), "{metrics}");

@@ -642,13 +642,26 @@ async fn a_fleet_behind_prometheus_and_alertmanager() {
                         None,
                     )
                     .await;
-                // /v1/stats keeps the observer's own endpoints apart (`observer_endpoints`,
-                // OwnEndpoints::Apart); /metrics has a series for each of them as for any route.
-                let (scraped, own): (BTreeMap<String, f64>, BTreeMap<String, f64>) = series
+                // The observer's own endpoints are kept apart (OwnEndpoints::Apart): in
+                // `/v1/stats` as `observer_endpoints`, in /metrics in a family of their own.
+                let scraped: BTreeMap<String, f64> = series
                     .into_iter()
                     .map(|(l, v)| (l["http_route"].clone(), v))
-                    .partition(|(route, _)| !OWN_ENDPOINTS.contains(&route.as_str()));
-                assert!(!own.is_empty(), "the scrapes themselves are series too");
+                    .collect();
+                assert!(
+                    !scraped.keys().any(|r| OWN_ENDPOINTS.contains(&r.as_str())),
+                    "the observer's endpoints among the application's series: {scraped:?}"
+                );
+                let own = prom
+                    .query(
+                        &format!("sum by (http_route) (tower_observe_endpoint_request_duration_seconds_count{{instance=\"{instance}\"}})"),
+                        None,
+                    )
+                    .await;
+                assert!(
+                    own.iter().any(|(l, _)| l["http_route"] == "/metrics"),
+                    "the scrapes themselves are series too: {own:?}"
+                );
                 let mut in_stats: BTreeMap<String, f64> = BTreeMap::new();
                 for r in stats["routes"].as_array()? {
                     *in_stats

@@ -139,9 +139,27 @@ async fn own_endpoints_stay_out_of_the_routes_and_the_error_rate_by_default() {
     assert_eq!(stats["windows"]["1m"]["requests"], 3);
     // Counted apart.
     assert_eq!(stats["observer_endpoints"]["requests"], 7, "{stats}");
-    // Prometheus keeps every series, under its own route.
+    // Prometheus keeps them too, in a family of their own: the application's
+    // `http_server_*` series (and every rule and panel over them) hold its requests only.
     let text = observer.render_metrics().unwrap();
-    assert!(text.contains(r#"http_route="/metrics""#), "{text}");
+    let own_series = |route: &str| {
+        format!(
+            r#"tower_observe_endpoint_request_duration_seconds_count{{http_request_method="GET",http_route="{route}""#
+        )
+    };
+    assert!(text.contains(&own_series("/metrics")), "{text}");
+    assert!(text.contains(&own_series("/v1/stats")), "{text}");
+    assert!(text.contains(&own_series("/health")), "{text}");
+    let app_routes: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("http_server_"))
+        .filter_map(|l| l.split("http_route=\"").nth(1)?.split('"').next())
+        .collect();
+    assert!(!app_routes.is_empty());
+    assert!(
+        app_routes.iter().all(|r| *r == "/work/{ms}"),
+        "{app_routes:?}"
+    );
 
     // Left out entirely.
     let observer = Observer::builder().clock(clock.clone()).build().unwrap();
@@ -163,4 +181,43 @@ async fn own_endpoints_stay_out_of_the_routes_and_the_error_rate_by_default() {
     get_path(&app, "/work/1").await;
     let stats = serde_json::to_value(observer.stats()).unwrap();
     assert_eq!(stats["totals"]["requests"], 2);
+    let text = observer.render_metrics().unwrap();
+    assert!(
+        text.contains(r#"http_server_request_duration_seconds_count{http_request_method="GET",http_route="/v1/stats""#),
+        "{text}"
+    );
+    assert!(
+        !text.contains("tower_observe_endpoint_request_duration_seconds"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn own_endpoints_are_recorded_when_the_applications_label_sets_are_at_their_limit() {
+    let clock = ManualClock::new();
+    let observer = Observer::builder()
+        .clock(clock.clone())
+        .max_label_sets_per_metric(1)
+        .build()
+        .unwrap();
+    let app = make_app(&observer, &clock).layer(observer.layer());
+    // The application takes the one label set; a second status goes to `_OTHER`.
+    get_path(&app, "/work/1").await;
+    get_path(&app, "/nowhere").await;
+    get_path(&app, "/metrics").await;
+    let text = observer.render_metrics().unwrap();
+    assert!(
+        text.contains(r#"tower_observe_endpoint_request_duration_seconds_count{http_request_method="GET",http_route="/metrics""#),
+        "{text}"
+    );
+    // Only the 404 overflowed: the scrape is not in the application's `_OTHER` series.
+    let overflowed: f64 = text
+        .lines()
+        .filter(|l| {
+            l.starts_with("http_server_request_duration_seconds_count{")
+                && l.contains("otel_metric_overflow")
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert_eq!(overflowed, 1.0, "{text}");
 }

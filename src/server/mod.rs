@@ -112,12 +112,15 @@ pub struct ObserverEndpoint;
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum OwnEndpoints {
-    /// The default. Prometheus series as for any route (each under its own `http_route`,
-    /// which a query can exclude), but in `/v1/stats` only as one summary,
+    /// The default. In Prometheus, a family of their own,
+    /// `tower_observe_endpoint_request_duration_seconds` (the labels of
+    /// `http_server_request_duration_seconds`, no body sizes), so that no rule or panel
+    /// over the `http_server_*` families counts them; in `/v1/stats` only as one summary,
     /// `observer_endpoints`: not in `routes`, the totals, the windows, the health's error
     /// rate, nor given to record sinks (history, the dashboard's notable requests). A
     /// dashboard left open or a scraper every 15 s would otherwise fill the route table and
-    /// dilute the application's error rate.
+    /// dilute the application's error rate, and a red `/health` answering its probes with
+    /// 503 would count as the application failing.
     #[default]
     Apart,
     /// Not recorded at all (the active-requests gauge still goes up and down).

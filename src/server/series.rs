@@ -150,6 +150,19 @@ impl Handles {
             response_size: h(names::HTTP_SERVER_RESPONSE_BODY_SIZE),
         }
     }
+
+    /// The handles of one of the observer's own endpoints, recorded apart: a duration under
+    /// its own name, and no body sizes. Every rule, panel and query over the
+    /// `http.server.*` families sees only the application's requests.
+    fn register_own(source: &dyn RecorderSource, labels: &[Label]) -> Self {
+        let key =
+            metrics::Key::from_parts(names::OBSERVER_ENDPOINT_REQUEST_DURATION, labels.to_vec());
+        Self {
+            duration: handles::histogram(source, &key),
+            request_size: HistogramHandle::noop(),
+            response_size: HistogramHandle::noop(),
+        }
+    }
 }
 
 /// Everything one label set records into.
@@ -329,8 +342,10 @@ impl ServerPart {
         if let Some(series) = map.get(key) {
             return f(series);
         }
-        // Full: straight to the overflow series, without the creation lock.
-        let series = if map.len() >= observer.max_label_sets() {
+        // Full: straight to the overflow series, without the creation lock. The observer's
+        // own endpoints are a fixed set of routes, exempt from the limit (and from the
+        // application's `_OTHER` series).
+        let series = if map.len() >= observer.max_label_sets() && !key.own {
             self.overflow_series(observer, key)
         } else {
             self.create(observer, key)
@@ -365,7 +380,7 @@ impl ServerPart {
         if let Some(series) = map.get(key) {
             return series.clone();
         }
-        if map.len() >= observer.max_label_sets() {
+        if map.len() >= observer.max_label_sets() && !key.own {
             return self.overflow_series(observer, key);
         }
         let error_type = key.error.map(|e| error_type_str(e, key.status));
@@ -381,7 +396,11 @@ impl ServerPart {
         for (k, v) in dims.iter() {
             labels.push(Label::new(k.to_string(), v.to_string()));
         }
-        let handles = Arc::new(Handles::register(observer.source(), &labels));
+        let handles = Arc::new(if key.own {
+            Handles::register_own(observer.source(), &labels)
+        } else {
+            Handles::register(observer.source(), &labels)
+        });
         let series = self.new_series(key, handles, error_type, dims, None);
         let mut next = SeriesMap::clone(&map);
         next.insert(Arc::new(key.to_owned_key()), series.clone());
