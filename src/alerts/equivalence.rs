@@ -352,10 +352,16 @@ fn the_engine_and_promtool_agree_on_the_recommended_rules() {
         "deploy/prometheus/ is out of date: run with TOWER_OBSERVE_UPDATE_DEPLOY=1"
     );
 
+    promtool_agrees(&dir.join("alerts.rules.test.yml"));
+}
+
+/// Runs `promtool test rules` on `test_file`: a failure is Prometheus and the engine
+/// disagreeing. Without promtool this half is skipped, unless `TOWER_OBSERVE_E2E` is set.
+fn promtool_agrees(test_file: &std::path::Path) {
     let promtool = std::process::Command::new("promtool")
         .arg("test")
         .arg("rules")
-        .arg(dir.join("alerts.rules.test.yml"))
+        .arg(test_file)
         .output();
     match promtool {
         Ok(out) => assert!(
@@ -369,6 +375,67 @@ fn the_engine_and_promtool_agree_on_the_recommended_rules() {
         }
         Err(e) => eprintln!("skipping the promtool half: {e} (install Debian's `prometheus`)"),
     }
+}
+
+/// [`promtool_agrees`] on `rules_yaml` and the test of `timeline` over `fixture`, written to a
+/// temporary directory.
+fn promtool_agrees_on(name: &str, rules_yaml: &str, fixture: &[Series], timeline: &[Vec<Seen>]) {
+    let dir = std::env::temp_dir().join(format!("tower-observe-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let rules_file = format!("{name}.rules.yml");
+    std::fs::write(dir.join(&rules_file), rules_yaml).unwrap();
+    let test_file = dir.join(format!("{name}.rules.test.yml"));
+    std::fs::write(&test_file, promtool_test(fixture, timeline, &rules_file)).unwrap();
+    promtool_agrees(&test_file);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Two services behind one Prometheus: `shop` (the fixture) and `search` (the same traffic
+/// without its failures), told apart by `job`. The rendered rules alert on each service's
+/// own figures — what the engine in each process sees — with its `job` among the labels;
+/// `sum(…)` over both would have diluted shop's error rate below the threshold.
+#[test]
+fn the_rendered_rules_keep_the_services_of_one_prometheus_apart() {
+    let rules = AlertRules::recommended();
+    let shop = fixture();
+    let search: Vec<Series> = fixture()
+        .into_iter()
+        .filter(|(_, labels, _)| labels.iter().all(|(k, _)| *k != "error_type"))
+        .collect();
+    let with_job = |series: &[Series], job: &'static str| -> Vec<Series> {
+        series
+            .iter()
+            .map(|(name, labels, values)| {
+                let mut labels = labels.clone();
+                labels.push(("job", job));
+                (*name, labels, values.clone())
+            })
+            .collect()
+    };
+    let mut expected: Vec<Vec<Seen>> = vec![Vec::new(); MINUTES as usize + 1];
+    for (series, job) in [(&shop, "shop"), (&search, "search")] {
+        for (minute, seen) in engine_timeline(&rules, series).into_iter().enumerate() {
+            expected[minute].extend(seen.into_iter().map(|mut s| {
+                s.labels.insert("job".into(), job.into());
+                s
+            }));
+        }
+    }
+    let fires = |job: &str| {
+        expected.iter().flatten().any(|s| {
+            s.labels["alertname"] == "HighErrorRate"
+                && s.labels["job"] == job
+                && s.state == AlertState::Firing
+        })
+    };
+    assert!(fires("shop") && !fires("search"));
+    let both = [with_job(&shop, "shop"), with_job(&search, "search")].concat();
+    promtool_agrees_on(
+        "services",
+        &rules.to_prometheus_rules("services"),
+        &both,
+        &expected,
+    );
 }
 
 // --- operations: the operation and queue figures, engine against promtool ---
@@ -531,36 +598,12 @@ fn the_engine_and_promtool_agree_on_the_operation_figures() {
     );
     assert_eq!(last_active(&timeline, "StuckWorkers"), Some(8));
 
-    let dir = std::env::temp_dir().join(format!("tower-observe-ops-rules-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(
-        dir.join("ops.rules.yml"),
-        rules.to_prometheus_rules("tower-observe-operations"),
-    )
-    .unwrap();
-    std::fs::write(
-        dir.join("ops.rules.test.yml"),
-        promtool_test(&fixture, &timeline, "ops.rules.yml"),
-    )
-    .unwrap();
-    let promtool = std::process::Command::new("promtool")
-        .arg("test")
-        .arg("rules")
-        .arg(dir.join("ops.rules.test.yml"))
-        .output();
-    let _ = std::fs::remove_dir_all(&dir);
-    match promtool {
-        Ok(out) => assert!(
-            out.status.success(),
-            "promtool disagrees with the engine:\n{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-        Err(e) if std::env::var_os("TOWER_OBSERVE_E2E").is_some() => {
-            panic!("promtool is required (TOWER_OBSERVE_E2E is set): {e}")
-        }
-        Err(e) => eprintln!("skipping the promtool half: {e} (install Debian's `prometheus`)"),
-    }
+    promtool_agrees_on(
+        "operations",
+        &rules.to_prometheus_rules("tower-observe-operations"),
+        &fixture,
+        &timeline,
+    );
 }
 
 // --- end operations ---

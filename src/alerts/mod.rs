@@ -20,6 +20,7 @@ use std::time::Duration;
 
 pub use event::{AlertEvent, EventStatus, FailedRequest, Severity};
 pub use notify::Channel;
+pub use prometheus_rules::SERVICE_LABELS;
 pub use promql::Comparison;
 pub use rules::OperationMetric;
 pub use rules::{AlertRule, Figure, GaugeAggregation, RuleError};

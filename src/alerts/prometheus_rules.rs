@@ -6,19 +6,45 @@ use std::fmt::Write as _;
 use super::promql::{duration, ms};
 use super::AlertRules;
 
+/// The labels [`AlertRules::to_prometheus_rules`] keeps services apart by: Prometheus'
+/// `job` (one per scrape configuration, or per Service with the Prometheus Operator) and
+/// Kubernetes' `namespace`. A label the series do not have groups nothing.
+pub const SERVICE_LABELS: [&str; 2] = ["namespace", "job"];
+
 impl AlertRules {
     /// The rules as a Prometheus rules file (YAML) with one group, `group`: `alert`, `expr`,
     /// `for`, `keep_firing_for`, `labels` (with `severity`) and `annotations` (the same
     /// templates), ready for `promtool check rules` and Prometheus ≥ 2.42.
+    ///
+    /// Every aggregation is kept per service ([`SERVICE_LABELS`], `sum by (namespace, job)`):
+    /// a Prometheus that scrapes several services alerts on each one's figures, with its
+    /// `job` among the alert's labels, rather than on their sum. Within a service, the
+    /// instances are summed, as the service's users see it (`for_each("instance")` alerts
+    /// per instance).
     ///
     /// ```
     /// use tower_observe::alerts::AlertRules;
     ///
     /// let yaml = AlertRules::recommended().to_prometheus_rules("my-service");
     /// assert!(yaml.contains("- alert: HighErrorRate"));
+    /// assert!(yaml.contains("sum by (namespace, job) (increase(http_server_request_duration_seconds_count"));
     /// assert!(yaml.contains("keep_firing_for: 2m"));
     /// ```
     pub fn to_prometheus_rules(&self, group: &str) -> String {
+        self.to_prometheus_rules_per(group, &SERVICE_LABELS)
+    }
+
+    /// [`to_prometheus_rules`](Self::to_prometheus_rules), keeping apart what
+    /// `service_labels` tell apart instead: `&["cluster", "namespace", "job"]` for one
+    /// Prometheus over several clusters, `&[]` for one alert over everything it scrapes.
+    ///
+    /// ```
+    /// use tower_observe::alerts::AlertRules;
+    ///
+    /// let yaml = AlertRules::recommended().to_prometheus_rules_per("fleet", &[]);
+    /// assert!(yaml.contains("(sum(increase(http_server_request_duration_seconds_count"));
+    /// ```
+    pub fn to_prometheus_rules_per(&self, group: &str, service_labels: &[&str]) -> String {
         let mut out = String::from(
             "# Alert rules rendered by tower-observe (AlertRules::to_prometheus_rules): the same\n\
              # conditions the in-process engine evaluates, over the metrics /metrics exports.\n",
@@ -31,7 +57,7 @@ impl AlertRules {
             let _ = writeln!(
                 out,
                 "        expr: {}",
-                quote(&rule.condition().to_string())
+                quote(&rule.condition().scoped_by(service_labels).to_string())
             );
             if !rule.hold.is_zero() {
                 let _ = writeln!(out, "        for: {}", duration(ms(rule.hold)));

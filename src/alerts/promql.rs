@@ -133,6 +133,29 @@ impl Comparison {
 }
 
 impl Expr {
+    /// The expression with `labels` added in front of every aggregation's `by`: one result
+    /// per value of them (per service, for `job`), where the process itself has none.
+    pub(crate) fn scoped_by(&self, labels: &[&str]) -> Expr {
+        let scoped = |e: &Expr| Box::new(e.scoped_by(labels));
+        match self {
+            Expr::Increase(..) | Expr::Rate(..) | Expr::Instant(_) => self.clone(),
+            Expr::Aggregate(agg, by, e) => {
+                let mut all: Vec<String> = labels
+                    .iter()
+                    .filter(|l| !by.iter().any(|b| b == *l))
+                    .map(|l| (*l).to_owned())
+                    .collect();
+                all.extend(by.iter().cloned());
+                Expr::Aggregate(*agg, all, scoped(e))
+            }
+            Expr::Div(a, b) => Expr::Div(scoped(a), scoped(b)),
+            Expr::And(a, b) => Expr::And(scoped(a), scoped(b)),
+            Expr::Scale(e, k) => Expr::Scale(scoped(e), *k),
+            Expr::Quantile(q, e) => Expr::Quantile(*q, scoped(e)),
+            Expr::Compare(e, cmp, x) => Expr::Compare(scoped(e), *cmp, *x),
+        }
+    }
+
     /// Every selector the expression reads, with the longest range it reads it over (0 for
     /// an instant selector).
     pub(crate) fn selectors<'a>(&'a self, out: &mut Vec<(&'a Selector, i64)>) {
